@@ -1,0 +1,290 @@
+//! Sealed batches: events sorted by (tenant_id, occurred_at, seq), encoded as Parquet with the
+//! columns of DESIGN §2.2, their leaf hashes and the batch Merkle root.
+//!
+//! CPU-heavy: callers run these functions on the blocking pool, never on the async runtime.
+
+use crate::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq, batch_order};
+use crate::ledger;
+use crate::merkle::{self, Hash};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, LazyLock};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Rows per row group: small enough that statistics prune needle queries, large enough that
+/// dictionaries and zstd compress well.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+/// Rows per data page: the granularity of the page index.
+const PAGE_ROWS: usize = 8_192;
+const ZSTD_LEVEL: i32 = 3;
+const ENCODE_CHUNK_ROWS: usize = 16_384;
+
+/// Columns that answer equality lookups ("everything this request did").
+pub const BLOOM_FILTER_COLUMNS: [&str; 7] = ["id", "actor_id", "target_id", "request_id", "correlation_id", "session_id", "source_ip"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("batch schema mismatch: {0}")]
+    Schema(String),
+    #[error("cannot seal an empty batch")]
+    Empty,
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let timestamp = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let required = ["seq", "id", "tenant_id", "occurred_at", "received_at", "action", "actor_id", "outcome", "leaf_hash"];
+    let fields: Vec<Field> = COLUMN_NAMES
+        .iter()
+        .map(|&name| {
+            let data_type = match name {
+                "seq" => DataType::UInt64,
+                "occurred_at" | "received_at" => timestamp.clone(),
+                "leaf_hash" => DataType::FixedSizeBinary(32),
+                _ => DataType::Utf8,
+            };
+            Field::new(name, data_type, !required.contains(&name))
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The Arrow schema of a batch file (DESIGN §2.2).
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+fn writer_properties(rows: usize) -> Result<WriterProperties> {
+    let column_index = |name: &str| COLUMN_NAMES.iter().position(|column| *column == name).unwrap_or(0) as i32;
+    let sorting = ["tenant_id", "occurred_at", "seq"]
+        .iter()
+        .map(|name| SortingColumn { column_idx: column_index(name), descending: false, nulls_first: false })
+        .collect();
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(sorting))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_created_by(format!("auditum {}", env!("CARGO_PKG_VERSION")));
+    // Unique or random columns gain nothing from a dictionary.
+    for name in ["seq", "id", "leaf_hash", "occurred_at", "received_at"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
+    for name in ["seq", "occurred_at", "received_at"] {
+        builder = builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    let ndv = rows.clamp(1, ROW_GROUP_ROWS) as u64;
+    for name in BLOOM_FILTER_COLUMNS {
+        builder = builder
+            .set_column_bloom_filter_enabled(ColumnPath::from(name), true)
+            .set_column_bloom_filter_fpp(ColumnPath::from(name), 0.01)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(name), ndv);
+    }
+    Ok(builder.build())
+}
+
+/// A batch encoded and hashed, ready to be put and committed.
+#[derive(Debug, Clone)]
+pub struct BuiltBatch {
+    pub bytes: Bytes,
+    pub sha256: Hash,
+    pub root: Hash,
+    pub first_seq: Seq,
+    pub count: u64,
+    pub min_occurred_at: i64,
+    pub max_occurred_at: i64,
+    pub min_received_at: i64,
+    pub max_received_at: i64,
+    pub tenants: Option<Vec<String>>,
+}
+
+fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMN_NAMES.len());
+    columns.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(record, _)| record.seq.0))));
+    let text = |get: &dyn Fn(&EventRecord) -> Option<&str>| -> ArrayRef {
+        let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+        for (record, _) in rows {
+            builder.append_option(get(record));
+        }
+        Arc::new(builder.finish())
+    };
+    let timestamp = |get: &dyn Fn(&EventRecord) -> i64| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(record, _)| get(record))).with_timezone("UTC"))
+    };
+    columns.push(text(&|record| Some(&record.id)));
+    columns.push(text(&|record| Some(&record.tenant_id)));
+    columns.push(timestamp(&|record| record.occurred_at));
+    columns.push(timestamp(&|record| record.received_at));
+    columns.push(text(&|record| Some(&record.action)));
+    columns.push(text(&|record| Some(&record.actor_id)));
+    columns.push(text(&|record| record.actor_type.as_deref()));
+    columns.push(text(&|record| record.actor_name.as_deref()));
+    columns.push(text(&|record| record.target_type.as_deref()));
+    columns.push(text(&|record| record.target_id.as_deref()));
+    columns.push(text(&|record| record.target_name.as_deref()));
+    columns.push(text(&|record| Some(&record.outcome)));
+    columns.push(text(&|record| record.error_code.as_deref()));
+    columns.push(text(&|record| record.reason.as_deref()));
+    columns.push(text(&|record| record.request_id.as_deref()));
+    columns.push(text(&|record| record.correlation_id.as_deref()));
+    columns.push(text(&|record| record.session_id.as_deref()));
+    columns.push(text(&|record| record.source_ip.as_deref()));
+    columns.push(text(&|record| record.user_agent.as_deref()));
+    columns.push(text(&|record| record.service.as_deref()));
+    columns.push(text(&|record| record.before.as_deref()));
+    columns.push(text(&|record| record.after.as_deref()));
+    columns.push(text(&|record| record.metadata.as_deref()));
+    let mut hashes = FixedSizeBinaryBuilder::with_capacity(rows.len(), 32);
+    for (_, leaf) in rows {
+        hashes.append_value(leaf)?;
+    }
+    columns.push(Arc::new(hashes.finish()));
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+/// Sorts, hashes and encodes a batch. `records` must hold contiguous seqs.
+pub fn build_batch(records: &[Arc<EventRecord>]) -> Result<BuiltBatch> {
+    let first = records.first().ok_or(Error::Empty)?;
+    let mut sorted: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
+    sorted.sort_unstable_by(|left, right| batch_order(left, right));
+    let rows: Vec<(&EventRecord, LeafHash)> = sorted.iter().map(|record| (*record, record.leaf_hash())).collect();
+    let leaves: Vec<Hash> = rows.iter().map(|(_, leaf)| *leaf).collect();
+    let root = merkle::root(&leaves);
+
+    let mut bytes = Vec::with_capacity(records.len() * 128);
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(records.len())?))?;
+    for chunk in rows.chunks(ENCODE_CHUNK_ROWS) {
+        writer.write(&record_batch(chunk)?)?;
+    }
+    writer.close()?;
+    let sha256: Hash = Sha256::digest(&bytes).into();
+
+    let min_max = |get: fn(&EventRecord) -> i64| {
+        let values = records.iter().map(|record| get(record));
+        (values.clone().min().unwrap_or_default(), values.max().unwrap_or_default())
+    };
+    let (min_occurred_at, max_occurred_at) = min_max(|record| record.occurred_at);
+    let (min_received_at, max_received_at) = min_max(|record| record.received_at);
+    Ok(BuiltBatch {
+        bytes: Bytes::from(bytes),
+        sha256,
+        root,
+        first_seq: first.seq,
+        count: records.len() as u64,
+        min_occurred_at,
+        max_occurred_at,
+        min_received_at,
+        max_received_at,
+        tenants: ledger::tenant_list(records.iter().map(|record| record.tenant_id.as_str())),
+    })
+}
+
+/// One row read back from a batch file, with the leaf hash it stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub record: EventRecord,
+    pub stored_leaf_hash: LeafHash,
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Schema(format!("missing column {name}")))?
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| Error::Schema(format!("column {name} has type other than the design's")))
+}
+
+fn text_at(array: &StringArray, row: usize) -> Option<String> {
+    if array.is_null(row) { None } else { Some(array.value(row).to_string()) }
+}
+
+fn required_text_at(array: &StringArray, row: usize, name: &str) -> Result<String> {
+    text_at(array, row).ok_or_else(|| Error::Schema(format!("row {row}: required column {name} is null")))
+}
+
+/// Decodes every row of a batch file, checking it has exactly the design's columns in order.
+pub fn read_batch(bytes: Bytes) -> Result<Vec<StoredRow>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(ENCODE_CHUNK_ROWS).build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let names: Vec<&str> = batch.schema_ref().fields().iter().map(|field| field.name().as_str()).collect();
+        if names != COLUMN_NAMES {
+            return Err(Error::Schema(format!("columns are {names:?}")));
+        }
+        let seq = column::<UInt64Array>(&batch, "seq")?;
+        let occurred_at = column::<TimestampMicrosecondArray>(&batch, "occurred_at")?;
+        let received_at = column::<TimestampMicrosecondArray>(&batch, "received_at")?;
+        let leaf_hash = column::<FixedSizeBinaryArray>(&batch, "leaf_hash")?;
+        let texts: Vec<&StringArray> = COLUMN_NAMES
+            .iter()
+            .map(|name| match *name {
+                "seq" | "occurred_at" | "received_at" | "leaf_hash" => Ok(None),
+                name => column::<StringArray>(&batch, name).map(Some),
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        // texts holds, in order: id, tenant_id, action, actor_id, actor_type … metadata.
+        let [id, tenant_id, action, actor_id, actor_type, actor_name, target_type, target_id, target_name, outcome, error_code, reason, request_id, correlation_id, session_id, source_ip, user_agent, service, before, after, metadata] =
+            texts[..]
+        else {
+            return Err(Error::Schema("unexpected number of text columns".into()));
+        };
+        for row in 0..batch.num_rows() {
+            if seq.is_null(row) || occurred_at.is_null(row) || received_at.is_null(row) || leaf_hash.is_null(row) {
+                return Err(Error::Schema(format!("row {row}: a required column is null")));
+            }
+            let stored_leaf_hash: LeafHash =
+                leaf_hash.value(row).try_into().map_err(|_| Error::Schema(format!("row {row}: leaf_hash is not 32 bytes")))?;
+            rows.push(StoredRow {
+                record: EventRecord {
+                    seq: Seq(seq.value(row)),
+                    id: required_text_at(id, row, "id")?,
+                    tenant_id: required_text_at(tenant_id, row, "tenant_id")?,
+                    occurred_at: occurred_at.value(row),
+                    received_at: received_at.value(row),
+                    action: required_text_at(action, row, "action")?,
+                    actor_id: required_text_at(actor_id, row, "actor_id")?,
+                    actor_type: text_at(actor_type, row),
+                    actor_name: text_at(actor_name, row),
+                    target_type: text_at(target_type, row),
+                    target_id: text_at(target_id, row),
+                    target_name: text_at(target_name, row),
+                    outcome: required_text_at(outcome, row, "outcome")?,
+                    error_code: text_at(error_code, row),
+                    reason: text_at(reason, row),
+                    request_id: text_at(request_id, row),
+                    correlation_id: text_at(correlation_id, row),
+                    session_id: text_at(session_id, row),
+                    source_ip: text_at(source_ip, row),
+                    user_agent: text_at(user_agent, row),
+                    service: text_at(service, row),
+                    before: text_at(before, row),
+                    after: text_at(after, row),
+                    metadata: text_at(metadata, row),
+                },
+                stored_leaf_hash,
+            });
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,216 @@
+//! Ledger entries (DESIGN §5): one per batch, the commit point, hash-chained by `prev`.
+//!
+//! The body is written by hand so its bytes are exactly the contract's; parsing is strict and
+//! rejects any text that does not re-serialise to the same bytes.
+
+use crate::event::Seq;
+use crate::merkle::{self, Hash};
+use serde::Deserialize;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// At most this many distinct tenants are listed; above it `tenants` is null.
+pub const MAX_LISTED_TENANTS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ledger entry is not valid json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("ledger entry field {field} is invalid: {reason}")]
+    Field { field: &'static str, reason: String },
+    #[error("ledger entry is not in canonical form (keys, order or spacing differ from DESIGN §5)")]
+    NotCanonical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub log: String,
+    pub index: u64,
+    pub prev: Hash,
+    pub object: String,
+    pub version: Option<String>,
+    pub sha256: Hash,
+    pub size: u64,
+    pub first_seq: Seq,
+    pub count: u64,
+    pub root: Hash,
+    pub min_occurred_at: i64,
+    pub max_occurred_at: i64,
+    pub min_received_at: i64,
+    pub max_received_at: i64,
+    pub sealed_at: i64,
+    pub tenants: Option<Vec<String>>,
+}
+
+/// Raw JSON shape, only for parsing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    v: u64,
+    log: String,
+    index: u64,
+    prev: String,
+    object: String,
+    version: Option<String>,
+    sha256: String,
+    size: u64,
+    first_seq: u64,
+    count: u64,
+    root: String,
+    min_occurred_at: i64,
+    max_occurred_at: i64,
+    min_received_at: i64,
+    max_received_at: i64,
+    sealed_at: i64,
+    tenants: Option<Vec<String>>,
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+fn parse_hash(field: &'static str, text: &str) -> Result<Hash> {
+    let invalid = |reason: &str| Error::Field { field, reason: reason.to_string() };
+    if text.len() != 64 || text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return Err(invalid("expected 64 lowercase hex digits"));
+    }
+    let bytes = hex::decode(text).map_err(|_| invalid("expected 64 lowercase hex digits"))?;
+    bytes.try_into().map_err(|_| invalid("expected 32 bytes"))
+}
+
+impl LedgerEntry {
+    /// The exact body bytes of DESIGN §5.
+    pub fn to_json_text(&self) -> String {
+        let version = match &self.version {
+            Some(version) => json_string(version),
+            None => "null".to_string(),
+        };
+        let tenants = match &self.tenants {
+            Some(tenants) => format!("[{}]", tenants.iter().map(|tenant| json_string(tenant)).collect::<Vec<_>>().join(",")),
+            None => "null".to_string(),
+        };
+        format!(
+            concat!(
+                "{{\"v\":1,\"log\":{log},\"index\":{index},\"prev\":\"{prev}\",\"object\":{object},\"version\":{version},",
+                "\"sha256\":\"{sha256}\",\"size\":{size},\"first_seq\":{first_seq},\"count\":{count},\"root\":\"{root}\",",
+                "\"min_occurred_at\":{min_occurred_at},\"max_occurred_at\":{max_occurred_at},",
+                "\"min_received_at\":{min_received_at},\"max_received_at\":{max_received_at},",
+                "\"sealed_at\":{sealed_at},\"tenants\":{tenants}}}"
+            ),
+            log = json_string(&self.log),
+            index = self.index,
+            prev = hex::encode(self.prev),
+            object = json_string(&self.object),
+            version = version,
+            sha256 = hex::encode(self.sha256),
+            size = self.size,
+            first_seq = self.first_seq.0,
+            count = self.count,
+            root = hex::encode(self.root),
+            min_occurred_at = self.min_occurred_at,
+            max_occurred_at = self.max_occurred_at,
+            min_received_at = self.min_received_at,
+            max_received_at = self.max_received_at,
+            sealed_at = self.sealed_at,
+            tenants = tenants,
+        )
+    }
+
+    /// Parses an entry body strictly: it must be exactly what [`LedgerEntry::to_json_text`] writes.
+    pub fn parse(text: &str) -> Result<LedgerEntry> {
+        let raw: RawEntry = serde_json::from_str(text)?;
+        if raw.v != 1 {
+            return Err(Error::Field { field: "v", reason: format!("version {} is not 1", raw.v) });
+        }
+        let entry = LedgerEntry {
+            log: raw.log,
+            index: raw.index,
+            prev: parse_hash("prev", &raw.prev)?,
+            object: raw.object,
+            version: raw.version,
+            sha256: parse_hash("sha256", &raw.sha256)?,
+            size: raw.size,
+            first_seq: Seq(raw.first_seq),
+            count: raw.count,
+            root: parse_hash("root", &raw.root)?,
+            min_occurred_at: raw.min_occurred_at,
+            max_occurred_at: raw.max_occurred_at,
+            min_received_at: raw.min_received_at,
+            max_received_at: raw.max_received_at,
+            sealed_at: raw.sealed_at,
+            tenants: raw.tenants,
+        };
+        if entry.to_json_text() != text {
+            return Err(Error::NotCanonical);
+        }
+        Ok(entry)
+    }
+
+    /// Seq just past this batch.
+    pub fn end_seq(&self) -> Seq {
+        Seq(self.first_seq.0 + self.count)
+    }
+}
+
+/// `entry_hash = SHA-256(0x00 || body bytes)`.
+pub fn entry_hash(body: &[u8]) -> Hash {
+    merkle::leaf_hash(body)
+}
+
+/// `prev` of entry 0.
+pub const GENESIS_PREV: Hash = [0u8; 32];
+
+/// The sorted distinct tenants of a batch, or None above [`MAX_LISTED_TENANTS`].
+pub fn tenant_list<'a>(tenants: impl Iterator<Item = &'a str>) -> Option<Vec<String>> {
+    let distinct: std::collections::BTreeSet<&str> = tenants.collect();
+    if distinct.len() > MAX_LISTED_TENANTS {
+        return None;
+    }
+    Some(distinct.into_iter().map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LedgerEntry {
+        LedgerEntry {
+            log: "default".into(),
+            index: 3,
+            prev: [0xab; 32],
+            object: "default/batches/date=2025-11-23/hour=12/000000000003-00000001.parquet".into(),
+            version: Some("v\"1".into()),
+            sha256: [2; 32],
+            size: 99,
+            first_seq: Seq(10),
+            count: 5,
+            root: [3; 32],
+            min_occurred_at: -1,
+            max_occurred_at: 5,
+            min_received_at: 6,
+            max_received_at: 7,
+            sealed_at: 8,
+            tenants: Some(vec!["a".into(), "b".into()]),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_non_canonical_text() {
+        let entry = sample();
+        let text = entry.to_json_text();
+        assert_eq!(LedgerEntry::parse(&text).unwrap(), entry);
+        let spaced = text.replacen(":", ": ", 1);
+        assert!(matches!(LedgerEntry::parse(&spaced), Err(Error::NotCanonical)));
+        let upper = text.replace(&hex::encode([0xabu8; 32]), &hex::encode([0xabu8; 32]).to_uppercase());
+        assert!(LedgerEntry::parse(&upper).is_err());
+        let extra = text.replacen("{", "{\"x\":1,", 1);
+        assert!(LedgerEntry::parse(&extra).is_err());
+    }
+
+    #[test]
+    fn tenant_list_caps_at_1000() {
+        let many: Vec<String> = (0..1001).map(|i| format!("t{i}")).collect();
+        assert!(tenant_list(many.iter().map(String::as_str)).is_none());
+        assert_eq!(tenant_list(["b", "a", "b"].into_iter()), Some(vec!["a".to_string(), "b".to_string()]));
+    }
+}

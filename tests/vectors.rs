@@ -1,0 +1,75 @@
+//! The shared test vectors (`../shared/testvectors/`): RFC 6962 roots and auditum's own event
+//! leaves, batch root, ledger entry hash and signed checkpoint, reproduced byte for byte.
+
+use auditum::checkpoint::{Signer, Verifier};
+use auditum::event::EventRecord;
+use auditum::ledger::{self, LedgerEntry};
+use auditum::merkle;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn vectors(name: &str) -> Value {
+    let dir = std::env::var("AUDITUM_TESTVECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testvectors"));
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    serde_json::from_str(&text).expect("vector file is json")
+}
+
+fn hex32(value: &Value) -> [u8; 32] {
+    hex::decode(value.as_str().expect("hex string")).expect("hex").try_into().expect("32 bytes")
+}
+
+#[test]
+fn rfc6962_roots_match_with_rs_merkle_and_the_recursive_reference() {
+    let vectors = vectors("rfc6962.json");
+    let leaves: Vec<[u8; 32]> = vectors["leaf_inputs_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| merkle::leaf_hash(&hex::decode(input.as_str().unwrap()).unwrap()))
+        .collect();
+    assert_eq!(merkle::root(&[]), hex32(&vectors["empty_root_hex"]));
+    assert_eq!(merkle::root_recursive(&[]), hex32(&vectors["empty_root_hex"]));
+    let roots = vectors["roots_by_size_hex"].as_object().unwrap();
+    assert_eq!(roots.len(), 8);
+    for (size, root) in roots {
+        let size: usize = size.parse().unwrap();
+        assert_eq!(merkle::root(&leaves[..size]), hex32(root), "rs_merkle root at size {size}");
+        assert_eq!(merkle::root_recursive(&leaves[..size]), hex32(root), "recursive root at size {size}");
+    }
+}
+
+#[test]
+fn auditum_event_leaves_batch_root_ledger_entry_and_checkpoint() {
+    let vectors = vectors("auditum.json");
+    let mut leaves = Vec::new();
+    for event in vectors["events"].as_array().unwrap() {
+        let record = EventRecord::from_json(&event["columns"]).expect("columns parse");
+        assert_eq!(hex::encode(record.canonical_bytes()), event["canonical_hex"].as_str().unwrap());
+        assert_eq!(record.leaf_hash(), hex32(&event["leaf_hash_hex"]));
+        assert_eq!(record.to_json(), event["columns"], "to_json inverts from_json");
+        leaves.push(record.leaf_hash());
+    }
+    let root = merkle::root(&leaves);
+    assert_eq!(root, hex32(&vectors["batch_root_hex_of_both_events_in_order"]));
+
+    let entry_text = vectors["ledger_entry_text"].as_str().unwrap();
+    let entry = LedgerEntry::parse(entry_text).expect("entry parses");
+    assert_eq!(entry.to_json_text(), entry_text);
+    assert_eq!(entry.root, root);
+    let entry_hash = ledger::entry_hash(entry_text.as_bytes());
+    assert_eq!(entry_hash, hex32(&vectors["ledger_entry_hash_hex"]));
+
+    let checkpoint = &vectors["checkpoint"];
+    let seed = hex32(&checkpoint["ed25519_private_seed_hex"]);
+    let signer = Signer::from_seed("auditum/default", seed).unwrap();
+    assert_eq!(signer.verifier_key(), checkpoint["verifier_key"].as_str().unwrap());
+    let ledger_root = merkle::root(&[entry_hash]);
+    let note = signer.sign_checkpoint(1, &ledger_root);
+    assert_eq!(note, checkpoint["note"].as_str().unwrap());
+    let verifier = Verifier::parse(checkpoint["verifier_key"].as_str().unwrap()).unwrap();
+    let parsed = verifier.verify_checkpoint(&note).unwrap();
+    assert_eq!((parsed.size, parsed.root), (1, ledger_root));
+}
