@@ -1,12 +1,19 @@
 //! auditum: a tamper-evident audit-log vault. See `README.md` and `../shared/DESIGN.md`.
 
+pub mod api;
 pub mod batch;
 pub mod checkpoint;
+pub mod client;
+pub mod config;
 pub mod event;
 pub mod ledger;
+pub mod log;
 pub mod merkle;
 pub mod paths;
+pub mod sample;
 pub mod pb;
+pub mod server;
 pub mod store;
 pub mod validate;
+pub mod verify;
 pub mod wal;

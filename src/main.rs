@@ -1,1 +1,405 @@
-fn main() {}
+//! The `auditum` binary (DESIGN §9).
+
+use auditum::checkpoint::{Signer, Verifier};
+use auditum::config::{Config, LogFormat, parse_duration};
+use auditum::{client, pb, sample, server, store, verify};
+use clap::{Args, Parser, Subcommand};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "auditum", version, about = "A tamper-evident audit-log vault")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (no flags: file store and WAL under ./auditum-data, 127.0.0.1:50051).
+    Serve(ServeArgs),
+    /// Append one event from flags, or JSON lines from a file or stdin.
+    Append(AppendArgs),
+    /// Generate a checkpoint signing key and print its verifier key.
+    Keygen(KeygenArgs),
+    /// Start a server in-process, append a realistic sample, seal, and show the signed result.
+    Demo(DemoArgs),
+    /// Verify a log's archive offline, straight from the store.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// TOML config file; flags and AUDITUM_* variables override it.
+    #[arg(long, env = "AUDITUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "AUDITUM_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// WAL, keys and (by default) the file store live here.
+    #[arg(long, env = "AUDITUM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Default store URL: file:///path (s3:// comes with the S3 backend).
+    #[arg(long, env = "AUDITUM_STORE")]
+    store: Option<String>,
+    /// How often open batches are sealed, e.g. 60s, 5s, 500ms.
+    #[arg(long, env = "AUDITUM_SEAL_INTERVAL", value_parser = parse_duration)]
+    seal_interval: Option<Duration>,
+    /// Seal as soon as the open batch holds this many events.
+    #[arg(long, env = "AUDITUM_BATCH_MAX_EVENTS")]
+    batch_max_events: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, env = "AUDITUM_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|error| error.to_string())?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(data_dir) = &self.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        if let Some(store) = &self.store {
+            config.store = Some(store.clone());
+        }
+        if let Some(interval) = self.seal_interval {
+            config.seal_interval = interval;
+        }
+        if let Some(max_events) = self.batch_max_events {
+            config.batch_max_events = max_events;
+        }
+        if let Some(format) = &self.log_format {
+            config.log_format = match format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(format!("--log-format: {other:?} is not text or json")),
+            };
+        }
+        config.validate().map_err(|error| error.to_string())?;
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct AppendArgs {
+    /// Server URL.
+    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// JSON lines, one event per line ('-' for stdin); see `auditum::client` for the shape.
+    #[arg(long, conflicts_with_all = ["tenant", "action", "actor_id"])]
+    file: Option<String>,
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    actor_id: Option<String>,
+    /// user, service, api_key, system or anonymous.
+    #[arg(long)]
+    actor_type: Option<String>,
+    #[arg(long)]
+    actor_name: Option<String>,
+    #[arg(long)]
+    target_type: Option<String>,
+    #[arg(long)]
+    target_id: Option<String>,
+    #[arg(long)]
+    target_name: Option<String>,
+    /// success, failure or denied.
+    #[arg(long, default_value = "success")]
+    outcome: String,
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    source_ip: Option<String>,
+    #[arg(long)]
+    request_id: Option<String>,
+    /// RFC 3339; default now.
+    #[arg(long)]
+    occurred_at: Option<String>,
+    /// JSON object.
+    #[arg(long)]
+    metadata: Option<String>,
+    /// JSON object.
+    #[arg(long)]
+    before: Option<String>,
+    /// JSON object.
+    #[arg(long)]
+    after: Option<String>,
+    /// Answer only once the events are sealed into a committed batch.
+    #[arg(long)]
+    wait_for_seal: bool,
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Key name: the log's checkpoint origin.
+    #[arg(long, default_value = "auditum/default")]
+    origin: String,
+    /// Write the private key here (mode 0600) and the verifier key beside it (.vkey).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to keep the demo's data; default a new temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Events to append.
+    #[arg(long, default_value_t = 5000)]
+    events: usize,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Store URL, e.g. file:///var/lib/auditum/store.
+    #[arg(long)]
+    store: String,
+    /// Pinned verifier key (`name+id+key`) or a file holding it.
+    #[arg(long)]
+    trusted_key: String,
+    /// Log name.
+    #[arg(long, default_value = "default")]
+    log: String,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITUM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn now_timestamp() -> prost_types::Timestamp {
+    auditum::api::timestamp_from_micros(auditum::log::now_micros())
+}
+
+fn parse_json_object(flag: &str, text: &Option<String>) -> Result<Option<prost_types::Struct>, String> {
+    let Some(text) = text else { return Ok(None) };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(fields)) => Ok(Some(client::json_to_struct(&fields))),
+        Ok(_) => Err(format!("--{flag}: expected a JSON object")),
+        Err(error) => Err(format!("--{flag}: {error}")),
+    }
+}
+
+fn event_from_flags(args: &AppendArgs) -> Result<pb::AuditEvent, String> {
+    let occurred_at = match &args.occurred_at {
+        Some(text) => client::parse_timestamp(text).map_err(|error| format!("--occurred-at: {error}"))?,
+        None => now_timestamp(),
+    };
+    Ok(pb::AuditEvent {
+        id: args.id.clone().unwrap_or_default(),
+        tenant_id: args.tenant.clone().unwrap_or_default(),
+        occurred_at: Some(occurred_at),
+        action: args.action.clone().unwrap_or_default(),
+        actor: Some(pb::Actor {
+            id: args.actor_id.clone().unwrap_or_default(),
+            r#type: client::parse_actor_type(args.actor_type.as_deref().unwrap_or("")).map_err(|error| format!("--actor-type: {error}"))?,
+            name: args.actor_name.clone().unwrap_or_default(),
+        }),
+        target: Some(pb::Target {
+            r#type: args.target_type.clone().unwrap_or_default(),
+            id: args.target_id.clone().unwrap_or_default(),
+            name: args.target_name.clone().unwrap_or_default(),
+        }),
+        outcome: Some(pb::Outcome {
+            result: client::parse_outcome(&args.outcome).map_err(|error| format!("--outcome: {error}"))?,
+            error_code: String::new(),
+            reason: args.reason.clone().unwrap_or_default(),
+        }),
+        context: Some(pb::Context {
+            request_id: args.request_id.clone().unwrap_or_default(),
+            source_ip: args.source_ip.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        before: parse_json_object("before", &args.before)?,
+        after: parse_json_object("after", &args.after)?,
+        metadata: parse_json_object("metadata", &args.metadata)?,
+    })
+}
+
+fn read_events(path: &str) -> Result<Vec<pb::AuditEvent>, String> {
+    let reader: Box<dyn BufRead> = if path == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(|error| format!("{path}: {error}"))?))
+    };
+    let mut events = Vec::new();
+    for (number, line) in reader.lines().enumerate() {
+        let line = line.map_err(|error| format!("{path}: {error}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|error| format!("{path}:{}: {error}", number + 1))?;
+        events.push(client::event_from_json(&value, now_timestamp()).map_err(|error| format!("{path}:{}: {error}", number + 1))?);
+    }
+    Ok(events)
+}
+
+/// Splits events into calls within the Append limits (1000 events, 4 MiB).
+fn chunk_requests(events: Vec<pb::AuditEvent>, wait_for_seal: bool) -> Vec<pb::AppendRequest> {
+    use prost::Message;
+    let mut requests = Vec::new();
+    let mut current = pb::AppendRequest { events: Vec::new(), wait_for_seal };
+    let mut bytes = 0;
+    for event in events {
+        let size = event.encoded_len() + 8;
+        if !current.events.is_empty() && (current.events.len() >= auditum::validate::MAX_EVENTS_PER_APPEND || bytes + size > auditum::validate::MAX_APPEND_BYTES) {
+            requests.push(std::mem::replace(&mut current, pb::AppendRequest { events: Vec::new(), wait_for_seal }));
+            bytes = 0;
+        }
+        bytes += size;
+        current.events.push(event);
+    }
+    if !current.events.is_empty() {
+        requests.push(current);
+    }
+    requests
+}
+
+async fn append(args: AppendArgs) -> Result<(), String> {
+    let events = match &args.file {
+        Some(path) => read_events(path)?,
+        None => vec![event_from_flags(&args)?],
+    };
+    let mut client = client::connect(&args.server).await.map_err(|error| format!("cannot connect to {}: {error}", args.server))?;
+    for request in chunk_requests(events, args.wait_for_seal) {
+        let response = client.append(request).await.map_err(|status| format!("append failed: {}: {}", status.code(), status.message()))?;
+        for result in response.into_inner().results {
+            println!("seq={} id={} log={} duplicate={}", result.seq, result.id, result.log, result.duplicate);
+        }
+    }
+    Ok(())
+}
+
+fn keygen(args: KeygenArgs) -> Result<(), String> {
+    let signer = Signer::generate(&args.origin).map_err(|error| error.to_string())?;
+    match &args.out {
+        Some(path) => {
+            signer.write_files(path).map_err(|error| format!("{}: {error}", path.display()))?;
+            eprintln!("wrote {} (private, mode 0600) and {}", path.display(), path.with_extension("vkey").display());
+        }
+        None => println!("{}", signer.to_private_key_text()),
+    }
+    println!("{}", signer.verifier_key());
+    Ok(())
+}
+
+fn read_trusted_key(text: &str) -> Result<Verifier, String> {
+    let key_text = if std::path::Path::new(text).is_file() { std::fs::read_to_string(text).map_err(|error| format!("{text}: {error}"))? } else { text.to_string() };
+    Verifier::parse(&key_text).map_err(|error| format!("--trusted-key: {error}"))
+}
+
+async fn verify_command(args: VerifyArgs) -> Result<bool, String> {
+    let verifier = read_trusted_key(&args.trusted_key)?;
+    let store = store::open(&args.store).map_err(|error| error.to_string())?;
+    let report = verify::verify_log(store.as_ref(), &args.log, &verifier).await.map_err(|error| error.to_string())?;
+    for problem in &report.problems {
+        println!("PROBLEM {problem}");
+    }
+    for warning in &report.warnings {
+        println!("WARNING {warning}");
+    }
+    println!("{}", report.summary());
+    Ok(report.ok())
+}
+
+async fn demo(args: DemoArgs) -> Result<bool, String> {
+    let data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("auditum-demo-{}-{:08x}", std::process::id(), rand::random::<u32>())));
+    let config = Config { listen: "127.0.0.1:0".parse().map_err(|_| "bad address")?, data_dir: data_dir.clone(), ..Config::default() };
+    let running = server::start(config.clone()).await.map_err(|error| error.to_string())?;
+    let url = format!("http://{}", running.addr);
+    println!("demo server on {url}, data in {}", data_dir.display());
+    let mut client = client::connect(&url).await.map_err(|error| error.to_string())?;
+    let mut rng = rand::thread_rng();
+    let now = auditum::log::now_micros();
+    let events: Vec<pb::AuditEvent> = (0..args.events).map(|i| sample::realistic_event(&mut rng, now - 60_000_000 + i as i64 * 1000)).collect();
+    let started = std::time::Instant::now();
+    for request in chunk_requests(events, false) {
+        client.append(request).await.map_err(|status| format!("append failed: {}", status.message()))?;
+    }
+    println!("appended {} events across 5 tenants in {:.1} ms (each acknowledged after fsync)", args.events, started.elapsed().as_secs_f64() * 1000.0);
+    let log = running.logs.by_name("default").ok_or("no default log")?.clone();
+    log.seal_now().await.map_err(|error| error.to_string())?;
+    let snapshot = log.ledger_snapshot();
+    if let Some(head) = snapshot.entries.last() {
+        println!("\nledger head ({} entries):\n{}", snapshot.entries.len(), head.to_json_text());
+    }
+    if let Some(checkpoint) = &snapshot.checkpoint {
+        println!("\nsigned checkpoint:\n{checkpoint}");
+    }
+    let verifier_key = log.verifier_key();
+    println!("verifier key:\n{verifier_key}\n");
+    let report = verify::verify_log(log.store().as_ref(), "default", &read_trusted_key(&verifier_key)?).await.map_err(|error| error.to_string())?;
+    println!("offline verification: {}", report.summary());
+    println!("verify it yourself: auditum verify --store {} --trusted-key '{verifier_key}'", log.store().url());
+    running.stop().await.map_err(|error| error.to_string())?;
+    Ok(report.ok())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.config().map(|config| config.log_format).unwrap_or_default(),
+        _ => LogFormat::Text,
+    };
+    init_tracing(log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("auditum: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: Result<bool, String> = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = args.config()?;
+                server::run(config, shutdown_signal()).await.map_err(|error| error.to_string())?;
+                Ok(true)
+            }
+            Command::Append(args) => append(args).await.map(|()| true),
+            Command::Keygen(args) => keygen(args).map(|()| true),
+            Command::Demo(args) => demo(args).await,
+            Command::Verify(args) => verify_command(args).await,
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("auditum: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

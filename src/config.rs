@@ -1,0 +1,235 @@
+//! Configuration: a TOML file, overridden by `AUDITUM_*` variables and flags (see README).
+
+use crate::validate::DEFAULT_REDACT_KEYS;
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub const DEFAULT_LOG: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config field {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Invalid { field: field.into(), reason: reason.into() }
+}
+
+/// Parses "500ms", "30s", "1m", "2h" or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|ch: char| !ch.is_ascii_digit() && ch != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 60s, 5m or 1h"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m or h)")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{text:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One log (DESIGN §1): its own WAL, sequence, ledger and signing key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub name: String,
+    /// Checkpoint origin and key name; default `auditum/<name>`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Tenants routed to this log.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Store URL for this log; default: the top-level `store`.
+    #[serde(default)]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Default store for every log; default `file://<data_dir>/store`.
+    pub store: Option<String>,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub seal_interval: Duration,
+    pub batch_max_events: usize,
+    pub batch_max_bytes: usize,
+    pub wal_segment_bytes: u64,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub idempotency_window: Duration,
+    pub idempotency_max_ids: usize,
+    /// How long shutdown keeps trying to seal what is open before leaving it in the WAL.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub shutdown_seal_timeout: Duration,
+    pub redact_keys: Vec<String>,
+    pub log_format: LogFormat,
+    pub logs: Vec<LogConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./auditum-data"),
+            store: None,
+            seal_interval: Duration::from_secs(60),
+            batch_max_events: 200_000,
+            batch_max_bytes: 128 * 1024 * 1024,
+            wal_segment_bytes: 64 * 1024 * 1024,
+            idempotency_window: Duration::from_secs(3600),
+            idempotency_max_ids: 5_000_000,
+            shutdown_seal_timeout: Duration::from_secs(20),
+            redact_keys: DEFAULT_REDACT_KEYS.iter().map(|key| key.to_string()).collect(),
+            log_format: LogFormat::Text,
+            logs: Vec::new(),
+        }
+    }
+}
+
+pub fn is_valid_log_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let config: Config = toml::from_str(&text).map_err(|error| Error::Parse { path: path.to_path_buf(), message: error.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The default store URL when none is configured.
+    pub fn default_store_url(&self) -> String {
+        let path = self.data_dir.join("store");
+        let absolute = std::path::absolute(&path).unwrap_or(path);
+        format!("file://{}", absolute.display())
+    }
+
+    /// Every log, `default` included even when not listed.
+    pub fn resolved_logs(&self) -> Vec<LogConfig> {
+        let mut logs = self.logs.clone();
+        if !logs.iter().any(|log| log.name == DEFAULT_LOG) {
+            logs.insert(0, LogConfig { name: DEFAULT_LOG.into(), origin: None, tenants: Vec::new(), store: None });
+        }
+        for log in &mut logs {
+            log.origin.get_or_insert_with(|| format!("auditum/{}", log.name));
+            log.store.get_or_insert_with(|| self.store.clone().unwrap_or_else(|| self.default_store_url()));
+        }
+        logs
+    }
+
+    /// Tenant → log name for every explicitly routed tenant.
+    pub fn tenant_routes(&self) -> HashMap<String, String> {
+        self.logs.iter().flat_map(|log| log.tenants.iter().map(|tenant| (tenant.clone(), log.name.clone()))).collect()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.seal_interval < Duration::from_millis(10) {
+            return Err(invalid("seal_interval", "must be at least 10ms"));
+        }
+        if self.batch_max_events == 0 {
+            return Err(invalid("batch_max_events", "must be at least 1"));
+        }
+        if self.batch_max_bytes < 64 * 1024 {
+            return Err(invalid("batch_max_bytes", "must be at least 65536"));
+        }
+        if self.wal_segment_bytes < 64 * 1024 {
+            return Err(invalid("wal_segment_bytes", "must be at least 65536"));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut tenants: HashMap<&str, &str> = HashMap::new();
+        for (index, log) in self.logs.iter().enumerate() {
+            if !is_valid_log_name(&log.name) {
+                return Err(invalid(format!("logs[{index}].name"), format!("{:?} must be 1-64 characters of [a-z0-9_-]", log.name)));
+            }
+            if !names.insert(log.name.as_str()) {
+                return Err(invalid(format!("logs[{index}].name"), format!("log {:?} is listed twice", log.name)));
+            }
+            if let Some(origin) = &log.origin {
+                if origin.is_empty() || origin.contains('+') || origin.chars().any(char::is_whitespace) {
+                    return Err(invalid(format!("logs[{index}].origin"), "must be non-empty with no '+' or spaces"));
+                }
+            }
+            for tenant in &log.tenants {
+                if !crate::validate::is_valid_tenant_id(tenant) {
+                    return Err(invalid(format!("logs[{index}].tenants"), format!("{tenant:?} is not a valid tenant id")));
+                }
+                if let Some(other) = tenants.insert(tenant, &log.name) {
+                    return Err(invalid(format!("logs[{index}].tenants"), format!("tenant {tenant:?} is also routed to log {other:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn file_parses_and_names_bad_fields() {
+        let config: Config = toml::from_str(
+            "seal_interval = \"5s\"\n[[logs]]\nname = \"big\"\ntenants = [\"acme\"]\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.seal_interval, Duration::from_secs(5));
+        let logs = config.resolved_logs();
+        assert_eq!(logs.iter().map(|log| log.name.as_str()).collect::<Vec<_>>(), ["default", "big"]);
+        assert_eq!(logs[1].origin.as_deref(), Some("auditum/big"));
+        assert_eq!(config.tenant_routes().get("acme").map(String::as_str), Some("big"));
+
+        let bad: Config = toml::from_str("[[logs]]\nname = \"Big Log\"\n").unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("logs[0].name"));
+        assert!(toml::from_str::<Config>("unknown_field = 1").is_err());
+    }
+}

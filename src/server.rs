@@ -1,0 +1,127 @@
+//! Assembles logs and gRPC services; runs until a shutdown future resolves, then seals.
+
+use crate::api::{IngestApi, Logs, ProofApi, QueryApi};
+use crate::checkpoint;
+use crate::config::Config;
+use crate::log::{self, Log, LogSettings};
+use crate::pb;
+use crate::store::{self, PutOptions};
+use crate::validate::{MAX_APPEND_BYTES, Redactor, Validator};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("log {log}: cannot open store {url}: {source}")]
+    Store { log: String, url: String, source: store::Error },
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+/// Opens every configured log (WAL replay, ledger load, checkpoint repair).
+pub async fn open_logs(config: &Config) -> Result<Logs> {
+    config.validate()?;
+    let mut logs = Vec::new();
+    for log_config in config.resolved_logs() {
+        let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
+        let store = store::open(&url).map_err(|source| Error::Store { log: log_config.name.clone(), url: url.clone(), source })?;
+        let settings = LogSettings {
+            origin: log_config.origin.clone().unwrap_or_else(|| format!("auditum/{}", log_config.name)),
+            store,
+            wal_dir: config.data_dir.join("wal").join(&log_config.name),
+            key_path: checkpoint::signing_key_path(&config.data_dir, &log_config.name),
+            seal_interval: config.seal_interval,
+            batch_max_events: config.batch_max_events,
+            batch_max_bytes: config.batch_max_bytes,
+            wal_segment_bytes: config.wal_segment_bytes,
+            idempotency_window: config.idempotency_window,
+            idempotency_max_ids: config.idempotency_max_ids,
+            put_options: PutOptions::default(),
+            name: log_config.name,
+        };
+        let log = Log::open(settings).await?;
+        tracing::info!(log = %log.name(), store = %url, verifier_key = %log.verifier_key(), committed_next_seq = %log.committed_next(), "log open");
+        logs.push(log);
+    }
+    Ok(Logs::new(logs, config.tenant_routes()))
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub logs: Arc<Logs>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningServer {
+    /// Graceful stop: no new calls, in-flight calls finish, open batches are sealed.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.map_err(|error| Error::Task(error.to_string()))?
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port), opens the logs and serves.
+pub async fn start(config: Config) -> Result<RunningServer> {
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+    let logs = Arc::new(open_logs(&config).await?);
+    let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
+    // Above the 4 MiB Append limit, so an oversized call gets the precise INVALID_ARGUMENT.
+    let max_message = 2 * MAX_APPEND_BYTES;
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator)).max_decoding_message_size(max_message);
+    let query = pb::query_service_server::QueryServiceServer::new(QueryApi).max_decoding_message_size(max_message);
+    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(logs.clone()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown_timeout = config.shutdown_seal_timeout;
+    let server_logs = logs.clone();
+    let task = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(ingest)
+            .add_service(query)
+            .add_service(proof)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+        let mut result = served.map_err(Error::from);
+        for log in server_logs.all() {
+            if let Err(error) = log.shutdown(shutdown_timeout).await {
+                tracing::warn!(log = %log.name(), %error, "open events stay in the wal and will be sealed at the next start");
+                if result.is_ok() && !matches!(error, log::Error::SealAborted { .. }) {
+                    result = Err(error.into());
+                }
+            }
+        }
+        result
+    });
+    tracing::info!(%addr, "auditum listening");
+    Ok(RunningServer { addr, logs, stop: Some(stop), task })
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let server = start(config).await?;
+    // A line on stdout that scripts and tests can wait for.
+    println!("auditum listening on {}", server.addr);
+    shutdown.await;
+    tracing::info!("shutting down: sealing open batches");
+    server.stop().await
+}

@@ -1,0 +1,245 @@
+//! Offline verification of a log's archive straight from the store (DESIGN §7): needs no
+//! server and trusts nothing but the pinned verifier key.
+
+use crate::batch;
+use crate::checkpoint::Verifier;
+use crate::event::Seq;
+use crate::ledger::{self, LedgerEntry};
+use crate::merkle::{self, Hash};
+use crate::paths;
+use crate::store::{self, ObjectStore};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    Missing,
+    Modified,
+    Reordered,
+    ExtraRows,
+    MissingRows,
+    Gap,
+    BadSignature,
+    Fork,
+    Malformed,
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Modified => "modified",
+            ProblemKind::Reordered => "reordered",
+            ProblemKind::ExtraRows => "extra rows",
+            ProblemKind::MissingRows => "missing rows",
+            ProblemKind::Gap => "gap",
+            ProblemKind::BadSignature => "bad signature",
+            ProblemKind::Fork => "fork",
+            ProblemKind::Malformed => "malformed",
+        };
+        formatter.write_str(name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub object: String,
+    pub detail: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}: {}", self.kind, self.object, self.detail)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub log: String,
+    pub entries: u64,
+    pub events: u64,
+    pub checkpoints: u64,
+    pub problems: Vec<Problem>,
+    /// Harmless findings, such as orphan batches from a crash between the two puts.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, kind: ProblemKind, object: impl Into<String>, detail: impl Into<String>) {
+        self.problems.push(Problem { kind, object: object.into(), detail: detail.into() });
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "log {}: {} ledger entries, {} events, {} checkpoints checked: {} ({} problems, {} warnings)",
+            self.log,
+            self.entries,
+            self.events,
+            self.checkpoints,
+            if self.ok() { "OK" } else { "FAILED" },
+            self.problems.len(),
+            self.warnings.len()
+        )
+    }
+}
+
+/// Checks one batch object against its ledger entry.
+fn check_batch(entry: &LedgerEntry, body: &[u8], report: &mut Report) -> u64 {
+    let object = entry.object.clone();
+    if body.len() as u64 != entry.size {
+        report.problem(ProblemKind::Modified, &object, format!("size is {} bytes, the ledger records {}", body.len(), entry.size));
+    }
+    let digest: Hash = Sha256::digest(body).into();
+    if digest != entry.sha256 {
+        report.problem(ProblemKind::Modified, &object, "sha256 differs from the ledger entry");
+    }
+    let rows = match batch::read_batch(bytes::Bytes::copy_from_slice(body)) {
+        Ok(rows) => rows,
+        Err(error) => {
+            report.problem(ProblemKind::Modified, &object, format!("cannot be read as a batch: {error}"));
+            return 0;
+        }
+    };
+    let mut leaves = Vec::with_capacity(rows.len());
+    let mut seen = HashSet::with_capacity(rows.len());
+    let end = entry.end_seq();
+    let mut out_of_order = false;
+    for (position, row) in rows.iter().enumerate() {
+        let leaf = row.record.leaf_hash();
+        if leaf != row.stored_leaf_hash {
+            report.problem(ProblemKind::Modified, &object, format!("row {position} (seq {}): columns do not hash to its leaf_hash", row.record.seq));
+        }
+        leaves.push(leaf);
+        let seq = row.record.seq;
+        if seq < entry.first_seq || seq >= end || !seen.insert(seq) {
+            report.problem(ProblemKind::ExtraRows, &object, format!("row {position} has seq {seq}, outside [{}, {end}) or repeated", entry.first_seq));
+        }
+        if position > 0 && crate::event::batch_order(&rows[position - 1].record, &row.record) != std::cmp::Ordering::Less {
+            out_of_order = true;
+        }
+    }
+    if out_of_order {
+        report.problem(ProblemKind::Reordered, &object, "rows are not sorted by (tenant_id, occurred_at, seq)");
+    }
+    let missing = (entry.first_seq.0..end.0).filter(|seq| !seen.contains(&Seq(*seq))).count();
+    if missing > 0 {
+        report.problem(ProblemKind::MissingRows, &object, format!("{missing} of seqs [{}, {end}) are missing", entry.first_seq));
+    }
+    if merkle::root(&leaves) != entry.root {
+        report.problem(ProblemKind::Modified, &object, "rows do not recompute to the recorded batch root");
+    }
+    rows.len() as u64
+}
+
+/// Verifies every ledger entry, batch and checkpoint of `log`.
+pub async fn verify_log(store: &dyn ObjectStore, log: &str, verifier: &Verifier) -> Result<Report, store::Error> {
+    let mut report = Report { log: log.to_string(), ..Default::default() };
+    let listed = store.list(&paths::ledger_prefix(log)).await?;
+    let mut entry_hashes: Vec<Hash> = Vec::new();
+    let mut expected_first = Seq(0);
+    let mut referenced = HashSet::new();
+    for meta in &listed {
+        let Some(index) = paths::ledger_index_from_key(log, &meta.key) else {
+            report.problem(ProblemKind::Malformed, &meta.key, "unexpected object in the ledger prefix");
+            continue;
+        };
+        let expected_index = entry_hashes.len() as u64;
+        if index != expected_index {
+            report.problem(ProblemKind::Missing, paths::ledger_entry_key(log, expected_index), format!("ledger entry missing (next present is {index})"));
+            break;
+        }
+        let body = store.get(&meta.key, None).await?;
+        let entry = match std::str::from_utf8(&body).map_err(|error| error.to_string()).and_then(|text| LedgerEntry::parse(text).map_err(|error| error.to_string())) {
+            Ok(entry) => entry,
+            Err(error) => {
+                report.problem(ProblemKind::Modified, &meta.key, format!("does not parse: {error}"));
+                break;
+            }
+        };
+        let prev = entry_hashes.last().copied().unwrap_or(ledger::GENESIS_PREV);
+        if entry.index != index || entry.log != log {
+            report.problem(ProblemKind::Reordered, &meta.key, format!("names index {} of log {:?}", entry.index, entry.log));
+        }
+        if entry.prev != prev {
+            report.problem(ProblemKind::Modified, &meta.key, "prev does not match the previous entry's hash: the chain is broken");
+        }
+        if entry.first_seq != expected_first {
+            report.problem(ProblemKind::Gap, &meta.key, format!("first_seq is {} where {expected_first} was expected", entry.first_seq));
+        }
+        expected_first = entry.end_seq();
+        entry_hashes.push(ledger::entry_hash(&body));
+        referenced.insert(entry.object.clone());
+        match store.get(&entry.object, entry.version.as_deref()).await {
+            Ok(batch_body) => {
+                let verify_entry = entry.clone();
+                let (events, batch_report) = tokio::task::spawn_blocking(move || {
+                    let mut batch_report = Report::default();
+                    let events = check_batch(&verify_entry, &batch_body, &mut batch_report);
+                    (events, batch_report)
+                })
+                .await
+                .map_err(|error| store::Error::Task(error.to_string()))?;
+                report.events += events;
+                report.problems.extend(batch_report.problems);
+            }
+            Err(store::Error::NotFound { .. }) => report.problem(ProblemKind::Missing, &entry.object, format!("batch of ledger entry {index} is missing")),
+            Err(error) => return Err(error),
+        }
+        report.entries += 1;
+    }
+
+    // The latest checkpoint must be signed by the pinned key and cover exactly this ledger.
+    let size = entry_hashes.len() as u64;
+    let latest_key = paths::latest_checkpoint_key(log);
+    match store.get(&latest_key, None).await {
+        Ok(body) => {
+            let text = String::from_utf8_lossy(&body);
+            match verifier.verify_checkpoint(&text) {
+                Ok(checkpoint) if checkpoint.size != size => report.problem(
+                    ProblemKind::Fork,
+                    &latest_key,
+                    format!("checkpoint covers {} entries but the ledger has {size}", checkpoint.size),
+                ),
+                Ok(checkpoint) if checkpoint.root != merkle::root(&entry_hashes) => {
+                    report.problem(ProblemKind::Fork, &latest_key, "checkpoint root differs from the ledger's root")
+                }
+                Ok(_) => report.checkpoints += 1,
+                Err(error) => report.problem(ProblemKind::BadSignature, &latest_key, error.to_string()),
+            }
+        }
+        Err(store::Error::NotFound { .. }) if size == 0 => {}
+        Err(store::Error::NotFound { .. }) => report.problem(ProblemKind::Missing, &latest_key, "no latest checkpoint"),
+        Err(error) => return Err(error),
+    }
+    // Every historical checkpoint must be a prefix of this ledger.
+    for meta in store.list(&paths::checkpoints_prefix(log)).await? {
+        let Some(checkpoint_size) = paths::checkpoint_size_from_key(log, &meta.key) else {
+            report.problem(ProblemKind::Malformed, &meta.key, "unexpected object in the checkpoints prefix");
+            continue;
+        };
+        let body = store.get(&meta.key, None).await?;
+        match verifier.verify_checkpoint(&String::from_utf8_lossy(&body)) {
+            Err(error) => report.problem(ProblemKind::BadSignature, &meta.key, error.to_string()),
+            Ok(checkpoint) if checkpoint.size != checkpoint_size => report.problem(ProblemKind::Malformed, &meta.key, "size differs from its key"),
+            Ok(checkpoint) if checkpoint.size > size => {
+                report.problem(ProblemKind::Fork, &meta.key, format!("signed a ledger of {} entries; only {size} exist", checkpoint.size))
+            }
+            Ok(checkpoint) if checkpoint.root != merkle::root(&entry_hashes[..checkpoint.size as usize]) => {
+                report.problem(ProblemKind::Fork, &meta.key, "root differs from the ledger's root at that size")
+            }
+            Ok(_) => report.checkpoints += 1,
+        }
+    }
+    for meta in store.list(&paths::batches_prefix(log)).await? {
+        if !referenced.contains(&meta.key) {
+            report.warnings.push(format!("orphan batch {} is referenced by no ledger entry (left by an interrupted seal)", meta.key));
+        }
+    }
+    Ok(report)
+}
