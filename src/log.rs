@@ -329,7 +329,7 @@ impl Log {
         lock(&self.inner.shared).status.clone()
     }
 
-    /// First seq not yet committed in the ledger.
+    /// First seq not yet committed in the ledger and covered by a published checkpoint.
     pub fn committed_next(&self) -> Seq {
         *self.inner.committed.borrow()
     }
@@ -373,7 +373,7 @@ impl Log {
         answer.await.map_err(|_| shutting_down())?
     }
 
-    /// Waits until every seq below `end` is committed in the ledger.
+    /// Waits until every seq below `end` is committed and covered by a published checkpoint.
     pub async fn wait_committed(&self, end: Seq) -> Result<()> {
         let mut committed = self.inner.committed.subscribe();
         loop {
@@ -578,13 +578,15 @@ impl Log {
             shared.entry_hashes.push(entry_hash);
             shared.sealing = None;
         }
-        self.inner.committed.send_replace(end);
         let _ = self.inner.commands.send(WalCommand::Committed { committed_next: end, sealed_at: sealed_at_micros }).await;
+        self.write_checkpoint(index + 1).await?;
+        // Published only with its checkpoint, so a waiter can fetch a proof at once.
+        self.inner.committed.send_replace(end);
         tracing::info!(
             log = %log, index, first_seq = %built.first_seq, count = built.count, bytes = built.bytes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64, "sealed batch"
         );
-        self.write_checkpoint(index + 1).await
+        Ok(())
     }
 
     fn sign_checkpoint_at(&self, size: u64) -> String {
