@@ -73,20 +73,21 @@ impl IngestApi {
         let now = log::now_micros();
         // Validate every event before appending any: a bad event rejects the whole call.
         let mut per_log: HashMap<String, (Log, Vec<usize>, Vec<crate::event::EventRecord>)> = HashMap::new();
-        for (index, event) in request.events.iter().enumerate() {
+        let event_count = request.events.len();
+        let wait_for_seal = request.wait_for_seal;
+        for (index, event) in request.events.into_iter().enumerate() {
             let record = self.validator.prepare(index, event, now).map_err(status_from_validation)?;
-            let log = self
-                .logs
-                .for_tenant(&record.tenant_id)
-                .ok_or_else(|| Status::internal(format!("no log is configured for tenant {:?} and there is no default log", record.tenant_id)))?;
+            let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| {
+                Status::internal(format!("no log is configured for tenant {:?} and there is no default log", record.tenant_id))
+            })?;
             let slot = per_log.entry(log.name().to_string()).or_insert_with(|| (log.clone(), Vec::new(), Vec::new()));
             slot.1.push(index);
             slot.2.push(record);
         }
-        let mut results: Vec<Option<pb::AppendResult>> = vec![None; request.events.len()];
+        let mut results: Vec<Option<pb::AppendResult>> = vec![None; event_count];
         let appends = per_log.into_values().map(|(log, indexes, records)| async move {
             let appended = log.append(records).await?;
-            if request.wait_for_seal {
+            if wait_for_seal {
                 let end = appended.iter().map(|result| result.seq.next()).max().unwrap_or(Seq(0));
                 log.wait_committed(end).await?;
             }

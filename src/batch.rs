@@ -7,8 +7,8 @@ use crate::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq, batch_order};
 use crate::ledger;
 use crate::merkle::{self, Hash};
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray, UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
@@ -28,7 +28,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const ROW_GROUP_ROWS: usize = 65_536;
 /// Rows per data page: the granularity of the page index.
 const PAGE_ROWS: usize = 8_192;
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 const ENCODE_CHUNK_ROWS: usize = 16_384;
 
 /// Columns that answer equality lookups ("everything this request did").
@@ -219,6 +219,39 @@ fn required_text_at(array: &StringArray, row: usize, name: &str) -> Result<Strin
     text_at(array, row).ok_or_else(|| Error::Schema(format!("row {row}: required column {name} is null")))
 }
 
+/// The columns that identify an event for Append idempotency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyColumns {
+    pub seq: Seq,
+    pub tenant_id: String,
+    pub id: String,
+    pub received_at: i64,
+}
+
+/// Reads only `seq`, `id`, `tenant_id` and `received_at` of a batch file.
+pub fn read_idempotency_columns(bytes: Bytes) -> Result<Vec<IdempotencyColumns>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["seq", "id", "tenant_id", "received_at"]);
+    let reader = builder.with_projection(mask).with_batch_size(ENCODE_CHUNK_ROWS).build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let seq = column::<UInt64Array>(&batch, "seq")?;
+        let id = column::<StringArray>(&batch, "id")?;
+        let tenant_id = column::<StringArray>(&batch, "tenant_id")?;
+        let received_at = column::<TimestampMicrosecondArray>(&batch, "received_at")?;
+        for row in 0..batch.num_rows() {
+            rows.push(IdempotencyColumns {
+                seq: Seq(seq.value(row)),
+                tenant_id: required_text_at(tenant_id, row, "tenant_id")?,
+                id: required_text_at(id, row, "id")?,
+                received_at: received_at.value(row),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Decodes every row of a batch file, checking it has exactly the design's columns in order.
 pub fn read_batch(bytes: Bytes) -> Result<Vec<StoredRow>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(ENCODE_CHUNK_ROWS).build()?;
@@ -244,8 +277,29 @@ pub fn read_batch(bytes: Bytes) -> Result<Vec<StoredRow>> {
             .flatten()
             .collect();
         // texts holds, in order: id, tenant_id, action, actor_id, actor_type … metadata.
-        let [id, tenant_id, action, actor_id, actor_type, actor_name, target_type, target_id, target_name, outcome, error_code, reason, request_id, correlation_id, session_id, source_ip, user_agent, service, before, after, metadata] =
-            texts[..]
+        let [
+            id,
+            tenant_id,
+            action,
+            actor_id,
+            actor_type,
+            actor_name,
+            target_type,
+            target_id,
+            target_name,
+            outcome,
+            error_code,
+            reason,
+            request_id,
+            correlation_id,
+            session_id,
+            source_ip,
+            user_agent,
+            service,
+            before,
+            after,
+            metadata,
+        ] = texts[..]
         else {
             return Err(Error::Schema("unexpected number of text columns".into()));
         };

@@ -238,7 +238,10 @@ impl Checkpoint {
             return Err(malformed("empty origin"));
         }
         let size_text = lines[1];
-        if size_text.is_empty() || !size_text.bytes().all(|byte| byte.is_ascii_digit()) || (size_text.len() > 1 && size_text.starts_with('0')) {
+        if size_text.is_empty()
+            || !size_text.bytes().all(|byte| byte.is_ascii_digit())
+            || (size_text.len() > 1 && size_text.starts_with('0'))
+        {
             return Err(malformed("size is not a decimal number"));
         }
         let size: u64 = size_text.parse().map_err(|_| malformed("size out of range"))?;

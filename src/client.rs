@@ -83,7 +83,11 @@ fn struct_field(event: &serde_json::Map<String, Value>, key: &str) -> Result<Opt
 /// One event from its JSON form.
 pub fn event_from_json(value: &Value, now: prost_types::Timestamp) -> Result<pb::AuditEvent, String> {
     let event = object(value, "event")?;
-    check_keys(event, &["id", "tenant_id", "occurred_at", "action", "actor", "target", "outcome", "context", "before", "after", "metadata"], "")?;
+    check_keys(
+        event,
+        &["id", "tenant_id", "occurred_at", "action", "actor", "target", "outcome", "context", "before", "after", "metadata"],
+        "",
+    )?;
     let occurred_at = match event.get("occurred_at") {
         None | Some(Value::Null) => now,
         Some(Value::String(text)) => parse_timestamp(text).map_err(|error| format!("occurred_at: {error}"))?,
@@ -98,7 +102,11 @@ pub fn event_from_json(value: &Value, now: prost_types::Timestamp) -> Result<pb:
         Some(value) => {
             let actor = object(value, "actor")?;
             check_keys(actor, &["id", "type", "name"], "actor.")?;
-            Some(pb::Actor { id: text(actor, "id", "actor.")?, r#type: parse_actor_type(&text(actor, "type", "actor.")?)?, name: text(actor, "name", "actor.")? })
+            Some(pb::Actor {
+                id: text(actor, "id", "actor.")?,
+                r#type: parse_actor_type(&text(actor, "type", "actor.")?)?,
+                name: text(actor, "name", "actor.")?,
+            })
         }
     };
     let target = match event.get("target") {
@@ -106,7 +114,11 @@ pub fn event_from_json(value: &Value, now: prost_types::Timestamp) -> Result<pb:
         Some(value) => {
             let target = object(value, "target")?;
             check_keys(target, &["type", "id", "name"], "target.")?;
-            Some(pb::Target { r#type: text(target, "type", "target.")?, id: text(target, "id", "target.")?, name: text(target, "name", "target.")? })
+            Some(pb::Target {
+                r#type: text(target, "type", "target.")?,
+                id: text(target, "id", "target.")?,
+                name: text(target, "name", "target.")?,
+            })
         }
     };
     let outcome = match event.get("outcome") {
@@ -153,7 +165,9 @@ pub fn event_from_json(value: &Value, now: prost_types::Timestamp) -> Result<pb:
 }
 
 /// Connects to a server URL such as `http://127.0.0.1:50051`.
-pub async fn connect(server: &str) -> Result<pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+pub async fn connect(
+    server: &str,
+) -> Result<pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
     let channel = tonic::transport::Endpoint::from_shared(server.to_string())?.tcp_nodelay(true).connect().await?;
     Ok(pb::ingest_service_client::IngestServiceClient::new(channel)
         .max_encoding_message_size(2 * crate::validate::MAX_APPEND_BYTES)

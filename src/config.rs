@@ -125,13 +125,16 @@ impl Default for Config {
 }
 
 pub fn is_valid_log_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
 }
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-        let config: Config = toml::from_str(&text).map_err(|error| Error::Parse { path: path.to_path_buf(), message: error.to_string() })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|error| Error::Parse { path: path.to_path_buf(), message: error.to_string() })?;
         config.validate()?;
         Ok(config)
     }
@@ -217,10 +220,7 @@ mod tests {
 
     #[test]
     fn file_parses_and_names_bad_fields() {
-        let config: Config = toml::from_str(
-            "seal_interval = \"5s\"\n[[logs]]\nname = \"big\"\ntenants = [\"acme\"]\n",
-        )
-        .unwrap();
+        let config: Config = toml::from_str("seal_interval = \"5s\"\n[[logs]]\nname = \"big\"\ntenants = [\"acme\"]\n").unwrap();
         config.validate().unwrap();
         assert_eq!(config.seal_interval, Duration::from_secs(5));
         let logs = config.resolved_logs();

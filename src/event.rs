@@ -227,9 +227,7 @@ impl EventRecord {
             bytes.try_into().map_err(|_| DecodeError::BadIntegerWidth { column, len: bytes.len() })
         };
         let optional_text = |(value, column): (Option<&[u8]>, &'static str)| -> Result<Option<String>, DecodeError> {
-            value
-                .map(|bytes| String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8 { column }))
-                .transpose()
+            value.map(|bytes| String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8 { column })).transpose()
         };
         let required_text = |pair: (Option<&[u8]>, &'static str)| -> Result<String, DecodeError> {
             let column = pair.1;

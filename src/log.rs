@@ -482,7 +482,8 @@ impl Log {
                     }
                     return Ok(value);
                 }
-                Err(error @ (store::Error::AlreadyExists { .. } | store::Error::InvalidKey { .. })) => {
+                // Conflicts and bad requests are answers, not outages: the caller decides.
+                Err(error) if !error.is_transient() => {
                     return Err(Error::Store { log: self.name().to_string(), source: error });
                 }
                 Err(error) => {
@@ -530,9 +531,8 @@ impl Log {
         // (crash between the two puts) never collides.
         let (object, version) = loop {
             let key = paths::batch_key(&log, index, rand::random(), sealed_at);
-            let result = self
-                .with_retries("put batch", || store::put_immutable(store.as_ref(), &key, built.bytes.clone(), &put_options))
-                .await;
+            let result =
+                self.with_retries("put batch", || store::put_immutable(store.as_ref(), &key, built.bytes.clone(), &put_options)).await;
             match result {
                 Ok(put) => break (key, put.version),
                 Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => continue,
@@ -562,7 +562,8 @@ impl Log {
         let entry_key = paths::ledger_entry_key(&log, index);
         let body = bytes::Bytes::from(text.clone());
         // The commit point: create-only, so a second writer's put of this index fails here.
-        let committed = self.with_retries("put ledger entry", || store::put_immutable(store.as_ref(), &entry_key, body.clone(), &put_options)).await;
+        let committed =
+            self.with_retries("put ledger entry", || store::put_immutable(store.as_ref(), &entry_key, body.clone(), &put_options)).await;
         match committed {
             Ok(_) => {}
             Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
@@ -603,7 +604,8 @@ impl Log {
         let note = self.sign_checkpoint_at(size);
         let note_key = paths::checkpoint_note_key(&log, size);
         let body = bytes::Bytes::from(note.clone());
-        let written = self.with_retries("put checkpoint note", || store::put_immutable(store.as_ref(), &note_key, body.clone(), &put_options)).await;
+        let written =
+            self.with_retries("put checkpoint note", || store::put_immutable(store.as_ref(), &note_key, body.clone(), &put_options)).await;
         match written {
             Ok(_) => {}
             Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
@@ -614,9 +616,8 @@ impl Log {
         let latest_key = paths::latest_checkpoint_key(&log);
         loop {
             let expected = lock(&self.inner.shared).checkpoint_etag.clone();
-            let replaced = self
-                .with_retries("replace latest checkpoint", || store.put_if_match(&latest_key, body.clone(), expected.as_deref()))
-                .await;
+            let replaced =
+                self.with_retries("replace latest checkpoint", || store.put_if_match(&latest_key, body.clone(), expected.as_deref())).await;
             match replaced {
                 Ok(put) => {
                     let mut shared = lock(&self.inner.shared);
@@ -640,6 +641,12 @@ impl Log {
 
     /// (etag, size) of `{log}/checkpoint`, or (None, 0) when absent.
     async fn read_latest_checkpoint(&self) -> Result<(Option<String>, u64)> {
+        let (etag, checkpoint) = self.read_latest_checkpoint_note().await?;
+        Ok((etag, checkpoint.map(|checkpoint| checkpoint.size).unwrap_or(0)))
+    }
+
+    /// `{log}/checkpoint` with its etag, its signature checked against this log's key.
+    async fn read_latest_checkpoint_note(&self) -> Result<(Option<String>, Option<checkpoint::Checkpoint>)> {
         let log = self.name().to_string();
         let store = self.inner.settings.store.clone();
         let key = paths::latest_checkpoint_key(&log);
@@ -652,51 +659,53 @@ impl Log {
                 }
             })
             .await?;
-        let Some((body, meta)) = fetched else { return Ok((None, 0)) };
-        let text = String::from_utf8(body.to_vec()).map_err(|_| Error::Archive { log: log.clone(), reason: format!("{key} is not utf-8") })?;
+        let Some((body, meta)) = fetched else { return Ok((None, None)) };
+        let text =
+            String::from_utf8(body.to_vec()).map_err(|_| Error::Archive { log: log.clone(), reason: format!("{key} is not utf-8") })?;
         let checkpoint = self
             .inner
             .signer
             .verifier()
             .verify_checkpoint(&text)
-            .map_err(|error| Error::Archive { log: log.clone(), reason: format!("{key}: {error}") })?;
-        Ok((meta.etag, checkpoint.size))
+            .map_err(|error| Error::Archive { log: log.clone(), reason: format!("{key}: {error} (was the signing key replaced?)") })?;
+        Ok((meta.etag, Some(checkpoint)))
     }
 
     /// After a crash between the ledger put and the checkpoint puts, writes what is missing.
     async fn repair_checkpoints(&self) -> Result<()> {
         let log = self.name().to_string();
-        let (etag, size) = self.read_latest_checkpoint().await?;
+        let (etag, stored) = self.read_latest_checkpoint_note().await?;
+        let size = stored.as_ref().map(|checkpoint| checkpoint.size).unwrap_or(0);
         let ledger_size = lock(&self.inner.shared).entries.len() as u64;
         if size > ledger_size {
             return Err(Error::Archive {
                 log,
-                reason: format!("the latest checkpoint covers {size} ledger entries but only {ledger_size} exist: the ledger was truncated; run `auditum verify`"),
+                reason: format!(
+                    "the latest checkpoint covers {size} ledger entries but only {ledger_size} exist: the ledger was truncated; run `auditum verify`"
+                ),
             });
+        }
+        // The stored head must sign the ledger we loaded before either is trusted.
+        if let Some(checkpoint) = &stored {
+            let root = merkle::root(&lock(&self.inner.shared).entry_hashes[..size as usize]);
+            if checkpoint.root != root {
+                let key = paths::latest_checkpoint_key(&log);
+                return Err(Error::Archive {
+                    log,
+                    reason: format!("{key} signs a root other than the ledger's at size {size}; run `auditum verify`"),
+                });
+            }
         }
         {
             let mut shared = lock(&self.inner.shared);
             shared.checkpoint_etag = etag;
             shared.checkpoint_size = size;
         }
-        if size == 0 && ledger_size == 0 {
-            return Ok(());
-        }
-        // Check the stored head against the ledger we loaded before trusting either.
-        if size > 0 {
-            let expected = self.sign_checkpoint_at(size);
-            let key = paths::latest_checkpoint_key(&log);
-            let stored = self.inner.settings.store.get(&key, None).await.map_err(|source| Error::Store { log: log.clone(), source })?;
-            if stored.as_ref() != expected.as_bytes() {
-                return Err(Error::Archive { log, reason: format!("{key} does not match the ledger's root at size {size}; run `auditum verify`") });
-            }
-        }
-        let first_missing = if size == 0 { 1 } else { size + 1 };
-        for missing in first_missing..=ledger_size {
+        for missing in (size + 1)..=ledger_size {
             tracing::info!(log = %log, size = missing, "writing missing checkpoint");
             self.write_checkpoint(missing).await?;
         }
-        if size == ledger_size {
+        if size == ledger_size && size > 0 {
             lock(&self.inner.shared).latest_checkpoint = Some(self.sign_checkpoint_at(size));
         }
         Ok(())
@@ -749,17 +758,15 @@ async fn preload_recent_ids(
 ) -> Result<()> {
     let horizon = now_micros().saturating_sub(window.as_micros().min(i64::MAX as u128) as i64);
     for entry in entries.iter().filter(|entry| entry.sealed_at >= horizon) {
-        let body = store
-            .get(&entry.object, entry.version.as_deref())
-            .await
-            .map_err(|source| Error::Store { log: log.to_string(), source })?;
-        let mut rows = tokio::task::spawn_blocking(move || batch::read_batch(body))
+        let body =
+            store.get(&entry.object, entry.version.as_deref()).await.map_err(|source| Error::Store { log: log.to_string(), source })?;
+        let mut rows = tokio::task::spawn_blocking(move || batch::read_idempotency_columns(body))
             .await
             .map_err(|error| Error::Task { log: log.to_string(), reason: error.to_string() })?
             .map_err(|error| Error::Archive { log: log.to_string(), reason: format!("{}: {error}", entry.object) })?;
-        rows.sort_by_key(|row| row.record.seq);
+        rows.sort_by_key(|row| row.seq);
         for row in rows {
-            ids.insert(idempotency_key(&row.record.tenant_id, &row.record.id), row.record.seq, row.record.received_at);
+            ids.insert(idempotency_key(&row.tenant_id, &row.id), row.seq, row.received_at);
         }
     }
     for entry in entries {

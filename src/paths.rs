@@ -4,11 +4,7 @@ use chrono::{DateTime, Utc};
 
 /// `{log}/batches/date=YYYY-MM-DD/hour=HH/{index:012}-{attempt:08x}.parquet`, dated by seal time.
 pub fn batch_key(log: &str, index: u64, attempt: u32, sealed_at: DateTime<Utc>) -> String {
-    format!(
-        "{log}/batches/date={}/hour={}/{index:012}-{attempt:08x}.parquet",
-        sealed_at.format("%Y-%m-%d"),
-        sealed_at.format("%H")
-    )
+    format!("{log}/batches/date={}/hour={}/{index:012}-{attempt:08x}.parquet", sealed_at.format("%Y-%m-%d"), sealed_at.format("%H"))
 }
 
 /// Prefix under which every batch of a log lives.
@@ -67,10 +63,7 @@ mod tests {
     #[test]
     fn keys_have_the_design_shape() {
         let sealed_at = Utc.with_ymd_and_hms(2025, 11, 23, 12, 5, 0).unwrap();
-        assert_eq!(
-            batch_key("default", 0, 0x0a1b2c3d, sealed_at),
-            "default/batches/date=2025-11-23/hour=12/000000000000-0a1b2c3d.parquet"
-        );
+        assert_eq!(batch_key("default", 0, 0x0a1b2c3d, sealed_at), "default/batches/date=2025-11-23/hour=12/000000000000-0a1b2c3d.parquet");
         assert_eq!(ledger_entry_key("default", 7), "default/ledger/000000000007.json");
         assert_eq!(ledger_index_from_key("default", "default/ledger/000000000007.json"), Some(7));
         assert_eq!(ledger_index_from_key("default", "default/ledger/7.json"), None);

@@ -84,16 +84,24 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
     // Above the 4 MiB Append limit, so an oversized call gets the precise INVALID_ARGUMENT.
     let max_message = 2 * MAX_APPEND_BYTES;
-    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator)).max_decoding_message_size(max_message);
+    let ingest =
+        pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator)).max_decoding_message_size(max_message);
     let query = pb::query_service_server::QueryServiceServer::new(QueryApi).max_decoding_message_size(max_message);
     let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(logs.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown_timeout = config.shutdown_seal_timeout;
     let server_logs = logs.clone();
     let task = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // tonic applies its TCP options only to listeners it binds itself: set nodelay here, or
+        // Nagle's algorithm holds small responses back for milliseconds.
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
+            accepted.inspect(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot set TCP_NODELAY");
+                }
+            })
+        });
         let served = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(ingest)
             .add_service(query)
             .add_service(proof)

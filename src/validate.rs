@@ -65,17 +65,24 @@ fn normalize_key(key: &str) -> String {
     key.to_lowercase().replace('-', "_")
 }
 
+/// ASCII case folding with '-' read as '_'; other bytes compare as they are.
+fn fold(byte: u8) -> u8 {
+    if byte == b'-' { b'_' } else { byte.to_ascii_lowercase() }
+}
+
 impl Redactor {
     pub fn new(keys: impl IntoIterator<Item = String>) -> Redactor {
         Redactor { needles: keys.into_iter().map(|key| normalize_key(&key)).filter(|key| !key.is_empty()).collect() }
     }
 
+    /// Runs once per Struct key on the hot path, so it never allocates.
     pub fn is_secret(&self, key: &str) -> bool {
-        if self.needles.is_empty() {
-            return false;
-        }
-        let normalized = normalize_key(key);
-        self.needles.iter().any(|needle| normalized.contains(needle.as_str()))
+        let key = key.as_bytes();
+        self.needles.iter().any(|needle| {
+            let needle = needle.as_bytes();
+            key.len() >= needle.len()
+                && key.windows(needle.len()).any(|window| window.iter().zip(needle).all(|(&byte, &want)| fold(byte) == want))
+        })
     }
 }
 
@@ -99,8 +106,8 @@ fn required(index: usize, field: &str, value: &str, limit: usize) -> Result<(), 
     check_length(index, field, value, limit)
 }
 
-fn non_empty(value: &str) -> Option<String> {
-    if value.is_empty() { None } else { Some(value.to_string()) }
+fn non_empty(value: String) -> Option<String> {
+    if value.is_empty() { None } else { Some(value) }
 }
 
 pub fn is_valid_tenant_id(tenant_id: &str) -> bool {
@@ -109,7 +116,8 @@ pub fn is_valid_tenant_id(tenant_id: &str) -> bool {
 
 pub fn is_valid_action(action: &str) -> bool {
     action.split('.').all(|segment| {
-        !segment.is_empty() && segment.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
+        !segment.is_empty()
+            && segment.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
     })
 }
 
@@ -146,47 +154,75 @@ pub fn outcome_name(value: i32) -> Result<&'static str, String> {
     }
 }
 
-struct JsonConverter<'a> {
+/// Writes canonical JSON (keys sorted, no whitespace) straight from the Struct: prost keeps
+/// `fields` in a BTreeMap, whose order (bytewise UTF-8) is the canonical one.
+struct JsonWriter<'a> {
     redactor: &'a Redactor,
     index: usize,
     field: &'a str,
+    out: Vec<u8>,
 }
 
-impl JsonConverter<'_> {
+impl JsonWriter<'_> {
     fn error(&self, rule: impl Into<String>) -> ValidationError {
         violation(self.index, self.field, rule)
     }
 
-    fn struct_to_json(&self, fields: &std::collections::BTreeMap<String, prost_types::Value>, depth: usize) -> Result<serde_json::Value, ValidationError> {
-        if depth > MAX_STRUCT_DEPTH {
-            return Err(self.error(format!("nesting depth exceeds the limit of {MAX_STRUCT_DEPTH}")));
-        }
-        let mut object = serde_json::Map::new();
-        for (key, value) in fields {
-            let json = if self.redactor.is_secret(key) {
-                serde_json::Value::String(REDACTED.to_string())
-            } else {
-                self.value_to_json(value, depth)?
-            };
-            object.insert(key.clone(), json);
-        }
-        Ok(serde_json::Value::Object(object))
+    fn depth_error(&self) -> ValidationError {
+        self.error(format!("nesting depth exceeds the limit of {MAX_STRUCT_DEPTH}"))
     }
 
-    fn value_to_json(&self, value: &prost_types::Value, depth: usize) -> Result<serde_json::Value, ValidationError> {
-        Ok(match &value.kind {
-            None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-            Some(Kind::BoolValue(flag)) => serde_json::Value::Bool(*flag),
-            Some(Kind::StringValue(text)) => serde_json::Value::String(text.clone()),
-            Some(Kind::NumberValue(number)) => number_to_json(*number).ok_or_else(|| self.error("numbers must be finite (no NaN or Infinity)"))?,
-            Some(Kind::StructValue(inner)) => self.struct_to_json(&inner.fields, depth + 1)?,
+    fn string(&mut self, text: &str) {
+        // serde_json's escaping, without building a Value tree; writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, text);
+    }
+
+    fn object(&mut self, fields: &std::collections::BTreeMap<String, prost_types::Value>, depth: usize) -> Result<(), ValidationError> {
+        if depth > MAX_STRUCT_DEPTH {
+            return Err(self.depth_error());
+        }
+        self.out.push(b'{');
+        for (position, (key, value)) in fields.iter().enumerate() {
+            if position > 0 {
+                self.out.push(b',');
+            }
+            self.string(key);
+            self.out.push(b':');
+            if self.redactor.is_secret(key) {
+                self.string(REDACTED);
+            } else {
+                self.value(value, depth)?;
+            }
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn value(&mut self, value: &prost_types::Value, depth: usize) -> Result<(), ValidationError> {
+        match &value.kind {
+            None | Some(Kind::NullValue(_)) => self.out.extend_from_slice(b"null"),
+            Some(Kind::BoolValue(flag)) => self.out.extend_from_slice(if *flag { b"true" } else { b"false" }),
+            Some(Kind::StringValue(text)) => self.string(text),
+            Some(Kind::NumberValue(number)) => {
+                let json = number_to_json(*number).ok_or_else(|| self.error("numbers must be finite (no NaN or Infinity)"))?;
+                let _ = serde_json::to_writer(&mut self.out, &json);
+            }
+            Some(Kind::StructValue(inner)) => self.object(&inner.fields, depth + 1)?,
             Some(Kind::ListValue(list)) => {
                 if depth + 1 > MAX_STRUCT_DEPTH {
-                    return Err(self.error(format!("nesting depth exceeds the limit of {MAX_STRUCT_DEPTH}")));
+                    return Err(self.depth_error());
                 }
-                serde_json::Value::Array(list.values.iter().map(|item| self.value_to_json(item, depth + 1)).collect::<Result<_, _>>()?)
+                self.out.push(b'[');
+                for (position, item) in list.values.iter().enumerate() {
+                    if position > 0 {
+                        self.out.push(b',');
+                    }
+                    self.value(item, depth + 1)?;
+                }
+                self.out.push(b']');
             }
-        })
+        }
+        Ok(())
     }
 }
 
@@ -213,10 +249,10 @@ pub fn struct_to_canonical_json(
     if value.fields.is_empty() {
         return Ok(None);
     }
-    let converter = JsonConverter { redactor, index, field };
-    // serde_json's default map is a BTreeMap, so keys serialise sorted by their UTF-8 bytes.
-    let json = converter.struct_to_json(&value.fields, 1)?;
-    Ok(Some(json.to_string()))
+    let mut writer = JsonWriter { redactor, index, field, out: Vec::with_capacity(128) };
+    writer.object(&value.fields, 1)?;
+    // Only valid UTF-8 was written: protobuf strings are UTF-8 and serde_json escapes correctly.
+    String::from_utf8(writer.out).map(Some).map_err(|_| violation(index, field, "not valid UTF-8"))
 }
 
 /// Request-level limits (DESIGN §2.1).
@@ -241,9 +277,9 @@ pub fn check_append_request(request: &pb::AppendRequest) -> Result<(), Validatio
 }
 
 impl Validator {
-    /// Validates event `index` and converts it; `seq` and `received_at` are filled in by the WAL.
-    /// An empty id gets a UUIDv7 (the returned flag says so).
-    pub fn prepare(&self, index: usize, event: &pb::AuditEvent, now_micros: i64) -> Result<EventRecord, ValidationError> {
+    /// Validates event `index` and converts it, moving its strings; `seq` and `received_at`
+    /// are filled in by the WAL. An empty id gets a UUIDv7.
+    pub fn prepare(&self, index: usize, event: pb::AuditEvent, now_micros: i64) -> Result<EventRecord, ValidationError> {
         let encoded = event.encoded_len();
         if encoded > MAX_EVENT_BYTES {
             return Err(ValidationError {
@@ -267,54 +303,56 @@ impl Validator {
         if !is_valid_action(&event.action) {
             return Err(violation(index, "action", "must match ^[a-z0-9_-]+(\\.[a-z0-9_-]+)*$"));
         }
-        let Some(actor) = &event.actor else {
+        let Some(actor) = event.actor else {
             return Err(violation(index, "actor", "required"));
         };
         required(index, "actor.id", &actor.id, MAX_ACTOR_ID_BYTES)?;
-        let actor_type = actor_type_name(actor.r#type).map_err(|value| violation(index, "actor.type", format!("unknown enum value {value}")))?;
-        let Some(outcome) = &event.outcome else {
+        let actor_type =
+            actor_type_name(actor.r#type).map_err(|value| violation(index, "actor.type", format!("unknown enum value {value}")))?;
+        let Some(outcome) = event.outcome else {
             return Err(violation(index, "outcome", "required"));
         };
         let outcome_result = outcome_name(outcome.result).map_err(|rule| violation(index, "outcome.result", rule))?;
-        let target = event.target.clone().unwrap_or_default();
-        let context = event.context.clone().unwrap_or_default();
+        let target = event.target.unwrap_or_default();
+        let context = event.context.unwrap_or_default();
         let source_ip = if context.source_ip.is_empty() {
             None
         } else {
             // Stored canonically so "2001:DB8::1" and "2001:db8::1" are one address to queries.
-            let address: IpAddr = context
-                .source_ip
-                .parse()
-                .map_err(|_| violation(index, "context.source_ip", "must be a valid IPv4 or IPv6 address"))?;
+            let address: IpAddr =
+                context.source_ip.parse().map_err(|_| violation(index, "context.source_ip", "must be a valid IPv4 or IPv6 address"))?;
             Some(address.to_string())
         };
         let redactor = &self.redactor;
-        let id = if event.id.is_empty() { uuid::Uuid::now_v7().to_string() } else { event.id.clone() };
+        let before = struct_to_canonical_json(event.before.as_ref(), redactor, index, "before")?;
+        let after = struct_to_canonical_json(event.after.as_ref(), redactor, index, "after")?;
+        let metadata = struct_to_canonical_json(event.metadata.as_ref(), redactor, index, "metadata")?;
+        let id = if event.id.is_empty() { uuid::Uuid::now_v7().to_string() } else { event.id };
         Ok(EventRecord {
             seq: Seq(0),
             id,
-            tenant_id: event.tenant_id.clone(),
+            tenant_id: event.tenant_id,
             occurred_at,
             received_at: 0,
-            action: event.action.clone(),
-            actor_id: actor.id.clone(),
+            action: event.action,
+            actor_id: actor.id,
             actor_type: actor_type.map(str::to_string),
-            actor_name: non_empty(&actor.name),
-            target_type: non_empty(&target.r#type),
-            target_id: non_empty(&target.id),
-            target_name: non_empty(&target.name),
+            actor_name: non_empty(actor.name),
+            target_type: non_empty(target.r#type),
+            target_id: non_empty(target.id),
+            target_name: non_empty(target.name),
             outcome: outcome_result.to_string(),
-            error_code: non_empty(&outcome.error_code),
-            reason: non_empty(&outcome.reason),
-            request_id: non_empty(&context.request_id),
-            correlation_id: non_empty(&context.correlation_id),
-            session_id: non_empty(&context.session_id),
+            error_code: non_empty(outcome.error_code),
+            reason: non_empty(outcome.reason),
+            request_id: non_empty(context.request_id),
+            correlation_id: non_empty(context.correlation_id),
+            session_id: non_empty(context.session_id),
             source_ip,
-            user_agent: non_empty(&context.user_agent),
-            service: non_empty(&context.service),
-            before: struct_to_canonical_json(event.before.as_ref(), redactor, index, "before")?,
-            after: struct_to_canonical_json(event.after.as_ref(), redactor, index, "after")?,
-            metadata: struct_to_canonical_json(event.metadata.as_ref(), redactor, index, "metadata")?,
+            user_agent: non_empty(context.user_agent),
+            service: non_empty(context.service),
+            before,
+            after,
+            metadata,
         })
     }
 }
@@ -343,6 +381,35 @@ mod tests {
         for key in ["role", "user", "email"] {
             assert!(!redactor.is_secret(key), "{key}");
         }
+    }
+
+    #[test]
+    fn canonical_json_matches_the_shared_vector_text() {
+        use crate::sample::{number_value, string_value, struct_of};
+        let redactor = Redactor::default();
+        let before = struct_of(vec![("role", string_value("viewer")), ("password", string_value("s3cret"))]);
+        let metadata = struct_of(vec![("ticket", number_value(4411.0)), ("reason", string_value("promotion"))]);
+        let text = |value| struct_to_canonical_json(Some(value), &redactor, 0, "before").unwrap().unwrap();
+        assert_eq!(text(&before), "{\"password\":\"[REDACTED]\",\"role\":\"viewer\"}");
+        assert_eq!(text(&metadata), "{\"reason\":\"promotion\",\"ticket\":4411}");
+        let nested = struct_of(vec![
+            (
+                "z",
+                prost_types::Value {
+                    kind: Some(Kind::ListValue(prost_types::ListValue { values: vec![number_value(1.5), string_value("a\"b\n")] })),
+                },
+            ),
+            (
+                "a",
+                prost_types::Value {
+                    kind: Some(Kind::StructValue(struct_of(vec![
+                        ("Cookie", string_value("x")),
+                        ("ok", prost_types::Value { kind: None }),
+                    ]))),
+                },
+            ),
+        ]);
+        assert_eq!(text(&nested), "{\"a\":{\"Cookie\":\"[REDACTED]\",\"ok\":null},\"z\":[1.5,\"a\\\"b\\n\"]}");
     }
 
     #[test]

@@ -113,12 +113,20 @@ fn check_batch(entry: &LedgerEntry, body: &[u8], report: &mut Report) -> u64 {
     for (position, row) in rows.iter().enumerate() {
         let leaf = row.record.leaf_hash();
         if leaf != row.stored_leaf_hash {
-            report.problem(ProblemKind::Modified, &object, format!("row {position} (seq {}): columns do not hash to its leaf_hash", row.record.seq));
+            report.problem(
+                ProblemKind::Modified,
+                &object,
+                format!("row {position} (seq {}): columns do not hash to its leaf_hash", row.record.seq),
+            );
         }
         leaves.push(leaf);
         let seq = row.record.seq;
         if seq < entry.first_seq || seq >= end || !seen.insert(seq) {
-            report.problem(ProblemKind::ExtraRows, &object, format!("row {position} has seq {seq}, outside [{}, {end}) or repeated", entry.first_seq));
+            report.problem(
+                ProblemKind::ExtraRows,
+                &object,
+                format!("row {position} has seq {seq}, outside [{}, {end}) or repeated", entry.first_seq),
+            );
         }
         if position > 0 && crate::event::batch_order(&rows[position - 1].record, &row.record) != std::cmp::Ordering::Less {
             out_of_order = true;
@@ -151,11 +159,18 @@ pub async fn verify_log(store: &dyn ObjectStore, log: &str, verifier: &Verifier)
         };
         let expected_index = entry_hashes.len() as u64;
         if index != expected_index {
-            report.problem(ProblemKind::Missing, paths::ledger_entry_key(log, expected_index), format!("ledger entry missing (next present is {index})"));
+            report.problem(
+                ProblemKind::Missing,
+                paths::ledger_entry_key(log, expected_index),
+                format!("ledger entry missing (next present is {index})"),
+            );
             break;
         }
         let body = store.get(&meta.key, None).await?;
-        let entry = match std::str::from_utf8(&body).map_err(|error| error.to_string()).and_then(|text| LedgerEntry::parse(text).map_err(|error| error.to_string())) {
+        let entry = match std::str::from_utf8(&body)
+            .map_err(|error| error.to_string())
+            .and_then(|text| LedgerEntry::parse(text).map_err(|error| error.to_string()))
+        {
             Ok(entry) => entry,
             Err(error) => {
                 report.problem(ProblemKind::Modified, &meta.key, format!("does not parse: {error}"));
@@ -188,7 +203,9 @@ pub async fn verify_log(store: &dyn ObjectStore, log: &str, verifier: &Verifier)
                 report.events += events;
                 report.problems.extend(batch_report.problems);
             }
-            Err(store::Error::NotFound { .. }) => report.problem(ProblemKind::Missing, &entry.object, format!("batch of ledger entry {index} is missing")),
+            Err(store::Error::NotFound { .. }) => {
+                report.problem(ProblemKind::Missing, &entry.object, format!("batch of ledger entry {index} is missing"))
+            }
             Err(error) => return Err(error),
         }
         report.entries += 1;
@@ -226,7 +243,9 @@ pub async fn verify_log(store: &dyn ObjectStore, log: &str, verifier: &Verifier)
         let body = store.get(&meta.key, None).await?;
         match verifier.verify_checkpoint(&String::from_utf8_lossy(&body)) {
             Err(error) => report.problem(ProblemKind::BadSignature, &meta.key, error.to_string()),
-            Ok(checkpoint) if checkpoint.size != checkpoint_size => report.problem(ProblemKind::Malformed, &meta.key, "size differs from its key"),
+            Ok(checkpoint) if checkpoint.size != checkpoint_size => {
+                report.problem(ProblemKind::Malformed, &meta.key, "size differs from its key")
+            }
             Ok(checkpoint) if checkpoint.size > size => {
                 report.problem(ProblemKind::Fork, &meta.key, format!("signed a ledger of {} entries; only {size} exist", checkpoint.size))
             }

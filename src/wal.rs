@@ -84,7 +84,10 @@ pub fn encode_record(record: &EventRecord, buf: &mut Vec<u8>) {
 
 /// Outcome of reading one record at an offset.
 enum ReadRecord {
-    Record { record: EventRecord, len: usize },
+    Record {
+        record: EventRecord,
+        len: usize,
+    },
     /// Not enough bytes left for what the frame announces: a torn write.
     Short,
     /// The frame is complete but wrong.

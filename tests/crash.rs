@@ -108,7 +108,9 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_event() {
         let (mut child, url) = spawn_server(dir.path()).await;
         check_retries_are_duplicates(&url, &acknowledged).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..WORKERS).map(|worker| tokio::spawn(append_until_stopped(url.clone(), cycle, worker, acknowledged.clone(), stop.clone()))).collect();
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|worker| tokio::spawn(append_until_stopped(url.clone(), cycle, worker, acknowledged.clone(), stop.clone())))
+            .collect();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1500))).await;
         child.kill().await.expect("kill -9");
         stop.store(true, Ordering::Relaxed);

@@ -45,7 +45,8 @@ async fn recompute_log(store: &dyn ObjectStore, log: &str, verifier_key: &str) -
         assert_eq!(merkle::root_recursive(&leaves), entry.root, "batch root recomputes");
         let mut seqs: Vec<u64> = rows.iter().map(|row| row.record.seq.0).collect();
         let sorted_rows = rows.windows(2).all(|pair| {
-            (&pair[0].record.tenant_id, pair[0].record.occurred_at, pair[0].record.seq) < (&pair[1].record.tenant_id, pair[1].record.occurred_at, pair[1].record.seq)
+            (&pair[0].record.tenant_id, pair[0].record.occurred_at, pair[0].record.seq)
+                < (&pair[1].record.tenant_id, pair[1].record.occurred_at, pair[1].record.seq)
         });
         assert!(sorted_rows, "rows sorted by (tenant_id, occurred_at, seq)");
         seqs.sort();
@@ -76,7 +77,8 @@ async fn append_seal_and_recompute_everything_across_tenants_and_logs() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut acknowledged: HashMap<(String, u64), pb::AuditEvent> = HashMap::new();
     for round in 0..3 {
-        let mut events: Vec<pb::AuditEvent> = (0..300).map(|i| sample::realistic_event(&mut rng, now_micros() - (i * 977) % 50_000_000)).collect();
+        let mut events: Vec<pb::AuditEvent> =
+            (0..300).map(|i| sample::realistic_event(&mut rng, now_micros() - (i * 977) % 50_000_000)).collect();
         for (i, event) in events.iter_mut().enumerate().filter(|(i, _)| i % 10 == 0) {
             event.tenant_id = "bigco".into();
             event.id = format!("bigco-{round}-{i}");
@@ -131,17 +133,29 @@ async fn retries_are_idempotent_before_and_after_sealing_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let (running, mut client) = start(config.clone()).await;
-    let first = client.append(request(vec![with_id(event("acme", "user.login", "u1"), "evt-1"), with_id(event("acme", "user.login", "u2"), "evt-2")])).await.unwrap().into_inner();
+    let first = client
+        .append(request(vec![with_id(event("acme", "user.login", "u1"), "evt-1"), with_id(event("acme", "user.login", "u2"), "evt-2")]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first.results.iter().map(|result| result.seq).collect::<Vec<_>>(), [0, 1]);
 
     // Same id in the WAL: original seq, duplicate; the same id in another tenant is another event.
-    let retry = client.append(request(vec![with_id(event("acme", "user.login", "u1"), "evt-1"), with_id(event("globex", "user.login", "u1"), "evt-1")])).await.unwrap().into_inner();
+    let retry = client
+        .append(request(vec![with_id(event("acme", "user.login", "u1"), "evt-1"), with_id(event("globex", "user.login", "u1"), "evt-1")]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((retry.results[0].seq, retry.results[0].duplicate), (0, true));
     assert_eq!(retry.results[0].received_at, first.results[0].received_at);
     assert_eq!((retry.results[1].seq, retry.results[1].duplicate), (2, false));
 
     // Duplicates inside one call.
-    let within = client.append(request(vec![with_id(event("acme", "a", "u"), "dup"), with_id(event("acme", "a", "u"), "dup")])).await.unwrap().into_inner();
+    let within = client
+        .append(request(vec![with_id(event("acme", "a", "u"), "dup"), with_id(event("acme", "a", "u"), "dup")]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((within.results[0].seq, within.results[0].duplicate), (3, false));
     assert_eq!((within.results[1].seq, within.results[1].duplicate), (3, true));
 

@@ -16,7 +16,10 @@ pub async fn conformance(store: &dyn ObjectStore) {
 
     // A retry with identical bytes succeeds; different bytes are a conflict.
     put_immutable(store, "log/batches/a.parquet", body.clone(), &options).await.unwrap();
-    assert!(matches!(put_immutable(store, "log/batches/a.parquet", Bytes::from_static(b"x"), &options).await, Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        put_immutable(store, "log/batches/a.parquet", Bytes::from_static(b"x"), &options).await,
+        Err(Error::AlreadyExists { .. })
+    ));
 
     // Reads.
     assert_eq!(store.get_range("log/batches/a.parquet", None, 7..16).await.unwrap(), Bytes::from_static(b"immutable"));
@@ -28,14 +31,22 @@ pub async fn conformance(store: &dyn ObjectStore) {
     // Conditional replace of the one mutable object.
     let created = store.put_if_match("log/checkpoint", Bytes::from_static(b"v1"), None).await.unwrap();
     assert!(matches!(store.put_if_match("log/checkpoint", Bytes::from_static(b"v1b"), None).await, Err(Error::PreconditionFailed { .. })));
-    assert!(matches!(store.put_if_match("log/checkpoint", Bytes::from_static(b"v2"), Some("bogus-etag")).await, Err(Error::PreconditionFailed { .. })));
+    assert!(matches!(
+        store.put_if_match("log/checkpoint", Bytes::from_static(b"v2"), Some("bogus-etag")).await,
+        Err(Error::PreconditionFailed { .. })
+    ));
     let replaced = store.put_if_match("log/checkpoint", Bytes::from_static(b"v2"), Some(&created.etag)).await.unwrap();
     assert_eq!(store.get("log/checkpoint", None).await.unwrap(), Bytes::from_static(b"v2"));
-    assert!(matches!(store.put_if_match("log/checkpoint", Bytes::from_static(b"v3"), Some(&created.etag)).await, Err(Error::PreconditionFailed { .. })));
+    assert!(matches!(
+        store.put_if_match("log/checkpoint", Bytes::from_static(b"v3"), Some(&created.etag)).await,
+        Err(Error::PreconditionFailed { .. })
+    ));
     assert_eq!(store.head("log/checkpoint", None).await.unwrap().etag.as_deref(), Some(replaced.etag.as_str()));
 
     // Listing: by prefix, sorted, nothing outside it.
-    for key in ["log/ledger/000000000002.json", "log/ledger/000000000000.json", "log/ledger/000000000001.json", "logx/ledger/000000000000.json"] {
+    for key in
+        ["log/ledger/000000000002.json", "log/ledger/000000000000.json", "log/ledger/000000000001.json", "logx/ledger/000000000000.json"]
+    {
         store.put_create_only(key, Bytes::from(key.to_string()), &options).await.unwrap();
     }
     let listed: Vec<String> = store.list("log/ledger/").await.unwrap().into_iter().map(|meta| meta.key).collect();
@@ -59,7 +70,8 @@ async fn file_store_conforms() {
     let mode = std::fs::metadata(dir.path().join("log/batches/a.parquet")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o444);
     // No temporary files are left behind.
-    let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(".tmp-")).collect();
+    let leftovers: Vec<_> =
+        walk(dir.path()).into_iter().filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(".tmp-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

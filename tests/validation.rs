@@ -9,7 +9,12 @@ use common::*;
 use prost_types::value::Kind;
 
 /// Appends `[good, good, bad]` and checks the error names `events[2].<field>` and the rule.
-async fn assert_rejected(client: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>, bad: pb::AuditEvent, field: &str, rule: &str) {
+async fn assert_rejected(
+    client: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    bad: pb::AuditEvent,
+    field: &str,
+    rule: &str,
+) {
     let events = vec![event("acme", "user.login", "u1"), event("acme", "user.login", "u2"), bad];
     let status = client.append(request(events)).await.expect_err(&format!("{field} must be rejected"));
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}: {}", status.message());
@@ -131,7 +136,11 @@ async fn every_rule_names_the_field_and_nothing_is_appended() {
     };
     let status = client.append(request((0..80).map(|_| big()).collect())).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("request: encoded size") && status.message().contains("limit of 4194304 bytes"), "{}", status.message());
+    assert!(
+        status.message().starts_with("request: encoded size") && status.message().contains("limit of 4194304 bytes"),
+        "{}",
+        status.message()
+    );
 
     // None of the rejected calls appended anything: the next event gets seq 0.
     let ok = client.append(request(vec![base()])).await.unwrap().into_inner();
