@@ -7,7 +7,9 @@
 //! - single-event Append latency at a fixed 1,000 requests/s (open loop);
 //! - seal throughput (sort + leaf hashes + Merkle root + Parquet/zstd) in-process;
 //! - bytes per event on disk once sealed.
-//! Environment: BENCH_SECONDS (default 10) per throughput phase.
+//!
+//! Environment: BENCH_SECONDS (default 10) per throughput phase; BENCH_SERVER=URL to load an
+//! already running server instead (for profiling).
 
 use auditum::event::{EventRecord, Seq};
 use auditum::pb;

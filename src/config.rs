@@ -186,10 +186,10 @@ impl Config {
             if !names.insert(log.name.as_str()) {
                 return Err(invalid(format!("logs[{index}].name"), format!("log {:?} is listed twice", log.name)));
             }
-            if let Some(origin) = &log.origin {
-                if origin.is_empty() || origin.contains('+') || origin.chars().any(char::is_whitespace) {
-                    return Err(invalid(format!("logs[{index}].origin"), "must be non-empty with no '+' or spaces"));
-                }
+            if let Some(origin) = &log.origin
+                && (origin.is_empty() || origin.contains('+') || origin.chars().any(char::is_whitespace))
+            {
+                return Err(invalid(format!("logs[{index}].origin"), "must be non-empty with no '+' or spaces"));
             }
             for tenant in &log.tenants {
                 if !crate::validate::is_valid_tenant_id(tenant) {

@@ -455,10 +455,10 @@ impl Log {
     async fn seal_pending(&self, only_full: bool) -> Result<()> {
         let _sealing = self.inner.seal_lock.lock().await;
         loop {
-            if let Some(error) = self.status_error(&self.status()) {
-                if !matches!(error, Error::ShuttingDown { .. }) {
-                    return Err(error);
-                }
+            if let Some(error) = self.status_error(&self.status())
+                && !matches!(error, Error::ShuttingDown { .. })
+            {
+                return Err(error);
             }
             let Some(records) = self.cut(only_full) else { return Ok(()) };
             self.seal_batch(records).await?;
@@ -490,10 +490,10 @@ impl Log {
                     attempts += 1;
                     let backlog = lock(&self.inner.shared).open.len();
                     tracing::warn!(log = %self.name(), what, attempts, backlog_events = backlog, %error, retry_in_ms = delay.as_millis() as u64, "object store call failed, retrying");
-                    if let Some(deadline) = self.stop_deadline() {
-                        if tokio::time::Instant::now() + delay > deadline {
-                            return Err(Error::SealAborted { log: self.name().to_string(), reason: format!("{what}: {error}") });
-                        }
+                    if let Some(deadline) = self.stop_deadline()
+                        && tokio::time::Instant::now() + delay > deadline
+                    {
+                        return Err(Error::SealAborted { log: self.name().to_string(), reason: format!("{what}: {error}") });
                     }
                     let jitter = Duration::from_millis(rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1));
                     tokio::time::sleep(delay + jitter).await;

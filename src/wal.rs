@@ -182,10 +182,10 @@ pub fn replay(dir: &Path) -> Result<Replay> {
             }
             Err(reason) => return Err(corrupt(0, reason)),
         };
-        if let Some(end) = replay.end_seq {
-            if first_seq != end {
-                return Err(corrupt(12, format!("segment starts at seq {first_seq} but the previous one ends at {end}")));
-            }
+        if let Some(end) = replay.end_seq
+            && first_seq != end
+        {
+            return Err(corrupt(12, format!("segment starts at seq {first_seq} but the previous one ends at {end}")));
         }
         let mut expected = first_seq;
         let mut offset = HEADER_LEN;
@@ -243,10 +243,10 @@ impl WalFiles {
         let wal_end = replay.end_seq;
         let wal_start = replay.records.first().map(|record| record.seq).or(wal_end);
         // Segments are deleted only once committed, so a WAL starting past the ledger lost records.
-        if let Some(start) = wal_start {
-            if start > ledger_next {
-                return Err(Error::Gap { wal_start: start, ledger_next });
-            }
+        if let Some(start) = wal_start
+            && start > ledger_next
+        {
+            return Err(Error::Gap { wal_start: start, ledger_next });
         }
         let next_seq = match wal_end {
             Some(end) if end >= ledger_next => end,

@@ -17,7 +17,7 @@ fn record(seq: u64) -> EventRecord {
         action: "user.login".into(),
         actor_id: format!("u{}", seq % 7),
         outcome: "success".into(),
-        metadata: (seq % 2 == 0).then(|| format!("{{\"n\":{seq}}}")),
+        metadata: seq.is_multiple_of(2).then(|| format!("{{\"n\":{seq}}}")),
         ..Default::default()
     }
 }

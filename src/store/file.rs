@@ -48,10 +48,11 @@ fn create_dir_all_durable(root: &Path, dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        if parent != root && parent.starts_with(root) {
-            create_dir_all_durable(root, parent)?;
-        }
+    if let Some(parent) = dir.parent()
+        && parent != root
+        && parent.starts_with(root)
+    {
+        create_dir_all_durable(root, parent)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
