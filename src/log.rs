@@ -560,17 +560,8 @@ impl Log {
         };
         let text = entry.to_json_text();
         let entry_key = paths::ledger_entry_key(&log, index);
-        let body = bytes::Bytes::from(text.clone());
         // The commit point: create-only, so a second writer's put of this index fails here.
-        let committed =
-            self.with_retries("put ledger entry", || store::put_immutable(store.as_ref(), &entry_key, body.clone(), &put_options)).await;
-        match committed {
-            Ok(_) => {}
-            Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
-                return Err(self.fence(format!("ledger entry {entry_key} was written by another process")));
-            }
-            Err(error) => return Err(error),
-        }
+        self.put_owned_object("ledger entry", &entry_key, bytes::Bytes::from(text.clone())).await?;
         let entry_hash = ledger::entry_hash(text.as_bytes());
         let end = entry.end_seq();
         {
@@ -590,6 +581,20 @@ impl Log {
         Ok(())
     }
 
+    /// Create-only put of an object only this log's writer may write (a ledger entry, a
+    /// checkpoint note): other bytes already at the key mean another writer owns the log.
+    async fn put_owned_object(&self, what: &str, key: &str, body: bytes::Bytes) -> Result<()> {
+        let store = &self.inner.settings.store;
+        let put_options = &self.inner.settings.put_options;
+        match self.with_retries(what, || store::put_immutable(store.as_ref(), key, body.clone(), put_options)).await {
+            Ok(_) => Ok(()),
+            Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
+                Err(self.fence(format!("{what} {key} was written by another process")))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     fn sign_checkpoint_at(&self, size: u64) -> String {
         let shared = lock(&self.inner.shared);
         let size = (size as usize).min(shared.entry_hashes.len());
@@ -600,19 +605,10 @@ impl Log {
     async fn write_checkpoint(&self, size: u64) -> Result<()> {
         let log = self.name().to_string();
         let store = self.inner.settings.store.clone();
-        let put_options = self.inner.settings.put_options.clone();
         let note = self.sign_checkpoint_at(size);
         let note_key = paths::checkpoint_note_key(&log, size);
         let body = bytes::Bytes::from(note.clone());
-        let written =
-            self.with_retries("put checkpoint note", || store::put_immutable(store.as_ref(), &note_key, body.clone(), &put_options)).await;
-        match written {
-            Ok(_) => {}
-            Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
-                return Err(self.fence(format!("checkpoint {note_key} was written by another process")));
-            }
-            Err(error) => return Err(error),
-        }
+        self.put_owned_object("checkpoint", &note_key, body.clone()).await?;
         let latest_key = paths::latest_checkpoint_key(&log);
         loop {
             let expected = lock(&self.inner.shared).checkpoint_etag.clone();

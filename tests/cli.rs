@@ -1,0 +1,122 @@
+//! The `auditum` binary's client commands, run for real: append (flags and JSON lines on
+//! stdin), keygen and demo.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn auditum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_auditum"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_from_flags_and_from_json_lines_on_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _client) = start(test_config(dir.path())).await;
+    let server = format!("http://{}", running.addr);
+
+    let output = tokio::task::spawn_blocking({
+        let server = server.clone();
+        move || {
+            auditum()
+                .args([
+                    "append",
+                    "--server",
+                    &server,
+                    "--tenant",
+                    "acme",
+                    "--action",
+                    "user.login",
+                    "--actor-id",
+                    "u1",
+                    "--actor-type",
+                    "user",
+                ])
+                .args(["--id", "cli-1", "--metadata", r#"{"api_token":"abc","n":1}"#])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "seq=0 id=cli-1 log=default duplicate=false");
+
+    let lines = concat!(
+        r#"{"id":"cli-1","tenant_id":"acme","action":"user.login","actor":{"id":"u1"},"outcome":{"result":"success"}}"#,
+        "\n",
+        r#"{"tenant_id":"globex","occurred_at":"2026-01-02T03:04:05.123456Z","action":"invoice.paid","actor":{"id":"svc","type":"service"},"outcome":"denied","context":{"source_ip":"10.0.0.1"}}"#,
+        "\n\n"
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child =
+            auditum().args(["append", "--server", &server, "--file", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let results: Vec<&str> = stdout.lines().collect();
+    assert_eq!(results[0], "seq=0 id=cli-1 log=default duplicate=true");
+    assert!(results[1].starts_with("seq=1 id=") && results[1].ends_with("duplicate=false"), "{stdout}");
+
+    let stored = running.logs.by_name("default").unwrap().unsealed_events();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].metadata.as_deref(), Some(r#"{"api_token":"[REDACTED]","n":1}"#));
+    assert_eq!(stored[1].occurred_at, 1_767_323_045_123_456);
+    assert_eq!((stored[1].actor_type.as_deref(), stored[1].outcome.as_str()), (Some("service"), "denied"));
+    running.stop().await.unwrap();
+}
+
+#[test]
+fn append_reports_bad_json_with_its_line_number() {
+    let mut child = auditum()
+        .args(["append", "--server", "http://127.0.0.1:9", "--file", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{\"tenant_id\":\"a\"}\n{\"tenant\":\"typo\"}\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("-:2: tenant: unknown field"), "{stderr}");
+}
+
+#[test]
+fn keygen_writes_a_private_key_0600_and_its_verifier_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("log.key");
+    let output = auditum().args(["keygen", "--origin", "auditum/test", "--out"]).arg(&key).output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert_eq!(std::fs::read_to_string(dir.path().join("log.vkey")).unwrap().trim(), printed);
+    auditum::checkpoint::Verifier::parse(&printed).unwrap();
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("PRIVATE"), "the private key is not printed when written to a file");
+}
+
+#[test]
+fn demo_seals_signs_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = auditum().args(["demo", "--events", "2000", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ledger head (1 entries)"), "{stdout}");
+    assert!(stdout.contains("\"count\":2000"), "{stdout}");
+    assert!(stdout.contains("\n\u{2014} auditum/default "), "{stdout}");
+    assert!(stdout.contains("offline verification: log default: 1 ledger entries, 2000 events"), "{stdout}");
+    assert!(stdout.contains(": OK"), "{stdout}");
+    // The printed verify command works on its own.
+    let verifier_key = std::fs::read_to_string(dir.path().join("keys/default.vkey")).unwrap();
+    let verify = auditum()
+        .args(["verify", "--store", &format!("file://{}", dir.path().join("store").display()), "--trusted-key", verifier_key.trim()])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
