@@ -45,6 +45,12 @@ pub fn status_from_log(error: log::Error) -> Status {
     match &error {
         // Retryable elsewhere or later; retries are safe because Append is idempotent on id.
         log::Error::Fenced { .. } | log::Error::Failed { .. } | log::Error::ShuttingDown { .. } => Status::unavailable(error.to_string()),
+        log::Error::WalFull { .. } => {
+            let mut status = Status::resource_exhausted(error.to_string());
+            // A hint for clients and proxies: sealing retries within seconds.
+            status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from_static("5"));
+            status
+        }
         _ => {
             tracing::error!(%error, "internal error");
             Status::internal(error.to_string())

@@ -1,5 +1,6 @@
 //! Configuration: a TOML file, overridden by `AUDITUM_*` variables and flags (see README).
 
+use crate::store::{RetentionMode, RetentionPolicy, S3Options};
 use crate::validate::DEFAULT_REDACT_KEYS;
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
@@ -79,6 +80,12 @@ pub struct LogConfig {
     /// Store URL for this log; default: the top-level `store`.
     #[serde(default)]
     pub store: Option<String>,
+    /// Object Lock mode for this log's objects; default: the top-level `retention_mode`.
+    #[serde(default)]
+    pub retention_mode: Option<RetentionMode>,
+    /// Object Lock retention in days; default: the top-level `retention_days`.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -101,6 +108,17 @@ pub struct Config {
     pub shutdown_seal_timeout: Duration,
     pub redact_keys: Vec<String>,
     pub log_format: LogFormat,
+    /// Appends are refused (RESOURCE_EXHAUSTED) once a log's WAL holds this many bytes.
+    pub wal_max_bytes: u64,
+    /// S3 endpoint override, for S3-compatible servers.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Path-style addressing; default on when `s3_endpoint` is set.
+    pub s3_force_path_style: Option<bool>,
+    /// Default Object Lock mode of every log (`compliance` or `governance`).
+    pub retention_mode: Option<RetentionMode>,
+    /// Default Object Lock retention of every log, in days.
+    pub retention_days: Option<u32>,
     pub logs: Vec<LogConfig>,
 }
 
@@ -119,6 +137,12 @@ impl Default for Config {
             shutdown_seal_timeout: Duration::from_secs(20),
             redact_keys: DEFAULT_REDACT_KEYS.iter().map(|key| key.to_string()).collect(),
             log_format: LogFormat::Text,
+            wal_max_bytes: 1024 * 1024 * 1024,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_force_path_style: None,
+            retention_mode: None,
+            retention_days: None,
             logs: Vec::new(),
         }
     }
@@ -150,13 +174,31 @@ impl Config {
     pub fn resolved_logs(&self) -> Vec<LogConfig> {
         let mut logs = self.logs.clone();
         if !logs.iter().any(|log| log.name == DEFAULT_LOG) {
-            logs.insert(0, LogConfig { name: DEFAULT_LOG.into(), origin: None, tenants: Vec::new(), store: None });
+            logs.insert(
+                0,
+                LogConfig {
+                    name: DEFAULT_LOG.into(),
+                    origin: None,
+                    tenants: Vec::new(),
+                    store: None,
+                    retention_mode: None,
+                    retention_days: None,
+                },
+            );
         }
         for log in &mut logs {
+            if log.retention_mode.is_none() && log.retention_days.is_none() {
+                log.retention_mode = self.retention_mode;
+                log.retention_days = self.retention_days;
+            }
             log.origin.get_or_insert_with(|| format!("auditum/{}", log.name));
             log.store.get_or_insert_with(|| self.store.clone().unwrap_or_else(|| self.default_store_url()));
         }
         logs
+    }
+
+    pub fn s3_options(&self) -> S3Options {
+        S3Options { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone(), force_path_style: self.s3_force_path_style }
     }
 
     /// Tenant → log name for every explicitly routed tenant.
@@ -177,6 +219,10 @@ impl Config {
         if self.wal_segment_bytes < 64 * 1024 {
             return Err(invalid("wal_segment_bytes", "must be at least 65536"));
         }
+        if self.wal_max_bytes < 2 * self.wal_segment_bytes.min(64 * 1024 * 1024) {
+            return Err(invalid("wal_max_bytes", "must be at least two WAL segments"));
+        }
+        check_retention("retention_mode", "retention_days", self.retention_mode, self.retention_days)?;
         let mut names = std::collections::HashSet::new();
         let mut tenants: HashMap<&str, &str> = HashMap::new();
         for (index, log) in self.logs.iter().enumerate() {
@@ -191,6 +237,12 @@ impl Config {
             {
                 return Err(invalid(format!("logs[{index}].origin"), "must be non-empty with no '+' or spaces"));
             }
+            check_retention(
+                &format!("logs[{index}].retention_mode"),
+                &format!("logs[{index}].retention_days"),
+                log.retention_mode,
+                log.retention_days,
+            )?;
             for tenant in &log.tenants {
                 if !crate::validate::is_valid_tenant_id(tenant) {
                     return Err(invalid(format!("logs[{index}].tenants"), format!("{tenant:?} is not a valid tenant id")));
@@ -201,6 +253,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Mode and days come together; days within 1..=36500.
+fn check_retention(mode_field: &str, days_field: &str, mode: Option<RetentionMode>, days: Option<u32>) -> Result<()> {
+    match (mode, days) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(invalid(days_field, format!("required when {mode_field} is set"))),
+        (None, Some(_)) => Err(invalid(mode_field, format!("required when {days_field} is set (compliance or governance)"))),
+        (Some(_), Some(days)) if !(1..=36_500).contains(&days) => Err(invalid(days_field, "must be between 1 and 36500")),
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+impl LogConfig {
+    pub fn retention(&self) -> Option<RetentionPolicy> {
+        Some(RetentionPolicy { mode: self.retention_mode?, days: self.retention_days? })
     }
 }
 
@@ -227,6 +296,18 @@ mod tests {
         assert_eq!(logs.iter().map(|log| log.name.as_str()).collect::<Vec<_>>(), ["default", "big"]);
         assert_eq!(logs[1].origin.as_deref(), Some("auditum/big"));
         assert_eq!(config.tenant_routes().get("acme").map(String::as_str), Some("big"));
+
+        let locked: Config = toml::from_str(
+            "retention_mode = \"governance\"\nretention_days = 7\n[[logs]]\nname = \"big\"\nretention_mode = \"compliance\"\nretention_days = 3650\n",
+        )
+        .unwrap();
+        locked.validate().unwrap();
+        let logs = locked.resolved_logs();
+        assert_eq!(logs[0].retention(), Some(RetentionPolicy { mode: RetentionMode::Governance, days: 7 }));
+        assert_eq!(logs[1].retention(), Some(RetentionPolicy { mode: RetentionMode::Compliance, days: 3650 }));
+        let half: Config = toml::from_str("[[logs]]\nname = \"x\"\nretention_mode = \"compliance\"\n").unwrap();
+        assert!(half.validate().unwrap_err().to_string().contains("logs[0].retention_days"));
+        assert!(toml::from_str::<Config>("retention_mode = \"forever\"").is_err());
 
         let bad: Config = toml::from_str("[[logs]]\nname = \"Big Log\"\n").unwrap();
         assert!(bad.validate().unwrap_err().to_string().contains("logs[0].name"));

@@ -12,7 +12,7 @@ use crate::event::{EventRecord, Seq};
 use crate::ledger::{self, LedgerEntry};
 use crate::merkle::{self, Hash};
 use crate::paths;
-use crate::store::{self, ObjectStore, PutOptions};
+use crate::store::{self, ObjectStore, PutOptions, RetentionPolicy};
 use crate::wal::{self, WalFiles};
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
@@ -52,6 +52,10 @@ pub enum Error {
     ShuttingDown { log: String },
     #[error("log {log}: sealing gave up: {reason}")]
     SealAborted { log: String, reason: String },
+    #[error(
+        "log {log}: the write-ahead log holds {wal_bytes} bytes, at its limit of {limit} (wal_max_bytes): sealing is behind, usually because the object store is unreachable; retry later"
+    )]
+    WalFull { log: String, wal_bytes: u64, limit: u64 },
     #[error("log {log}: background task failed: {reason}")]
     Task { log: String, reason: String },
 }
@@ -70,7 +74,10 @@ pub struct LogSettings {
     pub wal_segment_bytes: u64,
     pub idempotency_window: Duration,
     pub idempotency_max_ids: usize,
-    pub put_options: PutOptions,
+    /// Object Lock applied to every immutable object; None writes unlocked objects.
+    pub retention: Option<RetentionPolicy>,
+    /// Appends are refused once the WAL holds this many bytes.
+    pub wal_max_bytes: u64,
 }
 
 /// What Append answers for one event.
@@ -521,7 +528,7 @@ impl Log {
             .map_err(|error| Error::Task { log: log.clone(), reason: error.to_string() })?
             .map_err(|error| Error::Archive { log: log.clone(), reason: format!("cannot encode batch: {error}") })?;
         let store = self.inner.settings.store.clone();
-        let put_options = self.inner.settings.put_options.clone();
+        let put_options = self.put_options();
         let (index, prev) = {
             let shared = lock(&self.inner.shared);
             (shared.entries.len() as u64, shared.entry_hashes.last().copied().unwrap_or(ledger::GENESIS_PREV))
@@ -585,14 +592,19 @@ impl Log {
     /// checkpoint note): other bytes already at the key mean another writer owns the log.
     async fn put_owned_object(&self, what: &str, key: &str, body: bytes::Bytes) -> Result<()> {
         let store = &self.inner.settings.store;
-        let put_options = &self.inner.settings.put_options;
-        match self.with_retries(what, || store::put_immutable(store.as_ref(), key, body.clone(), put_options)).await {
+        let put_options = self.put_options();
+        match self.with_retries(what, || store::put_immutable(store.as_ref(), key, body.clone(), &put_options)).await {
             Ok(_) => Ok(()),
             Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
                 Err(self.fence(format!("{what} {key} was written by another process")))
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Retain-until is counted from each write.
+    fn put_options(&self) -> PutOptions {
+        RetentionPolicy::put_options(self.inner.settings.retention)
     }
 
     fn sign_checkpoint_at(&self, size: u64) -> String {
@@ -803,6 +815,13 @@ fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, m
                 WalCommand::Append { events, reply } => {
                     if status != LogStatus::Serving {
                         let _ = reply.send(Err(status_to_error(&log, &status)));
+                        continue;
+                    }
+                    // Never acknowledge what the WAL cannot keep: while sealing is blocked
+                    // (object store down) the WAL grows only to its cap.
+                    let wal_bytes = wal.total_bytes() + framed.len() as u64;
+                    if wal_bytes >= inner.settings.wal_max_bytes {
+                        let _ = reply.send(Err(Error::WalFull { log: log.clone(), wal_bytes, limit: inner.settings.wal_max_bytes }));
                         continue;
                     }
                     let mut results = Vec::with_capacity(events.len());

@@ -57,6 +57,27 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "AUDITUM_LOG_FORMAT")]
     log_format: Option<String>,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Object Lock mode of the default log (and of logs without their own): compliance or governance.
+    #[arg(long, env = "AUDITUM_RETENTION_MODE")]
+    retention_mode: Option<auditum::store::RetentionMode>,
+    /// Object Lock retention in days, with --retention-mode.
+    #[arg(long, env = "AUDITUM_RETENTION_DAYS")]
+    retention_days: Option<u32>,
+    /// Refuse appends (RESOURCE_EXHAUSTED) once a log's WAL holds this many bytes.
+    #[arg(long, env = "AUDITUM_WAL_MAX_BYTES")]
+    wal_max_bytes: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+struct S3Args {
+    /// S3 endpoint override, for S3-compatible servers (path-style addressing is then used).
+    #[arg(long, env = "AUDITUM_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region (default: the AWS chain's, else us-east-1).
+    #[arg(long, env = "AUDITUM_S3_REGION")]
+    s3_region: Option<String>,
 }
 
 impl ServeArgs {
@@ -79,6 +100,19 @@ impl ServeArgs {
         }
         if let Some(max_events) = self.batch_max_events {
             config.batch_max_events = max_events;
+        }
+        if let Some(endpoint) = &self.s3.s3_endpoint {
+            config.s3_endpoint = Some(endpoint.clone());
+        }
+        if let Some(region) = &self.s3.s3_region {
+            config.s3_region = Some(region.clone());
+        }
+        if self.retention_mode.is_some() || self.retention_days.is_some() {
+            config.retention_mode = self.retention_mode.or(config.retention_mode);
+            config.retention_days = self.retention_days.or(config.retention_days);
+        }
+        if let Some(limit) = self.wal_max_bytes {
+            config.wal_max_bytes = limit;
         }
         if let Some(format) = &self.log_format {
             config.log_format = match format.as_str() {
@@ -176,6 +210,8 @@ struct VerifyArgs {
     /// Log name.
     #[arg(long, default_value = "default")]
     log: String,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -332,7 +368,8 @@ fn read_trusted_key(text: &str) -> Result<Verifier, String> {
 
 async fn verify_command(args: VerifyArgs) -> Result<bool, String> {
     let verifier = read_trusted_key(&args.trusted_key)?;
-    let store = store::open(&args.store).map_err(|error| error.to_string())?;
+    let s3 = store::S3Options { endpoint: args.s3.s3_endpoint.clone(), region: args.s3.s3_region.clone(), force_path_style: None };
+    let store = store::open(&args.store, &s3).await.map_err(|error| error.to_string())?;
     let report = verify::verify_log(store.as_ref(), &args.log, &verifier).await.map_err(|error| error.to_string())?;
     for problem in &report.problems {
         println!("PROBLEM {problem}");

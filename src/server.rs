@@ -5,7 +5,7 @@ use crate::checkpoint;
 use crate::config::Config;
 use crate::log::{self, Log, LogSettings};
 use crate::pb;
-use crate::store::{self, PutOptions};
+use crate::store;
 use crate::validate::{MAX_APPEND_BYTES, Redactor, Validator};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +36,10 @@ pub async fn open_logs(config: &Config) -> Result<Logs> {
     let mut logs = Vec::new();
     for log_config in config.resolved_logs() {
         let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
-        let store = store::open(&url).map_err(|source| Error::Store { log: log_config.name.clone(), url: url.clone(), source })?;
+        let store_error = |source| Error::Store { log: log_config.name.clone(), url: url.clone(), source };
+        let store = store::open(&url, &config.s3_options()).await.map_err(store_error)?;
+        let retention = log_config.retention();
+        store.check_ready(retention.is_some()).await.map_err(store_error)?;
         let settings = LogSettings {
             origin: log_config.origin.clone().unwrap_or_else(|| format!("auditum/{}", log_config.name)),
             store,
@@ -48,7 +51,8 @@ pub async fn open_logs(config: &Config) -> Result<Logs> {
             wal_segment_bytes: config.wal_segment_bytes,
             idempotency_window: config.idempotency_window,
             idempotency_max_ids: config.idempotency_max_ids,
-            put_options: PutOptions::default(),
+            retention,
+            wal_max_bytes: config.wal_max_bytes,
             name: log_config.name,
         };
         let log = Log::open(settings).await?;

@@ -1,4 +1,4 @@
-//! Crash safety with the real binary: append continuously while recording acknowledgements,
+//! Crash safety with the real binary, on the file store and on S3 (moto): append continuously while recording acknowledgements,
 //! kill -9 at random moments (also mid-seal), restart, and prove every acknowledged event is
 //! in the archive exactly once, with its acknowledged seq, in a chain that verifies.
 
@@ -8,50 +8,22 @@ use auditum::batch;
 use auditum::checkpoint::Verifier;
 use auditum::ledger::LedgerEntry;
 use auditum::pb;
-use auditum::store;
+use auditum::store::{self, ObjectStore};
 use auditum::verify;
 use common::*;
 use rand::Rng;
+use rand::SeedableRng;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const CYCLES: usize = 6;
 const WORKERS: usize = 4;
 
 /// (tenant, id) → acknowledged seq.
 type Acknowledged = Arc<std::sync::Mutex<HashMap<(String, String), u64>>>;
-
-async fn spawn_server(data_dir: &Path) -> (Child, String) {
-    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditum"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--seal-interval", "250ms"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn auditum");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("auditum listening on ") {
-                return addr.to_string();
-            }
-        }
-        panic!("server exited before listening; see {}", data_dir.join("server.log").display());
-    })
-    .await
-    .expect("server listens within 60s");
-    (child, format!("http://{addr}"))
-}
 
 async fn append_until_stopped(url: String, cycle: usize, worker: usize, acknowledged: Acknowledged, stop: Arc<AtomicBool>) {
     let Ok(mut client) = auditum::client::connect(&url).await else { return };
@@ -98,14 +70,13 @@ async fn check_retries_are_duplicates(url: &str, acknowledged: &Acknowledged) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_moments_loses_no_acknowledged_event() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs CYCLES kill -9 cycles against the binary started with `args`, then a graceful stop, and
+/// checks every acknowledged event against the archive in `store`.
+pub async fn crash_cycles(dir: &Path, args: &[String], store: &dyn ObjectStore, cycles: usize) {
     let acknowledged: Acknowledged = Arc::default();
     let mut rng = rand::rngs::StdRng::from_entropy();
-    use rand::SeedableRng;
-    for cycle in 0..CYCLES {
-        let (mut child, url) = spawn_server(dir.path()).await;
+    for cycle in 0..cycles {
+        let (mut child, url) = spawn_binary(dir, args).await;
         check_retries_are_duplicates(&url, &acknowledged).await;
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..WORKERS)
@@ -121,24 +92,21 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_event() {
     }
 
     // Last start: retries still deduplicate, then a graceful stop (SIGTERM) seals everything.
-    let (mut child, url) = spawn_server(dir.path()).await;
+    let (mut child, url) = spawn_binary(dir, args).await;
     check_retries_are_duplicates(&url, &acknowledged).await;
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    let status = terminate(&mut child).await;
     assert!(status.success(), "graceful stop exits 0, got {status}");
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 500, "the test appended for real ({} events)", acknowledged.len());
-    let store = store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-    let verifier = Verifier::parse(&std::fs::read_to_string(dir.path().join("keys/default.vkey")).unwrap()).unwrap();
-    let report = verify::verify_log(store.as_ref(), "default", &verifier).await.unwrap();
+    assert!(acknowledged.len() > 300, "the test appended for real ({} events)", acknowledged.len());
+    let verifier = Verifier::parse(&std::fs::read_to_string(dir.join("keys/default.vkey")).unwrap()).unwrap();
+    let report = verify::verify_log(store, "default", &verifier).await.unwrap();
     assert!(report.ok(), "chain verifies: {:?}", report.problems);
 
     let mut archived: HashMap<(String, String), Vec<u64>> = HashMap::new();
     for meta in store.list("default/ledger/").await.unwrap() {
         let entry = LedgerEntry::parse(std::str::from_utf8(&store.get(&meta.key, None).await.unwrap()).unwrap()).unwrap();
-        for row in batch::read_batch(store.get(&entry.object, None).await.unwrap()).unwrap() {
+        for row in batch::read_batch(store.get(&entry.object, entry.version.as_deref()).await.unwrap()).unwrap() {
             archived.entry((row.record.tenant_id, row.record.id)).or_default().push(row.record.seq.0);
         }
     }
@@ -147,4 +115,39 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_event() {
     }
     assert!(archived.values().all(|seqs| seqs.len() == 1), "no event is archived twice");
     eprintln!("{} acknowledged, {} archived, {} orphan warnings", acknowledged.len(), archived.len(), report.warnings.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec!["--seal-interval".to_string(), "250ms".to_string()];
+    let store = store::open(&format!("file://{}", dir.path().join("store").display()), &Default::default()).await.unwrap();
+    crash_cycles(dir.path(), &args, store.as_ref(), CYCLES).await;
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_no_acknowledged_event_on_s3() {
+    common::s3::runtime().block_on(async {
+        let moto = common::s3::Moto::start().await;
+        moto.locked_bucket("crash-archive").await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = "s3://crash-archive/auditum";
+        let args: Vec<String> = [
+            "--seal-interval",
+            "250ms",
+            "--store",
+            url,
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--retention-mode",
+            "governance",
+            "--retention-days",
+            "1",
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        let store = store::open(url, &moto.options()).await.unwrap();
+        crash_cycles(dir.path(), &args, store.as_ref(), 5).await;
+    });
 }

@@ -71,7 +71,14 @@ async fn recompute_log(store: &dyn ObjectStore, log: &str, verifier_key: &str) -
 async fn append_seal_and_recompute_everything_across_tenants_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.logs = vec![LogConfig { name: "bigco".into(), origin: None, tenants: vec!["bigco".into()], store: None }];
+    config.logs = vec![LogConfig {
+        name: "bigco".into(),
+        origin: None,
+        tenants: vec!["bigco".into()],
+        store: None,
+        retention_mode: None,
+        retention_days: None,
+    }];
     let (running, mut client) = start(config.clone()).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -102,7 +109,7 @@ async fn append_seal_and_recompute_everything_across_tenants_and_logs() {
         assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "log {log}");
     }
 
-    let store = store::open(&config.default_store_url()).unwrap();
+    let store = store::open(&config.default_store_url(), &Default::default()).await.unwrap();
     let mut found = 0;
     for log in ["default", "bigco"] {
         let verifier_key = running.logs.by_name(log).unwrap().verifier_key();
@@ -221,7 +228,7 @@ async fn graceful_stop_seals_open_events_and_a_full_batch_seals_early() {
     // The cap triggers sealing without waiting for the (hour-long) interval.
     tokio::time::timeout(std::time::Duration::from_secs(20), log.wait_committed(Seq(100))).await.unwrap().unwrap();
     running.stop().await.unwrap();
-    let store = store::open(&config.default_store_url()).unwrap();
+    let store = store::open(&config.default_store_url(), &Default::default()).await.unwrap();
     let entries = store.list(&paths::ledger_prefix("default")).await.unwrap();
     let mut counts = Vec::new();
     for meta in entries {

@@ -1,6 +1,8 @@
-//! One conformance suite for every storage backend (file here; S3 joins with the S3 issue).
+//! One conformance suite for every storage backend: the file store and S3 (moto_server).
 
-use auditum::store::{self, Error, ObjectStore, PutOptions, put_immutable};
+mod common;
+
+use auditum::store::{self, Error, ObjectStore, PutOptions, Retention, RetentionMode, put_immutable};
 use bytes::Bytes;
 
 pub async fn conformance(store: &dyn ObjectStore) {
@@ -63,7 +65,7 @@ pub async fn conformance(store: &dyn ObjectStore) {
 async fn file_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
-    let store = store::open(&url).unwrap();
+    let store = store::open(&url, &Default::default()).await.unwrap();
     conformance(store.as_ref()).await;
     // Immutable objects are read-only files.
     use std::os::unix::fs::PermissionsExt;
@@ -86,4 +88,33 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn s3_store_conforms_and_locks_what_it_writes() {
+    common::s3::runtime().block_on(async {
+        let moto = common::s3::Moto::start().await;
+        moto.locked_bucket("conformance").await;
+        let store = store::open("s3://conformance/some/prefix", &moto.options()).await.unwrap();
+        store.check_ready(true).await.unwrap();
+        conformance(store.as_ref()).await;
+
+        // Object Lock: mode and retain-until as asked, and the locked version cannot be deleted.
+        let retain_until = chrono::Utc::now() + chrono::Duration::days(2);
+        let options = PutOptions { retention: Some(Retention { mode: RetentionMode::Compliance, retain_until }) };
+        let put = store.put_create_only("log/ledger/000000000009.json", Bytes::from_static(b"{}"), &options).await.unwrap();
+        let version = put.version.clone().expect("versioned bucket returns a version id");
+        let meta = store.head("log/ledger/000000000009.json", Some(&version)).await.unwrap();
+        let retention = meta.retention.expect("lock reported by HeadObject");
+        assert_eq!(retention.mode, RetentionMode::Compliance);
+        assert!((retention.retain_until - retain_until).num_seconds().abs() <= 1, "{retention:?}");
+        let client = moto.client().await;
+        let deleted =
+            client.delete_object().bucket("conformance").key("some/prefix/log/ledger/000000000009.json").version_id(&version).send().await;
+        let error = deleted.expect_err("deleting a locked version is refused");
+        assert_eq!(error.raw_response().map(|response| response.status().as_u16()), Some(403));
+        // Keys live under the prefix.
+        let listed = client.list_objects_v2().bucket("conformance").prefix("some/prefix/log/ledger/").send().await.unwrap();
+        assert_eq!(listed.contents().len(), 4);
+    });
 }

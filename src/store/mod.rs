@@ -2,8 +2,10 @@
 //! same conformance suite (`tests/store_conformance.rs`).
 
 mod file;
+mod s3;
 
 pub use file::FileStore;
+pub use s3::{S3Options, S3Store};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,16 +32,25 @@ pub enum Error {
     InvalidUrl { url: String, reason: String },
     #[error("store task failed: {0}")]
     Task(String),
+    #[error("object store error on {key}: {message}")]
+    Backend { key: String, message: String, transient: bool },
+    #[error("store {url} cannot be used: {reason}")]
+    Misconfigured { url: String, reason: String },
 }
 
 impl Error {
     /// Whether retrying the same call later may succeed (outages, not conflicts).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Io { .. } | Error::Task(_))
+        match self {
+            Error::Io { .. } | Error::Task(_) => true,
+            Error::Backend { transient, .. } => *transient,
+            _ => false,
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RetentionMode {
     Governance,
     Compliance,
@@ -50,6 +61,33 @@ pub enum RetentionMode {
 pub struct Retention {
     pub mode: RetentionMode,
     pub retain_until: DateTime<Utc>,
+}
+
+/// A log's retention: every immutable object is locked for `days` from its write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub mode: RetentionMode,
+    pub days: u32,
+}
+
+impl RetentionPolicy {
+    pub fn put_options(policy: Option<RetentionPolicy>) -> PutOptions {
+        PutOptions {
+            retention: policy
+                .map(|policy| Retention { mode: policy.mode, retain_until: Utc::now() + chrono::Duration::days(i64::from(policy.days)) }),
+        }
+    }
+}
+
+impl std::str::FromStr for RetentionMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "compliance" => Ok(RetentionMode::Compliance),
+            "governance" => Ok(RetentionMode::Governance),
+            other => Err(format!("{other:?} is not compliance or governance")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,6 +115,11 @@ pub struct ObjectMeta {
 pub trait ObjectStore: Send + Sync + Debug {
     /// The URL the store was opened from.
     fn url(&self) -> &str;
+
+    /// Startup check (DESIGN §4): the store can hold this log, with Object Lock when required.
+    async fn check_ready(&self, _object_lock_required: bool) -> Result<()> {
+        Ok(())
+    }
 
     /// Writes a new object; fails with [`Error::AlreadyExists`] when the key exists.
     async fn put_create_only(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<PutResult>;
@@ -113,13 +156,13 @@ pub async fn put_immutable(store: &dyn ObjectStore, key: &str, body: Bytes, opti
     }
 }
 
-/// Opens a store from its URL: `file:///path` (or a plain path).
-pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
+/// Opens a store from its URL: `file:///path` (or a plain path) or `s3://bucket/prefix`.
+pub async fn open(url: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(FileStore::open(url, path)?));
     }
     if url.starts_with("s3://") {
-        return Err(Error::InvalidUrl { url: url.to_string(), reason: "the s3 store is not built into this version".into() });
+        return Ok(Arc::new(S3Store::open(url, s3).await?));
     }
     if url.contains("://") {
         return Err(Error::InvalidUrl { url: url.to_string(), reason: "expected file:///path or s3://bucket/prefix".into() });

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use auditum::config::Config;
 use auditum::pb;
 use auditum::pb::ingest_service_client::IngestServiceClient;
@@ -59,4 +61,42 @@ pub fn with_id(mut event: pb::AuditEvent, id: &str) -> pb::AuditEvent {
 
 pub fn request(events: Vec<pb::AuditEvent>) -> pb::AppendRequest {
     pb::AppendRequest { events, wait_for_seal: false }
+}
+
+/// Starts the real `auditum serve` on 127.0.0.1:0 with `args`; returns it and its URL once it listens.
+/// Its stderr goes to `<data_dir>/server.log`.
+pub async fn spawn_binary(data_dir: &Path, args: &[String]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn auditum");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let log = data_dir.join("server.log");
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("auditum listening on ") {
+                return addr.to_string();
+            }
+        }
+        panic!("server exited before listening: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    })
+    .await
+    .expect("server listens within 60s");
+    (child, format!("http://{addr}"))
+}
+
+/// SIGTERM, then the exit status.
+pub async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits within 60s").unwrap()
 }

@@ -1,0 +1,311 @@
+//! The S3 store (aws-sdk-s3): immutable objects written with `If-None-Match: *`, an
+//! `x-amz-checksum-sha256` and, when the log has retention, Object Lock mode and retain-until;
+//! the one mutable object replaced with `If-Match`; reads by recorded version id.
+
+use super::{Error, ObjectMeta, ObjectStore, PutOptions, PutResult, Result, Retention, RetentionMode, validate_key};
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, DateTime as AwsDateTime};
+use aws_sdk_s3::types::{BucketVersioningStatus, ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use sha2::{Digest, Sha256};
+use std::ops::Range;
+
+/// How to reach S3; credentials always come from the standard AWS chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// Endpoint override, e.g. `http://127.0.0.1:9000` for an S3-compatible server.
+    pub endpoint: Option<String>,
+    /// Region; default `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing; default on when an endpoint is set.
+    pub force_path_style: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    url: String,
+    bucket: String,
+    /// Key prefix inside the bucket, empty or ending with '/'.
+    prefix: String,
+    client: aws_sdk_s3::Client,
+}
+
+/// Maps an SDK error to the store's: conflicts and absences are answers, outages are transient.
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(key: &str, error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error {
+    let status = error.raw_response().map(|response| response.status().as_u16());
+    let code = error.as_service_error().and_then(|service| service.code().map(str::to_string));
+    let message = match (&code, error.as_service_error().and_then(|service| service.message().map(str::to_string))) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.clone(),
+        _ => format!("{error:?}").chars().take(300).collect(),
+    };
+    let key = key.to_string();
+    match status {
+        Some(412) => Error::PreconditionFailed { key },
+        Some(404) => Error::NotFound { key },
+        // Throttling and server errors pass; so do failures to connect or read a response.
+        Some(429) | Some(500..=599) | None => Error::Backend { key, message, transient: true },
+        Some(_) => Error::Backend { key, message, transient: matches!(code.as_deref(), Some("RequestTimeout") | Some("SlowDown")) },
+    }
+}
+
+fn aws_time(time: chrono::DateTime<Utc>) -> AwsDateTime {
+    AwsDateTime::from_millis(time.timestamp_millis())
+}
+
+fn retention_from(mode: Option<&ObjectLockMode>, until: Option<&AwsDateTime>) -> Option<Retention> {
+    let mode = match mode? {
+        ObjectLockMode::Compliance => RetentionMode::Compliance,
+        ObjectLockMode::Governance => RetentionMode::Governance,
+        _ => return None,
+    };
+    let until = until?;
+    let retain_until = Utc.timestamp_opt(until.secs(), until.subsec_nanos()).single()?;
+    Some(Retention { mode, retain_until })
+}
+
+impl S3Store {
+    /// `s3://bucket/prefix`.
+    pub async fn open(url: &str, options: &S3Options) -> Result<S3Store> {
+        let invalid = |reason: &str| Error::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
+        let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("expected s3://bucket/prefix"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.len() < 3
+            || !bucket.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'.')
+        {
+            return Err(invalid("the bucket name must be 3+ characters of a-z, 0-9, '-' and '.'"));
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        // The region is always explicit, so the SDK never asks the instance metadata service.
+        let region = options
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region)).load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        builder = builder.force_path_style(options.force_path_style.unwrap_or(options.endpoint.is_some()));
+        Ok(S3Store { url: url.to_string(), bucket: bucket.to_string(), prefix, client: aws_sdk_s3::Client::from_conf(builder.build()) })
+    }
+
+    fn full_key(&self, key: &str) -> Result<String> {
+        validate_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// The bucket must exist with versioning on (the ledger records version ids), and with
+    /// Object Lock on when the log's retention asks for it.
+    pub async fn check_bucket(&self, object_lock_required: bool) -> Result<()> {
+        let bucket = &self.bucket;
+        let misconfigured = |reason: String| Error::Misconfigured { url: self.url.clone(), reason };
+        if let Err(error) = self.client.head_bucket().bucket(bucket).send().await {
+            return Err(match classify(bucket, error) {
+                Error::NotFound { .. } => {
+                    misconfigured(format!("bucket {bucket} does not exist: create it (with Object Lock enabled) first"))
+                }
+                other => other,
+            });
+        }
+        let versioning_enabled = match self.client.get_bucket_versioning().bucket(bucket).send().await {
+            Ok(output) => output.status() == Some(&BucketVersioningStatus::Enabled),
+            // moto answers with the root element GetBucketVersioningResponse, which the SDK
+            // refuses to decode: read the status from a successful response's raw body.
+            Err(error) => {
+                match error.raw_response().filter(|response| response.status().is_success()).and_then(|response| response.body().bytes()) {
+                    Some(body) => String::from_utf8_lossy(body).contains("<Status>Enabled</Status>"),
+                    None => return Err(classify(bucket, error)),
+                }
+            }
+        };
+        if !versioning_enabled {
+            return Err(misconfigured(format!(
+                "versioning is not enabled on bucket {bucket}: auditum records and reads version ids; enable it with `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`"
+            )));
+        }
+        if !object_lock_required {
+            return Ok(());
+        }
+        let enabled = match self.client.get_object_lock_configuration().bucket(bucket).send().await {
+            Ok(output) => {
+                output.object_lock_configuration().and_then(|config| config.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled)
+            }
+            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("ObjectLockConfigurationNotFoundError") => {
+                false
+            }
+            Err(error) => return Err(classify(bucket, error)),
+        };
+        if !enabled {
+            return Err(misconfigured(format!(
+                "Object Lock is not enabled on bucket {bucket}, but the log's retention needs it: create a bucket with `aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket` (Object Lock cannot be turned on for most existing buckets), or remove retention_mode from the log"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn sha256_base64(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn check_ready(&self, object_lock_required: bool) -> Result<()> {
+        self.check_bucket(object_lock_required).await
+    }
+
+    async fn put_create_only(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<PutResult> {
+        let full = self.full_key(key)?;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .if_none_match("*")
+            // AWS requires an integrity header on Object Lock puts; the algorithm header is
+            // what moto checks for, the value what AWS verifies.
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256_base64(&body))
+            .body(ByteStream::from(body));
+        if let Some(retention) = &options.retention {
+            let mode = match retention.mode {
+                RetentionMode::Compliance => ObjectLockMode::Compliance,
+                RetentionMode::Governance => ObjectLockMode::Governance,
+            };
+            request = request.object_lock_mode(mode).object_lock_retain_until_date(aws_time(retention.retain_until));
+        }
+        match request.send().await {
+            Ok(output) => {
+                Ok(PutResult { version: output.version_id().map(str::to_string), etag: output.e_tag().unwrap_or_default().to_string() })
+            }
+            Err(error) => Err(match classify(key, error) {
+                Error::PreconditionFailed { key } => Error::AlreadyExists { key },
+                other => other,
+            }),
+        }
+    }
+
+    async fn put_if_match(&self, key: &str, body: Bytes, expected_etag: Option<&str>) -> Result<PutResult> {
+        let full = self.full_key(key)?;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256_base64(&body))
+            .body(ByteStream::from(body));
+        request = match expected_etag {
+            Some(etag) => request.if_match(etag),
+            None => request.if_none_match("*"),
+        };
+        let output = request.send().await.map_err(|error| match classify(key, error) {
+            // If-Match on a key that does not exist: the object we expected is gone.
+            Error::NotFound { key } => Error::PreconditionFailed { key },
+            other => other,
+        })?;
+        Ok(PutResult { version: output.version_id().map(str::to_string), etag: output.e_tag().unwrap_or_default().to_string() })
+    }
+
+    async fn get(&self, key: &str, version: Option<&str>) -> Result<Bytes> {
+        let full = self.full_key(key)?;
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|error| classify(key, error))?;
+        let body = output.body.collect().await.map_err(|error| Error::Backend {
+            key: key.to_string(),
+            message: error.to_string(),
+            transient: true,
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, key: &str, version: Option<&str>, range: Range<u64>) -> Result<Bytes> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let full = self.full_key(key)?;
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(str::to_string))
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|error| classify(key, error))?;
+        let body = output.body.collect().await.map_err(|error| Error::Backend {
+            key: key.to_string(),
+            message: error.to_string(),
+            transient: true,
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectMeta> {
+        let full = self.full_key(key)?;
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|error| classify(key, error))?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: output.content_length().unwrap_or_default().max(0) as u64,
+            version: output.version_id().map(str::to_string),
+            etag: output.e_tag().map(str::to_string),
+            retention: retention_from(output.object_lock_mode(), output.object_lock_retain_until_date()),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| classify(prefix, error))?;
+            for object in page.contents() {
+                let Some(key) = object.key().and_then(|key| key.strip_prefix(&self.prefix)) else { continue };
+                found.push(ObjectMeta {
+                    key: key.to_string(),
+                    size: object.size().unwrap_or_default().max(0) as u64,
+                    version: None,
+                    etag: object.e_tag().map(str::to_string),
+                    retention: None,
+                });
+            }
+        }
+        found.sort_by(|left, right| left.key.cmp(&right.key));
+        Ok(found)
+    }
+}
