@@ -91,8 +91,13 @@ impl IngestApi {
             slot.2.push(record);
         }
         let mut results: Vec<Option<pb::AppendResult>> = vec![None; event_count];
+        let started = std::time::Instant::now();
         let appends = per_log.into_values().map(|(log, indexes, records)| async move {
             let appended = log.append(records).await?;
+            crate::metrics::METRICS
+                .append_latency
+                .get_or_create(&crate::metrics::log_label(log.name()))
+                .observe(started.elapsed().as_secs_f64());
             if wait_for_seal {
                 let end = appended.iter().map(|result| result.seq.next()).max().unwrap_or(Seq(0));
                 log.wait_committed(end).await?;

@@ -92,6 +92,8 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Prometheus `/metrics` listener; none when unset.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Default store for every log; default `file://<data_dir>/store`.
     pub store: Option<String>,
@@ -126,6 +128,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: None,
             data_dir: PathBuf::from("./auditum-data"),
             store: None,
             seal_interval: Duration::from_secs(60),

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ledger;
 pub mod log;
 pub mod merkle;
+pub mod metrics;
 pub mod paths;
 pub mod pb;
 pub mod sample;

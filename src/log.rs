@@ -11,6 +11,7 @@ use crate::checkpoint::{self, Signer};
 use crate::event::{EventRecord, Seq};
 use crate::ledger::{self, LedgerEntry};
 use crate::merkle::{self, Hash};
+use crate::metrics::{self, METRICS};
 use crate::paths;
 use crate::store::{self, ObjectStore, PutOptions, RetentionPolicy};
 use crate::wal::{self, WalFiles};
@@ -358,6 +359,17 @@ impl Log {
         lock(&self.inner.shared).wal_bytes
     }
 
+    /// Whether the WAL is at its cap (appends are being refused).
+    pub fn wal_full(&self) -> bool {
+        self.wal_bytes() >= self.inner.settings.wal_max_bytes
+    }
+
+    /// Acknowledged events not yet committed.
+    pub fn unsealed_count(&self) -> usize {
+        let shared = lock(&self.inner.shared);
+        shared.open.len() + shared.sealing.as_ref().map_or(0, |batch| batch.len())
+    }
+
     fn status_error(&self, status: &LogStatus) -> Option<Error> {
         let log = self.name().to_string();
         match status {
@@ -491,10 +503,15 @@ impl Log {
                 }
                 // Conflicts and bad requests are answers, not outages: the caller decides.
                 Err(error) if !error.is_transient() => {
+                    let operation = metrics::StoreOperation { log: self.name().to_string(), operation: what.to_string() };
+                    METRICS.store_errors.get_or_create(&operation).inc();
                     return Err(Error::Store { log: self.name().to_string(), source: error });
                 }
                 Err(error) => {
                     attempts += 1;
+                    let operation = metrics::StoreOperation { log: self.name().to_string(), operation: what.to_string() };
+                    METRICS.store_errors.get_or_create(&operation).inc();
+                    METRICS.store_retries.get_or_create(&operation).inc();
                     let backlog = lock(&self.inner.shared).open.len();
                     tracing::warn!(log = %self.name(), what, attempts, backlog_events = backlog, %error, retry_in_ms = delay.as_millis() as u64, "object store call failed, retrying");
                     if let Some(deadline) = self.stop_deadline()
@@ -513,6 +530,7 @@ impl Log {
     fn fence(&self, reason: String) -> Error {
         tracing::error!(log = %self.name(), %reason, "log fenced: another writer owns it; this process stops writing it");
         lock(&self.inner.shared).status = LogStatus::Fenced(reason.clone());
+        METRICS.log_fenced.get_or_create(&metrics::log_label(self.name())).set(1);
         self.inner.committed.send_modify(|_| {});
         Error::Fenced { log: self.name().to_string(), reason }
     }
@@ -581,6 +599,11 @@ impl Log {
         self.write_checkpoint(index + 1).await?;
         // Published only with its checkpoint, so a waiter can fetch a proof at once.
         self.inner.committed.send_replace(end);
+        let label = metrics::log_label(&log);
+        METRICS.sealed_batches.get_or_create(&label).inc();
+        METRICS.sealed_events.get_or_create(&label).inc_by(built.count);
+        METRICS.seal_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        METRICS.batch_events.get_or_create(&label).observe(built.count as f64);
         tracing::info!(
             log = %log, index, first_seq = %built.first_seq, count = built.count, bytes = built.bytes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64, "sealed batch"
@@ -809,11 +832,18 @@ fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, m
         let mut replies = Vec::new();
         let mut committed_updates = Vec::new();
         let mut stop = false;
+        let mut duplicates = 0u64;
         let status = lock(&inner.shared).status.clone();
         for command in commands {
             match command {
                 WalCommand::Append { events, reply } => {
                     if status != LogStatus::Serving {
+                        let reason = match status {
+                            LogStatus::Fenced(_) => "fenced",
+                            LogStatus::Failed(_) => "wal_failed",
+                            _ => "shutting_down",
+                        };
+                        METRICS.append_rejected.get_or_create(&metrics::Rejection { log: log.clone(), reason: reason.into() }).inc();
                         let _ = reply.send(Err(status_to_error(&log, &status)));
                         continue;
                     }
@@ -821,6 +851,7 @@ fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, m
                     // (object store down) the WAL grows only to its cap.
                     let wal_bytes = wal.total_bytes() + framed.len() as u64;
                     if wal_bytes >= inner.settings.wal_max_bytes {
+                        METRICS.append_rejected.get_or_create(&metrics::Rejection { log: log.clone(), reason: "wal_full".into() }).inc();
                         let _ = reply.send(Err(Error::WalFull { log: log.clone(), wal_bytes, limit: inner.settings.wal_max_bytes }));
                         continue;
                     }
@@ -828,6 +859,7 @@ fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, m
                     for mut event in events {
                         let key = idempotency_key(&event.tenant_id, &event.id);
                         if let Some((seq, original_received_at)) = ids.get(key) {
+                            duplicates += 1;
                             results.push(Appended { seq, id: event.id, duplicate: true, received_at: original_received_at });
                             continue;
                         }
@@ -858,6 +890,9 @@ fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, m
                 }
                 continue;
             }
+            let label = metrics::log_label(&log);
+            METRICS.append_events.get_or_create(&label).inc_by(new_records.len() as u64);
+            METRICS.append_bytes.get_or_create(&label).inc_by(framed.len() as u64);
             let full = {
                 let mut shared = lock(&inner.shared);
                 for record in new_records {
@@ -870,6 +905,9 @@ fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, m
             if full {
                 inner.seal_wakeup.notify_one();
             }
+        }
+        if duplicates > 0 {
+            METRICS.append_duplicates.get_or_create(&metrics::log_label(&log)).inc_by(duplicates);
         }
         for (reply, results) in replies {
             let _ = reply.send(Ok(results));

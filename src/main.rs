@@ -42,6 +42,9 @@ struct ServeArgs {
     /// gRPC listen address.
     #[arg(long, env = "AUDITUM_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// Prometheus metrics listener (serves /metrics), e.g. 127.0.0.1:9090.
+    #[arg(long, env = "AUDITUM_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// WAL, keys and (by default) the file store live here.
     #[arg(long, env = "AUDITUM_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -91,6 +94,9 @@ impl ServeArgs {
         }
         if let Some(data_dir) = &self.data_dir {
             config.data_dir = data_dir.clone();
+        }
+        if let Some(metrics_listen) = self.metrics_listen {
+            config.metrics_listen = Some(metrics_listen);
         }
         if let Some(store) = &self.store {
             config.store = Some(store.clone());

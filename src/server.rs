@@ -62,9 +62,38 @@ pub async fn open_logs(config: &Config) -> Result<Logs> {
     Ok(Logs::new(logs, config.tenant_routes()))
 }
 
+/// gRPC health service name of a log: NOT_SERVING while it is fenced, failed or its WAL is full.
+pub fn log_health_service(log: &str) -> String {
+    format!("auditum.log.{log}")
+}
+
+/// Keeps per-log health and gauges current.
+async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthReporter) {
+    use crate::metrics::{METRICS, log_label};
+    let mut serving: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    loop {
+        for log in logs.all() {
+            let label = log_label(log.name());
+            METRICS.wal_bytes.get_or_create(&label).set(log.wal_bytes() as i64);
+            METRICS.unsealed_events.get_or_create(&label).set(log.unsealed_count() as i64);
+            let ok = log.status() == crate::log::LogStatus::Serving && !log.wal_full();
+            if serving.insert(log.name().to_string(), ok) != Some(ok) {
+                let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+                if !ok {
+                    tracing::warn!(log = %log.name(), status = ?log.status(), wal_full = log.wal_full(), "log health: not serving");
+                }
+                reporter.set_service_status(log_health_service(log.name()), status).await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// A server running in this process.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub logs: Arc<Logs>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -92,6 +121,36 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator)).max_decoding_message_size(max_message);
     let query = pb::query_service_server::QueryServiceServer::new(QueryApi).max_decoding_message_size(max_message);
     let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(logs.clone()));
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService"] {
+        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
+    let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone()));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| Error::Task(format!("reflection: {error}")))?;
+    let (metrics_stop, metrics_stopped) = oneshot::channel::<()>();
+    let metrics_addr = match config.metrics_listen {
+        Some(metrics_listen) => {
+            let metrics_listener =
+                TcpListener::bind(metrics_listen).await.map_err(|source| Error::Bind { addr: metrics_listen, source })?;
+            let bound = metrics_listener.local_addr().map_err(|source| Error::Bind { addr: metrics_listen, source })?;
+            tokio::spawn(async move {
+                if let Err(error) = crate::metrics::serve(metrics_listener, async {
+                    let _ = metrics_stopped.await;
+                })
+                .await
+                {
+                    tracing::error!(%error, "metrics listener failed");
+                }
+            });
+            tracing::info!(addr = %bound, "metrics on /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown_timeout = config.shutdown_seal_timeout;
     let server_logs = logs.clone();
@@ -106,6 +165,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             })
         });
         let served = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
             .add_service(ingest)
             .add_service(query)
             .add_service(proof)
@@ -113,6 +174,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                 let _ = stopped.await;
             })
             .await;
+        health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        health_reporter.set_not_serving::<pb::ingest_service_server::IngestServiceServer<IngestApi>>().await;
         let mut result = served.map_err(Error::from);
         for log in server_logs.all() {
             if let Err(error) = log.shutdown(shutdown_timeout).await {
@@ -122,16 +185,21 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                 }
             }
         }
+        watcher.abort();
+        let _ = metrics_stop.send(());
         result
     });
     tracing::info!(%addr, "auditum listening");
-    Ok(RunningServer { addr, logs, stop: Some(stop), task })
+    Ok(RunningServer { addr, metrics_addr, logs, stop: Some(stop), task })
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     let server = start(config).await?;
-    // A line on stdout that scripts and tests can wait for.
+    // Lines on stdout that scripts and tests can wait for; "listening" comes last.
+    if let Some(metrics_addr) = server.metrics_addr {
+        println!("auditum metrics on http://{metrics_addr}/metrics");
+    }
     println!("auditum listening on {}", server.addr);
     shutdown.await;
     tracing::info!("shutting down: sealing open batches");

@@ -189,8 +189,10 @@ fn two_writers_on_one_log_end_with_one_chain_and_the_loser_fenced() {
             "--retention-days",
             "1",
         ]);
-        let (mut first, first_url) = spawn_binary(first_dir.path(), &args).await;
-        let (mut second, second_url) = spawn_binary(second_dir.path(), &args).await;
+        let (mut first, first_url, first_metrics) = spawn_binary_with_metrics(first_dir.path(), &args).await;
+        let (mut second, second_url, second_metrics) = spawn_binary_with_metrics(second_dir.path(), &args).await;
+        let urls = [first_url.clone(), second_url.clone()];
+        let metrics_urls = [first_metrics.unwrap(), second_metrics.unwrap()];
         let acknowledged: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let writers = [(first_url, "first"), (second_url, "second")]
@@ -204,11 +206,28 @@ fn two_writers_on_one_log_end_with_one_chain_and_the_loser_fenced() {
         let fenced_errors =
             errors.iter().filter(|status| status.code() == tonic::Code::Unavailable && status.message().contains("fenced")).count();
         assert!(fenced_errors > 0, "the loser answers UNAVAILABLE naming the fence: {errors:?}");
-        let _ = terminate(&mut first).await;
-        let _ = terminate(&mut second).await;
         let logs = [first_dir.path(), second_dir.path()].map(|dir| std::fs::read_to_string(dir.join("server.log")).unwrap());
         let fenced: Vec<bool> = logs.iter().map(|log| log.contains("log fenced: another writer owns it")).collect();
         assert_eq!(fenced.iter().filter(|fenced| **fenced).count(), 1, "exactly one writer is fenced, with a clear log line");
+        // The fence is reported by health and by a metric too.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        for (index, is_fenced) in fenced.iter().enumerate() {
+            let health = health_status(&urls[index], "auditum.log.default").await;
+            let expected = if *is_fenced {
+                tonic_health::pb::health_check_response::ServingStatus::NotServing
+            } else {
+                tonic_health::pb::health_check_response::ServingStatus::Serving
+            };
+            assert_eq!(health, expected as i32, "health of writer {index}");
+            let metrics = http_get(&metrics_urls[index]).await;
+            let gauge = format!("auditum_log_fenced{{log=\"default\"}} {}", u8::from(*is_fenced));
+            assert!(
+                metrics.contains(&gauge) || (!is_fenced && !metrics.contains("auditum_log_fenced{")),
+                "writer {index} metrics: {metrics}"
+            );
+        }
+        let _ = terminate(&mut first).await;
+        let _ = terminate(&mut second).await;
 
         let store = store::open("s3://shared-log/x", &moto.options()).await.unwrap();
         let report = verify::verify_log(store.as_ref(), "default", &key.verifier()).await.unwrap();
@@ -283,8 +302,17 @@ async fn outage(moto: &Moto, bucket: &str, arm_between_puts: bool) {
         child = new_child;
         restarted = true;
     } else {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(health_status(&server_url, "auditum.log.default").await, ServingStatus::NotServing as i32, "a full WAL is NOT_SERVING");
+        assert_eq!(health_status(&server_url, "").await, ServingStatus::Serving as i32, "the process itself stays alive");
         proxy.set_down(false);
         tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            health_status(&server_url, "auditum.log.default").await,
+            ServingStatus::Serving as i32,
+            "serving again once the backlog sealed"
+        );
         stop.store(true, Ordering::Relaxed);
         let errors = writer.await.unwrap();
         assert!(errors.iter().any(|status| status.code() == tonic::Code::ResourceExhausted), "the WAL cap was reached: {errors:?}");

@@ -66,10 +66,16 @@ pub fn request(events: Vec<pb::AuditEvent>) -> pb::AppendRequest {
 /// Starts the real `auditum serve` on 127.0.0.1:0 with `args`; returns it and its URL once it listens.
 /// Its stderr goes to `<data_dir>/server.log`.
 pub async fn spawn_binary(data_dir: &Path, args: &[String]) -> (tokio::process::Child, String) {
+    let (child, url, _) = spawn_binary_with_metrics(data_dir, args).await;
+    (child, url)
+}
+
+/// As [`spawn_binary`], with `--metrics-listen 127.0.0.1:0`; also returns the metrics URL.
+pub async fn spawn_binary_with_metrics(data_dir: &Path, args: &[String]) -> (tokio::process::Child, String, Option<String>) {
     use tokio::io::AsyncBufReadExt;
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -81,17 +87,41 @@ pub async fn spawn_binary(data_dir: &Path, args: &[String]) -> (tokio::process::
     let stdout = child.stdout.take().unwrap();
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let log = data_dir.join("server.log");
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+    let (addr, metrics) = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut metrics = None;
         while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("auditum metrics on ") {
+                metrics = Some(url.to_string());
+            }
             if let Some(addr) = line.strip_prefix("auditum listening on ") {
-                return addr.to_string();
+                return (addr.to_string(), metrics);
             }
         }
         panic!("server exited before listening: {}", std::fs::read_to_string(&log).unwrap_or_default());
     })
     .await
     .expect("server listens within 60s");
-    (child, format!("http://{addr}"))
+    (child, format!("http://{addr}"), metrics)
+}
+
+/// GET over plain HTTP/1.1 on loopback (for /metrics).
+pub async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').map(|(host, path)| (host, format!("/{path}"))).unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+/// The status gRPC health reports for `service`.
+pub async fn health_status(url: &str, service: &str) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap();
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    client.check(tonic_health::pb::HealthCheckRequest { service: service.to_string() }).await.unwrap().into_inner().status
 }
 
 /// SIGTERM, then the exit status.
