@@ -102,6 +102,19 @@ fn the_write_path_on_s3_locks_every_immutable_object_and_survives_restart() {
                 assert!(retention.retain_until > retain_floor, "{key} retained for the configured day");
             }
         }
+        // A sealed batch's locked version cannot be deleted, even by the bucket owner.
+        let first = LedgerEntry::parse(std::str::from_utf8(&store.get(&entries[0].key, None).await.unwrap()).unwrap()).unwrap();
+        let refused = moto
+            .client()
+            .await
+            .delete_object()
+            .bucket("archive")
+            .key(format!("prod/{}", first.object))
+            .version_id(first.version.clone().unwrap())
+            .send()
+            .await
+            .expect_err("deleting a locked batch version is refused");
+        assert_eq!(refused.raw_response().map(|response| response.status().as_u16()), Some(403));
         for size in 1..=2 {
             let head = store.head(&paths::checkpoint_note_key("default", size), None).await.unwrap();
             assert_eq!(head.retention.map(|retention| retention.mode), Some(RetentionMode::Compliance));

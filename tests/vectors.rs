@@ -42,6 +42,36 @@ fn rfc6962_roots_match_with_rs_merkle_and_the_recursive_reference() {
 }
 
 #[test]
+fn rfc6962_inclusion_and_consistency_proofs_match_the_vectors() {
+    let vectors = vectors("rfc6962.json");
+    let leaves: Vec<[u8; 32]> = vectors["leaf_inputs_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| merkle::leaf_hash(&hex::decode(input.as_str().unwrap()).unwrap()))
+        .collect();
+    let path_of = |value: &Value| value.as_array().unwrap().iter().map(hex32).collect::<Vec<_>>();
+    let proofs = vectors["inclusion_proofs"].as_array().unwrap();
+    assert!(!proofs.is_empty());
+    for proof in proofs {
+        let (index, size) = (proof["leaf_index"].as_u64().unwrap(), proof["tree_size"].as_u64().unwrap());
+        let path = path_of(&proof["path_hex"]);
+        assert_eq!(merkle::inclusion_path(&leaves[..size as usize], index as usize).unwrap(), path, "inclusion {index} of {size}");
+        let root = merkle::root(&leaves[..size as usize]);
+        merkle::verify_inclusion(&leaves[index as usize], index, size, &path, &root).unwrap();
+    }
+    let proofs = vectors["consistency_proofs"].as_array().unwrap();
+    assert!(!proofs.is_empty());
+    for proof in proofs {
+        let (old, new) = (proof["size1"].as_u64().unwrap(), proof["size2"].as_u64().unwrap());
+        let path = path_of(&proof["path_hex"]);
+        assert_eq!(merkle::consistency_path(&leaves[..new as usize], old as usize).unwrap(), path, "consistency {old} -> {new}");
+        let (old_root, new_root) = (merkle::root(&leaves[..old as usize]), merkle::root(&leaves[..new as usize]));
+        merkle::verify_consistency(old, new, &old_root, &new_root, &path).unwrap();
+    }
+}
+
+#[test]
 fn auditum_event_leaves_batch_root_ledger_entry_and_checkpoint() {
     let vectors = vectors("auditum.json");
     let mut leaves = Vec::new();
