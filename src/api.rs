@@ -145,44 +145,149 @@ impl pb::query_service_server::QueryService for QueryApi {
     }
 }
 
-/// Proofs: GetCheckpoint now; the rest with the proofs issue.
-#[derive(Debug, Clone)]
+/// Checkpoints, proofs and server-side verification (DESIGN §7).
+#[derive(Clone)]
 pub struct ProofApi {
     logs: Arc<Logs>,
+    cache: Arc<crate::proof::BatchCache>,
 }
 
 impl ProofApi {
     pub fn new(logs: Arc<Logs>) -> Self {
-        ProofApi { logs }
+        ProofApi { logs, cache: Arc::default() }
+    }
+
+    fn log(&self, name: &str) -> Result<&Log, Status> {
+        self.logs.by_name(name).ok_or_else(|| Status::not_found(format!("log: no log named {name:?}")))
+    }
+
+    fn basis(&self, log: &Log) -> Result<crate::proof::ProofBasis, Status> {
+        log.proof_basis().ok_or_else(|| {
+            Status::failed_precondition(format!("log {}: no batch has been sealed yet, so there is no checkpoint", log.name()))
+        })
+    }
+}
+
+pub fn status_from_proof(error: crate::proof::Error) -> Status {
+    use crate::proof::Error;
+    match &error {
+        Error::NotSealed { .. } | Error::NoCheckpoint { .. } => Status::failed_precondition(error.to_string()),
+        Error::NoSuchSeq { .. } | Error::NoSuchId { .. } => Status::not_found(error.to_string()),
+        Error::AmbiguousId { .. } => Status::failed_precondition(error.to_string()),
+        Error::Store(store_error) if store_error.is_transient() => Status::unavailable(error.to_string()),
+        Error::Archive(_) | Error::Store(_) => {
+            tracing::error!(%error, "proof failed");
+            Status::internal(error.to_string())
+        }
     }
 }
 
 #[tonic::async_trait]
 impl pb::proof_service_server::ProofService for ProofApi {
     async fn get_checkpoint(&self, request: Request<pb::GetCheckpointRequest>) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-        let name = request.into_inner().log;
-        let log = self.logs.by_name(&name).ok_or_else(|| Status::not_found(format!("log: no log named {name:?}")))?;
-        let checkpoint = log
-            .ledger_snapshot()
-            .checkpoint
-            .ok_or_else(|| Status::not_found(format!("log {}: no batch has been sealed yet, so there is no checkpoint", log.name())))?;
+        let log = self.log(&request.get_ref().log)?;
+        let checkpoint = self.basis(log)?.checkpoint;
         Ok(Response::new(pb::GetCheckpointResponse { checkpoint }))
     }
 
-    async fn get_event_proof(&self, _request: Request<pb::GetEventProofRequest>) -> Result<Response<pb::GetEventProofResponse>, Status> {
-        Err(Status::unimplemented("GetEventProof is not implemented in this version"))
+    async fn get_event_proof(&self, request: Request<pb::GetEventProofRequest>) -> Result<Response<pb::GetEventProofResponse>, Status> {
+        let request = request.into_inner();
+        let log = self.log(&request.log)?;
+        let basis = self.basis(log)?;
+        let store = log.store().as_ref();
+        let seq = match request.key {
+            Some(pb::get_event_proof_request::Key::Seq(seq)) => {
+                if seq >= log.committed_next().0 && log.unsealed_events().iter().all(|event| event.seq.0 != seq) {
+                    return Err(status_from_proof(crate::proof::Error::NoSuchSeq { log: log.name().to_string(), seq }));
+                }
+                seq
+            }
+            Some(pb::get_event_proof_request::Key::EventId(id)) => {
+                if id.is_empty() || id.len() > validate::MAX_ID_BYTES {
+                    return Err(Status::invalid_argument(format!("event_id: must be 1 to {} bytes", validate::MAX_ID_BYTES)));
+                }
+                let seqs = crate::proof::find_by_id(store, &basis, &id).await.map_err(status_from_proof)?;
+                match seqs.as_slice() {
+                    [] => return Err(status_from_proof(crate::proof::Error::NoSuchId { log: log.name().to_string(), id })),
+                    [seq] => *seq,
+                    _ => return Err(status_from_proof(crate::proof::Error::AmbiguousId { id, count: seqs.len(), seqs })),
+                }
+            }
+            None => return Err(Status::invalid_argument("key: set seq or event_id")),
+        };
+        let proof_json = crate::proof::build(store, &self.cache, &basis, seq).await.map_err(status_from_proof)?;
+        Ok(Response::new(pb::GetEventProofResponse { proof_json }))
     }
 
     async fn get_consistency_proof(
         &self,
-        _request: Request<pb::GetConsistencyProofRequest>,
+        request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
-        Err(Status::unimplemented("GetConsistencyProof is not implemented in this version"))
+        let request = request.into_inner();
+        let log = self.log(&request.log)?;
+        let basis = self.basis(log)?;
+        if request.old_size == 0 || request.old_size > request.new_size {
+            return Err(Status::invalid_argument(format!(
+                "old_size: must be between 1 and new_size ({}), got {}",
+                request.new_size, request.old_size
+            )));
+        }
+        if request.new_size > basis.checkpoint_size {
+            return Err(Status::out_of_range(format!(
+                "new_size: {} exceeds the latest checkpoint's size {}",
+                request.new_size, basis.checkpoint_size
+            )));
+        }
+        let path = crate::merkle::consistency_path(&basis.entry_hashes[..request.new_size as usize], request.old_size as usize)
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Response::new(pb::GetConsistencyProofResponse { path: path.iter().map(|hash| hash.to_vec()).collect() }))
     }
 
     type VerifyLogStream = futures::stream::BoxStream<'static, Result<pb::VerifyLogResponse, Status>>;
 
-    async fn verify_log(&self, _request: Request<pb::VerifyLogRequest>) -> Result<Response<Self::VerifyLogStream>, Status> {
-        Err(Status::unimplemented("VerifyLog is not implemented in this version"))
+    async fn verify_log(&self, request: Request<pb::VerifyLogRequest>) -> Result<Response<Self::VerifyLogStream>, Status> {
+        let log = self.log(&request.get_ref().log)?.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<pb::VerifyLogResponse, Status>>(64);
+        tokio::spawn(async move {
+            let progress_sender = sender.clone();
+            let progress = move |progress: &crate::verify::Progress| {
+                let _ = progress_sender.try_send(Ok(pb::VerifyLogResponse {
+                    entries_checked: progress.entries_checked,
+                    events_checked: progress.events_checked,
+                    ..Default::default()
+                }));
+            };
+            let options = crate::verify::Options::default();
+            match crate::verify::verify_log_with(log.store().as_ref(), log.name(), &log.verifier(), &options, progress).await {
+                Ok(report) => {
+                    for problem in &report.problems {
+                        let message = pb::VerifyLogResponse {
+                            entries_checked: report.entries,
+                            events_checked: report.events,
+                            problem: format!("{}: {}", problem.kind, problem.detail),
+                            object: problem.object.clone(),
+                            ..Default::default()
+                        };
+                        if sender.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = sender
+                        .send(Ok(pb::VerifyLogResponse {
+                            entries_checked: report.entries,
+                            events_checked: report.events,
+                            done: true,
+                            ok: report.ok(),
+                            problem: if report.ok() { String::new() } else { report.summary() },
+                            ..Default::default()
+                        }))
+                        .await;
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(Status::unavailable(format!("verification could not read the store: {error}")))).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }
 }

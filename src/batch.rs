@@ -158,6 +158,17 @@ fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
+/// Encodes rows into a batch file in the order given, with the leaf hashes given.
+pub fn encode_rows(rows: &[(&EventRecord, LeafHash)]) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(rows.len() * 128);
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(rows.len())?))?;
+    for chunk in rows.chunks(ENCODE_CHUNK_ROWS) {
+        writer.write(&record_batch(chunk)?)?;
+    }
+    writer.close()?;
+    Ok(bytes)
+}
+
 /// Sorts, hashes and encodes a batch. `records` must hold contiguous seqs.
 pub fn build_batch(records: &[Arc<EventRecord>]) -> Result<BuiltBatch> {
     let first = records.first().ok_or(Error::Empty)?;
@@ -167,12 +178,7 @@ pub fn build_batch(records: &[Arc<EventRecord>]) -> Result<BuiltBatch> {
     let leaves: Vec<Hash> = rows.iter().map(|(_, leaf)| *leaf).collect();
     let root = merkle::root(&leaves);
 
-    let mut bytes = Vec::with_capacity(records.len() * 128);
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(records.len())?))?;
-    for chunk in rows.chunks(ENCODE_CHUNK_ROWS) {
-        writer.write(&record_batch(chunk)?)?;
-    }
-    writer.close()?;
+    let bytes = encode_rows(&rows)?;
     let sha256: Hash = Sha256::digest(&bytes).into();
 
     let min_max = |get: fn(&EventRecord) -> i64| {

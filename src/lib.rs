@@ -12,6 +12,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod paths;
 pub mod pb;
+pub mod proof;
 pub mod sample;
 pub mod server;
 pub mod store;

@@ -347,6 +347,23 @@ impl Log {
         LedgerSnapshot { entries: shared.entries.clone(), checkpoint: shared.latest_checkpoint.clone() }
     }
 
+    /// The committed entries covered by the latest published checkpoint, for proofs.
+    pub fn proof_basis(&self) -> Option<crate::proof::ProofBasis> {
+        let shared = lock(&self.inner.shared);
+        let checkpoint = shared.latest_checkpoint.clone()?;
+        Some(crate::proof::ProofBasis {
+            log: self.name().to_string(),
+            entries: shared.entries.clone(),
+            entry_hashes: shared.entry_hashes.clone(),
+            checkpoint,
+            checkpoint_size: shared.checkpoint_size.min(shared.entries.len() as u64),
+        })
+    }
+
+    pub fn verifier(&self) -> crate::checkpoint::Verifier {
+        self.inner.signer.verifier()
+    }
+
     /// Events acknowledged but not yet committed, in seq order.
     pub fn unsealed_events(&self) -> Vec<Arc<EventRecord>> {
         let shared = lock(&self.inner.shared);

@@ -32,6 +32,38 @@ enum Command {
     Demo(DemoArgs),
     /// Verify a log's archive offline, straight from the store.
     Verify(VerifyArgs),
+    /// Fetch an event's proof (DESIGN §7) from a server and save it.
+    Proof(ProofArgs),
+    /// Verify a saved event proof offline against a pinned verifier key.
+    VerifyProof(VerifyProofArgs),
+}
+
+#[derive(Args)]
+struct ProofArgs {
+    /// Server URL.
+    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Log name (default: default).
+    #[arg(long, default_value = "")]
+    log: String,
+    /// The event's seq.
+    #[arg(long, conflicts_with = "event_id", required_unless_present = "event_id")]
+    seq: Option<u64>,
+    /// The event's id.
+    #[arg(long)]
+    event_id: Option<String>,
+    /// Write the proof here (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct VerifyProofArgs {
+    /// The saved proof.
+    file: PathBuf,
+    /// Pinned verifier key (`name+id+key`) or a file holding it.
+    #[arg(long)]
+    trusted_key: String,
 }
 
 #[derive(Args, Clone)]
@@ -216,6 +248,15 @@ struct VerifyArgs {
     /// Log name.
     #[arg(long, default_value = "default")]
     log: String,
+    /// An older checkpoint you kept (signed note file): the archive must extend it.
+    #[arg(long)]
+    since_checkpoint: Option<PathBuf>,
+    /// Batches checked at once.
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    quiet: bool,
     #[command(flatten)]
     s3: S3Args,
 }
@@ -373,18 +414,99 @@ fn read_trusted_key(text: &str) -> Result<Verifier, String> {
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<bool, String> {
+    use std::io::Write;
     let verifier = read_trusted_key(&args.trusted_key)?;
     let s3 = store::S3Options { endpoint: args.s3.s3_endpoint.clone(), region: args.s3.s3_region.clone(), force_path_style: None };
     let store = store::open(&args.store, &s3).await.map_err(|error| error.to_string())?;
-    let report = verify::verify_log(store.as_ref(), &args.log, &verifier).await.map_err(|error| error.to_string())?;
+    let mut options = verify::Options::default();
+    if let Some(path) = &args.since_checkpoint {
+        options.since_checkpoint =
+            Some(std::fs::read_to_string(path).map_err(|error| format!("--since-checkpoint {}: {error}", path.display()))?);
+    }
+    if let Some(parallelism) = args.parallelism {
+        options.parallelism = parallelism;
+    }
+    let started = std::time::Instant::now();
+    let last_draw = std::sync::Mutex::new(std::time::Instant::now() - Duration::from_secs(1));
+    let quiet = args.quiet;
+    let progress = |progress: &verify::Progress| {
+        let mut last = last_draw.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if quiet || (last.elapsed() < Duration::from_millis(200) && progress.entries_checked < progress.entries_total) {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let rate = progress.events_checked as f64 / started.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\rverifying: {}/{} batches, {} events ({rate:.0} events/s)   ",
+            progress.entries_checked, progress.entries_total, progress.events_checked
+        );
+        let _ = std::io::stderr().flush();
+    };
+    let report =
+        verify::verify_log_with(store.as_ref(), &args.log, &verifier, &options, progress).await.map_err(|error| error.to_string())?;
+    if !quiet {
+        eprintln!();
+    }
     for problem in &report.problems {
         println!("PROBLEM {problem}");
     }
     for warning in &report.warnings {
         println!("WARNING {warning}");
     }
-    println!("{}", report.summary());
+    println!("{} in {:.1}s", report.summary(), started.elapsed().as_secs_f64());
     Ok(report.ok())
+}
+
+async fn proof_command(args: ProofArgs) -> Result<bool, String> {
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .map_err(|error| error.to_string())?
+        .connect()
+        .await
+        .map_err(|error| format!("cannot connect to {}: {error}", args.server))?;
+    let mut client = pb::proof_service_client::ProofServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let key = match (args.seq, args.event_id) {
+        (Some(seq), _) => pb::get_event_proof_request::Key::Seq(seq),
+        (None, Some(id)) => pb::get_event_proof_request::Key::EventId(id),
+        (None, None) => return Err("give --seq or --event-id".into()),
+    };
+    let response = client
+        .get_event_proof(pb::GetEventProofRequest { log: args.log, key: Some(key) })
+        .await
+        .map_err(|status| format!("GetEventProof failed: {}: {}", status.code(), status.message()))?;
+    let proof_json = response.into_inner().proof_json;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &proof_json).map_err(|error| format!("{}: {error}", path.display()))?;
+            eprintln!("saved the proof to {}", path.display());
+        }
+        None => print!("{proof_json}"),
+    }
+    Ok(true)
+}
+
+fn verify_proof_command(args: VerifyProofArgs) -> Result<bool, String> {
+    let verifier = read_trusted_key(&args.trusted_key)?;
+    let text = std::fs::read_to_string(&args.file).map_err(|error| format!("{}: {error}", args.file.display()))?;
+    match auditum::proof::verify(&text, &verifier) {
+        Ok(verified) => {
+            println!(
+                "OK: event seq {} (id {}, tenant {}) is in batch {} of log {}, covered by checkpoint {} of {} signed by {}",
+                verified.event.seq,
+                verified.event.id,
+                verified.event.tenant_id,
+                verified.entry.index,
+                verified.entry.log,
+                verified.checkpoint.size,
+                verified.checkpoint.origin,
+                verifier.name
+            );
+            Ok(true)
+        }
+        Err(error) => {
+            println!("REJECTED: {error}");
+            Ok(false)
+        }
+    }
 }
 
 async fn demo(args: DemoArgs) -> Result<bool, String> {
@@ -453,6 +575,8 @@ fn main() -> ExitCode {
             Command::Keygen(args) => keygen(args).map(|()| true),
             Command::Demo(args) => demo(args).await,
             Command::Verify(args) => verify_command(args).await,
+            Command::Proof(args) => proof_command(args).await,
+            Command::VerifyProof(args) => verify_proof_command(args),
         }
     });
     match outcome {
