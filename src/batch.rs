@@ -258,93 +258,188 @@ pub fn read_idempotency_columns(bytes: Bytes) -> Result<Vec<IdempotencyColumns>>
     Ok(rows)
 }
 
+/// Typed views of every column of one decoded record batch, checked against the design.
+struct ColumnArrays<'a> {
+    seq: &'a UInt64Array,
+    occurred_at: &'a TimestampMicrosecondArray,
+    received_at: &'a TimestampMicrosecondArray,
+    leaf_hash: &'a FixedSizeBinaryArray,
+    /// The 21 text columns in §2.2 order: id, tenant_id, action, actor_id, … metadata.
+    texts: Vec<&'a StringArray>,
+}
+
+const TEXT_ID: usize = 0;
+const TEXT_TENANT: usize = 1;
+
+impl<'a> ColumnArrays<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self> {
+        let names: Vec<&str> = batch.schema_ref().fields().iter().map(|field| field.name().as_str()).collect();
+        if names != COLUMN_NAMES {
+            return Err(Error::Schema(format!("columns are {names:?}")));
+        }
+        let texts = COLUMN_NAMES
+            .iter()
+            .filter(|name| !matches!(**name, "seq" | "occurred_at" | "received_at" | "leaf_hash"))
+            .map(|name| column::<StringArray>(batch, name))
+            .collect::<Result<Vec<_>>>()?;
+        let arrays = ColumnArrays {
+            seq: column(batch, "seq")?,
+            occurred_at: column(batch, "occurred_at")?,
+            received_at: column(batch, "received_at")?,
+            leaf_hash: column(batch, "leaf_hash")?,
+            texts,
+        };
+        if arrays.seq.null_count() + arrays.occurred_at.null_count() + arrays.received_at.null_count() + arrays.leaf_hash.null_count() > 0 {
+            return Err(Error::Schema("a required column holds nulls".into()));
+        }
+        Ok(arrays)
+    }
+
+    fn stored_leaf(&self, row: usize) -> Result<LeafHash> {
+        self.leaf_hash.value(row).try_into().map_err(|_| Error::Schema(format!("row {row}: leaf_hash is not 32 bytes")))
+    }
+
+    /// (tenant_id, occurred_at, seq) of a row, without copying.
+    fn sort_key(&self, row: usize) -> (&'a str, i64, u64) {
+        (self.texts[TEXT_TENANT].value(row), self.occurred_at.value(row), self.seq.value(row))
+    }
+
+    /// Appends the row's 24 columns in the §2.3 encoding, straight from the arrays.
+    fn encode_row(&self, row: usize, buf: &mut Vec<u8>) {
+        let integer = |buf: &mut Vec<u8>, bytes: [u8; 8]| {
+            buf.push(0x01);
+            buf.extend_from_slice(&8u32.to_be_bytes());
+            buf.extend_from_slice(&bytes);
+        };
+        let text = |buf: &mut Vec<u8>, array: &StringArray| {
+            if array.is_null(row) {
+                buf.push(0xFF);
+            } else {
+                let value = array.value(row).as_bytes();
+                buf.push(0x01);
+                buf.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                buf.extend_from_slice(value);
+            }
+        };
+        integer(buf, self.seq.value(row).to_be_bytes());
+        text(buf, self.texts[0]);
+        text(buf, self.texts[1]);
+        integer(buf, self.occurred_at.value(row).to_be_bytes());
+        integer(buf, self.received_at.value(row).to_be_bytes());
+        for array in &self.texts[2..] {
+            text(buf, array);
+        }
+    }
+
+    fn record(&self, row: usize) -> Result<EventRecord> {
+        let t = &self.texts;
+        Ok(EventRecord {
+            seq: Seq(self.seq.value(row)),
+            id: required_text_at(t[TEXT_ID], row, "id")?,
+            tenant_id: required_text_at(t[TEXT_TENANT], row, "tenant_id")?,
+            occurred_at: self.occurred_at.value(row),
+            received_at: self.received_at.value(row),
+            action: required_text_at(t[2], row, "action")?,
+            actor_id: required_text_at(t[3], row, "actor_id")?,
+            actor_type: text_at(t[4], row),
+            actor_name: text_at(t[5], row),
+            target_type: text_at(t[6], row),
+            target_id: text_at(t[7], row),
+            target_name: text_at(t[8], row),
+            outcome: required_text_at(t[9], row, "outcome")?,
+            error_code: text_at(t[10], row),
+            reason: text_at(t[11], row),
+            request_id: text_at(t[12], row),
+            correlation_id: text_at(t[13], row),
+            session_id: text_at(t[14], row),
+            source_ip: text_at(t[15], row),
+            user_agent: text_at(t[16], row),
+            service: text_at(t[17], row),
+            before: text_at(t[18], row),
+            after: text_at(t[19], row),
+            metadata: text_at(t[20], row),
+        })
+    }
+}
+
 /// Decodes every row of a batch file, checking it has exactly the design's columns in order.
 pub fn read_batch(bytes: Bytes) -> Result<Vec<StoredRow>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(ENCODE_CHUNK_ROWS).build()?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch?;
-        let names: Vec<&str> = batch.schema_ref().fields().iter().map(|field| field.name().as_str()).collect();
-        if names != COLUMN_NAMES {
-            return Err(Error::Schema(format!("columns are {names:?}")));
-        }
-        let seq = column::<UInt64Array>(&batch, "seq")?;
-        let occurred_at = column::<TimestampMicrosecondArray>(&batch, "occurred_at")?;
-        let received_at = column::<TimestampMicrosecondArray>(&batch, "received_at")?;
-        let leaf_hash = column::<FixedSizeBinaryArray>(&batch, "leaf_hash")?;
-        let texts: Vec<&StringArray> = COLUMN_NAMES
-            .iter()
-            .map(|name| match *name {
-                "seq" | "occurred_at" | "received_at" | "leaf_hash" => Ok(None),
-                name => column::<StringArray>(&batch, name).map(Some),
-            })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
-        // texts holds, in order: id, tenant_id, action, actor_id, actor_type … metadata.
-        let [
-            id,
-            tenant_id,
-            action,
-            actor_id,
-            actor_type,
-            actor_name,
-            target_type,
-            target_id,
-            target_name,
-            outcome,
-            error_code,
-            reason,
-            request_id,
-            correlation_id,
-            session_id,
-            source_ip,
-            user_agent,
-            service,
-            before,
-            after,
-            metadata,
-        ] = texts[..]
-        else {
-            return Err(Error::Schema("unexpected number of text columns".into()));
-        };
+        let arrays = ColumnArrays::new(&batch)?;
         for row in 0..batch.num_rows() {
-            if seq.is_null(row) || occurred_at.is_null(row) || received_at.is_null(row) || leaf_hash.is_null(row) {
-                return Err(Error::Schema(format!("row {row}: a required column is null")));
-            }
-            let stored_leaf_hash: LeafHash =
-                leaf_hash.value(row).try_into().map_err(|_| Error::Schema(format!("row {row}: leaf_hash is not 32 bytes")))?;
-            rows.push(StoredRow {
-                record: EventRecord {
-                    seq: Seq(seq.value(row)),
-                    id: required_text_at(id, row, "id")?,
-                    tenant_id: required_text_at(tenant_id, row, "tenant_id")?,
-                    occurred_at: occurred_at.value(row),
-                    received_at: received_at.value(row),
-                    action: required_text_at(action, row, "action")?,
-                    actor_id: required_text_at(actor_id, row, "actor_id")?,
-                    actor_type: text_at(actor_type, row),
-                    actor_name: text_at(actor_name, row),
-                    target_type: text_at(target_type, row),
-                    target_id: text_at(target_id, row),
-                    target_name: text_at(target_name, row),
-                    outcome: required_text_at(outcome, row, "outcome")?,
-                    error_code: text_at(error_code, row),
-                    reason: text_at(reason, row),
-                    request_id: text_at(request_id, row),
-                    correlation_id: text_at(correlation_id, row),
-                    session_id: text_at(session_id, row),
-                    source_ip: text_at(source_ip, row),
-                    user_agent: text_at(user_agent, row),
-                    service: text_at(service, row),
-                    before: text_at(before, row),
-                    after: text_at(after, row),
-                    metadata: text_at(metadata, row),
-                },
-                stored_leaf_hash,
-            });
+            rows.push(StoredRow { record: arrays.record(row)?, stored_leaf_hash: arrays.stored_leaf(row)? });
         }
     }
     Ok(rows)
+}
+
+/// Parsed footer of a batch file, reusable across reads of the same bytes.
+pub type FileMetadata = parquet::arrow::arrow_reader::ArrowReaderMetadata;
+
+pub fn file_metadata(bytes: &Bytes) -> Result<FileMetadata> {
+    Ok(FileMetadata::load(bytes, Default::default())?)
+}
+
+/// Decodes the single row at `position` (file order), reading only the pages that hold it.
+pub fn read_row(bytes: Bytes, metadata: FileMetadata, position: usize) -> Result<EventRecord> {
+    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    let selection = RowSelection::from(vec![RowSelector::skip(position), RowSelector::select(1)]);
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata).with_row_selection(selection).build()?;
+    for batch in reader {
+        let batch = batch?;
+        if batch.num_rows() > 0 {
+            return ColumnArrays::new(&batch)?.record(0);
+        }
+    }
+    Err(Error::Schema(format!("no row at position {position}")))
+}
+
+/// What verification needs of a batch file, computed without building records.
+#[derive(Debug, Clone, Default)]
+pub struct BatchDigest {
+    /// Recomputed leaf hashes, in file order.
+    pub leaves: Vec<LeafHash>,
+    /// Seqs, in file order.
+    pub seqs: Vec<u64>,
+    /// Positions whose stored `leaf_hash` differs from the recomputed one.
+    pub stored_leaf_mismatches: Vec<usize>,
+    /// Whether rows are strictly sorted by (tenant_id, occurred_at, seq).
+    pub sorted: bool,
+}
+
+/// Recomputes every leaf of a batch file straight from its columns.
+pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(ENCODE_CHUNK_ROWS).build()?;
+    let mut digest = BatchDigest { sorted: true, ..Default::default() };
+    let mut buf = Vec::with_capacity(4096);
+    let mut previous: Option<(String, i64, u64)> = None;
+    for batch in reader {
+        let batch = batch?;
+        let arrays = ColumnArrays::new(&batch)?;
+        for row in 0..batch.num_rows() {
+            buf.clear();
+            arrays.encode_row(row, &mut buf);
+            let leaf = crate::event::leaf_hash_of_encoded_columns(&buf);
+            if arrays.stored_leaf(row)? != leaf {
+                digest.stored_leaf_mismatches.push(digest.leaves.len());
+            }
+            digest.leaves.push(leaf);
+            let key = arrays.sort_key(row);
+            digest.seqs.push(key.2);
+            let ordered = match row {
+                0 => previous.as_ref().is_none_or(|(tenant, occurred_at, seq)| (tenant.as_str(), *occurred_at, *seq) < key),
+                _ => arrays.sort_key(row - 1) < key,
+            };
+            digest.sorted &= ordered;
+        }
+        // Carried across record-batch boundaries.
+        if let Some(last) = batch.num_rows().checked_sub(1) {
+            let (tenant, occurred_at, seq) = arrays.sort_key(last);
+            previous = Some((tenant.to_string(), occurred_at, seq));
+        }
+    }
+    Ok(digest)
 }

@@ -121,6 +121,50 @@ pub fn inclusion_path(leaf_hashes: &[Hash], index: usize) -> Result<Vec<Hash>, P
     Ok(path)
 }
 
+/// Every level of a tree, leaves first: paths in O(log n) once built.
+#[derive(Debug, Clone)]
+pub struct Levels {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Levels {
+    /// Builds levels bottom-up, carrying an odd last node up unchanged: the RFC 6962 shape.
+    pub fn new(leaf_hashes: Vec<Hash>) -> Levels {
+        let mut levels = vec![leaf_hashes];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let above = below.chunks(2).map(|pair| if pair.len() == 2 { node_hash(&pair[0], &pair[1]) } else { pair[0] }).collect();
+            levels.push(above);
+        }
+        Levels { levels }
+    }
+
+    pub fn size(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    pub fn root(&self) -> Hash {
+        self.levels.last().and_then(|top| top.first().copied()).unwrap_or_else(empty_root)
+    }
+
+    /// The RFC 9162 inclusion path of leaf `index`: the sibling at each level, skipping levels
+    /// where the node is carried up without one.
+    pub fn path(&self, index: usize) -> Result<Vec<Hash>, ProofError> {
+        if index >= self.size() {
+            return Err(ProofError::IndexOutOfRange { index: index as u64, size: self.size() as u64 });
+        }
+        let mut path = Vec::new();
+        let mut position = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            if let Some(sibling) = level.get(position ^ 1) {
+                path.push(*sibling);
+            }
+            position >>= 1;
+        }
+        Ok(path)
+    }
+}
+
 /// RFC 9162 §2.1.3.2: checks that `leaf` is at `index` in the tree of `size` with `root`.
 pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash], root: &Hash) -> Result<(), ProofError> {
     if index >= size {
@@ -277,8 +321,11 @@ mod tests {
         for size in 1..=leaves.len() {
             let tree = &leaves[..size];
             let root = root_recursive(tree);
+            let levels = Levels::new(tree.to_vec());
+            assert_eq!(levels.root(), root);
             for index in 0..size {
                 let path = inclusion_path(tree, index).unwrap();
+                assert_eq!(levels.path(index).unwrap(), path, "levels path {index} of {size}");
                 verify_inclusion(&tree[index], index as u64, size as u64, &path, &root).unwrap();
                 assert!(verify_inclusion(&tree[index], index as u64 + 1, size as u64, &path, &root).is_err() || size == 1);
                 // The size is not bound by the path alone (the leftmost paths of sizes 3 and 4

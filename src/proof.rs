@@ -6,7 +6,7 @@
 
 use crate::batch;
 use crate::checkpoint::{Checkpoint, Verifier};
-use crate::event::{COLUMN_NAMES, EventRecord, HASHED_COLUMNS, Seq};
+use crate::event::{COLUMN_NAMES, EventRecord, HASHED_COLUMNS};
 use crate::ledger::{self, LedgerEntry};
 use crate::merkle::{self, Hash, ProofError};
 use crate::store::ObjectStore;
@@ -110,50 +110,60 @@ fn hex_path(path: &[Hash]) -> Vec<String> {
     path.iter().map(hex::encode).collect()
 }
 
-/// A sealed batch's rows in file order with their leaves, cached for warm proofs.
-pub struct BatchLeaves {
-    pub rows: Vec<EventRecord>,
-    pub leaves: Vec<Hash>,
+/// A sealed batch kept for warm proofs: its file, its seqs in file order and its Merkle levels.
+/// The one requested row is decoded from the file on demand (a row selection reads a few
+/// pages), so a cached batch costs about its file size, not its decoded rows.
+pub struct CachedBatch {
+    pub bytes: bytes::Bytes,
+    pub metadata: batch::FileMetadata,
+    pub seqs: Vec<u64>,
+    pub levels: merkle::Levels,
 }
 
 type BatchKey = (String, u64);
 
-/// A small cache of decoded batches, shared by proof calls; the oldest insert is evicted first.
 #[derive(Default)]
-pub struct BatchCache {
-    entries: Mutex<(HashMap<BatchKey, Arc<BatchLeaves>>, VecDeque<BatchKey>)>,
+struct CacheState {
+    batches: HashMap<BatchKey, Arc<CachedBatch>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<BatchKey>,
 }
 
-const BATCH_CACHE_ENTRIES: usize = 8;
+/// A small cache of batches, shared by proof calls; the oldest insert is evicted first.
+#[derive(Default)]
+pub struct BatchCache {
+    entries: Mutex<CacheState>,
+}
+
+const BATCH_CACHE_ENTRIES: usize = 4;
 
 impl BatchCache {
-    pub async fn get(&self, store: &dyn ObjectStore, entry: &LedgerEntry) -> Result<Arc<BatchLeaves>, Error> {
+    pub async fn get(&self, store: &dyn ObjectStore, entry: &LedgerEntry) -> Result<Arc<CachedBatch>, Error> {
         let key = (entry.log.clone(), entry.index);
-        if let Some(found) = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0.get(&key) {
+        if let Some(found) = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).batches.get(&key) {
             return Ok(found.clone());
         }
-        let body = store.get(&entry.object, entry.version.as_deref()).await?;
+        let bytes = store.get(&entry.object, entry.version.as_deref()).await?;
         let expected_root = entry.root;
-        let decoded = tokio::task::spawn_blocking(move || -> Result<BatchLeaves, Error> {
-            let rows = batch::read_batch(body).map_err(|error| Error::Archive(error.to_string()))?;
-            let rows: Vec<EventRecord> = rows.into_iter().map(|row| row.record).collect();
-            let leaves: Vec<Hash> = rows.iter().map(EventRecord::leaf_hash).collect();
+        let decoded = tokio::task::spawn_blocking(move || -> Result<CachedBatch, Error> {
+            let digest = batch::digest(bytes.clone()).map_err(|error| Error::Archive(error.to_string()))?;
+            let levels = merkle::Levels::new(digest.leaves);
             // A proof over a tampered batch would not verify anyway; say so here instead.
-            if merkle::root(&leaves) != expected_root {
+            if levels.root() != expected_root {
                 return Err(Error::Archive("batch rows do not recompute to the ledger's root: run `auditum verify`".into()));
             }
-            Ok(BatchLeaves { rows, leaves })
+            let metadata = batch::file_metadata(&bytes).map_err(|error| Error::Archive(error.to_string()))?;
+            Ok(CachedBatch { bytes, metadata, seqs: digest.seqs, levels })
         })
         .await
         .map_err(|error| Error::Archive(error.to_string()))??;
         let decoded = Arc::new(decoded);
-        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (map, order) = &mut *guard;
-        map.insert(key.clone(), decoded.clone());
-        order.push_back(key);
-        while order.len() > BATCH_CACHE_ENTRIES {
-            if let Some(oldest) = order.pop_front() {
-                map.remove(&oldest);
+        let mut state = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.batches.insert(key.clone(), decoded.clone());
+        state.order.push_back(key);
+        while state.order.len() > BATCH_CACHE_ENTRIES {
+            if let Some(oldest) = state.order.pop_front() {
+                state.batches.remove(&oldest);
             }
         }
         Ok(decoded)
@@ -188,18 +198,27 @@ impl ProofBasis {
 pub async fn build(store: &dyn ObjectStore, cache: &BatchCache, basis: &ProofBasis, seq: u64) -> Result<String, Error> {
     let entry = basis.entry_for_seq(seq)?;
     let batch = cache.get(store, entry).await?;
-    let leaf_index =
-        batch.rows.iter().position(|row| row.seq == Seq(seq)).ok_or_else(|| Error::Archive(format!("seq {seq} missing from its batch")))?;
-    let batch_path = merkle::inclusion_path(&batch.leaves, leaf_index).map_err(|error| Error::Archive(error.to_string()))?;
+    let leaf_index = batch
+        .seqs
+        .iter()
+        .position(|candidate| *candidate == seq)
+        .ok_or_else(|| Error::Archive(format!("seq {seq} missing from its batch")))?;
+    let batch_path = batch.levels.path(leaf_index).map_err(|error| Error::Archive(error.to_string()))?;
     let ledger_path = merkle::inclusion_path(&basis.entry_hashes[..basis.checkpoint_size as usize], entry.index as usize)
         .map_err(|error| Error::Archive(error.to_string()))?;
+    let (bytes, metadata) = (batch.bytes.clone(), batch.metadata.clone());
+    let event = tokio::task::spawn_blocking(move || batch::read_row(bytes, metadata, leaf_index))
+        .await
+        .map_err(|error| Error::Archive(error.to_string()))?
+        .map_err(|error| Error::Archive(error.to_string()))?;
+    let leaf = event.leaf_hash();
     let document = ProofOut {
-        event: OrderedEvent(&batch.rows[leaf_index]),
-        leaf_hash: hex::encode(batch.leaves[leaf_index]),
+        event: OrderedEvent(&event),
+        leaf_hash: hex::encode(leaf),
         batch: BatchProof {
             index: entry.index,
             leaf_index: leaf_index as u64,
-            size: batch.leaves.len() as u64,
+            size: batch.levels.size() as u64,
             path: hex_path(&batch_path),
         },
         ledger_entry: entry.to_json_text(),

@@ -92,59 +92,61 @@ impl Report {
 }
 
 /// Checks one batch object against its ledger entry.
-fn check_batch(entry: &LedgerEntry, body: &[u8], report: &mut Report) -> u64 {
+fn check_batch(entry: &LedgerEntry, body: bytes::Bytes, report: &mut Report) -> u64 {
+    const LISTED_ROWS: usize = 10;
     let object = entry.object.clone();
     if body.len() as u64 != entry.size {
         report.problem(ProblemKind::Modified, &object, format!("size is {} bytes, the ledger records {}", body.len(), entry.size));
     }
-    let digest: Hash = Sha256::digest(body).into();
-    if digest != entry.sha256 {
+    let sha256: Hash = Sha256::digest(&body).into();
+    if sha256 != entry.sha256 {
         report.problem(ProblemKind::Modified, &object, "sha256 differs from the ledger entry");
     }
-    let rows = match batch::read_batch(bytes::Bytes::copy_from_slice(body)) {
-        Ok(rows) => rows,
+    let digest = match batch::digest(body) {
+        Ok(digest) => digest,
         Err(error) => {
             report.problem(ProblemKind::Modified, &object, format!("cannot be read as a batch: {error}"));
             return 0;
         }
     };
-    let mut leaves = Vec::with_capacity(rows.len());
-    let mut seen = HashSet::with_capacity(rows.len());
-    let end = entry.end_seq();
-    let mut out_of_order = false;
-    for (position, row) in rows.iter().enumerate() {
-        let leaf = row.record.leaf_hash();
-        if leaf != row.stored_leaf_hash {
-            report.problem(
-                ProblemKind::Modified,
-                &object,
-                format!("row {position} (seq {}): columns do not hash to its leaf_hash", row.record.seq),
-            );
-        }
-        leaves.push(leaf);
-        let seq = row.record.seq;
-        if seq < entry.first_seq || seq >= end || !seen.insert(seq) {
-            report.problem(
-                ProblemKind::ExtraRows,
-                &object,
-                format!("row {position} has seq {seq}, outside [{}, {end}) or repeated", entry.first_seq),
-            );
-        }
-        if position > 0 && crate::event::batch_order(&rows[position - 1].record, &row.record) != std::cmp::Ordering::Less {
-            out_of_order = true;
+    for &position in digest.stored_leaf_mismatches.iter().take(LISTED_ROWS) {
+        report.problem(
+            ProblemKind::Modified,
+            &object,
+            format!("row {position} (seq {}): columns do not hash to its leaf_hash", digest.seqs[position]),
+        );
+    }
+    if digest.stored_leaf_mismatches.len() > LISTED_ROWS {
+        report.problem(
+            ProblemKind::Modified,
+            &object,
+            format!("{} more rows do not hash to their leaf_hash", digest.stored_leaf_mismatches.len() - LISTED_ROWS),
+        );
+    }
+    // Each seq of [first_seq, end) exactly once.
+    let (first, end) = (entry.first_seq.0, entry.end_seq().0);
+    let mut seen = vec![false; entry.count as usize];
+    let mut extra = Vec::new();
+    for (position, &seq) in digest.seqs.iter().enumerate() {
+        match seq.checked_sub(first).filter(|_| seq < end) {
+            Some(offset) if !seen[offset as usize] => seen[offset as usize] = true,
+            _ => extra.push((position, seq)),
         }
     }
-    if out_of_order {
+    for (position, seq) in extra.iter().take(LISTED_ROWS) {
+        report.problem(ProblemKind::ExtraRows, &object, format!("row {position} has seq {seq}, outside [{first}, {end}) or repeated"));
+    }
+    let missing = seen.iter().filter(|present| !**present).count();
+    if missing > 0 {
+        report.problem(ProblemKind::MissingRows, &object, format!("{missing} of seqs [{first}, {end}) are missing"));
+    }
+    if !digest.sorted {
         report.problem(ProblemKind::Reordered, &object, "rows are not sorted by (tenant_id, occurred_at, seq)");
     }
-    let missing = (entry.first_seq.0..end.0).filter(|seq| !seen.contains(&Seq(*seq))).count();
-    if missing > 0 {
-        report.problem(ProblemKind::MissingRows, &object, format!("{missing} of seqs [{}, {end}) are missing", entry.first_seq));
-    }
-    if merkle::root(&leaves) != entry.root {
+    if merkle::root(&digest.leaves) != entry.root {
         report.problem(ProblemKind::Modified, &object, "rows do not recompute to the recorded batch root");
     }
-    rows.len() as u64
+    digest.seqs.len() as u64
 }
 
 /// Verification settings.
@@ -264,7 +266,7 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry) -> Resul
     };
     let (events, checked) = tokio::task::spawn_blocking(move || {
         let mut checked = Report::default();
-        let events = check_batch(&entry, &body, &mut checked);
+        let events = check_batch(&entry, body, &mut checked);
         (events, checked)
     })
     .await
