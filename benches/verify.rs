@@ -5,6 +5,7 @@
 //! - full offline verification (`verify::verify_log_with`: every ledger entry, batch, row, leaf,
 //!   root and checkpoint) in events/s;
 //! - GetEventProof latency over loopback gRPC, warm (its batch cached), p50/p99.
+//!
 //! BENCH_ARCHIVE=DIR reuses (or keeps) the archive in DIR between runs.
 
 use auditum::config::Config;

@@ -68,29 +68,6 @@ async fn event_proofs_verify_offline_and_every_corruption_is_rejected() {
     // Exactly the §7 fields (serde_json lists them sorted).
     let keys: Vec<&str> = document.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["batch", "checkpoint", "event", "leaf_hash", "ledger", "ledger_entry"]);
-    assert_eq!(
-        keys,
-        ["batch", "checkpoint", "event", "leaf_hash", "ledger", "ledger_entry"]
-            .iter()
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|key| *key)
-            .collect::<Vec<_>>()
-            .iter()
-            .copied()
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|key| *key)
-            .collect::<Vec<&&str>>()
-            .iter()
-            .map(|key| **key)
-            .collect::<Vec<&str>>()
-            .iter()
-            .map(|key| key.to_string())
-            .collect::<Vec<String>>()
-            .iter()
-            .collect::<Vec<&String>>()
-    );
 
     // Errors: not sealed, unknown, ambiguous-free id not found.
     let status = event_proof(&mut proofs, pb::get_event_proof_request::Key::Seq(unsealed)).await.unwrap_err();
