@@ -132,21 +132,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_event_on_s3() {
         moto.locked_bucket("crash-archive").await;
         let dir = tempfile::tempdir().unwrap();
         let url = "s3://crash-archive/auditum";
-        let args: Vec<String> = [
-            "--seal-interval",
-            "250ms",
-            "--store",
-            url,
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--retention-mode",
-            "governance",
-            "--retention-days",
-            "1",
-        ]
-        .iter()
-        .map(|arg| arg.to_string())
-        .collect();
+        let args = common::s3::serve_args(url, &moto.endpoint, "250ms");
         let store = store::open(url, &moto.options()).await.unwrap();
         crash_cycles(dir.path(), &args, store.as_ref(), 5).await;
     });

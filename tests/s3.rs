@@ -190,18 +190,7 @@ fn two_writers_on_one_log_end_with_one_chain_and_the_loser_fenced() {
         let key = auditum::checkpoint::Signer::generate("auditum/default").unwrap();
         key.write_files(&first_dir.path().join("keys/default.key")).unwrap();
         key.write_files(&second_dir.path().join("keys/default.key")).unwrap();
-        let args = strings(&[
-            "--seal-interval",
-            "200ms",
-            "--store",
-            "s3://shared-log/x",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--retention-mode",
-            "governance",
-            "--retention-days",
-            "1",
-        ]);
+        let args = common::s3::serve_args("s3://shared-log/x", &moto.endpoint, "200ms");
         let (mut first, first_url, first_metrics) = spawn_binary_with_metrics(first_dir.path(), &args).await;
         let (mut second, second_url, second_metrics) = spawn_binary_with_metrics(second_dir.path(), &args).await;
         let urls = [first_url.clone(), second_url.clone()];

@@ -17,6 +17,16 @@ fn vectors(name: &str) -> Value {
     serde_json::from_str(&text).expect("vector file is json")
 }
 
+/// Leaf hashes of the RFC 6962 vector inputs.
+fn rfc_leaves(vectors: &Value) -> Vec<[u8; 32]> {
+    vectors["leaf_inputs_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| merkle::leaf_hash(&hex::decode(input.as_str().unwrap()).unwrap()))
+        .collect()
+}
+
 fn hex32(value: &Value) -> [u8; 32] {
     hex::decode(value.as_str().expect("hex string")).expect("hex").try_into().expect("32 bytes")
 }
@@ -24,12 +34,7 @@ fn hex32(value: &Value) -> [u8; 32] {
 #[test]
 fn rfc6962_roots_match_with_rs_merkle_and_the_recursive_reference() {
     let vectors = vectors("rfc6962.json");
-    let leaves: Vec<[u8; 32]> = vectors["leaf_inputs_hex"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|input| merkle::leaf_hash(&hex::decode(input.as_str().unwrap()).unwrap()))
-        .collect();
+    let leaves = rfc_leaves(&vectors);
     assert_eq!(merkle::root(&[]), hex32(&vectors["empty_root_hex"]));
     assert_eq!(merkle::root_recursive(&[]), hex32(&vectors["empty_root_hex"]));
     let roots = vectors["roots_by_size_hex"].as_object().unwrap();
@@ -44,12 +49,7 @@ fn rfc6962_roots_match_with_rs_merkle_and_the_recursive_reference() {
 #[test]
 fn rfc6962_inclusion_and_consistency_proofs_match_the_vectors() {
     let vectors = vectors("rfc6962.json");
-    let leaves: Vec<[u8; 32]> = vectors["leaf_inputs_hex"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|input| merkle::leaf_hash(&hex::decode(input.as_str().unwrap()).unwrap()))
-        .collect();
+    let leaves = rfc_leaves(&vectors);
     let path_of = |value: &Value| value.as_array().unwrap().iter().map(hex32).collect::<Vec<_>>();
     let proofs = vectors["inclusion_proofs"].as_array().unwrap();
     assert!(!proofs.is_empty());

@@ -159,6 +159,29 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// GetObject of a key (at a version, over an HTTP range when given), body collected.
+    async fn get_object_bytes(&self, key: &str, version: Option<&str>, range: Option<String>) -> Result<Bytes> {
+        let full = self.full_key(key)?;
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(str::to_string))
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|error| classify(key, error))?;
+        let body = output.body.collect().await.map_err(|error| Error::Backend {
+            key: key.to_string(),
+            message: error.to_string(),
+            transient: true,
+        })?;
+        Ok(body.into_bytes())
+    }
+}
+
 fn sha256_base64(body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
 }
@@ -227,45 +250,14 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str, version: Option<&str>) -> Result<Bytes> {
-        let full = self.full_key(key)?;
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .set_version_id(version.map(str::to_string))
-            .send()
-            .await
-            .map_err(|error| classify(key, error))?;
-        let body = output.body.collect().await.map_err(|error| Error::Backend {
-            key: key.to_string(),
-            message: error.to_string(),
-            transient: true,
-        })?;
-        Ok(body.into_bytes())
+        self.get_object_bytes(key, version, None).await
     }
 
     async fn get_range(&self, key: &str, version: Option<&str>, range: Range<u64>) -> Result<Bytes> {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        let full = self.full_key(key)?;
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .set_version_id(version.map(str::to_string))
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-            .map_err(|error| classify(key, error))?;
-        let body = output.body.collect().await.map_err(|error| Error::Backend {
-            key: key.to_string(),
-            message: error.to_string(),
-            transient: true,
-        })?;
-        Ok(body.into_bytes())
+        self.get_object_bytes(key, version, Some(format!("bytes={}-{}", range.start, range.end - 1))).await
     }
 
     async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectMeta> {

@@ -95,6 +95,14 @@ impl Moto {
     }
 }
 
+/// `auditum serve` arguments for a log on `url` through `endpoint`, with governance retention of a day.
+pub fn serve_args(url: &str, endpoint: &str, seal_interval: &str) -> Vec<String> {
+    ["--seal-interval", seal_interval, "--store", url, "--s3-endpoint", endpoint, "--retention-mode", "governance", "--retention-days", "1"]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
 /// A TCP proxy in front of an upstream. `set_down(true)` refuses new connections and cuts the
 /// open ones; `arm_after(pattern)` lets the request whose head contains `pattern` through and
 /// goes down as soon as its response starts flowing back.
