@@ -61,8 +61,12 @@ impl Signer {
         Ok(Signer { name: name.to_string(), key: SigningKey::from_bytes(&seed) })
     }
 
+    /// A new key, seeded straight from the operating system's RNG.
     pub fn generate(name: &str) -> Result<Signer> {
-        Signer::from_seed(name, rand::random())
+        use rand::RngCore;
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        Signer::from_seed(name, seed)
     }
 
     pub fn name(&self) -> &str {
