@@ -16,8 +16,8 @@ pub const DEFAULT_LOG: &str = "default";
 pub enum Error {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("{source_name}: {message}")]
+    Parse { source_name: String, message: String },
     #[error("config field {field}: {reason}")]
     Invalid { field: String, reason: String },
 }
@@ -148,6 +148,30 @@ impl Default for Config {
     }
 }
 
+/// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
+pub const FIELD_NAMES: [&str; 20] = [
+    "listen",
+    "metrics_listen",
+    "data_dir",
+    "store",
+    "seal_interval",
+    "batch_max_events",
+    "batch_max_bytes",
+    "wal_segment_bytes",
+    "idempotency_window",
+    "idempotency_max_ids",
+    "shutdown_seal_timeout",
+    "redact_keys",
+    "log_format",
+    "wal_max_bytes",
+    "s3_endpoint",
+    "s3_region",
+    "s3_force_path_style",
+    "retention_mode",
+    "retention_days",
+    "logs",
+];
+
 pub fn is_valid_log_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -157,10 +181,79 @@ pub fn is_valid_log_name(name: &str) -> bool {
 impl Config {
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|error| Error::Parse { path: path.to_path_buf(), message: error.to_string() })?;
+        Config::from_toml_with_env(&text, &format!("config file {} (with AUDITUM_* variables)", path.display()), std::env::vars())
+    }
+
+    /// Parses a config file's text, then applies `AUDITUM_<FIELD>` variables (upper-case field
+    /// names) to every top-level field; values are read as TOML (numbers, booleans, arrays) or,
+    /// failing that, as plain strings. `[[logs]]` are configured in the file only.
+    pub fn from_toml_with_env(text: &str, source: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
+        let parse_error = |message: String| Error::Parse { source_name: source.to_string(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|error| parse_error(error.to_string()))?;
+        for (name, value) in env {
+            let Some(field) = name.strip_prefix("AUDITUM_").map(str::to_ascii_lowercase) else { continue };
+            if !FIELD_NAMES.contains(&field.as_str()) || field == "logs" {
+                continue;
+            }
+            let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
+                .ok()
+                .and_then(|mut wrapper| wrapper.remove("value"))
+                .unwrap_or(toml::Value::String(value.clone()));
+            table.insert(field, parsed);
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|error: toml::de::Error| parse_error(error.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The effective configuration as TOML, every field shown.
+    pub fn to_toml(&self) -> String {
+        let duration = |value: Duration| format!("\"{}ms\"", value.as_millis());
+        let quoted = |value: &str| toml::Value::String(value.to_string()).to_string();
+        let mut out = String::new();
+        let mut line = |name: &str, value: Option<String>| match value {
+            Some(value) => out.push_str(&format!("{name} = {value}\n")),
+            None => out.push_str(&format!("# {name} is unset\n")),
+        };
+        line("listen", Some(quoted(&self.listen.to_string())));
+        line("metrics_listen", self.metrics_listen.map(|addr| quoted(&addr.to_string())));
+        line("data_dir", Some(quoted(&self.data_dir.display().to_string())));
+        line("store", Some(quoted(&self.store.clone().unwrap_or_else(|| self.default_store_url()))));
+        line("seal_interval", Some(duration(self.seal_interval)));
+        line("batch_max_events", Some(self.batch_max_events.to_string()));
+        line("batch_max_bytes", Some(self.batch_max_bytes.to_string()));
+        line("wal_segment_bytes", Some(self.wal_segment_bytes.to_string()));
+        line("wal_max_bytes", Some(self.wal_max_bytes.to_string()));
+        line("idempotency_window", Some(duration(self.idempotency_window)));
+        line("idempotency_max_ids", Some(self.idempotency_max_ids.to_string()));
+        line("shutdown_seal_timeout", Some(duration(self.shutdown_seal_timeout)));
+        line(
+            "redact_keys",
+            Some(toml::Value::Array(self.redact_keys.iter().map(|key| toml::Value::String(key.clone())).collect()).to_string()),
+        );
+        line("log_format", Some(quoted(if self.log_format == LogFormat::Json { "json" } else { "text" })));
+        line("s3_endpoint", self.s3_endpoint.as_deref().map(quoted));
+        line("s3_region", self.s3_region.as_deref().map(quoted));
+        line("s3_force_path_style", self.s3_force_path_style.map(|value| value.to_string()));
+        line("retention_mode", self.retention_mode.map(|mode| quoted(&format!("{mode:?}").to_lowercase())));
+        line("retention_days", self.retention_days.map(|days| days.to_string()));
+        for log in self.resolved_logs() {
+            out.push_str(&format!(
+                "\n[[logs]]\nname = {}\norigin = {}\ntenants = {}\nstore = {}\n",
+                quoted(&log.name),
+                quoted(log.origin.as_deref().unwrap_or_default()),
+                toml::Value::Array(log.tenants.iter().map(|tenant| toml::Value::String(tenant.clone())).collect()),
+                quoted(log.store.as_deref().unwrap_or_default())
+            ));
+            if let Some(retention) = log.retention() {
+                out.push_str(&format!(
+                    "retention_mode = {}\nretention_days = {}\n",
+                    quoted(&format!("{:?}", retention.mode).to_lowercase()),
+                    retention.days
+                ));
+            }
+        }
+        out
     }
 
     /// The default store URL when none is configured.
@@ -276,6 +369,48 @@ impl LogConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_field_is_overridable_from_the_environment_and_the_output_reparses() {
+        let env = vec![
+            ("AUDITUM_SEAL_INTERVAL".to_string(), "5s".to_string()),
+            ("AUDITUM_BATCH_MAX_EVENTS".to_string(), "123".to_string()),
+            ("AUDITUM_REDACT_KEYS".to_string(), "[\"pin\"]".to_string()),
+            ("AUDITUM_S3_FORCE_PATH_STYLE".to_string(), "true".to_string()),
+            ("AUDITUM_RETENTION_MODE".to_string(), "governance".to_string()),
+            ("AUDITUM_RETENTION_DAYS".to_string(), "9".to_string()),
+            ("AUDITUM_LISTEN".to_string(), "127.0.0.1:7000".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let config = Config::from_toml_with_env("batch_max_events = 5\n", "test", env.into_iter()).unwrap();
+        assert_eq!(config.seal_interval, Duration::from_secs(5));
+        assert_eq!(config.batch_max_events, 123, "the variable overrides the file");
+        assert_eq!(config.redact_keys, ["pin"]);
+        assert_eq!(config.s3_force_path_style, Some(true));
+        assert_eq!(config.retention_days, Some(9));
+        assert_eq!(config.listen.port(), 7000);
+        // The field list matches the struct: a config holding every field parses.
+        let printed = config.to_toml();
+        let reparsed = Config::from_toml_with_env(&printed, "printed", std::iter::empty()).unwrap();
+        assert_eq!(reparsed.to_toml(), printed, "the effective config parses back to itself");
+        let all: toml::Table = toml::from_str(
+            &Config {
+                metrics_listen: Some("127.0.0.1:1".parse().unwrap()),
+                s3_endpoint: Some("x".into()),
+                s3_region: Some("r".into()),
+                ..config
+            }
+            .to_toml(),
+        )
+        .unwrap();
+        let mut printed_fields: Vec<&str> = all.keys().map(String::as_str).collect();
+        printed_fields.sort();
+        let mut expected: Vec<&str> = FIELD_NAMES.to_vec();
+        expected.sort();
+        assert_eq!(printed_fields, expected, "FIELD_NAMES and the printed effective config list the same fields");
+        let bad = Config::from_toml_with_env("", "test", vec![("AUDITUM_BATCH_MAX_EVENTS".to_string(), "lots".to_string())].into_iter());
+        assert!(bad.unwrap_err().to_string().contains("batch_max_events"));
+    }
 
     #[test]
     fn durations() {

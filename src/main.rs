@@ -36,6 +36,18 @@ enum Command {
     Proof(ProofArgs),
     /// Verify a saved event proof offline against a pinned verifier key.
     VerifyProof(VerifyProofArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (with AUDITUM_* overrides) and print the effective configuration.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -118,9 +130,11 @@ struct S3Args {
 impl ServeArgs {
     fn config(&self) -> Result<Config, String> {
         let mut config = match &self.config {
-            Some(path) => Config::from_file(path).map_err(|error| error.to_string())?,
-            None => Config::default(),
-        };
+            Some(path) => Config::from_file(path),
+            // No file: defaults, with every AUDITUM_<FIELD> variable still applied.
+            None => Config::from_toml_with_env("", "AUDITUM_* variables", std::env::vars()),
+        }
+        .map_err(|error| error.to_string())?;
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -577,6 +591,12 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify_command(args).await,
             Command::Proof(args) => proof_command(args).await,
             Command::VerifyProof(args) => verify_proof_command(args),
+            Command::Config(ConfigCommand::Check { file }) => {
+                let config = Config::from_file(&file).map_err(|error| error.to_string())?;
+                print!("{}", config.to_toml());
+                eprintln!("{}: valid", file.display());
+                Ok(true)
+            }
         }
     });
     match outcome {

@@ -120,3 +120,27 @@ fn demo_seals_signs_and_verifies() {
         .unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
+
+#[test]
+fn config_check_prints_the_effective_config_and_names_a_bad_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "seal_interval = \"5s\"\n[[logs]]\nname = \"bigco\"\ntenants = [\"bigco\"]\n").unwrap();
+    let output = auditum().args(["config", "check"]).arg(&good).env("AUDITUM_BATCH_MAX_EVENTS", "777").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("seal_interval = \"5000ms\""), "{stdout}");
+    assert!(stdout.contains("batch_max_events = 777"), "environment overrides apply: {stdout}");
+    assert!(stdout.contains("name = \"bigco\"") && stdout.contains("name = \"default\""), "{stdout}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[logs]]\nname = \"Big Co\"\n").unwrap();
+    let output = auditum().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("logs[0].name"), "{}", String::from_utf8_lossy(&output.stderr));
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "seal_intervall = \"5s\"\n").unwrap();
+    let output = auditum().args(["config", "check"]).arg(&unknown).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("seal_intervall"), "{}", String::from_utf8_lossy(&output.stderr));
+}
