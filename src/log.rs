@@ -316,7 +316,9 @@ impl Log {
             .spawn(move || run_writer(writer_inner, wal_files, ids, receiver))
             .map_err(|error| Error::Task { log: log_name.clone(), reason: error.to_string() })?;
         *log.inner.writer_thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread);
-        let sealer = tokio::spawn(run_sealer(log.clone()));
+        // Subscribed before the task exists, so a stop sent before it first runs is not missed.
+        let stop = log.inner.stop.subscribe();
+        let sealer = tokio::spawn(run_sealer(log.clone(), stop));
         *log.inner.sealer_task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sealer);
         Ok(log)
     }
@@ -964,10 +966,12 @@ fn next_aligned_tick(interval: Duration) -> tokio::time::Instant {
 }
 
 /// Seals on every aligned tick, and as soon as the open batch is full.
-async fn run_sealer(log: Log) {
-    let mut stop = log.inner.stop.subscribe();
+async fn run_sealer(log: Log, mut stop: watch::Receiver<Option<tokio::time::Instant>>) {
     let mut only_full = false; // replayed events are sealed at once, not a whole interval later
     loop {
+        if stop.borrow_and_update().is_some() {
+            break;
+        }
         match log.seal_pending(only_full).await {
             Ok(()) => {}
             Err(Error::Fenced { .. }) | Err(Error::Failed { .. }) => break,

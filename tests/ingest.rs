@@ -240,3 +240,14 @@ async fn graceful_stop_seals_open_events_and_a_full_batch_seals_early() {
     let replay = auditum::wal::replay(&dir.path().join("wal/default")).unwrap();
     assert!(replay.records.iter().all(|record| record.seq.0 < 120));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_shutdown_sent_before_the_sealer_first_runs_is_not_missed() {
+    // On one thread nothing yields between the sealer's spawn in Log::open and this shutdown:
+    // the stop is sent before the sealer task is first polled, and it must still see it.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = auditum::server::open_logs(&test_config(dir.path())).await.unwrap();
+    let log = logs.by_name("default").unwrap().clone();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), log.shutdown(std::time::Duration::from_secs(5))).await;
+    stopped.expect("shutdown finishes").unwrap();
+}

@@ -88,7 +88,14 @@ impl S3Store {
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_string());
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region)).load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared).timeout_config(
+            // A stalled request must fail (and be retried with backoff), never hang a seal.
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .operation_attempt_timeout(std::time::Duration::from_secs(60))
+                .operation_timeout(std::time::Duration::from_secs(180))
+                .build(),
+        );
         if let Some(endpoint) = &options.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
