@@ -762,39 +762,17 @@ impl Log {
     }
 }
 
-/// Reads every ledger entry and checks the chain: indexes dense from 0, `prev` links, seqs
-/// contiguous. A broken chain refuses to start: writing on top of it would bury the evidence.
+/// Reads every ledger entry and checks the chain with the verifier's rules (indexes dense from
+/// 0, `prev` links, seqs contiguous). A broken chain refuses to start: writing on top of it
+/// would bury the evidence.
 pub async fn load_ledger(store: &dyn ObjectStore, log: &str) -> Result<(Vec<Arc<LedgerEntry>>, Vec<Hash>)> {
-    let store_error = |source| Error::Store { log: log.to_string(), source };
-    let listed = store.list(&paths::ledger_prefix(log)).await.map_err(store_error)?;
-    let mut entries: Vec<Arc<LedgerEntry>> = Vec::with_capacity(listed.len());
-    let mut hashes = Vec::with_capacity(listed.len());
-    for meta in listed {
-        let invalid = |reason: String| Error::Ledger { log: log.to_string(), key: meta.key.clone(), reason };
-        let Some(index) = paths::ledger_index_from_key(log, &meta.key) else {
-            return Err(invalid("unexpected object in the ledger prefix".into()));
-        };
-        if index != entries.len() as u64 {
-            return Err(invalid(format!("expected ledger index {}: an entry is missing", entries.len())));
-        }
-        let body = store.get(&meta.key, None).await.map_err(store_error)?;
-        let text = std::str::from_utf8(&body).map_err(|_| invalid("not utf-8".into()))?;
-        let entry = LedgerEntry::parse(text).map_err(|error| invalid(error.to_string()))?;
-        let expected_prev = hashes.last().copied().unwrap_or(ledger::GENESIS_PREV);
-        let expected_first = entries.last().map(|entry| entry.end_seq()).unwrap_or_default();
-        if entry.index != index || entry.log != log {
-            return Err(invalid(format!("entry names index {} of log {:?}", entry.index, entry.log)));
-        }
-        if entry.prev != expected_prev {
-            return Err(invalid("prev does not match the previous entry's hash".into()));
-        }
-        if entry.first_seq != expected_first || entry.count == 0 {
-            return Err(invalid(format!("first_seq {} count {} does not continue at seq {expected_first}", entry.first_seq, entry.count)));
-        }
-        hashes.push(ledger::entry_hash(&body));
-        entries.push(Arc::new(entry));
+    let mut report = crate::verify::Report::default();
+    let (entries, hashes) =
+        crate::verify::read_ledger(store, log, &mut report).await.map_err(|source| Error::Store { log: log.to_string(), source })?;
+    if let Some(problem) = report.problems.into_iter().next() {
+        return Err(Error::Ledger { log: log.to_string(), key: problem.object, reason: format!("{}: {}", problem.kind, problem.detail) });
     }
-    Ok((entries, hashes))
+    Ok((entries.into_iter().map(Arc::new).collect(), hashes))
 }
 
 /// Loads ids of batches sealed within the idempotency window, so a client retrying after a

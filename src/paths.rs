@@ -24,7 +24,11 @@ pub fn ledger_prefix(log: &str) -> String {
 
 /// Index of a ledger entry from its key, if the key has the ledger entry shape.
 pub fn ledger_index_from_key(log: &str, key: &str) -> Option<u64> {
-    let name = key.strip_prefix(&ledger_prefix(log))?.strip_suffix(".json")?;
+    twelve_digits(key.strip_prefix(&ledger_prefix(log))?.strip_suffix(".json")?)
+}
+
+/// The number a `{n:012}` file name holds; None for any other shape.
+fn twelve_digits(name: &str) -> Option<u64> {
     if name.len() != 12 || !name.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
@@ -43,11 +47,7 @@ pub fn checkpoints_prefix(log: &str) -> String {
 
 /// Size of a historical checkpoint from its key.
 pub fn checkpoint_size_from_key(log: &str, key: &str) -> Option<u64> {
-    let name = key.strip_prefix(&checkpoints_prefix(log))?.strip_suffix(".note")?;
-    if name.len() != 12 || !name.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
+    twelve_digits(key.strip_prefix(&checkpoints_prefix(log))?.strip_suffix(".note")?)
 }
 
 /// `{log}/checkpoint`: the latest checkpoint, the only mutable object.

@@ -178,7 +178,8 @@ pub async fn verify_log(store: &dyn ObjectStore, log: &str, verifier: &Verifier)
 }
 
 /// The ledger entries, read and chained in index order.
-async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report) -> Result<(Vec<LedgerEntry>, Vec<Hash>), store::Error> {
+/// Every problem found goes into `report`; the server's startup refuses on the first one.
+pub async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report) -> Result<(Vec<LedgerEntry>, Vec<Hash>), store::Error> {
     let listed = store.list(&paths::ledger_prefix(log)).await?;
     let mut entries = Vec::with_capacity(listed.len());
     let mut entry_hashes: Vec<Hash> = Vec::with_capacity(listed.len());
@@ -223,6 +224,9 @@ async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report) ->
         }
         if entry.first_seq != expected_first {
             report.problem(ProblemKind::Gap, &meta.key, format!("first_seq is {} where {expected_first} was expected", entry.first_seq));
+        }
+        if entry.count == 0 {
+            report.problem(ProblemKind::Malformed, &meta.key, "count is 0: a batch is never empty");
         }
         expected_first = entry.end_seq();
         entry_hashes.push(ledger::entry_hash(&body));
