@@ -146,7 +146,7 @@ fn seal_throughput(count: usize) {
         })
         .collect();
     let started = Instant::now();
-    let built = auditum::batch::build_batch(&records).unwrap();
+    let built = auditum::batch::build_batch(&records, Default::default()).unwrap();
     let elapsed = started.elapsed();
     println!(
         "| seal (sort, leaf hashes, Merkle root, Parquet zstd) of {count} events, one core | {:.0} events/s | {:.1} B/event in the batch file |",

@@ -128,20 +128,167 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     }
 }
 
-/// Query and Export: answered by the query issue; until then UNIMPLEMENTED with a reason.
-#[derive(Debug, Clone, Default)]
-pub struct QueryApi;
+/// Footer cache budget shared by queries and exports.
+const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Query and Export over sealed batches and unsealed events (DESIGN §8).
+#[derive(Clone)]
+pub struct QueryApi {
+    logs: Arc<Logs>,
+    footers: Arc<crate::scan::FooterCache>,
+}
+
+pub fn status_from_filter(error: crate::query::FilterError) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+pub fn status_from_scan(error: crate::scan::Error) -> Status {
+    if error.is_transient() {
+        return Status::unavailable(format!("{error}; retry later"));
+    }
+    tracing::error!(%error, "query read failed");
+    Status::internal(error.to_string())
+}
+
+fn status_from_task(error: tokio::task::JoinError) -> Status {
+    tracing::error!(%error, "query task failed");
+    Status::internal(format!("query task failed: {error}"))
+}
+
+impl QueryApi {
+    pub fn new(logs: Arc<Logs>) -> Self {
+        QueryApi { logs, footers: Arc::new(crate::scan::FooterCache::new(FOOTER_CACHE_BYTES)) }
+    }
+
+    fn log_for(&self, tenant_id: &str) -> Result<&Log, Status> {
+        self.logs
+            .for_tenant(tenant_id)
+            .ok_or_else(|| Status::internal(format!("no log is configured for tenant {tenant_id:?} and there is no default log")))
+    }
+
+    fn context(&self, log: &Log, io: Arc<crate::scan::IoCounters>, decode_rows: usize) -> crate::query::ScanContext {
+        crate::query::ScanContext {
+            store: log.store().clone(),
+            footers: self.footers.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            io,
+            decode_rows,
+        }
+    }
+
+    pub async fn query(&self, request: pb::QueryRequest) -> Result<pb::QueryResponse, Status> {
+        use crate::query::{self, Filter};
+        let started = std::time::Instant::now();
+        let filter = Filter::from_pb(request.filter.as_ref()).map_err(status_from_filter)?;
+        let page_size = query::page_size(request.page_size).map_err(status_from_filter)?;
+        let cursor = query::decode_page_token(&request.page_token, &filter, request.descending).map_err(status_from_filter)?;
+        let log = self.log_for(&filter.tenant_id)?;
+        let snapshot = log.read_snapshot();
+        let io = Arc::new(crate::scan::IoCounters::default());
+        let context = self.context(log, io.clone(), page_size + 1);
+        let predicate = filter.predicate(cursor, request.descending);
+        let tenant_id = filter.tenant_id.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            let scan = query::Scan::new(context, &tenant_id, predicate, &snapshot.entries, &snapshot.unsealed);
+            query::run_page(scan, page_size)
+        })
+        .await
+        .map_err(status_from_task)?
+        .map_err(status_from_scan)?;
+        let label = crate::metrics::log_label(log.name());
+        let metrics = &crate::metrics::METRICS;
+        metrics.query_latency.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        metrics.rows_scanned.get_or_create(&label).inc_by(page.stats.rows_read);
+        metrics.query_bytes_read.get_or_create(&label).inc_by(io.bytes.load(std::sync::atomic::Ordering::Relaxed));
+        Ok(pb::QueryResponse {
+            events: page.rows.iter().map(|row| query::stored_event(row, log.name())).collect(),
+            next_page_token: page.next.map(|last| query::encode_page_token(&filter, request.descending, last)).unwrap_or_default(),
+            stats: Some(query::stats_message(&page.stats, &io)),
+        })
+    }
+
+    /// Streams the export from a blocking task through a small channel: a slow client slows the
+    /// scan instead of growing memory.
+    pub async fn export(
+        &self,
+        request: pb::ExportRequest,
+    ) -> Result<futures::stream::BoxStream<'static, Result<pb::ExportResponse, Status>>, Status> {
+        use crate::export::{Exporter, Format};
+        use crate::query::{self, Filter};
+        let started = std::time::Instant::now();
+        let filter = Filter::from_pb(request.filter.as_ref()).map_err(status_from_filter)?;
+        let format = match pb::ExportFormat::try_from(request.format) {
+            Ok(pb::ExportFormat::Jsonl) => Format::Jsonl,
+            Ok(pb::ExportFormat::Csv) => Format::Csv,
+            Ok(pb::ExportFormat::Parquet) => Format::Parquet,
+            _ => return Err(Status::invalid_argument("format: must be EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or EXPORT_FORMAT_PARQUET")),
+        };
+        let log = self.log_for(&filter.tenant_id)?.clone();
+        let snapshot = log.read_snapshot();
+        let io = Arc::new(crate::scan::IoCounters::default());
+        let context = self.context(&log, io.clone(), crate::scan::MAX_DECODE_ROWS);
+        let predicate = filter.predicate(None, false);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<pb::ExportResponse, Status>>(2);
+        let include_unsealed = request.include_unsealed;
+        tokio::task::spawn_blocking(move || {
+            let chunk = |bytes: bytes::Bytes| Ok(pb::ExportResponse { item: Some(pb::export_response::Item::Chunk(bytes.to_vec())) });
+            let run = || -> Result<Option<pb::ExportSummary>, Status> {
+                // Sealed rows come only from batches the starting checkpoint covers, so the
+                // summary's checkpoint vouches for every sealed row sent.
+                let entries = &snapshot.entries[..snapshot.checkpoint_size];
+                let unsealed: &[Arc<crate::event::EventRecord>] = if include_unsealed { &snapshot.unsealed } else { &[] };
+                let mut scan = query::Scan::new(context, &filter.tenant_id, predicate, entries, unsealed);
+                let mut exporter = Exporter::new(format).map_err(|error| Status::internal(error.to_string()))?;
+                while let Some(row) = scan.next_row().map_err(status_from_scan)? {
+                    exporter.push(row).map_err(|error| Status::internal(error.to_string()))?;
+                    if let Some(bytes) = exporter.take_chunk()
+                        && sender.blocking_send(chunk(bytes)).is_err()
+                    {
+                        return Ok(None);
+                    }
+                }
+                let (last, sha256, exporter) = exporter.finish().map_err(|error| Status::internal(error.to_string()))?;
+                if !last.is_empty() && sender.blocking_send(chunk(last)).is_err() {
+                    return Ok(None);
+                }
+                let label = crate::metrics::log_label(&snapshot.log);
+                crate::metrics::METRICS.rows_scanned.get_or_create(&label).inc_by(scan.stats.rows_read);
+                crate::metrics::METRICS.export_rows.get_or_create(&label).inc_by(exporter.rows);
+                Ok(Some(pb::ExportSummary {
+                    rows: exporter.rows,
+                    sha256,
+                    checkpoint: snapshot.checkpoint.clone().unwrap_or_default(),
+                    unsealed_rows: exporter.unsealed_rows,
+                }))
+            };
+            let outcome = run();
+            let label = crate::metrics::log_label(&snapshot.log);
+            crate::metrics::METRICS.export_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+            crate::metrics::METRICS.query_bytes_read.get_or_create(&label).inc_by(io.bytes.load(std::sync::atomic::Ordering::Relaxed));
+            match outcome {
+                Ok(Some(summary)) => {
+                    let _ = sender.blocking_send(Ok(pb::ExportResponse { item: Some(pb::export_response::Item::Summary(summary)) }));
+                }
+                Ok(None) => tracing::info!(log = %snapshot.log, "export cancelled by the client"),
+                Err(status) => {
+                    let _ = sender.blocking_send(Err(status));
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+    }
+}
 
 #[tonic::async_trait]
 impl pb::query_service_server::QueryService for QueryApi {
-    async fn query(&self, _request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
-        Err(Status::unimplemented("Query is not implemented in this version"))
+    async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
+        QueryApi::query(self, request.into_inner()).await.map(Response::new)
     }
 
     type ExportStream = futures::stream::BoxStream<'static, Result<pb::ExportResponse, Status>>;
 
-    async fn export(&self, _request: Request<pb::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
-        Err(Status::unimplemented("Export is not implemented in this version"))
+    async fn export(&self, request: Request<pb::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        QueryApi::export(self, request.into_inner()).await.map(Response::new)
     }
 }
 

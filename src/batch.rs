@@ -23,11 +23,22 @@ use std::sync::{Arc, LazyLock};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Rows per row group: small enough that statistics prune needle queries, large enough that
-/// dictionaries and zstd compress well.
-pub const ROW_GROUP_ROWS: usize = 65_536;
-/// Rows per data page: the granularity of the page index.
-const PAGE_ROWS: usize = 8_192;
+/// How rows are grouped in a batch file: the granularity of row-group statistics, bloom filters
+/// and the page index, which queries prune by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLayout {
+    /// Rows per row group: small enough that statistics prune needle queries, large enough that
+    /// dictionaries and zstd compress well.
+    pub row_group_rows: usize,
+    /// Rows per data page at most: the granularity of the page index.
+    pub page_rows: usize,
+}
+
+impl Default for BatchLayout {
+    fn default() -> Self {
+        BatchLayout { row_group_rows: 65_536, page_rows: 8_192 }
+    }
+}
 const ZSTD_LEVEL: i32 = 1;
 const ENCODE_CHUNK_ROWS: usize = 16_384;
 
@@ -69,7 +80,7 @@ pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-fn writer_properties(rows: usize) -> Result<WriterProperties> {
+pub(crate) fn writer_properties(rows: usize, layout: BatchLayout) -> Result<WriterProperties> {
     let column_index = |name: &str| COLUMN_NAMES.iter().position(|column| *column == name).unwrap_or(0) as i32;
     let sorting = ["tenant_id", "occurred_at", "seq"]
         .iter()
@@ -79,9 +90,16 @@ fn writer_properties(rows: usize) -> Result<WriterProperties> {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_max_row_group_row_count(Some(layout.row_group_rows.max(1)))
+        .set_data_page_row_count_limit(layout.page_rows.max(1))
+        // The page row limit is checked once per write batch: keep a write batch within a page.
+        .set_write_batch_size(layout.page_rows.clamp(1, 1024))
         .set_created_by(format!("auditum {}", env!("CARGO_PKG_VERSION")));
+    // Page statistics (the column index) only for columns queries filter or sort on: on long
+    // free-text and JSON columns they would cost bytes and footer reads for nothing.
+    for name in ["actor_name", "target_name", "error_code", "reason", "user_agent", "service", "before", "after", "metadata", "leaf_hash"] {
+        builder = builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::Chunk);
+    }
     // Unique or random columns gain nothing from a dictionary.
     for name in ["seq", "id", "leaf_hash", "occurred_at", "received_at"] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
@@ -89,7 +107,7 @@ fn writer_properties(rows: usize) -> Result<WriterProperties> {
     for name in ["seq", "occurred_at", "received_at"] {
         builder = builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
     }
-    let ndv = rows.clamp(1, ROW_GROUP_ROWS) as u64;
+    let ndv = rows.clamp(1, layout.row_group_rows.max(1)) as u64;
     for name in BLOOM_FILTER_COLUMNS {
         builder = builder
             .set_column_bloom_filter_enabled(ColumnPath::from(name), true)
@@ -114,7 +132,7 @@ pub struct BuiltBatch {
     pub tenants: Option<Vec<String>>,
 }
 
-fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
+pub(crate) fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMN_NAMES.len());
     columns.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(record, _)| record.seq.0))));
     let text = |get: &dyn Fn(&EventRecord) -> Option<&str>| -> ArrayRef {
@@ -159,9 +177,9 @@ fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
 }
 
 /// Encodes rows into a batch file in the order given, with the leaf hashes given.
-pub fn encode_rows(rows: &[(&EventRecord, LeafHash)]) -> Result<Vec<u8>> {
+pub fn encode_rows(rows: &[(&EventRecord, LeafHash)], layout: BatchLayout) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(rows.len() * 128);
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(rows.len())?))?;
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(rows.len(), layout)?))?;
     for chunk in rows.chunks(ENCODE_CHUNK_ROWS) {
         writer.write(&record_batch(chunk)?)?;
     }
@@ -170,7 +188,7 @@ pub fn encode_rows(rows: &[(&EventRecord, LeafHash)]) -> Result<Vec<u8>> {
 }
 
 /// Sorts, hashes and encodes a batch. `records` must hold contiguous seqs.
-pub fn build_batch(records: &[Arc<EventRecord>]) -> Result<BuiltBatch> {
+pub fn build_batch(records: &[Arc<EventRecord>], layout: BatchLayout) -> Result<BuiltBatch> {
     let first = records.first().ok_or(Error::Empty)?;
     let mut sorted: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
     sorted.sort_unstable_by(|left, right| batch_order(left, right));
@@ -178,7 +196,7 @@ pub fn build_batch(records: &[Arc<EventRecord>]) -> Result<BuiltBatch> {
     let leaves: Vec<Hash> = rows.iter().map(|(_, leaf)| *leaf).collect();
     let root = merkle::root(&leaves);
 
-    let bytes = encode_rows(&rows)?;
+    let bytes = encode_rows(&rows, layout)?;
     let sha256: Hash = Sha256::digest(&bytes).into();
 
     let min_max = |get: fn(&EventRecord) -> i64| {
@@ -360,6 +378,12 @@ impl<'a> ColumnArrays<'a> {
             metadata: text_at(t[20], row),
         })
     }
+}
+
+/// The rows of one decoded record batch holding every column of the design.
+pub fn stored_rows(batch: &RecordBatch) -> Result<Vec<StoredRow>> {
+    let arrays = ColumnArrays::new(batch)?;
+    (0..batch.num_rows()).map(|row| Ok(StoredRow { record: arrays.record(row)?, stored_leaf_hash: arrays.stored_leaf(row)? })).collect()
 }
 
 /// Decodes every row of a batch file, checking it has exactly the design's columns in order.

@@ -98,6 +98,10 @@ pub struct Config {
     pub seal_interval: Duration,
     pub batch_max_events: usize,
     pub batch_max_bytes: usize,
+    /// Rows per Parquet row group in batch files.
+    pub row_group_rows: usize,
+    /// Rows per Parquet data page at most (the page index's granularity).
+    pub page_rows: usize,
     pub wal_segment_bytes: u64,
     #[serde(deserialize_with = "deserialize_duration")]
     pub idempotency_window: Duration,
@@ -131,6 +135,8 @@ impl Default for Config {
             seal_interval: Duration::from_secs(60),
             batch_max_events: 200_000,
             batch_max_bytes: 128 * 1024 * 1024,
+            row_group_rows: crate::batch::BatchLayout::default().row_group_rows,
+            page_rows: crate::batch::BatchLayout::default().page_rows,
             wal_segment_bytes: 64 * 1024 * 1024,
             idempotency_window: Duration::from_secs(3600),
             idempotency_max_ids: 5_000_000,
@@ -149,7 +155,7 @@ impl Default for Config {
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 20] = [
+pub const FIELD_NAMES: [&str; 22] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -157,6 +163,8 @@ pub const FIELD_NAMES: [&str; 20] = [
     "seal_interval",
     "batch_max_events",
     "batch_max_bytes",
+    "row_group_rows",
+    "page_rows",
     "wal_segment_bytes",
     "idempotency_window",
     "idempotency_max_ids",
@@ -222,6 +230,8 @@ impl Config {
         line("seal_interval", Some(duration(self.seal_interval)));
         line("batch_max_events", Some(self.batch_max_events.to_string()));
         line("batch_max_bytes", Some(self.batch_max_bytes.to_string()));
+        line("row_group_rows", Some(self.row_group_rows.to_string()));
+        line("page_rows", Some(self.page_rows.to_string()));
         line("wal_segment_bytes", Some(self.wal_segment_bytes.to_string()));
         line("wal_max_bytes", Some(self.wal_max_bytes.to_string()));
         line("idempotency_window", Some(duration(self.idempotency_window)));
@@ -308,6 +318,12 @@ impl Config {
         }
         if self.batch_max_bytes < 64 * 1024 {
             return Err(invalid("batch_max_bytes", "must be at least 65536"));
+        }
+        if !(128..=1_048_576).contains(&self.row_group_rows) {
+            return Err(invalid("row_group_rows", "must be between 128 and 1048576"));
+        }
+        if !(16..=self.row_group_rows).contains(&self.page_rows) {
+            return Err(invalid("page_rows", "must be between 16 and row_group_rows"));
         }
         if self.wal_segment_bytes < 64 * 1024 {
             return Err(invalid("wal_segment_bytes", "must be at least 65536"));

@@ -72,6 +72,7 @@ pub struct LogSettings {
     pub seal_interval: Duration,
     pub batch_max_events: usize,
     pub batch_max_bytes: usize,
+    pub batch_layout: batch::BatchLayout,
     pub wal_segment_bytes: u64,
     pub idempotency_window: Duration,
     pub idempotency_max_ids: usize,
@@ -349,6 +350,20 @@ impl Log {
         LedgerSnapshot { entries: shared.entries.clone(), checkpoint: shared.latest_checkpoint.clone() }
     }
 
+    /// Committed entries and unsealed events, taken under one lock: a batch moves from one to
+    /// the other atomically, so a reader sees every event exactly once.
+    pub fn read_snapshot(&self) -> crate::query::ReadSnapshot {
+        let shared = lock(&self.inner.shared);
+        let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
+        crate::query::ReadSnapshot {
+            log: self.name().to_string(),
+            entries: shared.entries.clone(),
+            unsealed: sealing.chain(shared.open.iter().cloned()).collect(),
+            checkpoint: shared.latest_checkpoint.clone(),
+            checkpoint_size: (shared.checkpoint_size as usize).min(shared.entries.len()),
+        }
+    }
+
     /// The committed entries covered by the latest published checkpoint, for proofs.
     pub fn proof_basis(&self) -> Option<crate::proof::ProofBasis> {
         let shared = lock(&self.inner.shared);
@@ -560,7 +575,8 @@ impl Log {
         let sealed_at = Utc::now();
         let sealed_at_micros = sealed_at.timestamp_micros();
         let cpu_records = records.clone();
-        let built: BuiltBatch = tokio::task::spawn_blocking(move || batch::build_batch(&cpu_records))
+        let layout = self.inner.settings.batch_layout;
+        let built: BuiltBatch = tokio::task::spawn_blocking(move || batch::build_batch(&cpu_records, layout))
             .await
             .map_err(|error| Error::Task { log: log.clone(), reason: error.to_string() })?
             .map_err(|error| Error::Archive { log: log.clone(), reason: format!("cannot encode batch: {error}") })?;

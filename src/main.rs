@@ -32,6 +32,10 @@ enum Command {
     Demo(DemoArgs),
     /// Verify a log's archive offline, straight from the store.
     Verify(VerifyArgs),
+    /// Query a tenant's events from a server (a table, or JSON lines with --json).
+    Query(QueryArgs),
+    /// Export a tenant's events to a file (JSONL, CSV or Parquet) and check the summary hash.
+    Export(ExportArgs),
     /// Fetch an event's proof (DESIGN §7) from a server and save it.
     Proof(ProofArgs),
     /// Verify a saved event proof offline against a pinned verifier key.
@@ -67,6 +71,122 @@ struct ProofArgs {
     /// Write the proof here (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// The EventFilter fields, as flags.
+#[derive(Args, Clone)]
+struct FilterArgs {
+    /// Tenant (required).
+    #[arg(long)]
+    tenant: String,
+    /// occurred_at at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// occurred_at before this RFC 3339 time.
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    actor: Option<String>,
+    /// user, service, api_key, system or anonymous.
+    #[arg(long)]
+    actor_type: Option<String>,
+    /// An action, or a prefix like `user.*`; repeat for any of several.
+    #[arg(long = "action")]
+    actions: Vec<String>,
+    #[arg(long)]
+    target_type: Option<String>,
+    #[arg(long)]
+    target_id: Option<String>,
+    /// success, failure or denied.
+    #[arg(long)]
+    outcome: Option<String>,
+    #[arg(long)]
+    request_id: Option<String>,
+    #[arg(long)]
+    correlation_id: Option<String>,
+    #[arg(long)]
+    session_id: Option<String>,
+    #[arg(long)]
+    source_ip: Option<String>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> Result<pb::EventFilter, String> {
+        let time = |flag: &str, text: &Option<String>| -> Result<Option<prost_types::Timestamp>, String> {
+            let Some(text) = text else { return Ok(None) };
+            let time = chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|error| format!("--{flag} {text:?}: {error} (use RFC 3339, e.g. 2026-07-01T00:00:00Z)"))?;
+            Ok(Some(prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }))
+        };
+        let actor_type = match self.actor_type.as_deref() {
+            None => pb::ActorType::Unspecified,
+            Some(name) => pb::ActorType::from_str_name(&format!("ACTOR_TYPE_{}", name.to_uppercase()))
+                .ok_or_else(|| format!("--actor-type {name:?}: use user, service, api_key, system or anonymous"))?,
+        };
+        let outcome = match self.outcome.as_deref() {
+            None => pb::OutcomeResult::Unspecified,
+            Some(name) => pb::OutcomeResult::from_str_name(&format!("OUTCOME_RESULT_{}", name.to_uppercase()))
+                .ok_or_else(|| format!("--outcome {name:?}: use success, failure or denied"))?,
+        };
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        Ok(pb::EventFilter {
+            tenant_id: self.tenant.clone(),
+            start_time: time("since", &self.since)?,
+            end_time: time("until", &self.until)?,
+            actor_id: text(&self.actor),
+            actor_type: actor_type as i32,
+            actions: self.actions.clone(),
+            target_type: text(&self.target_type),
+            target_id: text(&self.target_id),
+            outcome: outcome as i32,
+            request_id: text(&self.request_id),
+            correlation_id: text(&self.correlation_id),
+            session_id: text(&self.session_id),
+            source_ip: text(&self.source_ip),
+        })
+    }
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Server URL.
+    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Stop after this many events.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Events per request (at most 1000).
+    #[arg(long, default_value_t = 500)]
+    page_size: u32,
+    /// Newest first.
+    #[arg(long)]
+    desc: bool,
+    /// One JSON object per line: the stored columns plus sealed, batch_index, log, leaf_hash.
+    #[arg(long)]
+    json: bool,
+    /// Print the pushdown statistics of each page on stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Server URL.
+    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// jsonl, csv or parquet.
+    #[arg(long, default_value = "jsonl")]
+    format: String,
+    /// The output file; the summary is written beside it as FILE.summary.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also export events not yet sealed (not covered by the summary's checkpoint).
+    #[arg(long)]
+    include_unsealed: bool,
 }
 
 #[derive(Args)]
@@ -471,6 +591,161 @@ async fn verify_command(args: VerifyArgs) -> Result<bool, String> {
     Ok(report.ok())
 }
 
+async fn channel(server: &str) -> Result<tonic::transport::Channel, String> {
+    tonic::transport::Endpoint::from_shared(server.to_string())
+        .map_err(|error| format!("{server}: {error}"))?
+        .connect()
+        .await
+        .map_err(|error| format!("cannot connect to {server}: {error}"))
+}
+
+fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(|time| chrono::DateTime::from_timestamp(time.seconds, time.nanos as u32))
+        .map(|time| time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_default()
+}
+
+async fn query_command(args: QueryArgs) -> Result<bool, String> {
+    let filter = args.filter.to_filter()?;
+    let mut client =
+        pb::query_service_client::QueryServiceClient::new(channel(&args.server).await?).max_decoding_message_size(256 * 1024 * 1024);
+    let mut token = String::new();
+    let mut printed = 0;
+    if !args.json {
+        println!("{:<27} {:>10} {:<28} {:<24} {:<24} {:<8} SEALED", "OCCURRED_AT", "SEQ", "ACTION", "ACTOR", "TARGET", "OUTCOME");
+    }
+    while printed < args.limit {
+        let page_size = args.page_size.min((args.limit - printed) as u32);
+        let request = pb::QueryRequest { filter: Some(filter.clone()), page_size, page_token: token.clone(), descending: args.desc };
+        let response =
+            client.query(request).await.map_err(|status| format!("Query failed: {}: {}", status.code(), status.message()))?.into_inner();
+        if args.stats
+            && let Some(stats) = &response.stats
+        {
+            eprintln!("{stats:?}");
+        }
+        for stored in &response.events {
+            let Some(event) = &stored.event else { continue };
+            if args.json {
+                let record =
+                    auditum::query::record_of(stored).map_err(|error| format!("server sent an event that does not convert: {error}"))?;
+                let mut object = record.to_json();
+                if let Some(map) = object.as_object_mut() {
+                    map.insert("sealed".into(), stored.sealed.into());
+                    map.insert("batch_index".into(), if stored.sealed { stored.batch_index.into() } else { serde_json::Value::Null });
+                    map.insert("log".into(), stored.log.clone().into());
+                    map.insert("leaf_hash".into(), hex::encode(&stored.leaf_hash).into());
+                }
+                println!("{object}");
+            } else {
+                let actor = event.actor.as_ref().map(|actor| actor.id.clone()).unwrap_or_default();
+                let target = event.target.as_ref().map(|target| format!("{}:{}", target.r#type, target.id)).unwrap_or_default();
+                let outcome = event
+                    .outcome
+                    .as_ref()
+                    .map(|outcome| outcome.result().as_str_name().trim_start_matches("OUTCOME_RESULT_").to_lowercase());
+                println!(
+                    "{:<27} {:>10} {:<28} {:<24} {:<24} {:<8} {}",
+                    rfc3339(event.occurred_at.as_ref()),
+                    stored.seq,
+                    event.action,
+                    actor,
+                    target,
+                    outcome.unwrap_or_default(),
+                    if stored.sealed { format!("batch {}", stored.batch_index) } else { "unsealed".into() }
+                );
+            }
+            printed += 1;
+        }
+        token = response.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    if !token.is_empty() && !args.json {
+        eprintln!("(stopped at --limit {}; more events match)", args.limit);
+    }
+    Ok(true)
+}
+
+async fn export_command(args: ExportArgs) -> Result<bool, String> {
+    use sha2::Digest;
+    use std::io::Write;
+    let filter = args.filter.to_filter()?;
+    let format = match args.format.as_str() {
+        "jsonl" => pb::ExportFormat::Jsonl,
+        "csv" => pb::ExportFormat::Csv,
+        "parquet" => pb::ExportFormat::Parquet,
+        other => return Err(format!("--format {other:?}: use jsonl, csv or parquet")),
+    };
+    let mut client =
+        pb::query_service_client::QueryServiceClient::new(channel(&args.server).await?).max_decoding_message_size(64 * 1024 * 1024);
+    let request = pb::ExportRequest { filter: Some(filter), format: format as i32, include_unsealed: args.include_unsealed };
+    let mut stream =
+        client.export(request).await.map_err(|status| format!("Export failed: {}: {}", status.code(), status.message()))?.into_inner();
+    let partial = args.out.with_extension(format!("{}.partial", args.out.extension().and_then(|ext| ext.to_str()).unwrap_or("out")));
+    let file = std::fs::File::create(&partial).map_err(|error| format!("{}: {error}", partial.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut hasher = sha2::Sha256::new();
+    let (mut bytes, started) = (0u64, std::time::Instant::now());
+    let mut last_report = started;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report_every = if interactive { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    let mut summary = None;
+    while let Some(message) = stream.message().await.map_err(|status| format!("Export failed: {}: {}", status.code(), status.message()))? {
+        match message.item {
+            Some(pb::export_response::Item::Chunk(chunk)) => {
+                hasher.update(&chunk);
+                bytes += chunk.len() as u64;
+                out.write_all(&chunk).map_err(|error| format!("{}: {error}", partial.display()))?;
+                if last_report.elapsed() >= report_every {
+                    last_report = std::time::Instant::now();
+                    let rate = bytes as f64 / started.elapsed().as_secs_f64().max(0.001) / 1e6;
+                    let line =
+                        format!("exporting: {:.1} MB received, {rate:.1} MB/s, {:.0?} elapsed", bytes as f64 / 1e6, started.elapsed());
+                    if interactive { eprint!("\r{line}   ") } else { eprintln!("{line}") }
+                }
+            }
+            Some(pb::export_response::Item::Summary(done)) => summary = Some(done),
+            None => {}
+        }
+    }
+    if interactive {
+        eprintln!();
+    }
+    out.flush().map_err(|error| format!("{}: {error}", partial.display()))?;
+    out.into_inner().map_err(|error| error.to_string())?.sync_all().map_err(|error| format!("{}: {error}", partial.display()))?;
+    let Some(summary) = summary else {
+        return Err(format!("the export ended without a summary; {} is incomplete", partial.display()));
+    };
+    let digest = hex::encode(hasher.finalize());
+    if digest != summary.sha256 {
+        return Err(format!("the received bytes hash to {digest}, the summary says {}; {} is corrupt", summary.sha256, partial.display()));
+    }
+    std::fs::rename(&partial, &args.out).map_err(|error| format!("{}: {error}", args.out.display()))?;
+    let summary_path = PathBuf::from(format!("{}.summary.json", args.out.display()));
+    let summary_json = serde_json::json!({
+        "rows": summary.rows,
+        "unsealed_rows": summary.unsealed_rows,
+        "sha256": summary.sha256,
+        "bytes": bytes,
+        "format": args.format,
+        "checkpoint": summary.checkpoint,
+    });
+    std::fs::write(&summary_path, format!("{summary_json:#}\n")).map_err(|error| format!("{}: {error}", summary_path.display()))?;
+    eprintln!(
+        "exported {} rows ({} bytes, sha256 {}) to {} in {:.1?}; summary and checkpoint in {}",
+        summary.rows,
+        bytes,
+        summary.sha256,
+        args.out.display(),
+        started.elapsed(),
+        summary_path.display()
+    );
+    Ok(true)
+}
+
 async fn proof_command(args: ProofArgs) -> Result<bool, String> {
     let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
         .map_err(|error| error.to_string())?
@@ -589,6 +864,8 @@ fn main() -> ExitCode {
             Command::Keygen(args) => keygen(args).map(|()| true),
             Command::Demo(args) => demo(args).await,
             Command::Verify(args) => verify_command(args).await,
+            Command::Query(args) => query_command(args).await,
+            Command::Export(args) => export_command(args).await,
             Command::Proof(args) => proof_command(args).await,
             Command::VerifyProof(args) => verify_proof_command(args),
             Command::Config(ConfigCommand::Check { file }) => {

@@ -55,6 +55,11 @@ pub struct Metrics {
     pub store_errors: Family<StoreOperation, Counter>,
     pub store_retries: Family<StoreOperation, Counter>,
     pub log_fenced: Family<LogLabel, Gauge>,
+    pub query_latency: HistogramFamily<LogLabel>,
+    pub export_duration: HistogramFamily<LogLabel>,
+    pub export_rows: Family<LogLabel, Counter>,
+    pub rows_scanned: Family<LogLabel, Counter>,
+    pub query_bytes_read: Family<LogLabel, Counter>,
 }
 
 impl Metrics {
@@ -75,6 +80,11 @@ impl Metrics {
             store_errors: Family::default(),
             store_retries: Family::default(),
             log_fenced: Family::default(),
+            query_latency: Family::new_with_constructor(latency_histogram),
+            export_duration: Family::new_with_constructor(seal_histogram),
+            export_rows: Family::default(),
+            rows_scanned: Family::default(),
+            query_bytes_read: Family::default(),
             registry: Registry::default(),
         };
         registry.register("append_events", "Events appended (acknowledged, not duplicates)", metrics.append_events.clone());
@@ -99,6 +109,11 @@ impl Metrics {
             "1 when another writer owns the log and this process stopped writing it",
             metrics.log_fenced.clone(),
         );
+        registry.register("query_latency_seconds", "Query call latency", metrics.query_latency.clone());
+        registry.register("export_duration_seconds", "Export call duration, start to summary", metrics.export_duration.clone());
+        registry.register("export_rows", "Rows sent by exports", metrics.export_rows.clone());
+        registry.register("rows_scanned", "Rows whose predicate columns queries and exports decoded", metrics.rows_scanned.clone());
+        registry.register("query_bytes_read", "Object-store bytes read by queries and exports", metrics.query_bytes_read.clone());
         Metrics { registry, ..metrics }
     }
 

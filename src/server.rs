@@ -48,6 +48,7 @@ pub async fn open_logs(config: &Config) -> Result<Logs> {
             seal_interval: config.seal_interval,
             batch_max_events: config.batch_max_events,
             batch_max_bytes: config.batch_max_bytes,
+            batch_layout: crate::batch::BatchLayout { row_group_rows: config.row_group_rows, page_rows: config.page_rows },
             wal_segment_bytes: config.wal_segment_bytes,
             idempotency_window: config.idempotency_window,
             idempotency_max_ids: config.idempotency_max_ids,
@@ -119,7 +120,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let max_message = 2 * MAX_APPEND_BYTES;
     let ingest =
         pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator)).max_decoding_message_size(max_message);
-    let query = pb::query_service_server::QueryServiceServer::new(QueryApi).max_decoding_message_size(max_message);
+    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(logs.clone())).max_decoding_message_size(max_message);
     let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(logs.clone()));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService"] {

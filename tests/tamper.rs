@@ -70,7 +70,7 @@ impl Copy {
     /// Rewrites batch `index` from `rows`, as given and with self-consistent leaf hashes.
     fn rewrite_batch(&self, index: u64, rows: &[EventRecord]) {
         let hashed: Vec<(&EventRecord, [u8; 32])> = rows.iter().map(|row| (row, row.leaf_hash())).collect();
-        std::fs::write(self.path(&self.entry(index).object), batch::encode_rows(&hashed).unwrap()).unwrap();
+        std::fs::write(self.path(&self.entry(index).object), batch::encode_rows(&hashed, Default::default()).unwrap()).unwrap();
     }
 
     async fn verify(&self, verifier_key: &str, since: Option<String>) -> Report {

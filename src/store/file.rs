@@ -187,6 +187,10 @@ impl ObjectStore for FileStore {
         .await
     }
 
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path_of(key).ok()
+    }
+
     async fn head(&self, key: &str, _version: Option<&str>) -> Result<ObjectMeta> {
         let path = self.path_of(key)?;
         let key = key.to_string();

@@ -138,6 +138,12 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Every current object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// The local file holding an object, when the store is a file system: readers already on
+    /// the blocking pool (queries) then read ranges directly instead of through the runtime.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Create-only put that treats an existing object with identical bytes as success: a retry of

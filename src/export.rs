@@ -1,0 +1,242 @@
+//! Export formats (DESIGN §8): JSONL, CSV and Parquet, produced row by row from a scan and cut
+//! into chunks, so memory stays bounded whatever the range.
+//!
+//! - JSONL: one §7 `event` object per line (the 24 hashed columns; `seq` and timestamps as
+//!   integer microseconds), so any line can be checked against a proof.
+//! - CSV (RFC 4180): a header row with the same 24 column names, CRLF line ends, timestamps as
+//!   RFC 3339 UTC with microseconds; an empty field is a null (empty strings are never stored).
+//! - Parquet: the batch schema of DESIGN §2.2, `leaf_hash` included.
+
+use crate::batch;
+use crate::event::{COLUMN_NAMES, HASHED_COLUMNS};
+use crate::query::ScanRow;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Chunks are cut at about this size (well under gRPC's 4 MiB default message limit).
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+/// Rows handed to the Parquet writer at a time.
+const PARQUET_ROWS: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("export encoding failed: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// A `Write` whose bytes the exporter drains between writes.
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Turns rows into output chunks and keeps the summary: row count and SHA-256 of every byte.
+pub struct Exporter {
+    format: Format,
+    out: Vec<u8>,
+    parquet: Option<(parquet::arrow::ArrowWriter<SharedBuffer>, SharedBuffer)>,
+    pending_rows: Vec<ScanRow>,
+    hasher: Sha256,
+    pub rows: u64,
+    pub unsealed_rows: u64,
+    pub bytes: u64,
+}
+
+impl Exporter {
+    pub fn new(format: Format) -> Result<Exporter, Error> {
+        let mut exporter = Exporter {
+            format,
+            out: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            parquet: None,
+            pending_rows: Vec::new(),
+            hasher: Sha256::new(),
+            rows: 0,
+            unsealed_rows: 0,
+            bytes: 0,
+        };
+        match format {
+            Format::Csv => {
+                exporter.out.extend_from_slice(COLUMN_NAMES[..HASHED_COLUMNS].join(",").as_bytes());
+                exporter.out.extend_from_slice(b"\r\n");
+            }
+            Format::Parquet => {
+                let buffer = SharedBuffer::default();
+                let properties = batch::writer_properties(PARQUET_ROWS, batch::BatchLayout::default())
+                    .map_err(|error| Error::Encode(error.to_string()))?;
+                let writer = parquet::arrow::ArrowWriter::try_new(buffer.clone(), batch::schema(), Some(properties))
+                    .map_err(|error| Error::Encode(error.to_string()))?;
+                exporter.parquet = Some((writer, buffer));
+            }
+            Format::Jsonl => {}
+        }
+        Ok(exporter)
+    }
+
+    pub fn push(&mut self, row: ScanRow) -> Result<(), Error> {
+        self.rows += 1;
+        if row.batch_index.is_none() {
+            self.unsealed_rows += 1;
+        }
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, &row.record.to_json()).map_err(|error| Error::Encode(error.to_string()))?;
+                self.out.push(b'\n');
+            }
+            Format::Csv => write_csv_row(&mut self.out, &row),
+            Format::Parquet => {
+                self.pending_rows.push(row);
+                if self.pending_rows.len() >= PARQUET_ROWS {
+                    self.flush_parquet_rows()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_parquet_rows(&mut self) -> Result<(), Error> {
+        let Some((writer, buffer)) = self.parquet.as_mut() else { return Ok(()) };
+        if !self.pending_rows.is_empty() {
+            let rows: Vec<_> = self.pending_rows.iter().map(|row| (&row.record, row.leaf_hash)).collect();
+            let record_batch = batch::record_batch(&rows).map_err(|error| Error::Encode(error.to_string()))?;
+            writer.write(&record_batch).map_err(|error| Error::Encode(error.to_string()))?;
+            self.pending_rows.clear();
+        }
+        self.out.extend_from_slice(&buffer.take());
+        Ok(())
+    }
+
+    fn cut(&mut self) -> Bytes {
+        let chunk = Bytes::from(std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES + 64 * 1024)));
+        self.hasher.update(&chunk);
+        self.bytes += chunk.len() as u64;
+        chunk
+    }
+
+    /// A chunk once enough output is buffered.
+    pub fn take_chunk(&mut self) -> Option<Bytes> {
+        (self.out.len() >= CHUNK_BYTES).then(|| self.cut())
+    }
+
+    /// The last chunk (possibly empty) and the lowercase hex SHA-256 of all chunks.
+    pub fn finish(mut self) -> Result<(Bytes, String, Exporter), Error> {
+        if self.format == Format::Parquet {
+            self.flush_parquet_rows()?;
+            if let Some((writer, buffer)) = self.parquet.take() {
+                writer.close().map_err(|error| Error::Encode(error.to_string()))?;
+                self.out.extend_from_slice(&buffer.take());
+            }
+        }
+        let last = self.cut();
+        let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        Ok((last, digest, self))
+    }
+}
+
+fn rfc3339_micros(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(time) => time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => micros.to_string(),
+    }
+}
+
+fn csv_field(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().any(|byte| matches!(byte, b',' | b'"' | b'\r' | b'\n')) {
+        out.push(b'"');
+        for byte in value.bytes() {
+            if byte == b'"' {
+                out.push(b'"');
+            }
+            out.push(byte);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+fn write_csv_row(out: &mut Vec<u8>, row: &ScanRow) {
+    let record = &row.record;
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let values: [String; HASHED_COLUMNS] = [
+        record.seq.0.to_string(),
+        record.id.clone(),
+        record.tenant_id.clone(),
+        rfc3339_micros(record.occurred_at),
+        rfc3339_micros(record.received_at),
+        record.action.clone(),
+        record.actor_id.clone(),
+        text(&record.actor_type),
+        text(&record.actor_name),
+        text(&record.target_type),
+        text(&record.target_id),
+        text(&record.target_name),
+        record.outcome.clone(),
+        text(&record.error_code),
+        text(&record.reason),
+        text(&record.request_id),
+        text(&record.correlation_id),
+        text(&record.session_id),
+        text(&record.source_ip),
+        text(&record.user_agent),
+        text(&record.service),
+        text(&record.before),
+        text(&record.after),
+        text(&record.metadata),
+    ];
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        csv_field(out, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        let mut out = Vec::new();
+        csv_field(&mut out, "plain");
+        out.push(b'|');
+        csv_field(&mut out, "a,\"b\"\r\nc");
+        assert_eq!(String::from_utf8(out).unwrap(), "plain|\"a,\"\"b\"\"\r\nc\"");
+        assert_eq!(rfc3339_micros(1_700_000_000_000_001), "2023-11-14T22:13:20.000001Z");
+    }
+}
