@@ -128,6 +128,9 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     }
 }
 
+/// Rows handed from an export's scan thread to its encoder at a time.
+const EXPORT_HANDOFF_ROWS: usize = 1024;
+
 /// Footer cache budget shared by queries and exports.
 const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -237,22 +240,62 @@ impl QueryApi {
                 // summary's checkpoint vouches for every sealed row sent.
                 let entries = &snapshot.entries[..snapshot.checkpoint_size];
                 let unsealed: &[Arc<crate::event::EventRecord>] = if include_unsealed { &snapshot.unsealed } else { &[] };
-                let mut scan = query::Scan::new(context, &filter.tenant_id, predicate, entries, unsealed);
                 let mut exporter = Exporter::new(format).map_err(|error| Status::internal(error.to_string()))?;
-                while let Some(row) = scan.next_row().map_err(status_from_scan)? {
-                    exporter.push(row).map_err(|error| Status::internal(error.to_string()))?;
-                    if let Some(bytes) = exporter.take_chunk()
-                        && sender.blocking_send(chunk(bytes)).is_err()
-                    {
-                        return Ok(None);
-                    }
+                // Two stages on two threads: the scan decodes rows while this thread encodes
+                // and hashes the previous ones. The small channel bounds what is in flight.
+                let (outcome, rows_read) = std::thread::scope(|scope| {
+                    let (rows_sender, rows_receiver) = std::sync::mpsc::sync_channel::<Result<Vec<query::ScanRow>, Status>>(4);
+                    let scanner = scope.spawn(move || {
+                        let mut scan = query::Scan::new(context, &filter.tenant_id, predicate, entries, unsealed);
+                        let mut rows = Vec::with_capacity(EXPORT_HANDOFF_ROWS);
+                        loop {
+                            match scan.next_row() {
+                                Ok(Some(row)) => {
+                                    rows.push(row);
+                                    if rows.len() == EXPORT_HANDOFF_ROWS && rows_sender.send(Ok(std::mem::take(&mut rows))).is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(None) => {
+                                    let _ = rows_sender.send(Ok(rows));
+                                    break;
+                                }
+                                Err(error) => {
+                                    let _ = rows_sender.send(Err(status_from_scan(error)));
+                                    break;
+                                }
+                            }
+                        }
+                        scan.stats.rows_read
+                    });
+                    let encode = || -> Result<bool, Status> {
+                        for rows in rows_receiver {
+                            for row in rows? {
+                                exporter.push(row).map_err(|error| Status::internal(error.to_string()))?;
+                                if let Some(bytes) = exporter.take_chunk()
+                                    && sender.blocking_send(chunk(bytes)).is_err()
+                                {
+                                    return Ok(false);
+                                }
+                            }
+                        }
+                        Ok(true)
+                    };
+                    // Returning drops the receiver, which stops the scanner at its next send.
+                    let outcome = encode();
+                    (outcome, scanner.join())
+                });
+                // A scan that died must not end in a summary that looks complete.
+                let rows_read = rows_read.map_err(|_| Status::internal("export scan failed; the export is incomplete"))?;
+                if !outcome? {
+                    return Ok(None);
                 }
                 let (last, sha256, exporter) = exporter.finish().map_err(|error| Status::internal(error.to_string()))?;
                 if !last.is_empty() && sender.blocking_send(chunk(last)).is_err() {
                     return Ok(None);
                 }
                 let label = crate::metrics::log_label(&snapshot.log);
-                crate::metrics::METRICS.rows_scanned.get_or_create(&label).inc_by(scan.stats.rows_read);
+                crate::metrics::METRICS.rows_scanned.get_or_create(&label).inc_by(rows_read);
                 crate::metrics::METRICS.export_rows.get_or_create(&label).inc_by(exporter.rows);
                 Ok(Some(pb::ExportSummary {
                     rows: exporter.rows,

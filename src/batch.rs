@@ -36,7 +36,7 @@ pub struct BatchLayout {
 
 impl Default for BatchLayout {
     fn default() -> Self {
-        BatchLayout { row_group_rows: 65_536, page_rows: 8_192 }
+        BatchLayout { row_group_rows: 65_536, page_rows: 1_024 }
     }
 }
 const ZSTD_LEVEL: i32 = 1;

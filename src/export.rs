@@ -112,10 +112,7 @@ impl Exporter {
             self.unsealed_rows += 1;
         }
         match self.format {
-            Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, &row.record.to_json()).map_err(|error| Error::Encode(error.to_string()))?;
-                self.out.push(b'\n');
-            }
+            Format::Jsonl => write_json_row(&mut self.out, &row).map_err(|error| Error::Encode(error.to_string()))?,
             Format::Csv => write_csv_row(&mut self.out, &row),
             Format::Parquet => {
                 self.pending_rows.push(row);
@@ -164,6 +161,57 @@ impl Exporter {
         let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
         Ok((last, digest, self))
     }
+}
+
+/// One JSONL line: the §7 `event` object, columns in §2.2 order (as in proofs), written
+/// directly rather than through a `serde_json::Value` (the export's hot path).
+fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) -> serde_json::Result<()> {
+    let record = &row.record;
+    let texts: [(&str, Option<&str>); 21] = [
+        ("id", Some(&record.id)),
+        ("tenant_id", Some(&record.tenant_id)),
+        ("action", Some(&record.action)),
+        ("actor_id", Some(&record.actor_id)),
+        ("actor_type", record.actor_type.as_deref()),
+        ("actor_name", record.actor_name.as_deref()),
+        ("target_type", record.target_type.as_deref()),
+        ("target_id", record.target_id.as_deref()),
+        ("target_name", record.target_name.as_deref()),
+        ("outcome", Some(&record.outcome)),
+        ("error_code", record.error_code.as_deref()),
+        ("reason", record.reason.as_deref()),
+        ("request_id", record.request_id.as_deref()),
+        ("correlation_id", record.correlation_id.as_deref()),
+        ("session_id", record.session_id.as_deref()),
+        ("source_ip", record.source_ip.as_deref()),
+        ("user_agent", record.user_agent.as_deref()),
+        ("service", record.service.as_deref()),
+        ("before", record.before.as_deref()),
+        ("after", record.after.as_deref()),
+        ("metadata", record.metadata.as_deref()),
+    ];
+    let text = |out: &mut Vec<u8>, name: &str, value: Option<&str>| -> serde_json::Result<()> {
+        out.push(b',');
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Some(value) => serde_json::to_writer(&mut *out, value),
+            None => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    };
+    out.extend_from_slice(format!("{{\"seq\":{}", record.seq.0).as_bytes());
+    text(out, texts[0].0, texts[0].1)?;
+    text(out, texts[1].0, texts[1].1)?;
+    out.extend_from_slice(format!(",\"occurred_at\":{},\"received_at\":{}", record.occurred_at, record.received_at).as_bytes());
+    for (name, value) in &texts[2..] {
+        text(out, name, *value)?;
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(())
 }
 
 fn rfc3339_micros(micros: i64) -> String {
@@ -229,6 +277,37 @@ fn write_csv_row(out: &mut Vec<u8>, row: &ScanRow) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_are_the_proof_event_object_in_column_order() {
+        let record = crate::event::EventRecord {
+            seq: crate::event::Seq(7),
+            id: "e\"1".into(),
+            tenant_id: "acme".into(),
+            occurred_at: -5,
+            received_at: 9,
+            action: "user.login".into(),
+            actor_id: "ann".into(),
+            outcome: "success".into(),
+            metadata: Some("{\"a\":\"\\n\"}".into()),
+            ..Default::default()
+        };
+        let row = ScanRow { leaf_hash: record.leaf_hash(), record: record.clone(), batch_index: None };
+        let mut out = Vec::new();
+        write_json_row(&mut out, &row).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value, record.to_json());
+        assert_eq!(crate::event::EventRecord::from_json(&value).unwrap(), record);
+        let keys: Vec<&str> = line
+            .trim_end()
+            .trim_matches(|c| c == '{' || c == '}')
+            .split(",\"")
+            .map(|part| part.trim_start_matches('"').split('"').next().unwrap())
+            .collect();
+        assert_eq!(keys, COLUMN_NAMES[..HASHED_COLUMNS].to_vec());
+    }
 
     #[test]
     fn csv_quotes_only_when_needed() {

@@ -81,3 +81,86 @@ pub fn realistic_event(rng: &mut impl Rng, occurred_at_micros: i64) -> pb::Audit
         ])),
     }
 }
+
+/// Zipf-distributed ranks 0..n (rank 0 most frequent), sampled by binary search on the CDF.
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(n: usize, exponent: f64) -> Zipf {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=n.max(1))
+            .map(|rank| {
+                total += 1.0 / (rank as f64).powf(exponent);
+                total
+            })
+            .collect();
+        cdf.iter_mut().for_each(|value| *value /= total);
+        Zipf { cdf }
+    }
+
+    pub fn sample(&self, rng: &mut impl Rng) -> usize {
+        let x: f64 = rng.r#gen();
+        self.cdf.partition_point(|value| *value < x).min(self.cdf.len() - 1)
+    }
+}
+
+/// The benchmark archive's event mix: 100,000 actors (Zipf), each belonging to one of
+/// `tenants` tenants (Zipf), 200 actions (Zipf), ~500-byte events.
+pub struct ArchiveMix {
+    actors: Zipf,
+    actor_tenant: Vec<u32>,
+    actions: Zipf,
+    action_names: Vec<String>,
+}
+
+pub const ARCHIVE_ACTORS: usize = 100_000;
+
+impl ArchiveMix {
+    pub fn new(tenants: usize, rng: &mut impl Rng) -> ArchiveMix {
+        let tenant_zipf = Zipf::new(tenants, 1.1);
+        let actor_tenant = (0..ARCHIVE_ACTORS).map(|_| tenant_zipf.sample(rng) as u32).collect();
+        let domains = ["user", "auth", "billing", "invoice", "project", "member", "api_key", "settings", "data", "admin"];
+        let objects = ["account", "role", "session", "token", "policy", "report", "webhook", "file", "team", "plan"];
+        let verbs = ["created", "updated"];
+        let mut action_names = Vec::with_capacity(200);
+        for domain in domains {
+            for object in objects {
+                for verb in verbs {
+                    action_names.push(format!("{domain}.{object}.{verb}"));
+                }
+            }
+        }
+        ArchiveMix { actors: Zipf::new(ARCHIVE_ACTORS, 1.0), actor_tenant, actions: Zipf::new(200, 1.0), action_names }
+    }
+
+    pub fn tenant_name(tenant: u32) -> String {
+        format!("tenant-{tenant:04}")
+    }
+
+    pub fn actor_name(actor: usize) -> String {
+        format!("user-{actor:06}")
+    }
+
+    /// The tenant an actor belongs to.
+    pub fn tenant_of(&self, actor: usize) -> String {
+        Self::tenant_name(self.actor_tenant[actor])
+    }
+
+    pub fn action_name(&self, rank: usize) -> &str {
+        &self.action_names[rank]
+    }
+
+    pub fn event(&self, rng: &mut impl Rng, occurred_at_micros: i64) -> pb::AuditEvent {
+        let mut event = realistic_event(rng, occurred_at_micros);
+        let actor = self.actors.sample(rng);
+        event.tenant_id = self.tenant_of(actor);
+        event.action = self.action_names[self.actions.sample(rng)].clone();
+        if let Some(event_actor) = event.actor.as_mut() {
+            event_actor.id = Self::actor_name(actor);
+            event_actor.name = format!("User {actor}");
+        }
+        event
+    }
+}

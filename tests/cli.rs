@@ -144,3 +144,55 @@ fn config_check_prints_the_effective_config_and_names_a_bad_field() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("seal_intervall"), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, mut client) = start(test_config(dir.path())).await;
+    let server = format!("http://{}", running.addr);
+    let mut events: Vec<auditum::pb::AuditEvent> = (0..30).map(|i| event("acme", "user.login", &format!("user-{}", i % 3))).collect();
+    events.push(event("globex", "user.login", "user-0"));
+    client.append(request(events)).await.unwrap();
+    running.logs.by_name("default").unwrap().seal_now().await.unwrap();
+
+    let out = dir.path().join("acme.csv");
+    let output = tokio::task::spawn_blocking({
+        let (server, out) = (server.clone(), out.clone());
+        move || {
+            let query = auditum()
+                .args(["query", "--server", &server, "--tenant", "acme", "--actor", "user-1", "--json", "--limit", "5"])
+                .output()
+                .unwrap();
+            let table =
+                auditum().args(["query", "--server", &server, "--tenant", "acme", "--action", "user.*", "--desc"]).output().unwrap();
+            let export =
+                auditum().args(["export", "--server", &server, "--tenant", "acme", "--format", "csv", "--out"]).arg(&out).output().unwrap();
+            let bad = auditum().args(["query", "--server", &server, "--tenant", "acme", "--since", "yesterday"]).output().unwrap();
+            (query, table, export, bad)
+        }
+    })
+    .await
+    .unwrap();
+    let (query, table, export, bad) = output;
+    assert!(query.status.success(), "{}", String::from_utf8_lossy(&query.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&query.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "--limit stops after 5 of the 10 matching events");
+    assert!(lines.iter().all(|line| line["actor_id"] == "user-1" && line["tenant_id"] == "acme" && line["sealed"] == true));
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(table.lines().count(), 31, "a header and the 30 acme events:\n{table}");
+    assert!(table.lines().nth(1).unwrap().contains("user.login") && table.contains("batch 0"));
+
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let csv = std::fs::read(&out).unwrap();
+    assert_eq!(String::from_utf8_lossy(&csv).lines().count(), 31, "a header row and 30 rows");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}.summary.json", out.display())).unwrap()).unwrap();
+    assert_eq!(summary["rows"], 30);
+    assert_eq!(summary["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&csv)));
+    assert!(summary["checkpoint"].as_str().unwrap().starts_with("auditum/default\n1\n"));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+    running.stop().await.unwrap();
+}
