@@ -234,7 +234,7 @@ impl QueryApi {
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<pb::ExportResponse, Status>>(2);
         let include_unsealed = request.include_unsealed;
         tokio::task::spawn_blocking(move || {
-            let chunk = |bytes: bytes::Bytes| Ok(pb::ExportResponse { item: Some(pb::export_response::Item::Chunk(bytes.to_vec())) });
+            let chunk = |bytes: bytes::Bytes| Ok(pb::ExportResponse { item: Some(pb::export_response::Item::Chunk(bytes)) });
             let run = || -> Result<Option<pb::ExportSummary>, Status> {
                 // Sealed rows come only from batches the starting checkpoint covers, so the
                 // summary's checkpoint vouches for every sealed row sent.

@@ -196,12 +196,10 @@ fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) -> serde_json::Result<()> {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
         match value {
-            Some(value) => serde_json::to_writer(&mut *out, value),
-            None => {
-                out.extend_from_slice(b"null");
-                Ok(())
-            }
+            Some(value) => json_string(out, value),
+            None => out.extend_from_slice(b"null"),
         }
+        Ok(())
     };
     out.extend_from_slice(format!("{{\"seq\":{}", record.seq.0).as_bytes());
     text(out, texts[0].0, texts[0].1)?;
@@ -212,6 +210,35 @@ fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) -> serde_json::Result<()> {
     }
     out.extend_from_slice(b"}\n");
     Ok(())
+}
+
+/// A JSON string literal: runs of plain bytes copied at once, `"`, `\\` and control characters
+/// escaped (the same escapes serde_json writes).
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..index]);
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(byte >> 4) as usize], HEX[(byte & 0xf) as usize]]),
+        }
+        start = index + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 fn rfc3339_micros(micros: i64) -> String {
@@ -307,6 +334,16 @@ mod tests {
             .map(|part| part.trim_start_matches('"').split('"').next().unwrap())
             .collect();
         assert_eq!(keys, COLUMN_NAMES[..HASHED_COLUMNS].to_vec());
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde_json() {
+        for text in ["plain", "", "quote \" backslash \\ slash /", "\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}", "üñí €😀", "{\"a\":[1,\"b\"]}"]
+        {
+            let mut out = Vec::new();
+            json_string(&mut out, text);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]
