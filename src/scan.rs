@@ -75,7 +75,30 @@ struct RangeReaderInner {
     store_failure: Mutex<Option<store::Error>>,
     /// For a file store: the object's file, opened on first read.
     local: Option<(std::path::PathBuf, Mutex<Option<std::fs::File>>)>,
+    /// Where pages lie, once the footer is known (remote stores only).
+    layout: Mutex<Option<Arc<PageLayout>>>,
 }
+
+/// Where one data page (or a column chunk's dictionary page) lies, and which rows it holds.
+#[derive(Debug, Clone)]
+struct PageSpan {
+    bytes: Range<u64>,
+    row_group: usize,
+    column: usize,
+    rows: Range<usize>,
+}
+
+/// Every page of a file, sorted by offset, and which columns are read ahead together: on a
+/// remote store each page is a request, so a miss on one of these columns fetches, at once and
+/// concurrently, the pages of all of them that hold the same rows (the reader asks for them next).
+#[derive(Debug)]
+struct PageLayout {
+    spans: Vec<PageSpan>,
+    read_ahead: Vec<bool>,
+}
+
+/// Concurrent ranged reads per round trip on a remote store.
+const CONCURRENT_READS: usize = 16;
 
 impl RangeReader {
     pub fn new(store: Arc<dyn ObjectStore>, entry: &LedgerEntry, runtime: tokio::runtime::Handle, io: Arc<IoCounters>) -> RangeReader {
@@ -90,6 +113,7 @@ impl RangeReader {
                 store_failure: Mutex::new(None),
                 local: store.local_path(&entry.object).map(|path| (path, Mutex::new(None))),
                 store,
+                layout: Mutex::new(None),
             }),
         }
     }
@@ -114,6 +138,11 @@ impl RangeReader {
         if let Some(bytes) = self.cached(&range) {
             return Ok(bytes);
         }
+        if self.read_ahead(&range)?
+            && let Some(bytes) = self.cached(&range)
+        {
+            return Ok(bytes);
+        }
         let inner = &self.inner;
         let read = match &inner.local {
             Some((path, file)) => {
@@ -136,6 +165,123 @@ impl RangeReader {
         inner.io.requests.fetch_add(1, Ordering::Relaxed);
         inner.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((range.start, bytes.clone()));
         Ok(bytes)
+    }
+
+    /// Learns the page layout from the footer; `read_ahead[column]` marks the columns fetched
+    /// together. Only for remote stores: a local file is read page by page at no cost.
+    fn set_layout(&self, metadata: &ArrowReaderMetadata, read_ahead: Vec<bool>) {
+        if self.inner.local.is_some() {
+            return;
+        }
+        let parquet = metadata.metadata();
+        let mut spans = Vec::new();
+        for (row_group, row_group_meta) in parquet.row_groups().iter().enumerate() {
+            let rows = usize::try_from(row_group_meta.num_rows()).unwrap_or(0);
+            let page_index = parquet.page_index_for_row_group(row_group);
+            for column in 0..row_group_meta.num_columns() {
+                let Some(offsets) = page_index.offset_index(column) else { return };
+                let locations = offsets.page_locations();
+                let chunk_start = row_group_meta.column(column).byte_range().0;
+                if let Some(first) = locations.first()
+                    && (first.offset as u64) > chunk_start
+                {
+                    spans.push(PageSpan { bytes: chunk_start..first.offset as u64, row_group, column, rows: 0..rows });
+                }
+                for (page, location) in locations.iter().enumerate() {
+                    let end_row = locations.get(page + 1).map_or(rows, |next| next.first_row_index as usize);
+                    let start = location.offset as u64;
+                    spans.push(PageSpan {
+                        bytes: start..start + location.compressed_page_size as u64,
+                        row_group,
+                        column,
+                        rows: location.first_row_index as usize..end_row,
+                    });
+                }
+            }
+        }
+        spans.sort_by_key(|span| span.bytes.start);
+        *self.inner.layout.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(PageLayout { spans, read_ahead }));
+    }
+
+    fn layout(&self) -> Option<Arc<PageLayout>> {
+        self.inner.layout.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// On a miss for a page of a read-ahead column, fetches the pages of every read-ahead column
+    /// holding the same rows; true when it did.
+    fn read_ahead(&self, range: &Range<u64>) -> parquet::errors::Result<bool> {
+        let Some(layout) = self.layout() else { return Ok(false) };
+        let position = layout.spans.partition_point(|span| span.bytes.start < range.start);
+        let Some(missed) = layout.spans.get(position).filter(|span| span.bytes == *range) else { return Ok(false) };
+        if !layout.read_ahead.get(missed.column).copied().unwrap_or(false) {
+            return Ok(false);
+        }
+        let siblings = layout
+            .spans
+            .iter()
+            .filter(|span| {
+                span.row_group == missed.row_group
+                    && layout.read_ahead.get(span.column).copied().unwrap_or(false)
+                    && span.rows.start < missed.rows.end
+                    && missed.rows.start < span.rows.end
+            })
+            .map(|span| span.bytes.clone())
+            .collect();
+        self.fetch_many(siblings)?;
+        Ok(true)
+    }
+
+    /// Fetches the pages of `columns` holding `rows` of a row group, concurrently.
+    fn prefetch_rows(&self, row_group: usize, rows: &Range<usize>, columns: &[usize]) -> parquet::errors::Result<()> {
+        let Some(layout) = self.layout() else { return Ok(()) };
+        let ranges = layout
+            .spans
+            .iter()
+            .filter(|span| {
+                span.row_group == row_group && columns.contains(&span.column) && span.rows.start < rows.end && rows.start < span.rows.end
+            })
+            .map(|span| span.bytes.clone())
+            .collect();
+        self.fetch_many(ranges)
+    }
+
+    /// Fetches the ranges not yet fetched, up to [`CONCURRENT_READS`] at a time (remote only).
+    fn fetch_many(&self, ranges: Vec<Range<u64>>) -> parquet::errors::Result<()> {
+        use futures::StreamExt;
+        if self.inner.local.is_some() {
+            return Ok(());
+        }
+        let missing: Vec<Range<u64>> =
+            ranges.into_iter().filter(|range| range.end <= self.inner.size && self.cached(range).is_none()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let results: Vec<(Range<u64>, store::Result<Bytes>)> = inner.runtime.block_on(
+            futures::stream::iter(missing)
+                .map(|range| async move {
+                    let result = inner.store.get_range(&inner.object, inner.version.as_deref(), range.clone()).await;
+                    (range, result)
+                })
+                .buffer_unordered(CONCURRENT_READS)
+                .collect(),
+        );
+        for (range, result) in results {
+            match result {
+                Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
+                    inner.io.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    inner.io.requests.fetch_add(1, Ordering::Relaxed);
+                    inner.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((range.start, bytes));
+                }
+                Ok(bytes) => return Err(ParquetError::EOF(format!("range {range:?} returned {} bytes", bytes.len()))),
+                Err(error) => {
+                    let message = error.to_string();
+                    *inner.store_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+                    return Err(ParquetError::General(message));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The error for a failed read: the store's, when a fetch failed, else the file's fault.
@@ -510,6 +656,10 @@ impl BatchScan {
     ) -> Result<BatchScan> {
         let metadata = footers.load(&reader)?;
         stats.batches_opened += 1;
+        // Filter columns are fetched per window up front; the others, read only for matching
+        // rows, are read ahead together on a miss.
+        let predicate_columns = predicate.predicate_columns();
+        reader.set_layout(&metadata, (0..COLUMN_NAMES.len()).map(|column| !predicate_columns.contains(&column)).collect());
         let mut windows = Vec::new();
         for (row_group, row_group_meta) in metadata.metadata().row_groups().iter().enumerate() {
             stats.row_groups_considered += 1;
@@ -620,6 +770,9 @@ impl BatchScan {
             }
             let Some(window) = self.windows.pop_front() else { return Ok(None) };
             stats.rows_read += window.rows.len() as u64;
+            self.reader
+                .prefetch_rows(window.row_group, &window.rows, &self.predicate.predicate_columns())
+                .map_err(|error| self.reader.error(error))?;
             let mut reader = self.window_reader(&window)?;
             if !self.predicate.descending {
                 self.current = Some(reader);

@@ -391,6 +391,7 @@ fn queries_and_exports_on_s3_read_ranges_and_match_the_brute_force() {
             client.query(pb::QueryRequest { filter: Some(filter), page_size: 10, ..Default::default() }).await.unwrap().into_inner();
         assert!(response.events.iter().any(|stored| stored.seq == needle.seq.0));
         let stats = response.stats.unwrap();
+        println!("s3 needle stats: {stats:?}, archive {archive_bytes} bytes");
         assert!(stats.read_requests > 0 && stats.bytes_read < archive_bytes / 3, "{stats:?}");
         // An export from S3 hashes and counts what it sent.
         let filter = pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
