@@ -108,14 +108,15 @@ pub enum DecodeError {
 }
 
 /// A borrowed view of one column's value, in the canonical byte form.
-enum ColumnBytes<'a> {
+pub(crate) enum ColumnBytes<'a> {
     Null,
     Integer([u8; 8]),
     Text(&'a str),
 }
 
 impl EventRecord {
-    fn column_values(&self) -> [ColumnBytes<'_>; HASHED_COLUMNS] {
+    /// The 24 hashed columns in §2.2 order.
+    pub(crate) fn column_values(&self) -> [ColumnBytes<'_>; HASHED_COLUMNS] {
         fn text(value: &Option<String>) -> ColumnBytes<'_> {
             match value {
                 Some(text) => ColumnBytes::Text(text),

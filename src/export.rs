@@ -8,7 +8,7 @@
 //! - Parquet: the batch schema of DESIGN §2.2, `leaf_hash` included.
 
 use crate::batch;
-use crate::event::{COLUMN_NAMES, HASHED_COLUMNS};
+use crate::event::{COLUMN_NAMES, ColumnBytes, HASHED_COLUMNS};
 use crate::query::ScanRow;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -112,7 +112,7 @@ impl Exporter {
             self.unsealed_rows += 1;
         }
         match self.format {
-            Format::Jsonl => write_json_row(&mut self.out, &row).map_err(|error| Error::Encode(error.to_string()))?,
+            Format::Jsonl => write_json_row(&mut self.out, &row),
             Format::Csv => write_csv_row(&mut self.out, &row),
             Format::Parquet => {
                 self.pending_rows.push(row);
@@ -165,51 +165,19 @@ impl Exporter {
 
 /// One JSONL line: the §7 `event` object, columns in §2.2 order (as in proofs), written
 /// directly rather than through a `serde_json::Value` (the export's hot path).
-fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) -> serde_json::Result<()> {
-    let record = &row.record;
-    let texts: [(&str, Option<&str>); 21] = [
-        ("id", Some(&record.id)),
-        ("tenant_id", Some(&record.tenant_id)),
-        ("action", Some(&record.action)),
-        ("actor_id", Some(&record.actor_id)),
-        ("actor_type", record.actor_type.as_deref()),
-        ("actor_name", record.actor_name.as_deref()),
-        ("target_type", record.target_type.as_deref()),
-        ("target_id", record.target_id.as_deref()),
-        ("target_name", record.target_name.as_deref()),
-        ("outcome", Some(&record.outcome)),
-        ("error_code", record.error_code.as_deref()),
-        ("reason", record.reason.as_deref()),
-        ("request_id", record.request_id.as_deref()),
-        ("correlation_id", record.correlation_id.as_deref()),
-        ("session_id", record.session_id.as_deref()),
-        ("source_ip", record.source_ip.as_deref()),
-        ("user_agent", record.user_agent.as_deref()),
-        ("service", record.service.as_deref()),
-        ("before", record.before.as_deref()),
-        ("after", record.after.as_deref()),
-        ("metadata", record.metadata.as_deref()),
-    ];
-    let text = |out: &mut Vec<u8>, name: &str, value: Option<&str>| -> serde_json::Result<()> {
-        out.push(b',');
-        out.push(b'"');
+fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) {
+    for (index, (name, value)) in COLUMN_NAMES.iter().zip(row.record.column_values()).enumerate() {
+        out.extend_from_slice(if index == 0 { b"{\"" } else { b",\"" });
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
         match value {
-            Some(value) => json_string(out, value),
-            None => out.extend_from_slice(b"null"),
+            ColumnBytes::Null => out.extend_from_slice(b"null"),
+            ColumnBytes::Text(text) => json_string(out, text),
+            ColumnBytes::Integer(bytes) if *name == "seq" => out.extend_from_slice(u64::from_be_bytes(bytes).to_string().as_bytes()),
+            ColumnBytes::Integer(bytes) => out.extend_from_slice(i64::from_be_bytes(bytes).to_string().as_bytes()),
         }
-        Ok(())
-    };
-    out.extend_from_slice(format!("{{\"seq\":{}", record.seq.0).as_bytes());
-    text(out, texts[0].0, texts[0].1)?;
-    text(out, texts[1].0, texts[1].1)?;
-    out.extend_from_slice(format!(",\"occurred_at\":{},\"received_at\":{}", record.occurred_at, record.received_at).as_bytes());
-    for (name, value) in &texts[2..] {
-        text(out, name, *value)?;
     }
     out.extend_from_slice(b"}\n");
-    Ok(())
 }
 
 /// A JSON string literal: runs of plain bytes copied at once, `"`, `\\` and control characters
@@ -241,7 +209,8 @@ fn json_string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
-fn rfc3339_micros(micros: i64) -> String {
+/// RFC 3339 UTC with microseconds, as exports and the CLI print times.
+pub fn rfc3339_micros(micros: i64) -> String {
     match chrono::DateTime::from_timestamp_micros(micros) {
         Some(time) => time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         None => micros.to_string(),
@@ -264,39 +233,17 @@ fn csv_field(out: &mut Vec<u8>, value: &str) {
 }
 
 fn write_csv_row(out: &mut Vec<u8>, row: &ScanRow) {
-    let record = &row.record;
-    let text = |value: &Option<String>| value.clone().unwrap_or_default();
-    let values: [String; HASHED_COLUMNS] = [
-        record.seq.0.to_string(),
-        record.id.clone(),
-        record.tenant_id.clone(),
-        rfc3339_micros(record.occurred_at),
-        rfc3339_micros(record.received_at),
-        record.action.clone(),
-        record.actor_id.clone(),
-        text(&record.actor_type),
-        text(&record.actor_name),
-        text(&record.target_type),
-        text(&record.target_id),
-        text(&record.target_name),
-        record.outcome.clone(),
-        text(&record.error_code),
-        text(&record.reason),
-        text(&record.request_id),
-        text(&record.correlation_id),
-        text(&record.session_id),
-        text(&record.source_ip),
-        text(&record.user_agent),
-        text(&record.service),
-        text(&record.before),
-        text(&record.after),
-        text(&record.metadata),
-    ];
-    for (index, value) in values.iter().enumerate() {
+    for (index, (name, value)) in COLUMN_NAMES.iter().zip(row.record.column_values()).enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        csv_field(out, value);
+        match value {
+            // A null is an empty field: auditum never stores empty strings.
+            ColumnBytes::Null => {}
+            ColumnBytes::Text(text) => csv_field(out, text),
+            ColumnBytes::Integer(bytes) if *name == "seq" => out.extend_from_slice(u64::from_be_bytes(bytes).to_string().as_bytes()),
+            ColumnBytes::Integer(bytes) => out.extend_from_slice(rfc3339_micros(i64::from_be_bytes(bytes)).as_bytes()),
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -321,7 +268,7 @@ mod tests {
         };
         let row = ScanRow { leaf_hash: record.leaf_hash(), record: record.clone(), batch_index: None };
         let mut out = Vec::new();
-        write_json_row(&mut out, &row).unwrap();
+        write_json_row(&mut out, &row);
         let line = String::from_utf8(out).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -113,32 +113,25 @@ struct FilterArgs {
 impl FilterArgs {
     fn to_filter(&self) -> Result<pb::EventFilter, String> {
         let time = |flag: &str, text: &Option<String>| -> Result<Option<prost_types::Timestamp>, String> {
-            let Some(text) = text else { return Ok(None) };
-            let time = chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|error| format!("--{flag} {text:?}: {error} (use RFC 3339, e.g. 2026-07-01T00:00:00Z)"))?;
-            Ok(Some(prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }))
+            text.as_deref()
+                .map(client::parse_timestamp)
+                .transpose()
+                .map_err(|error| format!("--{flag}: {error} (e.g. 2026-07-01T00:00:00Z)"))
         };
-        let actor_type = match self.actor_type.as_deref() {
-            None => pb::ActorType::Unspecified,
-            Some(name) => pb::ActorType::from_str_name(&format!("ACTOR_TYPE_{}", name.to_uppercase()))
-                .ok_or_else(|| format!("--actor-type {name:?}: use user, service, api_key, system or anonymous"))?,
-        };
-        let outcome = match self.outcome.as_deref() {
-            None => pb::OutcomeResult::Unspecified,
-            Some(name) => pb::OutcomeResult::from_str_name(&format!("OUTCOME_RESULT_{}", name.to_uppercase()))
-                .ok_or_else(|| format!("--outcome {name:?}: use success, failure or denied"))?,
-        };
+        let actor_type =
+            self.actor_type.as_deref().map(client::parse_actor_type).transpose().map_err(|error| format!("--actor-type: {error}"))?;
+        let outcome = self.outcome.as_deref().map(client::parse_outcome).transpose().map_err(|error| format!("--outcome: {error}"))?;
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
         Ok(pb::EventFilter {
             tenant_id: self.tenant.clone(),
             start_time: time("since", &self.since)?,
             end_time: time("until", &self.until)?,
             actor_id: text(&self.actor),
-            actor_type: actor_type as i32,
+            actor_type: actor_type.unwrap_or_default(),
             actions: self.actions.clone(),
             target_type: text(&self.target_type),
             target_id: text(&self.target_id),
-            outcome: outcome as i32,
+            outcome: outcome.unwrap_or_default(),
             request_id: text(&self.request_id),
             correlation_id: text(&self.correlation_id),
             session_id: text(&self.session_id),
@@ -600,10 +593,7 @@ async fn channel(server: &str) -> Result<tonic::transport::Channel, String> {
 }
 
 fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> String {
-    timestamp
-        .and_then(|time| chrono::DateTime::from_timestamp(time.seconds, time.nanos as u32))
-        .map(|time| time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-        .unwrap_or_default()
+    timestamp.and_then(|time| auditum::validate::timestamp_micros(time).ok()).map(auditum::export::rfc3339_micros).unwrap_or_default()
 }
 
 async fn query_command(args: QueryArgs) -> Result<bool, String> {

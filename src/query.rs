@@ -427,46 +427,7 @@ pub fn run_page(mut scan: Scan, page_size: usize) -> Result<Page, scan::Error> {
 
 fn struct_from_json(text: Option<&str>) -> Option<prost_types::Struct> {
     let serde_json::Value::Object(object) = serde_json::from_str(text?).ok()? else { return None };
-    Some(prost_types::Struct { fields: object.into_iter().map(|(key, value)| (key, value_from_json(value))).collect() })
-}
-
-fn value_from_json(value: serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(value) => Kind::BoolValue(value),
-        serde_json::Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
-        serde_json::Value::String(text) => Kind::StringValue(text),
-        serde_json::Value::Array(values) => {
-            Kind::ListValue(prost_types::ListValue { values: values.into_iter().map(value_from_json).collect() })
-        }
-        serde_json::Value::Object(object) => Kind::StructValue(prost_types::Struct {
-            fields: object.into_iter().map(|(key, value)| (key, value_from_json(value))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn actor_type_value(name: Option<&str>) -> i32 {
-    let value = match name {
-        Some("user") => pb::ActorType::User,
-        Some("service") => pb::ActorType::Service,
-        Some("api_key") => pb::ActorType::ApiKey,
-        Some("system") => pb::ActorType::System,
-        Some("anonymous") => pb::ActorType::Anonymous,
-        _ => pb::ActorType::Unspecified,
-    };
-    value as i32
-}
-
-fn outcome_value(name: &str) -> i32 {
-    let value = match name {
-        "success" => pb::OutcomeResult::Success,
-        "failure" => pb::OutcomeResult::Failure,
-        "denied" => pb::OutcomeResult::Denied,
-        _ => pb::OutcomeResult::Unspecified,
-    };
-    value as i32
+    Some(crate::client::json_to_struct(&object))
 }
 
 /// The wire event of a stored record (absent columns become empty strings, as sent).
@@ -480,7 +441,7 @@ pub fn audit_event(record: &EventRecord) -> pb::AuditEvent {
         action: record.action.clone(),
         actor: Some(pb::Actor {
             id: record.actor_id.clone(),
-            r#type: actor_type_value(record.actor_type.as_deref()),
+            r#type: crate::client::parse_actor_type(record.actor_type.as_deref().unwrap_or_default()).unwrap_or_default(),
             name: text(&record.actor_name),
         }),
         target: any(&[&record.target_type, &record.target_id, &record.target_name]).then(|| pb::Target {
@@ -489,7 +450,7 @@ pub fn audit_event(record: &EventRecord) -> pb::AuditEvent {
             name: text(&record.target_name),
         }),
         outcome: Some(pb::Outcome {
-            result: outcome_value(&record.outcome),
+            result: crate::client::parse_outcome(&record.outcome).unwrap_or_default(),
             error_code: text(&record.error_code),
             reason: text(&record.reason),
         }),

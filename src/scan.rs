@@ -150,6 +150,12 @@ impl RangeReader {
             }
             None => inner.runtime.block_on(inner.store.get_range(&inner.object, inner.version.as_deref(), range.clone())),
         };
+        self.keep(range, read)
+    }
+
+    /// Checks, counts and caches what one read returned; a store error is kept for [`Self::error`].
+    fn keep(&self, range: Range<u64>, read: store::Result<Bytes>) -> parquet::errors::Result<Bytes> {
+        let inner = &self.inner;
         let bytes = match read {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -267,19 +273,7 @@ impl RangeReader {
                 .collect(),
         );
         for (range, result) in results {
-            match result {
-                Ok(bytes) if bytes.len() as u64 == range.end - range.start => {
-                    inner.io.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    inner.io.requests.fetch_add(1, Ordering::Relaxed);
-                    inner.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((range.start, bytes));
-                }
-                Ok(bytes) => return Err(ParquetError::EOF(format!("range {range:?} returned {} bytes", bytes.len()))),
-                Err(error) => {
-                    let message = error.to_string();
-                    *inner.store_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
-                    return Err(ParquetError::General(message));
-                }
-            }
+            self.keep(range, result)?;
         }
         Ok(())
     }
@@ -637,6 +631,8 @@ pub struct BatchScan {
     reader: RangeReader,
     metadata: ArrowReaderMetadata,
     predicate: Arc<Predicate>,
+    /// The columns the RowFilter decodes (computed once per batch).
+    predicate_columns: Vec<usize>,
     windows: VecDeque<Window>,
     decode_rows: usize,
     current: Option<ParquetRecordBatchReader>,
@@ -716,6 +712,7 @@ impl BatchScan {
             reader,
             metadata,
             predicate,
+            predicate_columns,
             windows: windows.into(),
             decode_rows: decode_rows.clamp(1, MAX_DECODE_ROWS),
             current: None,
@@ -735,7 +732,7 @@ impl BatchScan {
             RowSelector::skip(rows.saturating_sub(window.rows.end)),
         ]);
         let schema = self.metadata.metadata().file_metadata().schema_descr();
-        let mask = ProjectionMask::leaves(schema, self.predicate.predicate_columns());
+        let mask = ProjectionMask::leaves(schema, self.predicate_columns.iter().copied());
         let predicate = self.predicate.clone();
         let filter = RowFilter::new(vec![Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| predicate.evaluate(&batch)))]);
         ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
@@ -770,9 +767,7 @@ impl BatchScan {
             }
             let Some(window) = self.windows.pop_front() else { return Ok(None) };
             stats.rows_read += window.rows.len() as u64;
-            self.reader
-                .prefetch_rows(window.row_group, &window.rows, &self.predicate.predicate_columns())
-                .map_err(|error| self.reader.error(error))?;
+            self.reader.prefetch_rows(window.row_group, &window.rows, &self.predicate_columns).map_err(|error| self.reader.error(error))?;
             let mut reader = self.window_reader(&window)?;
             if !self.predicate.descending {
                 self.current = Some(reader);
