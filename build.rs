@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("auditum_descriptor.bin"))
         // Export chunks are handed to the encoder without a copy.
         .bytes(".auditum.v1.ExportResponse.chunk")
+        // A request that does not decode is INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::Codec")
         .compile_protos(
             &[
                 "proto/auditum/v1/event.proto",

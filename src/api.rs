@@ -1,5 +1,6 @@
 //! gRPC services (DESIGN §8). Errors become tonic statuses here and nowhere else.
 
+use crate::auth::{Authenticator, Caller, Scope};
 use crate::config::DEFAULT_LOG;
 use crate::event::Seq;
 use crate::log::{self, Log};
@@ -8,6 +9,7 @@ use crate::validate::{self, ValidationError, Validator};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 /// The logs of this process and the tenant routing between them.
 #[derive(Debug, Clone)]
@@ -62,19 +64,236 @@ pub fn timestamp_from_micros(micros: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 }
 }
 
+/// One call: who made it, from where, under which request id.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub caller: Caller,
+    pub method: &'static str,
+    pub request_id: String,
+    source_ip: String,
+    user_agent: String,
+}
+
+impl Call {
+    /// The span every log line of the call is in.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!("rpc", method = self.method, request_id = %self.request_id, key = %self.caller.key_id())
+    }
+}
+
+/// A client-chosen `x-request-id` when sane, else a new one.
+fn request_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|byte| byte.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// What a meta-audit event says about a call (DESIGN §8).
+pub struct MetaNote {
+    pub action: &'static str,
+    pub tenant: String,
+    pub target_type: &'static str,
+    pub target_id: String,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Authentication, authorization and meta-audit, shared by every service.
+#[derive(Debug)]
+pub struct Guard {
+    authenticator: Authenticator,
+    logs: Arc<Logs>,
+    validator: Arc<Validator>,
+    meta_audit: bool,
+    meta_audit_tenant: String,
+}
+
+fn refused(status: Status) -> Status {
+    let code = format!("{:?}", status.code());
+    crate::metrics::METRICS.auth_refused.get_or_create(&crate::metrics::AuthFailure { code }).inc();
+    status
+}
+
+impl Guard {
+    pub fn new(config: &crate::config::Config, logs: Arc<Logs>, validator: Arc<Validator>) -> Guard {
+        Guard {
+            authenticator: Authenticator::from_config(config),
+            logs,
+            validator,
+            meta_audit: config.meta_audit,
+            meta_audit_tenant: config.meta_audit_tenant.clone(),
+        }
+    }
+
+    pub fn development_mode(&self) -> bool {
+        self.authenticator.development_mode()
+    }
+
+    /// Authenticates a call and checks its scope; the key's rate limit is charged `cost`.
+    pub fn open<T>(&self, method: &'static str, scope: Scope, cost: usize, request: &Request<T>) -> Result<Call, Status> {
+        let caller = self.authenticator.authenticate(request.metadata()).map_err(refused)?;
+        let call = Call {
+            caller,
+            method,
+            request_id: request_id(request.metadata()),
+            source_ip: request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default(),
+            user_agent: request
+                .metadata()
+                .get("user-agent")
+                .and_then(|value| value.to_str().ok())
+                .map(|agent| agent.chars().take(256).collect())
+                .unwrap_or_default(),
+        };
+        if let Err(status) = call.caller.require_scope(scope) {
+            tracing::warn!(parent: &call.span(), scope = scope.as_str(), "call refused: missing scope");
+            return Err(refused(status));
+        }
+        call.caller.charge(cost)?;
+        Ok(call)
+    }
+
+    /// A refused call is itself recorded (outcome DENIED) in the caller's tenant, so attempts to
+    /// reach another tenant leave a trace; returns the status to answer with.
+    pub async fn deny(&self, call: &Call, status: Status, mut note: MetaNote) -> Status {
+        tracing::warn!(parent: &call.span(), reason = %status.message(), "call refused");
+        if let Some(own) = call.caller.tenant() {
+            note.tenant = own.to_string();
+        }
+        if let Err(error) = self.write(call, note, Some(&status)).await {
+            tracing::warn!(parent: &call.span(), %error, "cannot record the refused call");
+        }
+        refused(status)
+    }
+
+    /// Records a permitted Query, Export or proof call before it runs: a read that cannot be
+    /// recorded is not served.
+    pub async fn record(&self, call: &Call, note: MetaNote) -> Result<(), Status> {
+        self.write(call, note, None).await
+    }
+
+    /// The tenant of meta-audit events for calls that name no tenant.
+    pub fn log_wide_tenant(&self, call: &Call) -> String {
+        call.caller.tenant().unwrap_or(&self.meta_audit_tenant).to_string()
+    }
+
+    /// Refuses a tenant-bound key any log but its tenant's.
+    pub fn require_log(&self, call: &Call, log: &Log) -> Result<(), Status> {
+        let Some(own) = call.caller.tenant() else { return Ok(()) };
+        match self.logs.for_tenant(own) {
+            Some(own_log) if own_log.name() == log.name() => Ok(()),
+            _ => Err(Status::permission_denied(format!(
+                "log: api key {:?} is bound to tenant {own:?}, whose events are not in log {:?}",
+                call.caller.key_id(),
+                log.name()
+            ))),
+        }
+    }
+
+    async fn write(&self, call: &Call, note: MetaNote, denied: Option<&Status>) -> Result<(), Status> {
+        if !self.meta_audit {
+            return Ok(());
+        }
+        let now = log::now_micros();
+        let (result, error_code, reason) = match denied {
+            Some(status) => (pb::OutcomeResult::Denied, format!("{:?}", status.code()), status.message().chars().take(1000).collect()),
+            None => (pb::OutcomeResult::Success, String::new(), String::new()),
+        };
+        let mut details = note.details;
+        details.insert("rpc".into(), call.method.into());
+        let actor_type = if call.caller.is_anonymous() { pb::ActorType::Anonymous } else { pb::ActorType::ApiKey };
+        let event = pb::AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: note.tenant,
+            occurred_at: Some(timestamp_from_micros(now)),
+            action: note.action.to_string(),
+            actor: Some(pb::Actor { id: call.caller.key_id().to_string(), r#type: actor_type as i32, name: String::new() }),
+            target: Some(pb::Target { r#type: note.target_type.to_string(), id: note.target_id, name: String::new() }),
+            outcome: Some(pb::Outcome { result: result as i32, error_code, reason }),
+            context: Some(pb::Context {
+                request_id: call.request_id.clone(),
+                correlation_id: String::new(),
+                session_id: String::new(),
+                source_ip: call.source_ip.clone(),
+                user_agent: call.user_agent.clone(),
+                service: "auditum".to_string(),
+            }),
+            before: None,
+            after: None,
+            metadata: Some(crate::client::json_to_struct(&details)),
+        };
+        let record = self.validator.prepare(0, event, now).map_err(|error| Status::internal(format!("meta-audit event: {error}")))?;
+        let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| {
+            Status::internal(format!("no log is configured for tenant {:?} and there is no default log", record.tenant_id))
+        })?;
+        log.append(vec![record]).await.map_err(status_from_log)?;
+        crate::metrics::METRICS.meta_audit_events.get_or_create(&crate::metrics::log_label(log.name())).inc();
+        Ok(())
+    }
+}
+
+fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The filter as meta-audit metadata: its set fields only.
+pub fn filter_details(filter: &pb::EventFilter) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let mut out = Map::new();
+    let mut text = |name: &str, value: &str| {
+        if !value.is_empty() {
+            out.insert(name.to_string(), Value::String(value.to_string()));
+        }
+    };
+    text("tenant_id", &filter.tenant_id);
+    text("actor_id", &filter.actor_id);
+    text("target_type", &filter.target_type);
+    text("target_id", &filter.target_id);
+    text("request_id", &filter.request_id);
+    text("correlation_id", &filter.correlation_id);
+    text("session_id", &filter.session_id);
+    text("source_ip", &filter.source_ip);
+    let time = |timestamp: &Option<prost_types::Timestamp>| {
+        timestamp.as_ref().and_then(|time| validate::timestamp_micros(time).ok()).map(crate::export::rfc3339_micros)
+    };
+    if let Some(start) = time(&filter.start_time) {
+        out.insert("start_time".into(), Value::String(start));
+    }
+    if let Some(end) = time(&filter.end_time) {
+        out.insert("end_time".into(), Value::String(end));
+    }
+    if filter.actor_type != 0 {
+        let name = pb::ActorType::try_from(filter.actor_type).map(|value| value.as_str_name().to_string());
+        out.insert("actor_type".into(), Value::String(name.unwrap_or_else(|_| filter.actor_type.to_string())));
+    }
+    if filter.outcome != 0 {
+        let name = pb::OutcomeResult::try_from(filter.outcome).map(|value| value.as_str_name().to_string());
+        out.insert("outcome".into(), Value::String(name.unwrap_or_else(|_| filter.outcome.to_string())));
+    }
+    if !filter.actions.is_empty() {
+        out.insert("actions".into(), Value::Array(filter.actions.iter().cloned().map(Value::String).collect()));
+    }
+    Value::Object(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestApi {
     logs: Arc<Logs>,
     validator: Arc<Validator>,
+    guard: Arc<Guard>,
 }
 
 impl IngestApi {
-    pub fn new(logs: Arc<Logs>, validator: Arc<Validator>) -> Self {
-        IngestApi { logs, validator }
+    pub fn new(logs: Arc<Logs>, validator: Arc<Validator>, guard: Arc<Guard>) -> Self {
+        IngestApi { logs, validator, guard }
     }
 
     /// Validates, routes by tenant, appends per log, and answers in request order.
-    pub async fn append(&self, request: pb::AppendRequest) -> Result<pb::AppendResponse, Status> {
+    pub async fn append(&self, call: &Call, request: pb::AppendRequest) -> Result<pb::AppendResponse, Status> {
         validate::check_append_request(&request).map_err(status_from_validation)?;
         let now = log::now_micros();
         // Validate every event before appending any: a bad event rejects the whole call.
@@ -83,6 +302,10 @@ impl IngestApi {
         let wait_for_seal = request.wait_for_seal;
         for (index, event) in request.events.into_iter().enumerate() {
             let record = self.validator.prepare(index, event, now).map_err(status_from_validation)?;
+            if let Err(status) = call.caller.require_tenant(&format!("events[{index}].tenant_id"), &record.tenant_id) {
+                tracing::warn!(reason = %status.message(), "append refused");
+                return Err(refused(status));
+            }
             let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| {
                 Status::internal(format!("no log is configured for tenant {:?} and there is no default log", record.tenant_id))
             })?;
@@ -124,7 +347,10 @@ impl IngestApi {
 #[tonic::async_trait]
 impl pb::ingest_service_server::IngestService for IngestApi {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
-        IngestApi::append(self, request.into_inner()).await.map(Response::new)
+        // Rate limits count events: one per event, one for an empty call.
+        let call = self.guard.open("Append", Scope::Append, request.get_ref().events.len().max(1), &request)?;
+        let span = call.span();
+        IngestApi::append(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 }
 
@@ -139,6 +365,7 @@ const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub struct QueryApi {
     logs: Arc<Logs>,
     footers: Arc<crate::scan::FooterCache>,
+    guard: Arc<Guard>,
 }
 
 pub fn status_from_filter(error: crate::query::FilterError) -> Status {
@@ -159,8 +386,25 @@ fn status_from_task(error: tokio::task::JoinError) -> Status {
 }
 
 impl QueryApi {
-    pub fn new(logs: Arc<Logs>) -> Self {
-        QueryApi { logs, footers: Arc::new(crate::scan::FooterCache::new(FOOTER_CACHE_BYTES)) }
+    pub fn new(logs: Arc<Logs>, guard: Arc<Guard>) -> Self {
+        QueryApi { logs, footers: Arc::new(crate::scan::FooterCache::new(FOOTER_CACHE_BYTES)), guard }
+    }
+
+    /// Tenant binding, then the meta-audit record, for a Query or an Export of `filter`.
+    async fn admit(
+        &self,
+        call: &Call,
+        action: &'static str,
+        filter: &pb::EventFilter,
+        mut details: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Status> {
+        details.insert("filter".into(), filter_details(filter));
+        let note =
+            MetaNote { action, tenant: filter.tenant_id.clone(), target_type: "tenant", target_id: filter.tenant_id.clone(), details };
+        match call.caller.require_tenant("filter.tenant_id", &filter.tenant_id) {
+            Ok(()) => self.guard.record(call, note).await,
+            Err(status) => Err(self.guard.deny(call, status, note).await),
+        }
     }
 
     fn log_for(&self, tenant_id: &str) -> Result<&Log, Status> {
@@ -179,14 +423,21 @@ impl QueryApi {
         }
     }
 
-    pub async fn query(&self, request: pb::QueryRequest) -> Result<pb::QueryResponse, Status> {
+    pub async fn query(&self, call: &Call, request: pb::QueryRequest) -> Result<pb::QueryResponse, Status> {
         use crate::query::{self, Filter};
         let started = std::time::Instant::now();
         let filter = Filter::from_pb(request.filter.as_ref()).map_err(status_from_filter)?;
         let page_size = query::page_size(request.page_size).map_err(status_from_filter)?;
         let cursor = query::decode_page_token(&request.page_token, &filter, request.descending).map_err(status_from_filter)?;
         let log = self.log_for(&filter.tenant_id)?;
+        // The snapshot comes first, so a query does not read its own meta-audit record.
         let snapshot = log.read_snapshot();
+        let details = serde_json::json!({
+            "page_size": page_size,
+            "descending": request.descending,
+            "continued": !request.page_token.is_empty(),
+        });
+        self.admit(call, "auditum.query", request.filter.as_ref().unwrap_or(&pb::EventFilter::default()), object(details)).await?;
         let io = Arc::new(crate::scan::IoCounters::default());
         let context = self.context(log, io.clone(), page_size + 1);
         let predicate = filter.predicate(cursor, request.descending);
@@ -214,6 +465,7 @@ impl QueryApi {
     /// scan instead of growing memory.
     pub async fn export(
         &self,
+        call: &Call,
         request: pb::ExportRequest,
     ) -> Result<futures::stream::BoxStream<'static, Result<pb::ExportResponse, Status>>, Status> {
         use crate::export::{Exporter, Format};
@@ -228,6 +480,12 @@ impl QueryApi {
         };
         let log = self.log_for(&filter.tenant_id)?.clone();
         let snapshot = log.read_snapshot();
+        let details = serde_json::json!({
+            "format": pb::ExportFormat::try_from(request.format).map(|format| format.as_str_name()).unwrap_or_default(),
+            "include_unsealed": request.include_unsealed,
+            "checkpoint_size": snapshot.checkpoint_size,
+        });
+        self.admit(call, "auditum.export", request.filter.as_ref().unwrap_or(&pb::EventFilter::default()), object(details)).await?;
         let io = Arc::new(crate::scan::IoCounters::default());
         let context = self.context(&log, io.clone(), crate::scan::MAX_DECODE_ROWS);
         let predicate = filter.predicate(None, false);
@@ -325,13 +583,17 @@ impl QueryApi {
 #[tonic::async_trait]
 impl pb::query_service_server::QueryService for QueryApi {
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
-        QueryApi::query(self, request.into_inner()).await.map(Response::new)
+        let call = self.guard.open("Query", Scope::Query, 1, &request)?;
+        let span = call.span();
+        QueryApi::query(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 
     type ExportStream = futures::stream::BoxStream<'static, Result<pb::ExportResponse, Status>>;
 
     async fn export(&self, request: Request<pb::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
-        QueryApi::export(self, request.into_inner()).await.map(Response::new)
+        let call = self.guard.open("Export", Scope::Export, 1, &request)?;
+        let span = call.span();
+        QueryApi::export(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 }
 
@@ -340,11 +602,12 @@ impl pb::query_service_server::QueryService for QueryApi {
 pub struct ProofApi {
     logs: Arc<Logs>,
     cache: Arc<crate::proof::BatchCache>,
+    guard: Arc<Guard>,
 }
 
 impl ProofApi {
-    pub fn new(logs: Arc<Logs>) -> Self {
-        ProofApi { logs, cache: Arc::default() }
+    pub fn new(logs: Arc<Logs>, guard: Arc<Guard>) -> Self {
+        ProofApi { logs, cache: Arc::default(), guard }
     }
 
     fn log(&self, name: &str) -> Result<&Log, Status> {
@@ -355,6 +618,146 @@ impl ProofApi {
         log.proof_basis().ok_or_else(|| {
             Status::failed_precondition(format!("log {}: no batch has been sealed yet, so there is no checkpoint", log.name()))
         })
+    }
+
+    /// A log-wide proof call: the log must be the caller's tenant's; recorded as `auditum.proof`.
+    async fn admit_log(&self, call: &Call, log: &Log, details: serde_json::Value) -> Result<(), Status> {
+        let note = MetaNote {
+            action: "auditum.proof",
+            tenant: self.guard.log_wide_tenant(call),
+            target_type: "log",
+            target_id: log.name().to_string(),
+            details: object(details),
+        };
+        match self.guard.require_log(call, log) {
+            Ok(()) => self.guard.record(call, note).await,
+            Err(status) => Err(self.guard.deny(call, status, note).await),
+        }
+    }
+
+    async fn get_event_proof(&self, call: &Call, request: pb::GetEventProofRequest) -> Result<pb::GetEventProofResponse, Status> {
+        let log = self.log(&request.log)?;
+        let details = match &request.key {
+            Some(pb::get_event_proof_request::Key::Seq(seq)) => serde_json::json!({ "log": log.name(), "seq": seq }),
+            Some(pb::get_event_proof_request::Key::EventId(id)) => serde_json::json!({ "log": log.name(), "event_id": id }),
+            None => serde_json::json!({ "log": log.name() }),
+        };
+        let note = |tenant: String, target_id: String| MetaNote {
+            action: "auditum.proof",
+            tenant,
+            target_type: "event",
+            target_id,
+            details: object(details.clone()),
+        };
+        if let Err(status) = self.guard.require_log(call, log) {
+            return Err(self.guard.deny(call, status, note(self.guard.log_wide_tenant(call), String::new())).await);
+        }
+        let basis = self.basis(log)?;
+        let store = log.store().as_ref();
+        let seq = match request.key {
+            Some(pb::get_event_proof_request::Key::Seq(seq)) => {
+                if seq >= log.committed_next().0 && log.unsealed_events().iter().all(|event| event.seq.0 != seq) {
+                    return Err(status_from_proof(crate::proof::Error::NoSuchSeq { log: log.name().to_string(), seq }));
+                }
+                seq
+            }
+            Some(pb::get_event_proof_request::Key::EventId(id)) => {
+                if id.is_empty() || id.len() > validate::MAX_ID_BYTES {
+                    return Err(Status::invalid_argument(format!("event_id: must be 1 to {} bytes", validate::MAX_ID_BYTES)));
+                }
+                // A tenant key looks only among its tenant's events: another tenant's ids stay invisible.
+                let seqs = crate::proof::find_by_id(store, &basis, &id, call.caller.tenant()).await.map_err(status_from_proof)?;
+                match seqs.as_slice() {
+                    [] => return Err(status_from_proof(crate::proof::Error::NoSuchId { log: log.name().to_string(), id })),
+                    [seq] => *seq,
+                    _ => return Err(status_from_proof(crate::proof::Error::AmbiguousId { id, count: seqs.len(), seqs })),
+                }
+            }
+            None => return Err(Status::invalid_argument("key: set seq or event_id")),
+        };
+        let proof_json = crate::proof::build(store, &self.cache, &basis, seq).await.map_err(status_from_proof)?;
+        // The proof carries the whole event: only its tenant's keys may have it.
+        let tenant = crate::proof::event_tenant(&proof_json).map_err(|error| Status::internal(format!("proof document: {error}")))?;
+        let target = format!("{}/{seq}", log.name());
+        if let Err(status) = call.caller.require_tenant("seq", &tenant) {
+            return Err(self.guard.deny(call, status, note(tenant, target)).await);
+        }
+        self.guard.record(call, note(tenant, target)).await?;
+        Ok(pb::GetEventProofResponse { proof_json })
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        call: &Call,
+        request: pb::GetConsistencyProofRequest,
+    ) -> Result<pb::GetConsistencyProofResponse, Status> {
+        let log = self.log(&request.log)?;
+        let basis = self.basis(log)?;
+        if request.old_size == 0 || request.old_size > request.new_size {
+            return Err(Status::invalid_argument(format!(
+                "old_size: must be between 1 and new_size ({}), got {}",
+                request.new_size, request.old_size
+            )));
+        }
+        if request.new_size > basis.checkpoint_size {
+            return Err(Status::out_of_range(format!(
+                "new_size: {} exceeds the latest checkpoint's size {}",
+                request.new_size, basis.checkpoint_size
+            )));
+        }
+        let details = serde_json::json!({ "log": log.name(), "old_size": request.old_size, "new_size": request.new_size });
+        self.admit_log(call, log, details).await?;
+        let path = crate::merkle::consistency_path(&basis.entry_hashes[..request.new_size as usize], request.old_size as usize)
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(pb::GetConsistencyProofResponse { path: path.iter().map(|hash| hash.to_vec()).collect() })
+    }
+
+    fn verify_log(&self, log: Log) -> futures::stream::BoxStream<'static, Result<pb::VerifyLogResponse, Status>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<pb::VerifyLogResponse, Status>>(64);
+        tokio::spawn(
+            async move {
+                let progress_sender = sender.clone();
+                let progress = move |progress: &crate::verify::Progress| {
+                    let _ = progress_sender.try_send(Ok(pb::VerifyLogResponse {
+                        entries_checked: progress.entries_checked,
+                        events_checked: progress.events_checked,
+                        ..Default::default()
+                    }));
+                };
+                let options = crate::verify::Options::default();
+                match crate::verify::verify_log_with(log.store().as_ref(), log.name(), &log.verifier(), &options, progress).await {
+                    Ok(report) => {
+                        for problem in &report.problems {
+                            let message = pb::VerifyLogResponse {
+                                entries_checked: report.entries,
+                                events_checked: report.events,
+                                problem: format!("{}: {}", problem.kind, problem.detail),
+                                object: problem.object.clone(),
+                                ..Default::default()
+                            };
+                            if sender.send(Ok(message)).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = sender
+                            .send(Ok(pb::VerifyLogResponse {
+                                entries_checked: report.entries,
+                                events_checked: report.events,
+                                done: true,
+                                ok: report.ok(),
+                                problem: if report.ok() { String::new() } else { report.summary() },
+                                ..Default::default()
+                            }))
+                            .await;
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(Status::unavailable(format!("verification could not read the store: {error}")))).await;
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
     }
 }
 
@@ -375,109 +778,54 @@ pub fn status_from_proof(error: crate::proof::Error) -> Status {
 #[tonic::async_trait]
 impl pb::proof_service_server::ProofService for ProofApi {
     async fn get_checkpoint(&self, request: Request<pb::GetCheckpointRequest>) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-        let log = self.log(&request.get_ref().log)?;
-        let checkpoint = self.basis(log)?.checkpoint;
-        Ok(Response::new(pb::GetCheckpointResponse { checkpoint }))
+        let call = self.guard.open("GetCheckpoint", Scope::Proof, 1, &request)?;
+        async {
+            let log = self.log(&request.get_ref().log)?;
+            let checkpoint = self.basis(log)?.checkpoint;
+            self.admit_log(&call, log, serde_json::json!({ "log": log.name() })).await?;
+            Ok(Response::new(pb::GetCheckpointResponse { checkpoint }))
+        }
+        .instrument(call.span())
+        .await
     }
 
     async fn get_event_proof(&self, request: Request<pb::GetEventProofRequest>) -> Result<Response<pb::GetEventProofResponse>, Status> {
-        let request = request.into_inner();
-        let log = self.log(&request.log)?;
-        let basis = self.basis(log)?;
-        let store = log.store().as_ref();
-        let seq = match request.key {
-            Some(pb::get_event_proof_request::Key::Seq(seq)) => {
-                if seq >= log.committed_next().0 && log.unsealed_events().iter().all(|event| event.seq.0 != seq) {
-                    return Err(status_from_proof(crate::proof::Error::NoSuchSeq { log: log.name().to_string(), seq }));
-                }
-                seq
-            }
-            Some(pb::get_event_proof_request::Key::EventId(id)) => {
-                if id.is_empty() || id.len() > validate::MAX_ID_BYTES {
-                    return Err(Status::invalid_argument(format!("event_id: must be 1 to {} bytes", validate::MAX_ID_BYTES)));
-                }
-                let seqs = crate::proof::find_by_id(store, &basis, &id).await.map_err(status_from_proof)?;
-                match seqs.as_slice() {
-                    [] => return Err(status_from_proof(crate::proof::Error::NoSuchId { log: log.name().to_string(), id })),
-                    [seq] => *seq,
-                    _ => return Err(status_from_proof(crate::proof::Error::AmbiguousId { id, count: seqs.len(), seqs })),
-                }
-            }
-            None => return Err(Status::invalid_argument("key: set seq or event_id")),
-        };
-        let proof_json = crate::proof::build(store, &self.cache, &basis, seq).await.map_err(status_from_proof)?;
-        Ok(Response::new(pb::GetEventProofResponse { proof_json }))
+        let call = self.guard.open("GetEventProof", Scope::Proof, 1, &request)?;
+        let span = call.span();
+        ProofApi::get_event_proof(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 
     async fn get_consistency_proof(
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
-        let request = request.into_inner();
-        let log = self.log(&request.log)?;
-        let basis = self.basis(log)?;
-        if request.old_size == 0 || request.old_size > request.new_size {
-            return Err(Status::invalid_argument(format!(
-                "old_size: must be between 1 and new_size ({}), got {}",
-                request.new_size, request.old_size
-            )));
-        }
-        if request.new_size > basis.checkpoint_size {
-            return Err(Status::out_of_range(format!(
-                "new_size: {} exceeds the latest checkpoint's size {}",
-                request.new_size, basis.checkpoint_size
-            )));
-        }
-        let path = crate::merkle::consistency_path(&basis.entry_hashes[..request.new_size as usize], request.old_size as usize)
-            .map_err(|error| Status::internal(error.to_string()))?;
-        Ok(Response::new(pb::GetConsistencyProofResponse { path: path.iter().map(|hash| hash.to_vec()).collect() }))
+        let call = self.guard.open("GetConsistencyProof", Scope::Proof, 1, &request)?;
+        let span = call.span();
+        ProofApi::get_consistency_proof(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 
     type VerifyLogStream = futures::stream::BoxStream<'static, Result<pb::VerifyLogResponse, Status>>;
 
     async fn verify_log(&self, request: Request<pb::VerifyLogRequest>) -> Result<Response<Self::VerifyLogStream>, Status> {
-        let log = self.log(&request.get_ref().log)?.clone();
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<pb::VerifyLogResponse, Status>>(64);
-        tokio::spawn(async move {
-            let progress_sender = sender.clone();
-            let progress = move |progress: &crate::verify::Progress| {
-                let _ = progress_sender.try_send(Ok(pb::VerifyLogResponse {
-                    entries_checked: progress.entries_checked,
-                    events_checked: progress.events_checked,
-                    ..Default::default()
-                }));
+        let call = self.guard.open("VerifyLog", Scope::Proof, 1, &request)?;
+        let span = call.span();
+        async {
+            let log = self.log(&request.get_ref().log)?.clone();
+            let note = MetaNote {
+                action: "auditum.proof",
+                tenant: self.guard.log_wide_tenant(&call),
+                target_type: "log",
+                target_id: log.name().to_string(),
+                details: object(serde_json::json!({ "log": log.name(), "verify": true })),
             };
-            let options = crate::verify::Options::default();
-            match crate::verify::verify_log_with(log.store().as_ref(), log.name(), &log.verifier(), &options, progress).await {
-                Ok(report) => {
-                    for problem in &report.problems {
-                        let message = pb::VerifyLogResponse {
-                            entries_checked: report.entries,
-                            events_checked: report.events,
-                            problem: format!("{}: {}", problem.kind, problem.detail),
-                            object: problem.object.clone(),
-                            ..Default::default()
-                        };
-                        if sender.send(Ok(message)).await.is_err() {
-                            return;
-                        }
-                    }
-                    let _ = sender
-                        .send(Ok(pb::VerifyLogResponse {
-                            entries_checked: report.entries,
-                            events_checked: report.events,
-                            done: true,
-                            ok: report.ok(),
-                            problem: if report.ok() { String::new() } else { report.summary() },
-                            ..Default::default()
-                        }))
-                        .await;
-                }
-                Err(error) => {
-                    let _ = sender.send(Err(Status::unavailable(format!("verification could not read the store: {error}")))).await;
-                }
+            // Verification reads every tenant's events of the log: platform keys only.
+            if let Err(status) = call.caller.require_platform("VerifyLog") {
+                return Err(self.guard.deny(&call, status, note).await);
             }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+            self.guard.record(&call, note).await?;
+            Ok(Response::new(self.verify_log(log)))
+        }
+        .instrument(span)
+        .await
     }
 }

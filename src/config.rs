@@ -1,5 +1,6 @@
 //! Configuration: a TOML file, overridden by `AUDITUM_*` variables and flags (see README).
 
+use crate::auth::Scope;
 use crate::store::{RetentionMode, RetentionPolicy, S3Options};
 use crate::validate::DEFAULT_REDACT_KEYS;
 use serde::{Deserialize, Deserializer};
@@ -85,6 +86,26 @@ pub struct LogConfig {
     pub retention_days: Option<u32>,
 }
 
+/// One API key (DESIGN §8): only the SHA-256 of its secret is configured.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Names the key in logs and as the actor of meta-audit events; `[a-z0-9_-]`, 1-64.
+    pub id: String,
+    /// Lower-case hex SHA-256 of the whole bearer secret.
+    pub secret_sha256: String,
+    /// The one tenant this key may write and read, or `*` for a platform key.
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+    /// Token bucket refill per second (one token per appended event or per other call);
+    /// default: the top-level `key_rate_per_second`.
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
+    /// Token bucket size; default: the top-level `key_rate_burst`.
+    #[serde(default)]
+    pub burst: Option<f64>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -123,6 +144,24 @@ pub struct Config {
     /// Default Object Lock retention of every log, in days.
     pub retention_days: Option<u32>,
     pub logs: Vec<LogConfig>,
+    /// API keys; none = development mode, allowed only on a loopback `listen`.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Default per-key rate: tokens per second (an appended event or another call costs one).
+    pub key_rate_per_second: f64,
+    /// Default per-key burst (token bucket size).
+    pub key_rate_burst: f64,
+    /// Calls served at once on one connection; more wait.
+    pub max_concurrent_requests_per_connection: usize,
+    /// Record every Query, Export and proof call as an audit event (DESIGN §8).
+    pub meta_audit: bool,
+    /// Tenant of meta-audit events for log-wide calls by platform keys (and development mode).
+    pub meta_audit_tenant: String,
+    /// PEM certificate chain: serve gRPC over TLS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -150,12 +189,21 @@ impl Default for Config {
             retention_mode: None,
             retention_days: None,
             logs: Vec::new(),
+            api_keys: Vec::new(),
+            key_rate_per_second: 20_000.0,
+            key_rate_burst: 40_000.0,
+            max_concurrent_requests_per_connection: 64,
+            meta_audit: true,
+            meta_audit_tenant: "auditum".to_string(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 22] = [
+pub const FIELD_NAMES: [&str; 31] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -178,6 +226,15 @@ pub const FIELD_NAMES: [&str; 22] = [
     "retention_mode",
     "retention_days",
     "logs",
+    "api_keys",
+    "key_rate_per_second",
+    "key_rate_burst",
+    "max_concurrent_requests_per_connection",
+    "meta_audit",
+    "meta_audit_tenant",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
 ];
 
 pub fn is_valid_log_name(name: &str) -> bool {
@@ -193,14 +250,14 @@ impl Config {
     }
 
     /// Parses a config file's text, then applies `AUDITUM_<FIELD>` variables (upper-case field
-    /// names) to every top-level field; values are read as TOML (numbers, booleans, arrays) or,
-    /// failing that, as plain strings. `[[logs]]` are configured in the file only.
+    /// names) to every top-level field; values are read as TOML (numbers, booleans, arrays, and
+    /// for `logs` and `api_keys` arrays of inline tables) or, failing that, as plain strings.
     pub fn from_toml_with_env(text: &str, source: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
         let parse_error = |message: String| Error::Parse { source_name: source.to_string(), message };
         let mut table: toml::Table = toml::from_str(text).map_err(|error| parse_error(error.to_string()))?;
         for (name, value) in env {
             let Some(field) = name.strip_prefix("AUDITUM_").map(str::to_ascii_lowercase) else { continue };
-            if !FIELD_NAMES.contains(&field.as_str()) || field == "logs" {
+            if !FIELD_NAMES.contains(&field.as_str()) {
                 continue;
             }
             let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
@@ -247,6 +304,29 @@ impl Config {
         line("s3_force_path_style", self.s3_force_path_style.map(|value| value.to_string()));
         line("retention_mode", self.retention_mode.map(|mode| quoted(&format!("{mode:?}").to_lowercase())));
         line("retention_days", self.retention_days.map(|days| days.to_string()));
+        line("key_rate_per_second", Some(toml::Value::Float(self.key_rate_per_second).to_string()));
+        line("key_rate_burst", Some(toml::Value::Float(self.key_rate_burst).to_string()));
+        line("max_concurrent_requests_per_connection", Some(self.max_concurrent_requests_per_connection.to_string()));
+        line("meta_audit", Some(self.meta_audit.to_string()));
+        line("meta_audit_tenant", Some(quoted(&self.meta_audit_tenant)));
+        line("tls_cert", self.tls_cert.as_ref().map(|path| quoted(&path.display().to_string())));
+        line("tls_key", self.tls_key.as_ref().map(|path| quoted(&path.display().to_string())));
+        line("tls_client_ca", self.tls_client_ca.as_ref().map(|path| quoted(&path.display().to_string())));
+        if self.api_keys.is_empty() {
+            out.push_str("# api_keys: none (development mode, loopback only)\n");
+        }
+        for key in &self.api_keys {
+            let scopes = key.scopes.iter().map(|scope| toml::Value::String(scope.as_str().to_string())).collect();
+            out.push_str(&format!(
+                "\n[[api_keys]]\nid = {}\nsecret_sha256 = {}\ntenant = {}\nscopes = {}\nrate_per_second = {}\nburst = {}\n",
+                quoted(&key.id),
+                quoted(&key.secret_sha256),
+                quoted(&key.tenant),
+                toml::Value::Array(scopes),
+                toml::Value::Float(key.rate_per_second.unwrap_or(self.key_rate_per_second)),
+                toml::Value::Float(key.burst.unwrap_or(self.key_rate_burst)),
+            ));
+        }
         for log in self.resolved_logs() {
             out.push_str(&format!(
                 "\n[[logs]]\nname = {}\norigin = {}\ntenants = {}\nstore = {}\n",
@@ -332,6 +412,7 @@ impl Config {
             return Err(invalid("wal_max_bytes", "must be at least two WAL segments"));
         }
         check_retention("retention_mode", "retention_days", self.retention_mode, self.retention_days)?;
+        self.validate_security()?;
         let mut names = std::collections::HashSet::new();
         let mut tenants: HashMap<&str, &str> = HashMap::new();
         for (index, log) in self.logs.iter().enumerate() {
@@ -359,6 +440,69 @@ impl Config {
                 if let Some(other) = tenants.insert(tenant, &log.name) {
                     return Err(invalid(format!("logs[{index}].tenants"), format!("tenant {tenant:?} is also routed to log {other:?}")));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_security(&self) -> Result<()> {
+        if !(self.key_rate_per_second.is_finite() && self.key_rate_per_second > 0.0) {
+            return Err(invalid("key_rate_per_second", "must be a positive number"));
+        }
+        if !(self.key_rate_burst.is_finite() && self.key_rate_burst >= 1.0) {
+            return Err(invalid("key_rate_burst", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.max_concurrent_requests_per_connection) {
+            return Err(invalid("max_concurrent_requests_per_connection", "must be between 1 and 10000"));
+        }
+        if !crate::validate::is_valid_tenant_id(&self.meta_audit_tenant) {
+            return Err(invalid("meta_audit_tenant", format!("{:?} is not a valid tenant id", self.meta_audit_tenant)));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid(if self.tls_cert.is_some() { "tls_key" } else { "tls_cert" }, "tls_cert and tls_key come together"));
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(invalid("tls_client_ca", "client certificates need TLS: set tls_cert and tls_key"));
+        }
+        if self.api_keys.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "api_keys",
+                format!("none configured: development mode serves only a loopback address, and listen is {}", self.listen),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for (index, key) in self.api_keys.iter().enumerate() {
+            let field = |name: &str| format!("api_keys[{index}].{name}");
+            if !is_valid_log_name(&key.id) {
+                return Err(invalid(field("id"), format!("{:?} must be 1-64 characters of [a-z0-9_-]", key.id)));
+            }
+            if !ids.insert(key.id.as_str()) {
+                return Err(invalid(field("id"), format!("key {:?} is listed twice", key.id)));
+            }
+            if key.secret_sha256.len() != 64 || !key.secret_sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(invalid(field("secret_sha256"), "must be 64 hex digits (the SHA-256 of the secret, never the secret)"));
+            }
+            if !hashes.insert(key.secret_sha256.to_ascii_lowercase()) {
+                return Err(invalid(field("secret_sha256"), "another key has the same secret"));
+            }
+            if key.tenant != "*" && !crate::validate::is_valid_tenant_id(&key.tenant) {
+                return Err(invalid(field("tenant"), format!("{:?} is neither a valid tenant id nor \"*\"", key.tenant)));
+            }
+            if key.scopes.is_empty() {
+                return Err(invalid(field("scopes"), "at least one of append, query, export, proof, admin"));
+            }
+            if let Some(rate) = key.rate_per_second
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                return Err(invalid(field("rate_per_second"), "must be a positive number"));
+            }
+            if let Some(burst) = key.burst
+                && !(burst.is_finite() && burst >= 1.0)
+            {
+                return Err(invalid(field("burst"), "must be at least 1"));
             }
         }
         Ok(())
@@ -414,6 +558,17 @@ mod tests {
                 metrics_listen: Some("127.0.0.1:1".parse().unwrap()),
                 s3_endpoint: Some("x".into()),
                 s3_region: Some("r".into()),
+                tls_cert: Some("cert.pem".into()),
+                tls_key: Some("key.pem".into()),
+                tls_client_ca: Some("ca.pem".into()),
+                api_keys: vec![ApiKeyConfig {
+                    id: "billing".into(),
+                    secret_sha256: "ab".repeat(32),
+                    tenant: "acme".into(),
+                    scopes: vec![Scope::Append, Scope::Query],
+                    rate_per_second: None,
+                    burst: Some(5.0),
+                }],
                 ..config
             }
             .to_toml(),

@@ -1,9 +1,11 @@
 //! auditum: a tamper-evident audit-log vault. See `README.md` and `../shared/DESIGN.md`.
 
 pub mod api;
+pub mod auth;
 pub mod batch;
 pub mod checkpoint;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod event;
 pub mod export;

@@ -56,9 +56,8 @@ enum ConfigCommand {
 
 #[derive(Args)]
 struct ProofArgs {
-    /// Server URL.
-    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Log name (default: default).
     #[arg(long, default_value = "")]
     log: String,
@@ -71,6 +70,38 @@ struct ProofArgs {
     /// Write the proof here (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// Where the server is and how to authenticate to it.
+#[derive(Args, Clone)]
+struct ConnectArgs {
+    /// Server URL (https:// for TLS).
+    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// API key, sent as `authorization: Bearer <key>`.
+    #[arg(long, env = "AUDITUM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// PEM CA of the server's certificate.
+    #[arg(long, env = "AUDITUM_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (with --tls-client-key).
+    #[arg(long, env = "AUDITUM_TLS_CLIENT_CERT")]
+    tls_client_cert: Option<PathBuf>,
+    /// PEM key of --tls-client-cert.
+    #[arg(long, env = "AUDITUM_TLS_CLIENT_KEY")]
+    tls_client_key: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    async fn channel(&self) -> Result<client::AuthChannel, String> {
+        let options = client::ConnectOptions {
+            api_key: self.api_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_client_cert: self.tls_client_cert.clone(),
+            tls_client_key: self.tls_client_key.clone(),
+        };
+        client::channel(&self.server, &options).await
+    }
 }
 
 /// The EventFilter fields, as flags.
@@ -142,9 +173,8 @@ impl FilterArgs {
 
 #[derive(Args)]
 struct QueryArgs {
-    /// Server URL.
-    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
     #[command(flatten)]
     filter: FilterArgs,
     /// Stop after this many events.
@@ -166,9 +196,8 @@ struct QueryArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Server URL.
-    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
     #[command(flatten)]
     filter: FilterArgs,
     /// jsonl, csv or parquet.
@@ -228,6 +257,15 @@ struct ServeArgs {
     /// Refuse appends (RESOURCE_EXHAUSTED) once a log's WAL holds this many bytes.
     #[arg(long, env = "AUDITUM_WAL_MAX_BYTES")]
     wal_max_bytes: Option<u64>,
+    /// PEM certificate chain: serve gRPC over TLS (with --tls-key).
+    #[arg(long, env = "AUDITUM_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "AUDITUM_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates it signed.
+    #[arg(long, env = "AUDITUM_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -279,6 +317,15 @@ impl ServeArgs {
         if let Some(limit) = self.wal_max_bytes {
             config.wal_max_bytes = limit;
         }
+        if let Some(path) = &self.tls_cert {
+            config.tls_cert = Some(path.clone());
+        }
+        if let Some(path) = &self.tls_key {
+            config.tls_key = Some(path.clone());
+        }
+        if let Some(path) = &self.tls_client_ca {
+            config.tls_client_ca = Some(path.clone());
+        }
         if let Some(format) = &self.log_format {
             config.log_format = match format.as_str() {
                 "text" => LogFormat::Text,
@@ -293,9 +340,8 @@ impl ServeArgs {
 
 #[derive(Args)]
 struct AppendArgs {
-    /// Server URL.
-    #[arg(long, env = "AUDITUM_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// JSON lines, one event per line ('-' for stdin); see `auditum::client` for the shape.
     #[arg(long, conflicts_with_all = ["tenant", "action", "actor_id"])]
     file: Option<String>,
@@ -345,13 +391,33 @@ struct AppendArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct KeygenArgs {
+    /// `api-key` makes an API key; without it, a checkpoint signing key.
+    #[command(subcommand)]
+    kind: Option<KeygenKind>,
     /// Key name: the log's checkpoint origin.
     #[arg(long, default_value = "auditum/default")]
     origin: String,
     /// Write the private key here (mode 0600) and the verifier key beside it (.vkey).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeygenKind {
+    /// A new API key: prints its secret once, and the config lines (with only its SHA-256).
+    ApiKey {
+        /// Key id ([a-z0-9_-], 1-64): the actor of its meta-audit events.
+        #[arg(long)]
+        id: String,
+        /// The tenant it may write and read, or `*` for a platform key.
+        #[arg(long)]
+        tenant: String,
+        /// append, query, export, proof, admin; repeat or separate with commas.
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -508,7 +574,8 @@ async fn append(args: AppendArgs) -> Result<(), String> {
         Some(path) => read_events(path)?,
         None => vec![event_from_flags(&args)?],
     };
-    let mut client = client::connect(&args.server).await.map_err(|error| format!("cannot connect to {}: {error}", args.server))?;
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(args.connect.channel().await?)
+        .max_encoding_message_size(2 * auditum::validate::MAX_APPEND_BYTES);
     for request in chunk_requests(events, args.wait_for_seal) {
         let response = client.append(request).await.map_err(|status| format!("append failed: {}: {}", status.code(), status.message()))?;
         for result in response.into_inner().results {
@@ -519,6 +586,9 @@ async fn append(args: AppendArgs) -> Result<(), String> {
 }
 
 fn keygen(args: KeygenArgs) -> Result<(), String> {
+    if let Some(KeygenKind::ApiKey { id, tenant, scopes }) = args.kind {
+        return keygen_api_key(&id, &tenant, &scopes);
+    }
     let signer = Signer::generate(&args.origin).map_err(|error| error.to_string())?;
     match &args.out {
         Some(path) => {
@@ -528,6 +598,33 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
         None => println!("{}", signer.to_private_key_text()),
     }
     println!("{}", signer.verifier_key());
+    Ok(())
+}
+
+fn keygen_api_key(id: &str, tenant: &str, scopes: &[String]) -> Result<(), String> {
+    use auditum::auth::{Scope, generate_secret, sha256_hex};
+    if !auditum::config::is_valid_log_name(id) {
+        return Err(format!("--id: {id:?} must be 1-64 characters of [a-z0-9_-]"));
+    }
+    if tenant != "*" && !auditum::validate::is_valid_tenant_id(tenant) {
+        return Err(format!("--tenant: {tenant:?} is neither a valid tenant id nor \"*\""));
+    }
+    let scopes = scopes
+        .iter()
+        .map(|scope| Scope::parse(scope.trim()).ok_or_else(|| format!("--scope: {scope:?} is not append, query, export, proof or admin")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secret = generate_secret(id);
+    let quoted = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let scope_list = scopes.iter().map(|scope| quoted(scope.as_str())).collect::<Vec<_>>().join(", ");
+    eprintln!("the secret is shown once; give it to the client (authorization: Bearer <secret>) and keep only its hash:");
+    println!("{secret}");
+    eprintln!("\nadd to the server's config:");
+    println!(
+        "\n[[api_keys]]\nid = {}\nsecret_sha256 = {}\ntenant = {}\nscopes = [{scope_list}]",
+        quoted(id),
+        quoted(&sha256_hex(&secret)),
+        quoted(tenant)
+    );
     Ok(())
 }
 
@@ -584,14 +681,6 @@ async fn verify_command(args: VerifyArgs) -> Result<bool, String> {
     Ok(report.ok())
 }
 
-async fn channel(server: &str) -> Result<tonic::transport::Channel, String> {
-    tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|error| format!("{server}: {error}"))?
-        .connect()
-        .await
-        .map_err(|error| format!("cannot connect to {server}: {error}"))
-}
-
 fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> String {
     timestamp.and_then(|time| auditum::validate::timestamp_micros(time).ok()).map(auditum::export::rfc3339_micros).unwrap_or_default()
 }
@@ -599,7 +688,7 @@ fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> String {
 async fn query_command(args: QueryArgs) -> Result<bool, String> {
     let filter = args.filter.to_filter()?;
     let mut client =
-        pb::query_service_client::QueryServiceClient::new(channel(&args.server).await?).max_decoding_message_size(256 * 1024 * 1024);
+        pb::query_service_client::QueryServiceClient::new(args.connect.channel().await?).max_decoding_message_size(256 * 1024 * 1024);
     let mut token = String::new();
     let mut printed = 0;
     if !args.json {
@@ -670,7 +759,7 @@ async fn export_command(args: ExportArgs) -> Result<bool, String> {
         other => return Err(format!("--format {other:?}: use jsonl, csv or parquet")),
     };
     let mut client =
-        pb::query_service_client::QueryServiceClient::new(channel(&args.server).await?).max_decoding_message_size(64 * 1024 * 1024);
+        pb::query_service_client::QueryServiceClient::new(args.connect.channel().await?).max_decoding_message_size(64 * 1024 * 1024);
     let request = pb::ExportRequest { filter: Some(filter), format: format as i32, include_unsealed: args.include_unsealed };
     let mut stream =
         client.export(request).await.map_err(|status| format!("Export failed: {}: {}", status.code(), status.message()))?.into_inner();
@@ -737,12 +826,8 @@ async fn export_command(args: ExportArgs) -> Result<bool, String> {
 }
 
 async fn proof_command(args: ProofArgs) -> Result<bool, String> {
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
-        .map_err(|error| error.to_string())?
-        .connect()
-        .await
-        .map_err(|error| format!("cannot connect to {}: {error}", args.server))?;
-    let mut client = pb::proof_service_client::ProofServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let mut client =
+        pb::proof_service_client::ProofServiceClient::new(args.connect.channel().await?).max_decoding_message_size(64 * 1024 * 1024);
     let key = match (args.seq, args.event_id) {
         (Some(seq), _) => pb::get_event_proof_request::Key::Seq(seq),
         (None, Some(id)) => pb::get_event_proof_request::Key::EventId(id),

@@ -25,6 +25,16 @@ pub struct Rejection {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthFailure {
+    pub code: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -60,6 +70,9 @@ pub struct Metrics {
     pub export_rows: Family<LogLabel, Counter>,
     pub rows_scanned: Family<LogLabel, Counter>,
     pub query_bytes_read: Family<LogLabel, Counter>,
+    pub rate_limited: Family<KeyLabel, Counter>,
+    pub auth_refused: Family<AuthFailure, Counter>,
+    pub meta_audit_events: Family<LogLabel, Counter>,
 }
 
 impl Metrics {
@@ -85,6 +98,9 @@ impl Metrics {
             export_rows: Family::default(),
             rows_scanned: Family::default(),
             query_bytes_read: Family::default(),
+            rate_limited: Family::default(),
+            auth_refused: Family::default(),
+            meta_audit_events: Family::default(),
             registry: Registry::default(),
         };
         registry.register("append_events", "Events appended (acknowledged, not duplicates)", metrics.append_events.clone());
@@ -114,6 +130,9 @@ impl Metrics {
         registry.register("export_rows", "Rows sent by exports", metrics.export_rows.clone());
         registry.register("rows_scanned", "Rows whose predicate columns queries and exports decoded", metrics.rows_scanned.clone());
         registry.register("query_bytes_read", "Object-store bytes read by queries and exports", metrics.query_bytes_read.clone());
+        registry.register("rate_limited", "Calls refused by a key's rate limit", metrics.rate_limited.clone());
+        registry.register("auth_refused", "Calls refused as unauthenticated or not permitted, by gRPC code", metrics.auth_refused.clone());
+        registry.register("meta_audit_events", "Audit events recording Query, Export and proof calls", metrics.meta_audit_events.clone());
         Metrics { registry, ..metrics }
     }
 

@@ -231,7 +231,8 @@ pub async fn build(store: &dyn ObjectStore, cache: &BatchCache, basis: &ProofBas
 }
 
 /// Every sealed seq in the basis whose event has `id`.
-pub async fn find_by_id(store: &dyn ObjectStore, basis: &ProofBasis, id: &str) -> Result<Vec<u64>, Error> {
+/// Seqs of sealed events with this id, only among `tenant`'s events when given.
+pub async fn find_by_id(store: &dyn ObjectStore, basis: &ProofBasis, id: &str, tenant: Option<&str>) -> Result<Vec<u64>, Error> {
     let mut found = Vec::new();
     for entry in basis.entries[..basis.checkpoint_size as usize].iter().rev() {
         let body = store.get(&entry.object, entry.version.as_deref()).await?;
@@ -239,9 +240,22 @@ pub async fn find_by_id(store: &dyn ObjectStore, basis: &ProofBasis, id: &str) -
             .await
             .map_err(|error| Error::Archive(error.to_string()))?
             .map_err(|error| Error::Archive(error.to_string()))?;
-        found.extend(rows.into_iter().filter(|row| row.id == id).map(|row| row.seq.0));
+        found.extend(
+            rows.into_iter().filter(|row| row.id == id && tenant.is_none_or(|tenant| row.tenant_id == tenant)).map(|row| row.seq.0),
+        );
     }
     Ok(found)
+}
+
+/// The tenant of the event a §7 document proves.
+pub fn event_tenant(proof_json: &str) -> Result<String, String> {
+    let document: ProofDocument = serde_json::from_str(proof_json).map_err(|error| error.to_string())?;
+    document
+        .event
+        .get("tenant_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| "event has no tenant_id".to_string())
 }
 
 /// What a verified proof establishes.

@@ -1,6 +1,6 @@
 //! Assembles logs and gRPC services; runs until a shutdown future resolves, then seals.
 
-use crate::api::{IngestApi, Logs, ProofApi, QueryApi};
+use crate::api::{Guard, IngestApi, Logs, ProofApi, QueryApi};
 use crate::checkpoint;
 use crate::config::Config;
 use crate::log::{self, Log, LogSettings};
@@ -28,6 +28,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
     #[error("server task failed: {0}")]
     Task(String),
+    #[error("tls: {field} {path}: {reason}")]
+    Tls { field: &'static str, path: std::path::PathBuf, reason: String },
 }
 
 /// Opens every configured log (WAL replay, ledger load, checkpoint repair).
@@ -90,6 +92,24 @@ async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthRepor
     }
 }
 
+/// Query, Export and proof requests are small: a filter or a key.
+pub const MAX_READ_REQUEST_BYTES: usize = 256 * 1024;
+
+/// rustls from `tls_cert`/`tls_key`, requiring client certificates when `tls_client_ca` is set.
+fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert_path), Some(key_path)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let read = |field: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| Error::Tls { field, path: path.to_path_buf(), reason: error.to_string() })
+    };
+    let identity = tonic::transport::Identity::from_pem(read("tls_cert", cert_path)?, read("tls_key", key_path)?);
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca_path) = &config.tls_client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read("tls_client_ca", ca_path)?)).client_auth_optional(false);
+    }
+    tracing::info!(cert = %cert_path.display(), client_certificates = config.tls_client_ca.is_some(), "tls on");
+    Ok(Some(tls))
+}
+
 /// A server running in this process.
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -114,14 +134,31 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer> {
     let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+    config.validate()?;
+    // Bounded concurrency per connection: more calls on one connection wait their turn.
+    let concurrency_per_connection = config.max_concurrent_requests_per_connection;
+    let mut builder = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(concurrency_per_connection)
+        .max_concurrent_streams(Some(concurrency_per_connection as u32));
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
     let logs = Arc::new(open_logs(&config).await?);
     let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
+    let guard = Arc::new(Guard::new(&config, logs.clone(), validator.clone()));
+    if guard.development_mode() {
+        tracing::warn!(%addr, "development mode: no api_keys configured, every call is accepted unauthenticated (loopback only)");
+    } else {
+        tracing::info!(keys = config.api_keys.len(), "api keys required");
+    }
     // Above the 4 MiB Append limit, so an oversized call gets the precise INVALID_ARGUMENT.
-    let max_message = 2 * MAX_APPEND_BYTES;
-    let ingest =
-        pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator)).max_decoding_message_size(max_message);
-    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(logs.clone())).max_decoding_message_size(max_message);
-    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(logs.clone()));
+    let max_append_message = 2 * MAX_APPEND_BYTES;
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(logs.clone(), validator, guard.clone()))
+        .max_decoding_message_size(max_append_message);
+    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(logs.clone(), guard.clone()))
+        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(logs.clone(), guard.clone()))
+        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService"] {
         health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
@@ -165,7 +202,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                 }
             })
         });
-        let served = tonic::transport::Server::builder()
+        let served = builder
             .add_service(health)
             .add_service(reflection)
             .add_service(ingest)

@@ -83,6 +83,8 @@ pub fn encode_record(record: &EventRecord, buf: &mut Vec<u8>) {
 }
 
 /// Outcome of reading one record at an offset.
+// Short-lived, returned by value once per record: boxing the record would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum ReadRecord {
     Record {
         record: EventRecord,
@@ -116,6 +118,16 @@ fn read_record(bytes: &[u8]) -> ReadRecord {
     match EventRecord::decode_columns(&payload[1..]) {
         Ok(record) => ReadRecord::Record { record, len: RECORD_HEADER_LEN + len },
         Err(error) => ReadRecord::Invalid(format!("record does not decode: {error}")),
+    }
+}
+
+/// Decodes the framed record at the start of `bytes`: the record and its framed length, None when
+/// `bytes` ends before the frame does (a torn write), or why the frame is invalid.
+pub fn decode_record(bytes: &[u8]) -> std::result::Result<Option<(EventRecord, usize)>, String> {
+    match read_record(bytes) {
+        ReadRecord::Record { record, len } => Ok(Some((record, len))),
+        ReadRecord::Short => Ok(None),
+        ReadRecord::Invalid(reason) => Err(reason),
     }
 }
 
