@@ -164,11 +164,14 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     }
     let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone()));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|error| Error::Task(format!("reflection: {error}")))?;
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1().map_err(|error| Error::Task(format!("reflection: {error}")))?;
+    // v1alpha too: grpcio's reflection client and older grpcurl speak only that.
+    let reflection_v1alpha = reflection_builder().build_v1alpha().map_err(|error| Error::Task(format!("reflection: {error}")))?;
     let (metrics_stop, metrics_stopped) = oneshot::channel::<()>();
     let metrics_addr = match config.metrics_listen {
         Some(metrics_listen) => {
@@ -205,6 +208,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let served = builder
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(ingest)
             .add_service(query)
             .add_service(proof)

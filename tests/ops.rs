@@ -50,5 +50,57 @@ async fn health_reflection_and_metrics_answer_and_move() {
     assert!(value(&after, "auditum_sealed_batches_total{log=\"default\"}") >= 1.0, "{after}");
     assert!(value(&after, "auditum_append_latency_seconds_count{log=\"default\"}") >= 1.0, "{after}");
     assert!(after.contains("auditum_seal_duration_seconds_bucket"), "{after}");
+    assert!(value(&after, "auditum_batch_events_count{log=\"default\"}") >= 1.0, "{after}");
+    assert!(after.contains("auditum_wal_bytes{log=\"default\"}") && after.contains("auditum_unsealed_events{log=\"default\"}"), "{after}");
+
+    // Query and export latency, rows scanned and exported, and their meta-audit records.
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let mut query = auditum::pb::query_service_client::QueryServiceClient::new(channel);
+    let filter = auditum::pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
+    let page = query
+        .query(auditum::pb::QueryRequest { filter: Some(filter.clone()), page_size: 100, page_token: String::new(), descending: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.events.len(), 25);
+    let export =
+        auditum::pb::ExportRequest { filter: Some(filter), format: auditum::pb::ExportFormat::Csv as i32, include_unsealed: false };
+    let mut stream = query.export(export).await.unwrap().into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    let read = http_get(&metrics_url).await;
+    let moved = |series: &str| value(&read, series) - value(&after, series);
+    assert_eq!(moved("auditum_query_latency_seconds_count{log=\"default\"}"), 1.0);
+    assert_eq!(moved("auditum_export_duration_seconds_count{log=\"default\"}"), 1.0);
+    assert_eq!(moved("auditum_export_rows_total{log=\"default\"}"), 25.0);
+    assert!(moved("auditum_rows_scanned_total{log=\"default\"}") >= 50.0, "{read}");
+    assert!(moved("auditum_query_bytes_read_total{log=\"default\"}") > 0.0, "{read}");
+    assert_eq!(moved("auditum_meta_audit_events_total{log=\"default\"}"), 2.0, "one record per read");
     running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_of_each_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "appender.0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+    let config = format!(
+        "[[api_keys]]\nid = \"appender\"\nsecret_sha256 = \"{}\"\ntenant = \"acme\"\nscopes = [\"append\"]\n",
+        auditum::auth::sha256_hex(secret)
+    );
+    std::fs::write(dir.path().join("auditum.toml"), config).unwrap();
+    let args = ["--config".to_string(), dir.path().join("auditum.toml").display().to_string(), "--log-format".into(), "json".into()];
+    let (mut child, url) = spawn_binary(dir.path(), &args).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let mut proof = auditum::pb::proof_service_client::ProofServiceClient::new(channel);
+    let mut request = tonic::Request::new(auditum::pb::GetCheckpointRequest { log: String::new() });
+    request.metadata_mut().insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    request.metadata_mut().insert("x-request-id", "trace-me-42".parse().unwrap());
+    assert_eq!(proof.get_checkpoint(request).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    child.kill().await.unwrap();
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let line = log.lines().find(|line| line.contains("trace-me-42")).unwrap_or_else(|| panic!("no line with the request id:\n{log}"));
+    let entry: serde_json::Value = serde_json::from_str(line).expect("a json log line");
+    assert_eq!(entry["span"]["request_id"], "trace-me-42", "{entry}");
+    assert_eq!(entry["span"]["method"], "GetCheckpoint");
+    assert_eq!(entry["span"]["key"], "appender");
+    assert_eq!(entry["level"], "WARN");
 }
