@@ -656,8 +656,16 @@ impl ProofApi {
         let store = log.store().as_ref();
         let seq = match request.key {
             Some(pb::get_event_proof_request::Key::Seq(seq)) => {
-                if seq >= log.committed_next().0 && log.unsealed_events().iter().all(|event| event.seq.0 != seq) {
-                    return Err(status_from_proof(crate::proof::Error::NoSuchSeq { log: log.name().to_string(), seq }));
+                if seq >= log.committed_next().0 {
+                    // Not sealed yet: say so only to a caller who may see the event.
+                    let unsealed = log.unsealed_events();
+                    let Some(event) = unsealed.iter().find(|event| event.seq.0 == seq) else {
+                        return Err(status_from_proof(crate::proof::Error::NoSuchSeq { log: log.name().to_string(), seq }));
+                    };
+                    if let Err(status) = call.caller.require_tenant("seq", &event.tenant_id) {
+                        let target = format!("{}/{seq}", log.name());
+                        return Err(self.guard.deny(call, status, note(event.tenant_id.clone(), target)).await);
+                    }
                 }
                 seq
             }

@@ -6,7 +6,6 @@ mod common;
 
 use auditum::batch;
 use auditum::checkpoint::Verifier;
-use auditum::config::LogConfig;
 use auditum::event::Seq;
 use auditum::ledger::{self, LedgerEntry};
 use auditum::merkle;
@@ -71,14 +70,7 @@ async fn recompute_log(store: &dyn ObjectStore, log: &str, verifier_key: &str) -
 async fn append_seal_and_recompute_everything_across_tenants_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.logs = vec![LogConfig {
-        name: "bigco".into(),
-        origin: None,
-        tenants: vec!["bigco".into()],
-        store: None,
-        retention_mode: None,
-        retention_days: None,
-    }];
+    config.logs = vec![routed_log("bigco", &["bigco"])];
     let (running, mut client) = start(config.clone()).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);

@@ -82,12 +82,8 @@ async fn health_reflection_and_metrics_answer_and_move() {
 async fn json_logs_carry_the_request_id_of_each_call() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "appender.0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
-    let config = format!(
-        "[[api_keys]]\nid = \"appender\"\nsecret_sha256 = \"{}\"\ntenant = \"acme\"\nscopes = [\"append\"]\n",
-        auditum::auth::sha256_hex(secret)
-    );
-    std::fs::write(dir.path().join("auditum.toml"), config).unwrap();
-    let args = ["--config".to_string(), dir.path().join("auditum.toml").display().to_string(), "--log-format".into(), "json".into()];
+    let mut args = key_config_args(dir.path(), "appender", secret, "acme", &["append"]);
+    args.extend(["--log-format".to_string(), "json".to_string()]);
     let (mut child, url) = spawn_binary(dir.path(), &args).await;
     let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
     let mut proof = auditum::pb::proof_service_client::ProofServiceClient::new(channel);

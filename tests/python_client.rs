@@ -10,13 +10,8 @@ use common::*;
 async fn the_python_example_runs_green_against_the_real_server() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "python-example.0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
-    let config = format!(
-        "[[api_keys]]\nid = \"python-example\"\nsecret_sha256 = \"{}\"\ntenant = \"acme\"\nscopes = [\"append\", \"query\", \"proof\"]\n",
-        auditum::auth::sha256_hex(secret)
-    );
-    let config_path = dir.path().join("auditum.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let args = ["--config".to_string(), config_path.display().to_string(), "--seal-interval".into(), "1s".into()];
+    let mut args = key_config_args(dir.path(), "python-example", secret, "acme", &["append", "query", "proof"]);
+    args.extend(["--seal-interval".to_string(), "1s".to_string()]);
     let (mut child, url) = spawn_binary(dir.path(), &args).await;
     let address = url.trim_start_matches("http://").to_string();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/example.py");

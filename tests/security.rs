@@ -5,7 +5,7 @@ mod common;
 
 use auditum::auth::{Scope, sha256_hex};
 use auditum::client::{AuthChannel, ConnectOptions};
-use auditum::config::{ApiKeyConfig, Config, LogConfig};
+use auditum::config::{ApiKeyConfig, Config};
 use auditum::pb;
 use common::*;
 use std::collections::HashMap;
@@ -42,14 +42,7 @@ fn key_config(id: &str, tenant: &str, scopes: &[Scope]) -> ApiKeyConfig {
 fn secured_config(dir: &std::path::Path) -> Config {
     Config {
         api_keys: KEYS.iter().map(|(id, tenant, scopes)| key_config(id, tenant, scopes)).collect(),
-        logs: vec![LogConfig {
-            name: "bigco".into(),
-            origin: None,
-            tenants: vec!["bigco".into()],
-            store: None,
-            retention_mode: None,
-            retention_days: None,
-        }],
+        logs: vec![routed_log("bigco", &["bigco"])],
         ..test_config(dir)
     }
 }
@@ -263,6 +256,16 @@ async fn every_key_reaches_exactly_the_rpcs_and_tenants_it_is_configured_for() {
         .unwrap()
         .into_inner();
     assert_eq!(auditum::proof::event_tenant(&shared.proof_json).unwrap(), "acme");
+    // An unsealed event of another tenant: refused, without saying whether it is sealed.
+    let unsealed = |tenant: &str| with_id(event(tenant, "matrix.unsealed", "u"), &format!("{tenant}-unsealed"));
+    let results = writer.ingest.append(request(vec![unsealed("globex"), unsealed("acme")])).await.unwrap().into_inner().results;
+    let proof_of = |seq: u64| pb::GetEventProofRequest { log: String::new(), key: Some(pb::get_event_proof_request::Key::Seq(seq)) };
+    assert_eq!(acme.proof.get_event_proof(proof_of(results[0].seq)).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        acme.proof.get_event_proof(proof_of(results[1].seq)).await.unwrap_err().code(),
+        Code::FailedPrecondition,
+        "own event, not sealed yet"
+    );
     // Refusals name the field and the key's tenant.
     let refused = acme.query.query(query_request(tenant_filter("globex"))).await.unwrap_err();
     assert!(refused.message().contains("filter.tenant_id") && refused.message().contains("acme"), "{}", refused.message());

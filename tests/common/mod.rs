@@ -24,6 +24,30 @@ pub fn test_config(dir: &Path) -> Config {
     }
 }
 
+/// A log of its own for `tenants`, everything else as the top-level config says.
+pub fn routed_log(name: &str, tenants: &[&str]) -> auditum::config::LogConfig {
+    auditum::config::LogConfig {
+        name: name.into(),
+        origin: None,
+        tenants: tenants.iter().map(|tenant| tenant.to_string()).collect(),
+        store: None,
+        retention_mode: None,
+        retention_days: None,
+    }
+}
+
+/// Writes `<dir>/auditum.toml` with one API key (only its hash); returns `--config <path>`.
+pub fn key_config_args(dir: &Path, id: &str, secret: &str, tenant: &str, scopes: &[&str]) -> Vec<String> {
+    let scopes = scopes.iter().map(|scope| format!("{scope:?}")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "[[api_keys]]\nid = {id:?}\nsecret_sha256 = \"{}\"\ntenant = {tenant:?}\nscopes = [{scopes}]\n",
+        auditum::auth::sha256_hex(secret)
+    );
+    let path = dir.join("auditum.toml");
+    std::fs::write(&path, text).unwrap();
+    vec!["--config".to_string(), path.display().to_string()]
+}
+
 pub async fn start(config: Config) -> (RunningServer, IngestServiceClient<Channel>) {
     let running = server::start(config).await.expect("server starts");
     let client = auditum::client::connect(&format!("http://{}", running.addr)).await.expect("client connects");

@@ -1,0 +1,636 @@
+//! auditum against what users do today: the `audit_logs` table in Postgres 15, and DuckDB over
+//! auditum's own Parquet files. Run through `bench/run` (installs Postgres, DuckDB, matplotlib),
+//! or `cargo bench --bench compare` on a machine that has them. Results: BENCHMARKS.md.
+//!
+//! One event stream (the query issue's generator: 200 tenants, 100,000 actors, 200 actions, all
+//! Zipf; BENCH_EVENTS, default 5,000,000, over 365 days) feeds both systems:
+//! - storage and queries: auditum builds its archive through the real write path; Postgres loads
+//!   the same events (COPY) into the typical table, with its two indexes, then ANALYZE;
+//! - queries: needle, selective and export of the query issue, auditum (release server, loopback
+//!   gRPC) vs Postgres (loopback, tokio-postgres) vs DuckDB (same Parquet files), warm medians;
+//! - ingest: durable Append over gRPC vs multi-row INSERTs with `synchronous_commit = on`, 100 and
+//!   1000 events per call, 16 calls in flight (auditum: 4 connections × 4; Postgres: 16
+//!   connections), BENCH_SECONDS per run (default 10), BENCH_RUNS runs (default 3), medians;
+//! - ingest under query load: the 1000-event phase into the loaded archive/table while two
+//!   clients run the needle and selective queries back to back.
+//!
+//! Writes target/bench-compare/results.json (bench/plot.py draws it) and prints a markdown table.
+
+mod support;
+
+use auditum::pb;
+use auditum::validate::{Redactor, Validator};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use support::*;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A throwaway Postgres 15 cluster on 127.0.0.1, tuned as an operator would for a write-heavy
+/// table (bigger shared buffers and WAL, no checkpoints mid-run), durability untouched.
+struct Postgres {
+    data: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+}
+
+fn run(command: &mut std::process::Command) {
+    let status = command.status().unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    assert!(status.success(), "{command:?} failed");
+}
+
+impl Postgres {
+    fn command(&self, program: &str) -> std::process::Command {
+        let binary = format!("{PG_BIN}/{program}");
+        if self.as_postgres_user {
+            // initdb and postgres refuse to run as root.
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--", &binary]);
+            command
+        } else {
+            std::process::Command::new(binary)
+        }
+    }
+
+    fn start(data: PathBuf) -> Postgres {
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).unwrap();
+        let as_postgres_user = std::process::Command::new("id").arg("-u").output().map(|out| out.stdout == b"0\n").unwrap_or(false);
+        if as_postgres_user {
+            run(std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let postgres = Postgres { data, port, as_postgres_user };
+        run(postgres
+            .command("initdb")
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "-D"])
+            .arg(&postgres.data)
+            .stdout(std::process::Stdio::null()));
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c shared_buffers=2GB -c max_wal_size=6GB -c checkpoint_timeout=30min -c wal_buffers=64MB -c synchronous_commit=on -c fsync=on -c max_connections=64",
+            postgres.data.display()
+        );
+        run(postgres
+            .command("pg_ctl")
+            .args(["-w", "-l"])
+            .arg(postgres.data.join("server.log"))
+            .args(["-D"])
+            .arg(&postgres.data)
+            .args(["-o", &options, "start"])
+            .stdout(std::process::Stdio::null()));
+        postgres
+    }
+
+    async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+async fn connect_postgres(port: u16) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Runs `ingest` while two loops (`query_loop(0)`, `query_loop(1)`) query back to back;
+/// the ingest rate and the queries per second alongside it.
+async fn with_query_load<L, Fut>(query_loop: L, ingest: impl std::future::Future<Output = f64>, seconds: f64) -> (f64, f64)
+where
+    L: Fn(usize, Arc<AtomicBool>, Arc<AtomicU64>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let running = Arc::new(AtomicBool::new(true));
+    let done = Arc::new(AtomicU64::new(0));
+    let loops: Vec<_> = (0..2).map(|which| tokio::spawn(query_loop(which, running.clone(), done.clone()))).collect();
+    let rate = ingest.await;
+    running.store(false, Ordering::Relaxed);
+    for query_loop in loops {
+        query_loop.await.unwrap();
+    }
+    (rate, done.load(Ordering::Relaxed) as f64 / seconds)
+}
+
+/// The typical audit table.
+const SCHEMA: &str = "
+CREATE TABLE audit_logs (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  tenant_id text NOT NULL,
+  actor text NOT NULL,
+  action text NOT NULL,
+  target text,
+  payload jsonb NOT NULL,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX audit_logs_tenant_created ON audit_logs (tenant_id, created_at);
+CREATE INDEX audit_logs_actor ON audit_logs (actor);
+";
+
+/// One event as the typical table holds it: the rest of the event in the JSONB payload.
+#[derive(Clone)]
+struct PgRow {
+    tenant_id: String,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    payload: serde_json::Value,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn pg_row(record: &auditum::event::EventRecord) -> PgRow {
+    let mut payload = match record.to_json() {
+        serde_json::Value::Object(object) => object,
+        _ => unreachable!("an event is an object"),
+    };
+    for column in ["seq", "id", "tenant_id", "action", "actor_id", "occurred_at", "received_at", "target_type", "target_id"] {
+        payload.remove(column);
+    }
+    payload.retain(|_, value| !value.is_null());
+    // Nested JSON as JSON, as an application would store it.
+    for column in ["before", "after", "metadata"] {
+        if let Some(serde_json::Value::String(text)) = payload.get(column) {
+            let parsed = serde_json::from_str(text).unwrap();
+            payload.insert(column.to_string(), parsed);
+        }
+    }
+    let target = match (&record.target_type, &record.target_id) {
+        (Some(kind), Some(id)) => Some(format!("{kind}:{id}")),
+        _ => None,
+    };
+    PgRow {
+        tenant_id: record.tenant_id.clone(),
+        actor: record.actor_id.clone(),
+        action: record.action.clone(),
+        target,
+        payload: serde_json::Value::Object(payload),
+        created_at: chrono::DateTime::from_timestamp_micros(record.occurred_at).unwrap(),
+    }
+}
+
+fn records(events: Vec<pb::AuditEvent>) -> Vec<auditum::event::EventRecord> {
+    let validator = Validator { redactor: Redactor::default() };
+    let now = auditum::log::now_micros();
+    events.into_iter().enumerate().map(|(i, event)| validator.prepare(i, event, now).unwrap()).collect()
+}
+
+/// COPY text format: backslash, tab, newline and carriage return escaped.
+fn copy_text(out: &mut String, value: &str) {
+    for character in value.chars() {
+        match character {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
+async fn load_postgres(postgres: &Postgres, mix: &auditum::sample::ArchiveMix, total: usize, start_time: i64) -> f64 {
+    use futures::SinkExt;
+    let client = postgres.connect().await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let started = Instant::now();
+    let sink = client.copy_in("COPY audit_logs (tenant_id, actor, action, target, payload, created_at) FROM STDIN").await.unwrap();
+    let mut sink = std::pin::pin!(sink);
+    for chunk in 0..chunk_count(total) {
+        let mut text = String::with_capacity(CHUNK * 900);
+        for record in records(event_chunk(mix, chunk, total, start_time)) {
+            let row = pg_row(&record);
+            for (index, field) in [Some(&row.tenant_id), Some(&row.actor), Some(&row.action), row.target.as_ref()].into_iter().enumerate() {
+                if index > 0 {
+                    text.push('\t');
+                }
+                match field {
+                    Some(value) => copy_text(&mut text, value),
+                    None => text.push_str("\\N"),
+                }
+            }
+            text.push('\t');
+            copy_text(&mut text, &row.payload.to_string());
+            text.push('\t');
+            text.push_str(&row.created_at.to_rfc3339());
+            text.push('\n');
+        }
+        sink.send(bytes::Bytes::from(text)).await.unwrap();
+    }
+    let rows = sink.as_mut().finish().await.unwrap();
+    assert_eq!(rows as usize, total);
+    client.batch_execute("ANALYZE audit_logs; CHECKPOINT;").await.unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+/// Events for the ingest phases: fresh, realistic, "now"; ids left to each system.
+fn ingest_pool(mix: &auditum::sample::ArchiveMix, chunks: usize) -> Vec<Vec<pb::AuditEvent>> {
+    use rand::SeedableRng;
+    let now = auditum::log::now_micros();
+    (0..chunks)
+        .map(|chunk| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7_000_000 + chunk as u64);
+            (0..CHUNK).map(|_| mix.event(&mut rng, now)).collect()
+        })
+        .collect()
+}
+
+const IN_FLIGHT: usize = 16;
+
+/// Durable Append throughput (events/s): 4 connections × 4 calls in flight for `seconds`.
+async fn auditum_ingest(url: &str, pool: &Arc<Vec<pb::AppendRequest>>, seconds: f64) -> f64 {
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for connection in 0..4 {
+        let client = auditum::client::connect(url).await.unwrap();
+        for task in 0..IN_FLIGHT / 4 {
+            let (mut client, pool, acknowledged) = (client.clone(), pool.clone(), acknowledged.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut next = connection * 7 + task * 3;
+                while Instant::now() < deadline {
+                    let request = pool[next % pool.len()].clone();
+                    next += 1;
+                    let results = client.append(request).await.unwrap().into_inner().results;
+                    acknowledged.fetch_add(results.len() as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    acknowledged.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(seconds)
+}
+
+/// INSERT throughput (rows/s): 16 connections, one multi-row INSERT each at a time.
+async fn postgres_ingest(postgres: &Postgres, pool: &Arc<Vec<Vec<PgRow>>>, seconds: f64) -> f64 {
+    let inserted = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for connection in 0..IN_FLIGHT {
+        let client = postgres.connect().await;
+        let (pool, inserted) = (pool.clone(), inserted.clone());
+        tasks.push(tokio::spawn(async move {
+            let batch = pool[0].len();
+            let values: Vec<String> = (0..batch)
+                .map(|row| {
+                    let base = row * 6;
+                    format!("(${}, ${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5, base + 6)
+                })
+                .collect();
+            let statement = client
+                .prepare(&format!(
+                    "INSERT INTO audit_logs (tenant_id, actor, action, target, payload, created_at) VALUES {}",
+                    values.join(", ")
+                ))
+                .await
+                .unwrap();
+            let mut next = connection * 5;
+            while Instant::now() < deadline {
+                let rows = &pool[next % pool.len()];
+                next += 1;
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(batch * 6);
+                for row in rows {
+                    params.extend([
+                        &row.tenant_id as &(dyn tokio_postgres::types::ToSql + Sync),
+                        &row.actor,
+                        &row.action,
+                        &row.target,
+                        &row.payload,
+                        &row.created_at,
+                    ]);
+                }
+                let count = client.execute(&statement, &params).await.unwrap();
+                inserted.fetch_add(count, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    inserted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(seconds)
+}
+
+fn batches<T: Clone>(pool: &[Vec<T>], size: usize) -> Vec<Vec<T>> {
+    pool.iter().flat_map(|chunk| chunk.chunks(size).map(<[T]>::to_vec).collect::<Vec<_>>()).collect()
+}
+
+/// The Postgres versions of the three queries.
+struct PgQueries {
+    needle: (String, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    selective: (String, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    export_sql: String,
+}
+
+fn utc(timestamp: &Option<prost_types::Timestamp>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(micros(timestamp)).unwrap()
+}
+
+impl PgQueries {
+    fn new(queries: &Queries) -> PgQueries {
+        let (needle, selective, month) = (&queries.needle, &queries.selective, &queries.month);
+        PgQueries {
+            needle: (needle.tenant_id.clone(), needle.actor_id.clone(), utc(&needle.start_time), utc(&needle.end_time)),
+            selective: (selective.tenant_id.clone(), selective.actions[0].clone(), utc(&selective.start_time), utc(&selective.end_time)),
+            export_sql: format!(
+                "COPY (SELECT to_jsonb(a) FROM audit_logs a WHERE tenant_id = '{}' AND created_at >= '{}' AND created_at < '{}' ORDER BY created_at) TO STDOUT",
+                month.tenant_id,
+                utc(&month.start_time).to_rfc3339(),
+                utc(&month.end_time).to_rfc3339()
+            ),
+        }
+    }
+
+    async fn needle(&self, client: &tokio_postgres::Client) -> usize {
+        let (tenant, actor, start, end) = &self.needle;
+        let sql =
+            "SELECT * FROM audit_logs WHERE tenant_id = $1 AND actor = $2 AND created_at >= $3 AND created_at < $4 ORDER BY created_at";
+        client.query(sql, &[tenant, actor, start, end]).await.unwrap().len()
+    }
+
+    async fn selective(&self, client: &tokio_postgres::Client) -> usize {
+        let (tenant, action, start, end) = &self.selective;
+        let sql =
+            "SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND created_at >= $3 AND created_at < $4 ORDER BY created_at";
+        client.query(sql, &[tenant, action, start, end]).await.unwrap().len()
+    }
+
+    /// (rows, bytes) of the JSON-lines export.
+    async fn export(&self, client: &tokio_postgres::Client) -> (u64, usize) {
+        use futures::StreamExt;
+        let stream = client.copy_out(&self.export_sql).await.unwrap();
+        let mut stream = std::pin::pin!(stream);
+        let (mut rows, mut bytes) = (0u64, 0usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            bytes += chunk.len();
+            rows += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
+        }
+        (rows, bytes)
+    }
+}
+
+/// Milliseconds of each of `runs` runs of `query`.
+async fn time_runs<F, Fut>(runs: usize, mut query: F) -> Vec<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        query().await;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|text| text.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    assert!(Path::new(PG_BIN).join("initdb").exists(), "Postgres 15 is missing: run bench/run (apt-get install postgresql-15)");
+    let total: usize = env_number("BENCH_EVENTS", 5_000_000);
+    let seconds: f64 = env_number("BENCH_SECONDS", 10.0);
+    let runs: usize = env_number("BENCH_RUNS", 3);
+    let root =
+        std::path::absolute(PathBuf::from(std::env::var("BENCH_COMPARE_DIR").unwrap_or_else(|_| "target/bench-compare".into()))).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let mix = mix();
+        let archive = root.join(format!("auditum-archive-{total}"));
+        std::fs::create_dir_all(&archive).unwrap();
+        let build_started = Instant::now();
+        let start_time = build_archive(&archive, total, 100_000, auditum::config::Config::default().page_rows).await;
+        eprintln!("auditum archive ready in {:.0}s", build_started.elapsed().as_secs_f64());
+        let postgres = Postgres::start(root.join("postgres"));
+        let load_seconds = load_postgres(&postgres, &mix, total, start_time).await;
+        eprintln!("postgres: {total} rows loaded with COPY, indexed and analyzed in {load_seconds:.0}s");
+
+        // Storage.
+        let auditum_bytes = walk_bytes(&archive.join("store"));
+        let pg = postgres.connect().await;
+        let table_bytes: i64 = pg.query_one("SELECT pg_total_relation_size('audit_logs')", &[]).await.unwrap().get(0);
+        let heap_bytes: i64 = pg.query_one("SELECT pg_relation_size('audit_logs')", &[]).await.unwrap().get(0);
+        let index_bytes: i64 = pg.query_one("SELECT pg_indexes_size('audit_logs')", &[]).await.unwrap().get(0);
+        let storage = serde_json::json!({
+            "auditum_bytes_per_event": auditum_bytes as f64 / total as f64,
+            "postgres_bytes_per_event": table_bytes as f64 / total as f64,
+            "postgres_heap_bytes_per_event": heap_bytes as f64 / total as f64,
+            "postgres_index_bytes_per_event": index_bytes as f64 / total as f64,
+        });
+        eprintln!("storage: {storage}");
+
+        // Queries: auditum (default settings, meta-audit on), Postgres, DuckDB.
+        let queries = Queries::new(&mix, start_time);
+        let pg_queries = PgQueries::new(&queries);
+        // The servers work on a copy: appends and meta-audit records never change the measured archive.
+        let work = root.join("auditum-work");
+        let _ = std::fs::remove_dir_all(&work);
+        run(std::process::Command::new("cp").arg("-a").arg(&archive).arg(&work));
+        let (mut server, url) = spawn_server(&work, &[]).await;
+        let mut client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
+        let needle_rows = query_all(&mut client, &queries.needle).await.0;
+        let selective_rows = query_all(&mut client, &queries.selective).await.0;
+        assert_eq!(pg_queries.needle(&pg).await, needle_rows, "Postgres finds the same needle rows");
+        assert_eq!(pg_queries.selective(&pg).await, selective_rows);
+        let auditum_needle = time_runs(20, || { let mut client = client.clone(); let filter = queries.needle.clone(); async move { query_all(&mut client, &filter).await.0 } }).await;
+        let auditum_selective = time_runs(10, || { let mut client = client.clone(); let filter = queries.selective.clone(); async move { query_all(&mut client, &filter).await.0 } }).await;
+        let pg_needle = time_runs(20, || pg_queries.needle(&pg)).await;
+        let pg_selective = time_runs(10, || pg_queries.selective(&pg)).await;
+        let mut auditum_export = Vec::new();
+        let mut pg_export = Vec::new();
+        let mut export_rows = 0;
+        for _ in 0..3 {
+            let started = Instant::now();
+            export_rows = export_jsonl(&mut client, &queries.month).await.0;
+            auditum_export.push(export_rows as f64 / started.elapsed().as_secs_f64());
+            let started = Instant::now();
+            let (rows, _) = pg_queries.export(&pg).await;
+            assert_eq!(rows, export_rows, "Postgres exports the same rows");
+            pg_export.push(rows as f64 / started.elapsed().as_secs_f64());
+        }
+        let duck = run_duckdb(&root, duckdb_spec(&root, &work.join("store/default/batches"), &queries, &root.join("duckdb-export.jsonl")));
+        assert_eq!(duck["needle"]["rows"].as_u64(), Some(needle_rows as u64));
+        assert_eq!(duck["export"]["rows"].as_u64(), Some(export_rows));
+        let _ = std::fs::remove_file(root.join("duckdb-export.jsonl"));
+        let queries_result = serde_json::json!({
+            "needle": {"rows": needle_rows, "auditum_ms": median(&mut auditum_needle.clone()), "postgres_ms": median(&mut pg_needle.clone()), "duckdb_ms": duck_ms(&duck, "needle")},
+            "selective": {"rows": selective_rows, "auditum_ms": median(&mut auditum_selective.clone()), "postgres_ms": median(&mut pg_selective.clone()), "duckdb_ms": duck_ms(&duck, "selective")},
+            "export": {"rows": export_rows, "auditum_events_per_s": median(&mut auditum_export.clone()), "postgres_events_per_s": median(&mut pg_export.clone()),
+                        "duckdb_events_per_s": export_rows as f64 / (duck_ms(&duck, "export") / 1000.0)},
+        });
+        eprintln!("queries: {queries_result}");
+
+        // Ingest under query load, into the loaded archive and table.
+        let pool = ingest_pool(&mix, 64);
+        let auditum_pool_1000: Arc<Vec<pb::AppendRequest>> =
+            Arc::new(batches(&pool, 1000).into_iter().map(|events| pb::AppendRequest { events, wait_for_seal: false }).collect());
+        let pg_pool: Vec<Vec<PgRow>> = pool.iter().map(|events| records(events.clone()).iter().map(pg_row).collect()).collect();
+        let pg_pool_1000: Arc<Vec<Vec<PgRow>>> = Arc::new(batches(&pg_pool, 1000));
+        let pg_queries = Arc::new(pg_queries);
+        let (mut auditum_loaded, mut auditum_queries_per_s, mut pg_loaded, mut pg_queries_per_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let auditum_loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
+                let (mut client, queries) = (client.clone(), Queries::new(&mix, start_time));
+                async move {
+                    while running.load(Ordering::Relaxed) {
+                        query_all(&mut client, if which == 0 { &queries.needle } else { &queries.selective }).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            };
+            let (rate, queries_per_s) = with_query_load(auditum_loops, auditum_ingest(&url, &auditum_pool_1000, seconds), seconds).await;
+            auditum_loaded.push(rate);
+            auditum_queries_per_s.push(queries_per_s);
+            let port = postgres.port;
+            let pg_loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
+                let pg_queries = pg_queries.clone();
+                async move {
+                    let client = connect_postgres(port).await;
+                    while running.load(Ordering::Relaxed) {
+                        if which == 0 { pg_queries.needle(&client).await } else { pg_queries.selective(&client).await };
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            };
+            let (rate, queries_per_s) = with_query_load(pg_loops, postgres_ingest(&postgres, &pg_pool_1000, seconds), seconds).await;
+            pg_loaded.push(rate);
+            pg_queries_per_s.push(queries_per_s);
+            eprintln!(
+                "under load run {run}: auditum {:.0} events/s with {:.1} queries/s; postgres {:.0} rows/s with {:.1} queries/s",
+                auditum_loaded[run], auditum_queries_per_s[run], pg_loaded[run], pg_queries_per_s[run]
+            );
+        }
+        let _ = server.kill().await;
+        let _ = std::fs::remove_dir_all(&work);
+        let under_load = serde_json::json!({
+            "auditum_runs": auditum_loaded.clone(), "postgres_runs": pg_loaded.clone(),
+            "auditum_events_per_s": median(&mut auditum_loaded), "auditum_queries_per_s": median(&mut auditum_queries_per_s),
+            "postgres_rows_per_s": median(&mut pg_loaded), "postgres_queries_per_s": median(&mut pg_queries_per_s),
+        });
+
+        // Ingest: fresh auditum server and a fresh table for each run.
+        pg.batch_execute("DROP TABLE audit_logs").await.unwrap();
+        let mut ingest = serde_json::Map::new();
+        for size in [100, 1000] {
+            let auditum_pool: Arc<Vec<pb::AppendRequest>> =
+                Arc::new(batches(&pool, size).into_iter().map(|events| pb::AppendRequest { events, wait_for_seal: false }).collect());
+            let pg_pool_sized: Arc<Vec<Vec<PgRow>>> = Arc::new(batches(&pg_pool, size));
+            let (mut auditum_runs, mut pg_runs) = (Vec::new(), Vec::new());
+            for run in 0..runs {
+                let data = root.join(format!("ingest-{size}-{run}"));
+                let _ = std::fs::remove_dir_all(&data);
+                std::fs::create_dir_all(&data).unwrap();
+                let (mut server, url) = spawn_server(&data, &[]).await;
+                auditum_runs.push(auditum_ingest(&url, &auditum_pool, seconds).await);
+                let _ = server.kill().await;
+                let _ = std::fs::remove_dir_all(&data);
+                pg.batch_execute(SCHEMA).await.unwrap();
+                pg_runs.push(postgres_ingest(&postgres, &pg_pool_sized, seconds).await);
+                pg.batch_execute("DROP TABLE audit_logs; CHECKPOINT;").await.unwrap();
+                eprintln!("ingest {size}/call run {run}: auditum {:.0} events/s, postgres {:.0} rows/s", auditum_runs[run], pg_runs[run]);
+            }
+            ingest.insert(size.to_string(), serde_json::json!({
+                "auditum_runs": auditum_runs.clone(), "postgres_runs": pg_runs.clone(),
+                "auditum": median(&mut auditum_runs), "postgres": median(&mut pg_runs),
+            }));
+        }
+
+        let results = serde_json::json!({
+            "events": total,
+            "seconds_per_run": seconds,
+            "runs": runs,
+            "in_flight": IN_FLIGHT,
+            "storage": storage,
+            "queries": queries_result,
+            "ingest": ingest,
+            "under_load": under_load,
+        });
+        std::fs::write(root.join("results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
+        print_table(&results);
+    });
+}
+
+fn print_table(results: &serde_json::Value) {
+    let number = |path: &[&str]| -> f64 {
+        let mut value = results;
+        for key in path {
+            value = &value[*key];
+        }
+        value.as_f64().unwrap()
+    };
+    println!(
+        "| measure | auditum | Postgres 15 | DuckDB (auditum's files) | auditum / Postgres | auditum / DuckDB |\n|---|---|---|---|---|---|"
+    );
+    for size in ["100", "1000"] {
+        let (ours, theirs) = (number(&["ingest", size, "auditum"]), number(&["ingest", size, "postgres"]));
+        println!(
+            "| durable ingest, {size} events per call (events/s, median; higher is better) | {ours:.0} | {theirs:.0} | | {:.2} | |",
+            ours / theirs
+        );
+    }
+    let (ours, theirs) = (number(&["under_load", "auditum_events_per_s"]), number(&["under_load", "postgres_rows_per_s"]));
+    println!(
+        "| ingest under query load, 1000 per call (events/s; queries/s alongside) | {ours:.0} ({:.1} q/s) | {theirs:.0} ({:.1} q/s) | | {:.2} | |",
+        number(&["under_load", "auditum_queries_per_s"]),
+        number(&["under_load", "postgres_queries_per_s"]),
+        ours / theirs
+    );
+    let (ours, theirs) = (number(&["storage", "auditum_bytes_per_event"]), number(&["storage", "postgres_bytes_per_event"]));
+    println!(
+        "| storage (bytes per event on disk; lower is better) | {ours:.1} | {theirs:.1} (heap {:.1} + indexes {:.1}) | (same files) | {:.3} (1/{:.1}) | |",
+        number(&["storage", "postgres_heap_bytes_per_event"]),
+        number(&["storage", "postgres_index_bytes_per_event"]),
+        ours / theirs,
+        theirs / ours
+    );
+    for query in ["needle", "selective"] {
+        let (ours, theirs, duck) = (
+            number(&["queries", query, "auditum_ms"]),
+            number(&["queries", query, "postgres_ms"]),
+            number(&["queries", query, "duckdb_ms"]),
+        );
+        println!(
+            "| {query} ({} rows; ms, warm median; lower is better) | {ours:.2} | {theirs:.2} | {duck:.2} | {:.2} | {:.2} |",
+            results["queries"][query]["rows"],
+            ours / theirs,
+            ours / duck
+        );
+    }
+    let (ours, theirs, duck) = (
+        number(&["queries", "export", "auditum_events_per_s"]),
+        number(&["queries", "export", "postgres_events_per_s"]),
+        number(&["queries", "export", "duckdb_events_per_s"]),
+    );
+    println!(
+        "| export, JSON lines ({} rows; events/s, higher is better) | {ours:.0} | {theirs:.0} | {duck:.0} | {:.2} | {:.2} |",
+        results["queries"]["export"]["rows"],
+        ours / theirs,
+        ours / duck
+    );
+}
