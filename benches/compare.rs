@@ -474,7 +474,7 @@ fn main() {
             assert_eq!(rows, export_rows, "Postgres exports the same rows");
             pg_export.push(rows as f64 / started.elapsed().as_secs_f64());
         }
-        let duck = run_duckdb(&root, duckdb_spec(&root, &work.join("store/default/batches"), &queries, &root.join("duckdb-export.jsonl")));
+        let duck = run_duckdb(&root, duckdb_spec(&work.join("store/default/batches"), &queries, &root.join("duckdb-export.jsonl")));
         assert_eq!(duck["needle"]["rows"].as_u64(), Some(needle_rows as u64));
         assert_eq!(duck["export"]["rows"].as_u64(), Some(export_rows));
         let _ = std::fs::remove_file(root.join("duckdb-export.jsonl"));

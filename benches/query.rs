@@ -86,7 +86,7 @@ fn main() {
 
         // DuckDB over the same files, same queries, same run.
         let duckdb_out = dir.join("duckdb-export.jsonl");
-        let duck = run_duckdb(&dir, duckdb_spec(&dir, &dir.join("store/default/batches"), &queries, &duckdb_out));
+        let duck = run_duckdb(&dir, duckdb_spec(&dir.join("store/default/batches"), &queries, &duckdb_out));
         let duck_ms = |name: &str| duck_ms(&duck, name);
         let duck_rows = |name: &str| duck[name]["rows"].as_u64().unwrap();
         assert_eq!(duck_rows("needle") as usize, needle_rows, "both engines find the same needle rows");

@@ -167,6 +167,14 @@ impl Guard {
         refused(status)
     }
 
+    /// Records the call, before it runs when `permitted`, or as refused (see [`Guard::deny`]).
+    pub async fn admit(&self, call: &Call, permitted: Result<(), Status>, note: MetaNote) -> Result<(), Status> {
+        match permitted {
+            Ok(()) => self.record(call, note).await,
+            Err(status) => Err(self.deny(call, status, note).await),
+        }
+    }
+
     /// Records a permitted Query, Export or proof call before it runs: a read that cannot be
     /// recorded is not served.
     pub async fn record(&self, call: &Call, note: MetaNote) -> Result<(), Status> {
@@ -401,10 +409,7 @@ impl QueryApi {
         details.insert("filter".into(), filter_details(filter));
         let note =
             MetaNote { action, tenant: filter.tenant_id.clone(), target_type: "tenant", target_id: filter.tenant_id.clone(), details };
-        match call.caller.require_tenant("filter.tenant_id", &filter.tenant_id) {
-            Ok(()) => self.guard.record(call, note).await,
-            Err(status) => Err(self.guard.deny(call, status, note).await),
-        }
+        self.guard.admit(call, call.caller.require_tenant("filter.tenant_id", &filter.tenant_id), note).await
     }
 
     fn log_for(&self, tenant_id: &str) -> Result<&Log, Status> {
@@ -629,10 +634,7 @@ impl ProofApi {
             target_id: log.name().to_string(),
             details: object(details),
         };
-        match self.guard.require_log(call, log) {
-            Ok(()) => self.guard.record(call, note).await,
-            Err(status) => Err(self.guard.deny(call, status, note).await),
-        }
+        self.guard.admit(call, self.guard.require_log(call, log), note).await
     }
 
     async fn get_event_proof(&self, call: &Call, request: pb::GetEventProofRequest) -> Result<pb::GetEventProofResponse, Status> {
@@ -687,10 +689,7 @@ impl ProofApi {
         // The proof carries the whole event: only its tenant's keys may have it.
         let tenant = crate::proof::event_tenant(&proof_json).map_err(|error| Status::internal(format!("proof document: {error}")))?;
         let target = format!("{}/{seq}", log.name());
-        if let Err(status) = call.caller.require_tenant("seq", &tenant) {
-            return Err(self.guard.deny(call, status, note(tenant, target)).await);
-        }
-        self.guard.record(call, note(tenant, target)).await?;
+        self.guard.admit(call, call.caller.require_tenant("seq", &tenant), note(tenant, target)).await?;
         Ok(pb::GetEventProofResponse { proof_json })
     }
 
@@ -827,10 +826,7 @@ impl pb::proof_service_server::ProofService for ProofApi {
                 details: object(serde_json::json!({ "log": log.name(), "verify": true })),
             };
             // Verification reads every tenant's events of the log: platform keys only.
-            if let Err(status) = call.caller.require_platform("VerifyLog") {
-                return Err(self.guard.deny(&call, status, note).await);
-            }
-            self.guard.record(&call, note).await?;
+            self.guard.admit(&call, call.caller.require_platform("VerifyLog"), note).await?;
             Ok(Response::new(self.verify_log(log)))
         }
         .instrument(span)

@@ -476,9 +476,7 @@ impl Config {
         let mut hashes = std::collections::HashSet::new();
         for (index, key) in self.api_keys.iter().enumerate() {
             let field = |name: &str| format!("api_keys[{index}].{name}");
-            if !is_valid_log_name(&key.id) {
-                return Err(invalid(field("id"), format!("{:?} must be 1-64 characters of [a-z0-9_-]", key.id)));
-            }
+            check_api_key_identity(&key.id, &key.tenant).map_err(|(name, reason)| invalid(field(name), reason))?;
             if !ids.insert(key.id.as_str()) {
                 return Err(invalid(field("id"), format!("key {:?} is listed twice", key.id)));
             }
@@ -487,9 +485,6 @@ impl Config {
             }
             if !hashes.insert(key.secret_sha256.to_ascii_lowercase()) {
                 return Err(invalid(field("secret_sha256"), "another key has the same secret"));
-            }
-            if key.tenant != "*" && !crate::validate::is_valid_tenant_id(&key.tenant) {
-                return Err(invalid(field("tenant"), format!("{:?} is neither a valid tenant id nor \"*\"", key.tenant)));
             }
             if key.scopes.is_empty() {
                 return Err(invalid(field("scopes"), "at least one of append, query, export, proof, admin"));
@@ -507,6 +502,18 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A key's id and tenant rules, shared by the config and `auditum keygen api-key`: on failure,
+/// the field (`id` or `tenant`) and why.
+pub fn check_api_key_identity(id: &str, tenant: &str) -> std::result::Result<(), (&'static str, String)> {
+    if !is_valid_log_name(id) {
+        return Err(("id", format!("{id:?} must be 1-64 characters of [a-z0-9_-]")));
+    }
+    if tenant != "*" && !crate::validate::is_valid_tenant_id(tenant) {
+        return Err(("tenant", format!("{tenant:?} is neither a valid tenant id nor \"*\"")));
+    }
+    Ok(())
 }
 
 /// Mode and days come together; days within 1..=36500.

@@ -603,12 +603,7 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
 
 fn keygen_api_key(id: &str, tenant: &str, scopes: &[String]) -> Result<(), String> {
     use auditum::auth::{Scope, generate_secret, sha256_hex};
-    if !auditum::config::is_valid_log_name(id) {
-        return Err(format!("--id: {id:?} must be 1-64 characters of [a-z0-9_-]"));
-    }
-    if tenant != "*" && !auditum::validate::is_valid_tenant_id(tenant) {
-        return Err(format!("--tenant: {tenant:?} is neither a valid tenant id nor \"*\""));
-    }
+    auditum::config::check_api_key_identity(id, tenant).map_err(|(flag, reason)| format!("--{flag}: {reason}"))?;
     let scopes = scopes
         .iter()
         .map(|scope| Scope::parse(scope.trim()).ok_or_else(|| format!("--scope: {scope:?} is not append, query, export, proof or admin")))

@@ -35,6 +35,10 @@ pub enum Error {
 /// Opens every configured log (WAL replay, ledger load, checkpoint repair).
 pub async fn open_logs(config: &Config) -> Result<Logs> {
     config.validate()?;
+    open_valid_logs(config).await
+}
+
+async fn open_valid_logs(config: &Config) -> Result<Logs> {
     let mut logs = Vec::new();
     for log_config in config.resolved_logs() {
         let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
@@ -132,9 +136,10 @@ impl RunningServer {
 
 /// Binds `config.listen` (port 0 picks a free port), opens the logs and serves.
 pub async fn start(config: Config) -> Result<RunningServer> {
+    // Before binding: an invalid config (development mode on a public address) never listens.
+    config.validate()?;
     let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
-    config.validate()?;
     // Bounded concurrency per connection: more calls on one connection wait their turn.
     let concurrency_per_connection = config.max_concurrent_requests_per_connection;
     let mut builder = tonic::transport::Server::builder()
@@ -143,7 +148,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     }
-    let logs = Arc::new(open_logs(&config).await?);
+    let logs = Arc::new(open_valid_logs(&config).await?);
     let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
     let guard = Arc::new(Guard::new(&config, logs.clone(), validator.clone()));
     if guard.development_mode() {

@@ -236,10 +236,9 @@ pub fn duck_ms(results: &serde_json::Value, name: &str) -> f64 {
 }
 
 /// DuckDB's versions of the three queries, over auditum's batch files.
-pub fn duckdb_spec(dir: &Path, batches: &Path, queries: &Queries, export_out: &Path) -> serde_json::Value {
+pub fn duckdb_spec(batches: &Path, queries: &Queries, export_out: &Path) -> serde_json::Value {
     let where_time = "occurred_at >= ?::TIMESTAMPTZ AND occurred_at < ?::TIMESTAMPTZ";
     let (needle, selective, month) = (&queries.needle, &queries.selective, &queries.month);
-    let _ = dir;
     serde_json::json!({
         "batches": batches,
         "repeat": 5,
