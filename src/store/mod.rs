@@ -1,5 +1,5 @@
 //! Object storage behind one trait: the file store here, S3 beside it. Both are checked by the
-//! same conformance suite (`tests/store_conformance.rs`).
+//! same conformance suite (`tests/it/store_conformance.rs`).
 
 mod file;
 mod s3;

@@ -2,15 +2,15 @@
 //! kill -9 at random moments (also mid-seal), restart, and prove every acknowledged event is
 //! in the archive exactly once, with its acknowledged seq, in a chain that verifies.
 
-mod common;
+use crate::common;
 
+use crate::common::*;
 use auditum::batch;
 use auditum::checkpoint::Verifier;
 use auditum::ledger::LedgerEntry;
 use auditum::pb;
 use auditum::store::{self, ObjectStore};
 use auditum::verify;
-use common::*;
 use rand::Rng;
 use rand::SeedableRng;
 use std::collections::HashMap;

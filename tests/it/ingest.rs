@@ -2,8 +2,7 @@
 //! read the Parquet files back and recompute every leaf, root, ledger link and the checkpoint
 //! signature from first principles.
 
-mod common;
-
+use crate::common::*;
 use auditum::batch;
 use auditum::checkpoint::Verifier;
 use auditum::event::Seq;
@@ -13,7 +12,6 @@ use auditum::paths;
 use auditum::pb;
 use auditum::sample;
 use auditum::store::{self, ObjectStore};
-use common::*;
 use rand::SeedableRng;
 use std::collections::HashMap;
 
@@ -170,7 +168,7 @@ async fn retries_are_idempotent_before_and_after_sealing_and_restart() {
     let unsealed = client.append(request(vec![with_id(event("acme", "a", "u"), "in-wal")])).await.unwrap().into_inner();
     assert_eq!(unsealed.results[0].seq, 5);
     drop(client);
-    // Ids still in the WAL at a crash are covered by tests/crash.rs (kill -9 of the binary).
+    // Ids still in the WAL at a crash are covered by tests/it/crash.rs (kill -9 of the binary).
     running.stop().await.unwrap();
 
     let (running, mut client) = start(config).await;

@@ -1,8 +1,6 @@
 //! Operability basics: gRPC health per log, server reflection, and metrics that move.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

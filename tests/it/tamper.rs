@@ -1,8 +1,9 @@
 //! `verify` against tampering: each attack on a copy of a real archive must be named, with the
 //! object it concerns, and fail the run; the untouched archive passes.
 
-mod common;
+use crate::common;
 
+use crate::common::*;
 use auditum::batch;
 use auditum::checkpoint::{Signer, Verifier};
 use auditum::event::{EventRecord, Seq};
@@ -10,7 +11,6 @@ use auditum::ledger::LedgerEntry;
 use auditum::paths;
 use auditum::store;
 use auditum::verify::{self, Options, ProblemKind, Report};
-use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! One conformance suite for every storage backend: the file store and S3 (moto_server).
 
-mod common;
+use crate::common;
 
 use auditum::store::{self, Error, ObjectStore, PutOptions, Retention, RetentionMode, put_immutable};
 use bytes::Bytes;

@@ -1,13 +1,11 @@
 //! Security and tenancy (issue 6): API keys × RPCs × tenants, keys kept only as hashes, TLS with
 //! and without client certificates, meta-audit events, per-key rate limits, hostile input.
 
-mod common;
-
+use crate::common::*;
 use auditum::auth::{Scope, sha256_hex};
 use auditum::client::{AuthChannel, ConnectOptions};
 use auditum::config::{ApiKeyConfig, Config};
 use auditum::pb;
-use common::*;
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::Code;

@@ -2,9 +2,7 @@
 //! against the real binary: health and reflection through grpcio's own clients, Append, Query
 //! and an event proof, with an API key.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_runs_green_against_the_real_server() {

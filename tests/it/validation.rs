@@ -1,11 +1,9 @@
 //! Every rule of DESIGN §2.1 over real gRPC: INVALID_ARGUMENT whose message names the event
 //! index, the field and the rule; a rejected call appends nothing.
 
-mod common;
-
+use crate::common::*;
 use auditum::pb;
 use auditum::sample::{number_value, string_value, struct_of};
-use common::*;
 use prost_types::value::Kind;
 
 /// Appends `[good, good, bad]` and checks the error names `events[2].<field>` and the rule.

@@ -1,13 +1,13 @@
 //! Query and Export against a generated archive (several seals, late events, skewed tenants,
 //! an open batch), each answer compared with a brute-force scan of every stored event.
 
-mod common;
+use crate::common;
 
+use crate::common::archive::{self, brute_force_matches};
+use crate::common::*;
 use auditum::event::EventRecord;
 use auditum::pb;
 use auditum::pb::query_service_client::QueryServiceClient;
-use common::archive::{self, brute_force_matches};
-use common::*;
 use rand::{Rng, SeedableRng};
 use sha2::Digest;
 use std::collections::HashSet;

@@ -1,11 +1,9 @@
 //! A log never writes on top of evidence it cannot vouch for: a second writer's ledger entry
 //! fences it, and a truncated or tampered archive refuses to start.
 
-mod common;
-
+use crate::common::*;
 use auditum::log;
 use auditum::paths;
-use common::*;
 use std::os::unix::fs::PermissionsExt;
 
 fn store_path(dir: &std::path::Path, key: &str) -> std::path::PathBuf {

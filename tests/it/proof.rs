@@ -1,14 +1,12 @@
 //! Event and consistency proofs through the real ProofService, checked offline; every
 //! corruption of a proof is rejected.
 
-mod common;
-
+use crate::common::*;
 use auditum::checkpoint::{Checkpoint, Signer, Verifier};
 use auditum::merkle;
 use auditum::pb;
 use auditum::pb::proof_service_client::ProofServiceClient;
 use auditum::proof;
-use common::*;
 use serde_json::Value;
 use tonic::transport::Channel;
 

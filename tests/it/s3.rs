@@ -1,8 +1,10 @@
 //! The S3 backend against a real S3-compatible server (moto_server on a loopback port): startup
 //! checks, locked objects, fencing of a second writer, and outages through a real TCP proxy.
 
-mod common;
+use crate::common;
 
+use crate::common::s3::{Moto, Proxy, runtime};
+use crate::common::*;
 use auditum::checkpoint::Verifier;
 use auditum::config::Config;
 use auditum::ledger::LedgerEntry;
@@ -10,8 +12,6 @@ use auditum::paths;
 use auditum::pb;
 use auditum::store::{self, ObjectStore, RetentionMode};
 use auditum::verify;
-use common::s3::{Moto, Proxy, runtime};
-use common::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

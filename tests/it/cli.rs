@@ -1,9 +1,7 @@
 //! The `auditum` binary's client commands, run for real: append (flags and JSON lines on
 //! stdin), keygen and demo.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -1,0 +1,23 @@
+//! The integration tests, as one test binary: each module is one area of auditum, run against
+//! real servers on 127.0.0.1:0. One binary links the dependencies once instead of once per file.
+
+mod common;
+
+mod cli;
+mod config_example;
+mod crash;
+mod deploy;
+mod ingest;
+mod ops;
+mod proof;
+mod properties;
+mod python_client;
+mod query;
+mod s3;
+mod security;
+mod startup_checks;
+mod store_conformance;
+mod tamper;
+mod validation;
+mod vectors;
+mod wal;
