@@ -14,7 +14,7 @@ use auditum::store::{self, ObjectStore, RetentionMode};
 use auditum::verify;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn s3_config(dir: &std::path::Path, moto_endpoint: &str, url: &str) -> Config {
@@ -144,6 +144,7 @@ async fn append_continuously(
     tag: String,
     acknowledged: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     stop: Arc<AtomicBool>,
+    refused_as_full: Arc<AtomicUsize>,
 ) -> Vec<tonic::Status> {
     let mut client = auditum::client::connect(&url).await.unwrap();
     let mut errors = Vec::new();
@@ -160,6 +161,9 @@ async fn append_continuously(
                 }
             }
             Err(status) => {
+                if status.code() == tonic::Code::ResourceExhausted {
+                    refused_as_full.fetch_add(1, Ordering::Relaxed);
+                }
                 errors.push(status);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -198,7 +202,7 @@ fn two_writers_on_one_log_end_with_one_chain_and_the_loser_fenced() {
         let acknowledged: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let writers = [(first_url, "first"), (second_url, "second")]
-            .map(|(url, tag)| tokio::spawn(append_continuously(url, tag.to_string(), acknowledged.clone(), stop.clone())));
+            .map(|(url, tag)| tokio::spawn(append_continuously(url, tag.to_string(), acknowledged.clone(), stop.clone(), Arc::default())));
         tokio::time::sleep(Duration::from_secs(4)).await;
         stop.store(true, Ordering::Relaxed);
         let mut errors = Vec::new();
@@ -271,7 +275,9 @@ async fn outage(moto: &Moto, bucket: &str, arm_between_puts: bool) {
     let (mut child, server_url) = spawn_binary(dir.path(), &args).await;
     let acknowledged: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(append_continuously(server_url.clone(), "e".into(), acknowledged.clone(), stop.clone()));
+    let refused_as_full = Arc::new(AtomicUsize::new(0));
+    let writer =
+        tokio::spawn(append_continuously(server_url.clone(), "e".into(), acknowledged.clone(), stop.clone(), refused_as_full.clone()));
     tokio::time::sleep(Duration::from_millis(800)).await;
     if arm_between_puts {
         // Down right after the next batch put is answered: its ledger put cannot get through.
@@ -286,10 +292,23 @@ async fn outage(moto: &Moto, bucket: &str, arm_between_puts: bool) {
     } else {
         proxy.set_down(true);
     }
-    // Appends keep being acknowledged into the WAL, until its cap.
+    // Appends keep being acknowledged into the WAL, until its cap, and the retries show the backlog
+    // in the log. Wait for both rather than a fixed time: a busy machine may take longer.
     let during_outage = acknowledged.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let backlog_logged = || {
+        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        log.contains("object store call failed, retrying") && log.contains("backlog_events")
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..600 {
+        if refused_as_full.load(Ordering::Relaxed) > 0 && backlog_logged() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(acknowledged.lock().unwrap().len() > during_outage, "appends are acknowledged during the outage");
+    assert!(refused_as_full.load(Ordering::Relaxed) > 0, "the WAL cap is reached during the outage");
+    assert!(backlog_logged(), "the failing calls and the backlog are visible in the logs");
     let mut restarted = false;
     if arm_between_puts {
         // Crash while the ledger put is failing: the batch object is left as an orphan.
@@ -332,8 +351,6 @@ async fn outage(moto: &Moto, bucket: &str, arm_between_puts: bool) {
     for (id, seq) in &acknowledged {
         assert_eq!(archived.get(id), Some(&vec![*seq]), "{id} acknowledged with seq {seq} is sealed exactly once");
     }
-    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
-    assert!(log.contains("object store call failed, retrying") && log.contains("backlog_events"), "the backlog is visible in the logs");
     if restarted {
         assert_eq!(report.warnings.len(), 1, "the orphan batch is reported: {:?}", report.warnings);
         assert!(report.warnings[0].contains("orphan batch"), "{:?}", report.warnings);
