@@ -206,14 +206,11 @@ pub fn random_filter(rng: &mut StdRng, events: &[(EventRecord, Option<u64>)]) ->
         filter.actor_id = source.actor_id.clone();
     }
     if pick(0.1) {
-        filter.actor_type = match source.actor_type.as_deref() {
-            Some("user") => 1,
-            Some("service") => 2,
-            Some("api_key") => 3,
-            Some("system") => 4,
-            Some("anonymous") => 5,
-            _ => 1,
-        };
+        filter.actor_type = source
+            .actor_type
+            .as_deref()
+            .and_then(|name| auditum::client::parse_actor_type(name).ok())
+            .unwrap_or(pb::ActorType::User as i32);
     }
     if pick(0.15) {
         filter.target_type = source.target_type.clone().unwrap_or_default();
@@ -222,11 +219,7 @@ pub fn random_filter(rng: &mut StdRng, events: &[(EventRecord, Option<u64>)]) ->
         filter.target_id = source.target_id.clone().unwrap_or_default();
     }
     if pick(0.2) {
-        filter.outcome = match source.outcome.as_str() {
-            "failure" => 2,
-            "denied" => 3,
-            _ => 1,
-        };
+        filter.outcome = auditum::client::parse_outcome(&source.outcome).unwrap_or(pb::OutcomeResult::Success as i32);
     }
     if pick(0.1) {
         filter.request_id = source.request_id.clone().unwrap_or_default();
