@@ -18,8 +18,8 @@
 
 mod support;
 
-use auditum::pb;
-use auditum::validate::{Redactor, Validator};
+use auditum_proto::pb;
+use auditum_proto::validate::{Redactor, Validator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -156,7 +156,7 @@ struct PgRow {
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
-fn pg_row(record: &auditum::event::EventRecord) -> PgRow {
+fn pg_row(record: &auditum_format::event::EventRecord) -> PgRow {
     let mut payload = match record.to_json() {
         serde_json::Value::Object(object) => object,
         _ => unreachable!("an event is an object"),
@@ -186,9 +186,9 @@ fn pg_row(record: &auditum::event::EventRecord) -> PgRow {
     }
 }
 
-fn records(events: Vec<pb::AuditEvent>) -> Vec<auditum::event::EventRecord> {
+fn records(events: Vec<pb::AuditEvent>) -> Vec<auditum_format::event::EventRecord> {
     let validator = Validator { redactor: Redactor::default() };
-    let now = auditum::log::now_micros();
+    let now = auditum_format::time::now_micros();
     events.into_iter().enumerate().map(|(i, event)| validator.prepare(i, event, now).unwrap()).collect()
 }
 
@@ -205,7 +205,7 @@ fn copy_text(out: &mut String, value: &str) {
     }
 }
 
-async fn load_postgres(postgres: &Postgres, mix: &auditum::sample::ArchiveMix, total: usize, start_time: i64) -> f64 {
+async fn load_postgres(postgres: &Postgres, mix: &auditum_proto::sample::ArchiveMix, total: usize, start_time: i64) -> f64 {
     use futures::SinkExt;
     let client = postgres.connect().await;
     client.batch_execute(SCHEMA).await.unwrap();
@@ -240,9 +240,9 @@ async fn load_postgres(postgres: &Postgres, mix: &auditum::sample::ArchiveMix, t
 }
 
 /// Events for the ingest phases: fresh, realistic, "now"; ids left to each system.
-fn ingest_pool(mix: &auditum::sample::ArchiveMix, chunks: usize) -> Vec<Vec<pb::AuditEvent>> {
+fn ingest_pool(mix: &auditum_proto::sample::ArchiveMix, chunks: usize) -> Vec<Vec<pb::AuditEvent>> {
     use rand::SeedableRng;
-    let now = auditum::log::now_micros();
+    let now = auditum_format::time::now_micros();
     (0..chunks)
         .map(|chunk| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(7_000_000 + chunk as u64);
@@ -259,7 +259,7 @@ async fn auditum_ingest(url: &str, pool: &Arc<Vec<pb::AppendRequest>>, seconds: 
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for connection in 0..4 {
-        let client = auditum::client::connect(url).await.unwrap();
+        let client = auditum_client::connect(url).await.unwrap();
         for task in 0..IN_FLIGHT / 4 {
             let (mut client, pool, acknowledged) = (client.clone(), pool.clone(), acknowledged.clone());
             tasks.push(tokio::spawn(async move {
@@ -425,7 +425,7 @@ fn main() {
         let archive = root.join(format!("auditum-archive-{total}"));
         std::fs::create_dir_all(&archive).unwrap();
         let build_started = Instant::now();
-        let start_time = build_archive(&archive, total, 100_000, auditum::config::Config::default().page_rows).await;
+        let start_time = build_archive(&archive, total, 100_000, auditum_server::config::Config::default().page_rows).await;
         eprintln!("auditum archive ready in {:.0}s", build_started.elapsed().as_secs_f64());
         let postgres = Postgres::start(root.join("postgres"));
         let load_seconds = load_postgres(&postgres, &mix, total, start_time).await;

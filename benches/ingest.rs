@@ -11,9 +11,9 @@
 //! Environment: BENCH_SECONDS (default 10) per throughput phase; BENCH_SERVER=URL to load an
 //! already running server instead (for profiling).
 
-use auditum::event::{EventRecord, Seq};
-use auditum::pb;
-use auditum::validate::{Redactor, Validator};
+use auditum_format::event::{EventRecord, Seq};
+use auditum_proto::pb;
+use auditum_proto::validate::{Redactor, Validator};
 use prost::Message;
 use rand::SeedableRng;
 use std::path::Path;
@@ -28,8 +28,8 @@ const IN_FLIGHT_PER_CONNECTION: usize = 4;
 
 fn realistic_events(count: usize, seed: u64) -> Vec<pb::AuditEvent> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let now = auditum::log::now_micros();
-    (0..count).map(|i| auditum::sample::realistic_event(&mut rng, now - 1_000_000 + i as i64)).collect()
+    let now = auditum_format::time::now_micros();
+    (0..count).map(|i| auditum_proto::sample::realistic_event(&mut rng, now - 1_000_000 + i as i64)).collect()
 }
 
 async fn start_server(data_dir: &Path) -> (tokio::process::Child, String) {
@@ -65,7 +65,7 @@ async fn throughput(url: &str, batch: usize, seconds: u64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for connection in 0..CONNECTIONS {
-        let client = auditum::client::connect(url).await.unwrap();
+        let client = auditum_client::connect(url).await.unwrap();
         for slot in 0..IN_FLIGHT_PER_CONNECTION {
             let mut client = client.clone();
             let pool = pool.clone();
@@ -93,7 +93,7 @@ async fn throughput(url: &str, batch: usize, seconds: u64) -> f64 {
 }
 
 async fn latency(url: &str, rate_per_second: u64, seconds: u64) {
-    let client = auditum::client::connect(url).await.unwrap();
+    let client = auditum_client::connect(url).await.unwrap();
     let events = realistic_events(1, 99);
     let interval = Duration::from_nanos(1_000_000_000 / rate_per_second);
     let total = rate_per_second * seconds;
@@ -134,7 +134,7 @@ async fn latency(url: &str, rate_per_second: u64, seconds: u64) {
 
 fn seal_throughput(count: usize) {
     let validator = Validator { redactor: Redactor::default() };
-    let now = auditum::log::now_micros();
+    let now = auditum_format::time::now_micros();
     let records: Vec<Arc<EventRecord>> = realistic_events(count, 5)
         .iter()
         .enumerate()
@@ -146,7 +146,7 @@ fn seal_throughput(count: usize) {
         })
         .collect();
     let started = Instant::now();
-    let built = auditum::batch::build_batch(&records, Default::default()).unwrap();
+    let built = auditum_batch::build_batch(&records, Default::default()).unwrap();
     let elapsed = started.elapsed();
     println!(
         "| seal (sort, leaf hashes, Merkle root, Parquet zstd) of {count} events, one core | {:.0} events/s | {:.1} B/event in the batch file |",
@@ -161,7 +161,7 @@ fn seal_throughput(count: usize) {
             per_column[index] += column.compressed_size();
         }
     }
-    let breakdown: Vec<String> = auditum::event::COLUMN_NAMES
+    let breakdown: Vec<String> = auditum_format::event::COLUMN_NAMES
         .iter()
         .zip(&per_column)
         .map(|(name, bytes)| format!("{name} {:.1}", *bytes as f64 / count as f64))
@@ -184,7 +184,7 @@ fn count_archived_events(store: &Path) -> u64 {
     entries
         .map(|entry| {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            auditum::ledger::LedgerEntry::parse(&text).unwrap().count
+            auditum_format::ledger::LedgerEntry::parse(&text).unwrap().count
         })
         .sum()
 }

@@ -13,7 +13,7 @@
 
 mod support;
 
-use auditum::config::Config;
+use auditum_server::config::Config;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

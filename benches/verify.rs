@@ -8,15 +8,15 @@
 //!
 //! BENCH_ARCHIVE=DIR reuses (or keeps) the archive in DIR between runs.
 
-use auditum::config::Config;
-use auditum::pb;
-use auditum::validate::{Redactor, Validator};
+use auditum_proto::pb;
+use auditum_proto::validate::{Redactor, Validator};
+use auditum_server::config::Config;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn build_archive(config: Config, total: usize) {
-    let running = auditum::server::start(config).await.expect("server");
+    let running = auditum_server::start(config).await.expect("server");
     let log = running.logs.by_name("default").unwrap().clone();
     if log.committed_next().0 as usize >= total {
         running.stop().await.unwrap();
@@ -32,12 +32,13 @@ async fn build_archive(config: Config, total: usize) {
         let validator = validator.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(writer as u64);
-            let now = auditum::log::now_micros();
+            let now = auditum_format::time::now_micros();
             let mut done = 0;
             while done < per_writer {
                 let count = 1000.min(per_writer - done);
-                let events: Vec<pb::AuditEvent> =
-                    (0..count).map(|i| auditum::sample::realistic_event(&mut rng, now - ((done + i) as i64 % 86_400_000_000))).collect();
+                let events: Vec<pb::AuditEvent> = (0..count)
+                    .map(|i| auditum_proto::sample::realistic_event(&mut rng, now - ((done + i) as i64 % 86_400_000_000)))
+                    .collect();
                 let records = tokio::task::block_in_place(|| {
                     events.into_iter().enumerate().map(|(index, event)| validator.prepare(index, event, now).unwrap()).collect::<Vec<_>>()
                 });
@@ -73,13 +74,14 @@ fn main() {
         };
         build_archive(config.clone(), total).await;
 
-        let store = auditum::store::open(&config.default_store_url(), &Default::default()).await.unwrap();
-        let verifier = auditum::checkpoint::Verifier::parse(&std::fs::read_to_string(dir.join("keys/default.vkey")).unwrap()).unwrap();
+        let store = auditum_store::open(&config.default_store_url(), &Default::default()).await.unwrap();
+        let verifier =
+            auditum_format::checkpoint::Verifier::parse(&std::fs::read_to_string(dir.join("keys/default.vkey")).unwrap()).unwrap();
         let store_bytes: u64 = walk_bytes(&dir.join("store"));
         println!("| benchmark | result | notes |\n|---|---|---|");
         for _ in 0..2 {
             let started = Instant::now();
-            let report = auditum::verify::verify_log_with(store.as_ref(), "default", &verifier, &Default::default(), |_| {}).await.unwrap();
+            let report = auditum_verify::verify_log_with(store.as_ref(), "default", &verifier, &Default::default(), |_| {}).await.unwrap();
             let elapsed = started.elapsed().as_secs_f64();
             assert!(report.ok(), "{:?}", report.problems);
             println!(
@@ -91,7 +93,7 @@ fn main() {
             );
         }
 
-        let running = auditum::server::start(config).await.unwrap();
+        let running = auditum_server::start(config).await.unwrap();
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr)).unwrap().connect().await.unwrap();
         let mut client = pb::proof_service_client::ProofServiceClient::new(channel);
         let committed = running.logs.by_name("default").unwrap().committed_next().0;

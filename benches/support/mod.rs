@@ -2,10 +2,10 @@
 //! stream), the release server, and small measuring helpers.
 #![allow(dead_code)]
 
-use auditum::config::Config;
-use auditum::pb;
-use auditum::sample::ArchiveMix;
-use auditum::validate::{Redactor, Validator};
+use auditum_proto::pb;
+use auditum_proto::sample::ArchiveMix;
+use auditum_proto::validate::{Redactor, Validator};
+use auditum_server::config::Config;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::sync::Arc;
@@ -57,12 +57,12 @@ pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_r
         meta_audit: false,
         ..Config::default()
     };
-    let running = auditum::server::start(config).await.expect("server");
+    let running = auditum_server::start(config).await.expect("server");
     let log = running.logs.by_name("default").unwrap().clone();
     let validator = Arc::new(Validator { redactor: Redactor::default() });
     let mix = Arc::new(mix());
     let started = Instant::now();
-    let start_time = auditum::log::now_micros() - 365 * DAY;
+    let start_time = auditum_format::time::now_micros() - 365 * DAY;
     let writers = 2;
     let mut tasks = Vec::new();
     for writer in 0..writers {
@@ -70,7 +70,7 @@ pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_r
         tasks.push(tokio::spawn(async move {
             // Writers interleave chunks, so both move through time together, as arrivals do.
             for chunk in (writer..chunk_count(total)).step_by(writers) {
-                let now = auditum::log::now_micros();
+                let now = auditum_format::time::now_micros();
                 let records = tokio::task::block_in_place(|| {
                     event_chunk(&mix, chunk, total, start_time)
                         .into_iter()
@@ -158,7 +158,7 @@ pub struct Queries {
 }
 
 pub fn window(start: i64, days: i64) -> (Option<prost_types::Timestamp>, Option<prost_types::Timestamp>) {
-    (Some(auditum::api::timestamp_from_micros(start)), Some(auditum::api::timestamp_from_micros(start + days * DAY)))
+    (Some(auditum_proto::convert::timestamp_from_micros(start)), Some(auditum_proto::convert::timestamp_from_micros(start + days * DAY)))
 }
 
 impl Queries {
@@ -190,7 +190,7 @@ impl Queries {
 }
 
 pub fn micros(timestamp: &Option<prost_types::Timestamp>) -> i64 {
-    auditum::validate::timestamp_micros(timestamp.as_ref().unwrap()).unwrap()
+    auditum_proto::convert::timestamp_micros(timestamp.as_ref().unwrap()).unwrap()
 }
 
 /// A /proc/PID/status field in MB (VmHWM: peak resident set; VmRSS: current).

@@ -95,7 +95,7 @@ fn keygen_writes_a_private_key_0600_and_its_verifier_key() {
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
     assert_eq!(std::fs::read_to_string(dir.path().join("log.vkey")).unwrap().trim(), printed);
-    auditum::checkpoint::Verifier::parse(&printed).unwrap();
+    auditum_format::checkpoint::Verifier::parse(&printed).unwrap();
     assert!(!String::from_utf8_lossy(&output.stdout).contains("PRIVATE"), "the private key is not printed when written to a file");
 }
 
@@ -148,7 +148,7 @@ async fn query_and_export_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let (running, mut client) = start(test_config(dir.path())).await;
     let server = format!("http://{}", running.addr);
-    let mut events: Vec<auditum::pb::AuditEvent> = (0..30).map(|i| event("acme", "user.login", &format!("user-{}", i % 3))).collect();
+    let mut events: Vec<auditum_proto::pb::AuditEvent> = (0..30).map(|i| event("acme", "user.login", &format!("user-{}", i % 3))).collect();
     events.push(event("globex", "user.login", "user-0"));
     client.append(request(events)).await.unwrap();
     running.logs.by_name("default").unwrap().seal_now().await.unwrap();

@@ -5,12 +5,12 @@
 use crate::common;
 
 use crate::common::*;
-use auditum::batch;
-use auditum::checkpoint::Verifier;
-use auditum::ledger::LedgerEntry;
-use auditum::pb;
-use auditum::store::{self, ObjectStore};
-use auditum::verify;
+use auditum_batch as batch;
+use auditum_format::checkpoint::Verifier;
+use auditum_format::ledger::LedgerEntry;
+use auditum_proto::pb;
+use auditum_store::{self as store, ObjectStore};
+use auditum_verify as verify;
 use rand::Rng;
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ const WORKERS: usize = 4;
 type Acknowledged = Arc<std::sync::Mutex<HashMap<(String, String), u64>>>;
 
 async fn append_until_stopped(url: String, cycle: usize, worker: usize, acknowledged: Acknowledged, stop: Arc<AtomicBool>) {
-    let Ok(mut client) = auditum::client::connect(&url).await else { return };
+    let Ok(mut client) = auditum_client::connect(&url).await else { return };
     let mut next = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let size = rand::thread_rng().gen_range(1..=20);
@@ -61,7 +61,7 @@ async fn check_retries_are_duplicates(url: &str, acknowledged: &Acknowledged) {
     if sample.is_empty() {
         return;
     }
-    let mut client = auditum::client::connect(url).await.unwrap();
+    let mut client = auditum_client::connect(url).await.unwrap();
     let events: Vec<pb::AuditEvent> = sample.iter().map(|((tenant, id), _)| with_id(event(tenant, "user.login", "retry"), id)).collect();
     let response = client.append(request(events)).await.unwrap().into_inner();
     for (((tenant, id), seq), result) in sample.iter().zip(response.results) {

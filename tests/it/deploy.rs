@@ -3,7 +3,7 @@
 //! loader, with ports, paths and probes matching it. `cfn-lint` checks the CloudFormation template
 //! (scripts/test).
 
-use auditum::config::Config;
+use auditum_server::config::Config;
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ fn effective_config(toml: &str, env: Vec<(String, String)>, source: &str) -> Con
     for (name, _) in &env {
         let Some(field) = name.strip_prefix("AUDITUM_") else { continue };
         assert!(
-            auditum::config::FIELD_NAMES.contains(&field.to_ascii_lowercase().as_str()) || OTHER_VARIABLES.contains(&name.as_str()),
+            auditum_server::config::FIELD_NAMES.contains(&field.to_ascii_lowercase().as_str()) || OTHER_VARIABLES.contains(&name.as_str()),
             "{source}: {name} is not a config field"
         );
     }
@@ -118,7 +118,7 @@ fn kubernetes_manifests_give_the_server_a_valid_config_and_matching_probes() {
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         assert_eq!(container[probe]["grpc"]["port"].as_u64(), Some(u64::from(config.listen.port())), "{probe}");
     }
-    assert_eq!(text(container, &["readinessProbe", "grpc", "service"]), auditum::server::log_health_service("default"));
+    assert_eq!(text(container, &["readinessProbe", "grpc", "service"]), auditum_server::log_health_service("default"));
     let wal_mount = container["volumeMounts"].as_sequence().unwrap().iter().find(|mount| mount["name"] == "wal").unwrap();
     assert_eq!(Path::new(text(wal_mount, &["mountPath"])), config.data_dir);
     let claim = &stateful_set["spec"]["volumeClaimTemplates"][0];

@@ -3,19 +3,19 @@
 //! signature from first principles.
 
 use crate::common::*;
-use auditum::batch;
-use auditum::checkpoint::Verifier;
-use auditum::event::Seq;
-use auditum::ledger::{self, LedgerEntry};
-use auditum::merkle;
-use auditum::paths;
-use auditum::pb;
-use auditum::sample;
-use auditum::store::{self, ObjectStore};
+use auditum_batch as batch;
+use auditum_format::checkpoint::Verifier;
+use auditum_format::event::Seq;
+use auditum_format::ledger::{self, LedgerEntry};
+use auditum_format::merkle;
+use auditum_format::paths;
+use auditum_proto::pb;
+use auditum_proto::sample;
+use auditum_store::{self as store, ObjectStore};
 use rand::SeedableRng;
 use std::collections::HashMap;
 
-/// Recomputes everything a verifier would for one log, independently of `auditum::verify`.
+/// Recomputes everything a verifier would for one log, independently of `auditum_verify`.
 async fn recompute_log(store: &dyn ObjectStore, log: &str, verifier_key: &str) -> Vec<(LedgerEntry, Vec<batch::StoredRow>)> {
     let mut out = Vec::new();
     let mut hashes = Vec::new();
@@ -227,7 +227,7 @@ async fn graceful_stop_seals_open_events_and_a_full_batch_seals_early() {
     }
     assert_eq!(counts, [50, 50, 20], "two full batches, then the rest sealed at shutdown");
     // And nothing is left in the WAL to replay.
-    let replay = auditum::wal::replay(&dir.path().join("wal/default")).unwrap();
+    let replay = auditum_engine::log::wal::replay(&dir.path().join("wal/default")).unwrap();
     assert!(replay.records.iter().all(|record| record.seq.0 < 120));
 }
 
@@ -236,7 +236,7 @@ async fn a_shutdown_sent_before_the_sealer_first_runs_is_not_missed() {
     // On one thread nothing yields between the sealer's spawn in Log::open and this shutdown:
     // the stop is sent before the sealer task is first polled, and it must still see it.
     let dir = tempfile::tempdir().unwrap();
-    let logs = auditum::server::open_logs(&test_config(dir.path())).await.unwrap();
+    let logs = auditum_server::open_logs(&test_config(dir.path())).await.unwrap();
     let log = logs.by_name("default").unwrap().clone();
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), log.shutdown(std::time::Duration::from_secs(5))).await;
     stopped.expect("shutdown finishes").unwrap();

@@ -53,16 +53,24 @@ async fn health_reflection_and_metrics_answer_and_move() {
 
     // Query and export latency, rows scanned and exported, and their meta-audit records.
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
-    let mut query = auditum::pb::query_service_client::QueryServiceClient::new(channel);
-    let filter = auditum::pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
+    let mut query = auditum_proto::pb::query_service_client::QueryServiceClient::new(channel);
+    let filter = auditum_proto::pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
     let page = query
-        .query(auditum::pb::QueryRequest { filter: Some(filter.clone()), page_size: 100, page_token: String::new(), descending: false })
+        .query(auditum_proto::pb::QueryRequest {
+            filter: Some(filter.clone()),
+            page_size: 100,
+            page_token: String::new(),
+            descending: false,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(page.events.len(), 25);
-    let export =
-        auditum::pb::ExportRequest { filter: Some(filter), format: auditum::pb::ExportFormat::Csv as i32, include_unsealed: false };
+    let export = auditum_proto::pb::ExportRequest {
+        filter: Some(filter),
+        format: auditum_proto::pb::ExportFormat::Csv as i32,
+        include_unsealed: false,
+    };
     let mut stream = query.export(export).await.unwrap().into_inner();
     while stream.message().await.unwrap().is_some() {}
     let read = http_get(&metrics_url).await;
@@ -84,8 +92,8 @@ async fn json_logs_carry_the_request_id_of_each_call() {
     args.extend(["--log-format".to_string(), "json".to_string()]);
     let (mut child, url) = spawn_binary(dir.path(), &args).await;
     let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
-    let mut proof = auditum::pb::proof_service_client::ProofServiceClient::new(channel);
-    let mut request = tonic::Request::new(auditum::pb::GetCheckpointRequest { log: String::new() });
+    let mut proof = auditum_proto::pb::proof_service_client::ProofServiceClient::new(channel);
+    let mut request = tonic::Request::new(auditum_proto::pb::GetCheckpointRequest { log: String::new() });
     request.metadata_mut().insert("authorization", format!("Bearer {secret}").parse().unwrap());
     request.metadata_mut().insert("x-request-id", "trace-me-42".parse().unwrap());
     assert_eq!(proof.get_checkpoint(request).await.unwrap_err().code(), tonic::Code::PermissionDenied);

@@ -2,11 +2,11 @@
 //! corruption of a proof is rejected.
 
 use crate::common::*;
-use auditum::checkpoint::{Checkpoint, Signer, Verifier};
-use auditum::merkle;
-use auditum::pb;
-use auditum::pb::proof_service_client::ProofServiceClient;
-use auditum::proof;
+use auditum_format::checkpoint::{Checkpoint, Signer, Verifier};
+use auditum_format::merkle;
+use auditum_format::proof;
+use auditum_proto::pb;
+use auditum_proto::pb::proof_service_client::ProofServiceClient;
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -139,7 +139,7 @@ async fn event_proofs_verify_offline_and_every_corruption_is_rejected() {
         "event column and its leaf hash".into(),
         edited(&text, |doc| {
             doc["event"]["action"] = Value::String("user.logout".into());
-            let record = auditum::event::EventRecord::from_json(&doc["event"]).unwrap();
+            let record = auditum_format::event::EventRecord::from_json(&doc["event"]).unwrap();
             doc["leaf_hash"] = Value::String(hex::encode(record.leaf_hash()));
         }),
     ));
@@ -188,7 +188,7 @@ async fn event_proofs_verify_offline_and_every_corruption_is_rejected() {
         let store = store.clone();
         let verifier = verifier.clone();
         async move {
-            let note = store.get(&auditum::paths::checkpoint_note_key("default", size), None).await.unwrap();
+            let note = store.get(&auditum_format::paths::checkpoint_note_key("default", size), None).await.unwrap();
             verifier.verify_checkpoint(std::str::from_utf8(&note).unwrap()).unwrap().root
         }
     };

@@ -1,14 +1,14 @@
 //! Property tests over hostile input: event validation, the canonical encoding, and WAL record
 //! decoding never panic on arbitrary input, and what they accept round-trips.
 
-use auditum::event::{EventRecord, Seq};
-use auditum::pb;
-use auditum::validate::{Redactor, Validator};
+use auditum_format::event::{EventRecord, Seq};
+use auditum_proto::pb;
+use auditum_proto::validate::{Redactor, Validator};
 use proptest::prelude::*;
 use prost_types::value::Kind;
 
 fn validator() -> Validator {
-    Validator { redactor: Redactor::new(auditum::validate::DEFAULT_REDACT_KEYS.iter().map(|key| key.to_string())) }
+    Validator { redactor: Redactor::new(auditum_proto::validate::DEFAULT_REDACT_KEYS.iter().map(|key| key.to_string())) }
 }
 
 const NOW: i64 = 1_790_000_000_000_000;
@@ -130,7 +130,7 @@ fn valid_event() -> impl Strategy<Value = pb::AuditEvent> {
         .prop_map(|(id, tenant_id, occurred_at, action, actor_id, actor_type, result, texts, source_ip, metadata)| pb::AuditEvent {
             id,
             tenant_id,
-            occurred_at: Some(auditum::api::timestamp_from_micros(occurred_at)),
+            occurred_at: Some(auditum_proto::convert::timestamp_from_micros(occurred_at)),
             action,
             actor: Some(pb::Actor { id: actor_id, r#type: actor_type, name: texts[0].clone() }),
             target: Some(pb::Target { r#type: texts[1].clone(), id: texts[2].clone(), name: String::new() }),
@@ -148,8 +148,8 @@ fn assert_round_trips(record: &EventRecord) -> Result<(), TestCaseError> {
     record.encode_columns(&mut columns);
     prop_assert_eq!(&EventRecord::decode_columns(&columns).unwrap(), record);
     let mut framed = Vec::new();
-    auditum::wal::encode_record(record, &mut framed);
-    let (decoded, len) = auditum::wal::decode_record(&framed).unwrap().unwrap();
+    auditum_format::wal::encode_record(record, &mut framed);
+    let (decoded, len) = auditum_format::wal::decode_record(&framed).unwrap().unwrap();
     prop_assert_eq!(&decoded, record);
     prop_assert_eq!(len, framed.len());
     let from_json = EventRecord::from_json(&record.to_json()).unwrap();
@@ -186,7 +186,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_the_column_or_wal_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = EventRecord::decode_columns(&bytes);
-        let _ = auditum::wal::decode_record(&bytes);
+        let _ = auditum_format::wal::decode_record(&bytes);
         // A well-formed frame around arbitrary content: the checksum passes, the content is hostile.
         let mut framed = Vec::new();
         framed.extend_from_slice(&((bytes.len() + 1) as u32).to_be_bytes());
@@ -194,7 +194,7 @@ proptest! {
         payload.extend_from_slice(&bytes);
         framed.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         framed.extend_from_slice(&payload);
-        let _ = auditum::wal::decode_record(&framed);
+        let _ = auditum_format::wal::decode_record(&framed);
     }
 
     #[test]
@@ -203,14 +203,14 @@ proptest! {
         record.seq = Seq(7);
         record.received_at = NOW;
         let mut framed = Vec::new();
-        auditum::wal::encode_record(&record, &mut framed);
+        auditum_format::wal::encode_record(&record, &mut framed);
         // Any strict prefix is a torn write.
         let cut = cut.index(framed.len());
-        prop_assert_eq!(auditum::wal::decode_record(&framed[..cut]), Ok(None));
+        prop_assert_eq!(auditum_format::wal::decode_record(&framed[..cut]), Ok(None));
         // Any single flipped bit is caught (the length, the checksum or the CRC-32C of the payload).
         let mut damaged = framed.clone();
         damaged[flip.index(framed.len())] ^= 1 << bit;
-        if let Ok(Some((decoded, _))) = auditum::wal::decode_record(&damaged) {
+        if let Ok(Some((decoded, _))) = auditum_format::wal::decode_record(&damaged) {
             prop_assert!(false, "a damaged record decoded as {decoded:?}");
         }
     }

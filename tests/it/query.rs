@@ -5,21 +5,21 @@ use crate::common;
 
 use crate::common::archive::{self, brute_force_matches};
 use crate::common::*;
-use auditum::event::EventRecord;
-use auditum::pb;
-use auditum::pb::query_service_client::QueryServiceClient;
+use auditum_format::event::EventRecord;
+use auditum_proto::pb;
+use auditum_proto::pb::query_service_client::QueryServiceClient;
 use rand::{Rng, SeedableRng};
 use sha2::Digest;
 use std::collections::HashSet;
 use tonic::transport::Channel;
 
 /// Small row groups and pages, so the statistics, bloom filters and page index all get used.
-fn archive_config(dir: &std::path::Path) -> auditum::config::Config {
+fn archive_config(dir: &std::path::Path) -> auditum_server::config::Config {
     // Queries are compared with a scan of the archive: no meta-audit events of their own.
-    auditum::config::Config { row_group_rows: 500, page_rows: 50, meta_audit: false, ..test_config(dir) }
+    auditum_server::config::Config { row_group_rows: 500, page_rows: 50, meta_audit: false, ..test_config(dir) }
 }
 
-async fn query_client(running: &auditum::server::RunningServer) -> QueryServiceClient<Channel> {
+async fn query_client(running: &auditum_server::RunningServer) -> QueryServiceClient<Channel> {
     QueryServiceClient::connect(format!("http://{}", running.addr)).await.unwrap().max_decoding_message_size(64 * 1024 * 1024)
 }
 
@@ -85,7 +85,7 @@ async fn random_filters_match_a_brute_force_scan_in_both_orders() {
             let got_records: Vec<(EventRecord, Option<u64>)> = got
                 .iter()
                 .map(|stored| {
-                    let record = auditum::query::record_of(stored).unwrap();
+                    let record = auditum_proto::convert::record_of(stored).unwrap();
                     assert_eq!(stored.leaf_hash, record.leaf_hash().to_vec(), "leaf_hash is the event's leaf");
                     (record, stored.sealed.then_some(stored.batch_index))
                 })
@@ -167,7 +167,7 @@ async fn needle_queries_prune_at_every_step_and_read_ranges() {
 async fn bad_requests_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     // Unbounded paging of one tenant: no meta-audit events appearing between pages.
-    let (running, mut ingest) = start(auditum::config::Config { meta_audit: false, ..test_config(dir.path()) }).await;
+    let (running, mut ingest) = start(auditum_server::config::Config { meta_audit: false, ..test_config(dir.path()) }).await;
     ingest.append(request(vec![event("acme", "user.login", "ann"), event("acme", "user.login", "bob")])).await.unwrap();
     let mut client = query_client(&running).await;
     let acme = pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
@@ -285,7 +285,7 @@ async fn exports_parse_back_to_the_same_events_in_every_format() {
                 pb::ExportFormat::Csv => {
                     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
                     let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
-                    assert_eq!(headers, auditum::event::COLUMN_NAMES[..24].iter().map(|name| name.to_string()).collect::<Vec<_>>());
+                    assert_eq!(headers, auditum_format::event::COLUMN_NAMES[..24].iter().map(|name| name.to_string()).collect::<Vec<_>>());
                     reader
                         .records()
                         .map(|row| {
@@ -304,7 +304,7 @@ async fn exports_parse_back_to_the_same_events_in_every_format() {
                         })
                         .collect()
                 }
-                _ => auditum::batch::read_batch(bytes::Bytes::from(bytes.clone()))
+                _ => auditum_batch::read_batch(bytes::Bytes::from(bytes.clone()))
                     .unwrap()
                     .into_iter()
                     .map(|row| {
@@ -357,7 +357,7 @@ fn queries_and_exports_on_s3_read_ranges_and_match_the_brute_force() {
         let mut config = archive_config(dir.path());
         config.store = Some("s3://archive/prod".into());
         config.s3_endpoint = Some(moto.endpoint.clone());
-        config.retention_mode = Some(auditum::store::RetentionMode::Governance);
+        config.retention_mode = Some(auditum_store::RetentionMode::Governance);
         config.retention_days = Some(1);
         let (running, mut ingest) = start(config).await;
         let mut rng = rand::rngs::StdRng::seed_from_u64(303);
@@ -376,7 +376,7 @@ fn queries_and_exports_on_s3_read_ranges_and_match_the_brute_force() {
                 let (got, _) = query_all(&mut client, &filter, descending, page_size).await;
                 let got: Vec<(EventRecord, Option<u64>)> = got
                     .iter()
-                    .map(|stored| (auditum::query::record_of(stored).unwrap(), stored.sealed.then_some(stored.batch_index)))
+                    .map(|stored| (auditum_proto::convert::record_of(stored).unwrap(), stored.sealed.then_some(stored.batch_index)))
                     .collect();
                 let mut want = expected.clone();
                 if descending {

@@ -5,13 +5,13 @@ use crate::common;
 
 use crate::common::s3::{Moto, Proxy, runtime};
 use crate::common::*;
-use auditum::checkpoint::Verifier;
-use auditum::config::Config;
-use auditum::ledger::LedgerEntry;
-use auditum::paths;
-use auditum::pb;
-use auditum::store::{self, ObjectStore, RetentionMode};
-use auditum::verify;
+use auditum_format::checkpoint::Verifier;
+use auditum_format::ledger::LedgerEntry;
+use auditum_format::paths;
+use auditum_proto::pb;
+use auditum_server::config::Config;
+use auditum_store::{self as store, ObjectStore, RetentionMode};
+use auditum_verify as verify;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,7 +39,7 @@ fn startup_refuses_a_bucket_that_cannot_hold_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let refusal = |url: &str| {
             let config = s3_config(dir.path(), &moto.endpoint, url);
-            async move { auditum::server::start(config).await.err().expect("refuses to start").to_string() }
+            async move { auditum_server::start(config).await.err().expect("refuses to start").to_string() }
         };
         let message = refusal("s3://missing-bucket/a").await;
         assert!(message.contains("bucket missing-bucket does not exist"), "{message}");
@@ -63,7 +63,7 @@ fn startup_refuses_a_bucket_that_cannot_hold_the_log() {
         let mut config = s3_config(dir.path(), &moto.endpoint, "s3://unlocked/b");
         config.retention_mode = None;
         config.retention_days = None;
-        auditum::server::start(config).await.unwrap().stop().await.unwrap();
+        auditum_server::start(config).await.unwrap().stop().await.unwrap();
     });
 }
 
@@ -146,7 +146,7 @@ async fn append_continuously(
     stop: Arc<AtomicBool>,
     refused_as_full: Arc<AtomicUsize>,
 ) -> Vec<tonic::Status> {
-    let mut client = auditum::client::connect(&url).await.unwrap();
+    let mut client = auditum_client::connect(&url).await.unwrap();
     let mut errors = Vec::new();
     let mut next = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -177,7 +177,7 @@ async fn archived_ids(store: &dyn ObjectStore) -> HashMap<String, Vec<u64>> {
     let mut archived: HashMap<String, Vec<u64>> = HashMap::new();
     for meta in store.list("default/ledger/").await.unwrap() {
         let entry = LedgerEntry::parse(std::str::from_utf8(&store.get(&meta.key, None).await.unwrap()).unwrap()).unwrap();
-        for row in auditum::batch::read_batch(store.get(&entry.object, entry.version.as_deref()).await.unwrap()).unwrap() {
+        for row in auditum_batch::read_batch(store.get(&entry.object, entry.version.as_deref()).await.unwrap()).unwrap() {
             archived.entry(row.record.id).or_default().push(row.record.seq.0);
         }
     }
@@ -191,7 +191,7 @@ fn two_writers_on_one_log_end_with_one_chain_and_the_loser_fenced() {
         moto.locked_bucket("shared-log").await;
         let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         // Misconfigured twins: same log, same signing key, separate WALs.
-        let key = auditum::checkpoint::Signer::generate("auditum/default").unwrap();
+        let key = auditum_format::checkpoint::Signer::generate("auditum/default").unwrap();
         key.write_files(&first_dir.path().join("keys/default.key")).unwrap();
         key.write_files(&second_dir.path().join("keys/default.key")).unwrap();
         let args = common::s3::serve_args("s3://shared-log/x", &moto.endpoint, "200ms");

@@ -2,10 +2,10 @@
 //! and without client certificates, meta-audit events, per-key rate limits, hostile input.
 
 use crate::common::*;
-use auditum::auth::{Scope, sha256_hex};
-use auditum::client::{AuthChannel, ConnectOptions};
-use auditum::config::{ApiKeyConfig, Config};
-use auditum::pb;
+use auditum_client::{AuthChannel, ConnectOptions};
+use auditum_engine::auth::{Scope, sha256_hex};
+use auditum_proto::pb;
+use auditum_server::config::{ApiKeyConfig, Config};
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::Code;
@@ -47,7 +47,7 @@ fn secured_config(dir: &std::path::Path) -> Config {
 
 async fn channel(url: &str, api_key: Option<&str>) -> AuthChannel {
     let options = ConnectOptions { api_key: api_key.map(str::to_string), ..Default::default() };
-    auditum::client::channel(url, &options).await.unwrap()
+    auditum_client::channel(url, &options).await.unwrap()
 }
 
 struct Clients {
@@ -253,7 +253,7 @@ async fn every_key_reaches_exactly_the_rpcs_and_tenants_it_is_configured_for() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(auditum::proof::event_tenant(&shared.proof_json).unwrap(), "acme");
+    assert_eq!(auditum_format::proof::event_tenant(&shared.proof_json).unwrap(), "acme");
     // An unsealed event of another tenant: refused, without saying whether it is sealed.
     let unsealed = |tenant: &str| with_id(event(tenant, "matrix.unsealed", "u"), &format!("{tenant}-unsealed"));
     let results = writer.ingest.append(request(vec![unsealed("globex"), unsealed("acme")])).await.unwrap().into_inner().results;
@@ -390,12 +390,12 @@ async fn a_flood_above_the_rate_limit_is_refused_while_other_keys_keep_working()
 async fn development_mode_refuses_a_non_loopback_listener() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config { listen: "0.0.0.0:0".parse().unwrap(), ..test_config(dir.path()) };
-    let error = auditum::server::start(config).await.err().expect("refused").to_string();
+    let error = auditum_server::start(config).await.err().expect("refused").to_string();
     assert!(error.contains("api_keys") && error.contains("loopback"), "{error}");
     // With a key, the same listener is allowed.
     let config =
         Config { listen: "0.0.0.0:0".parse().unwrap(), api_keys: vec![key_config("k", "*", &[Scope::Admin])], ..test_config(dir.path()) };
-    let running = auditum::server::start(config).await.unwrap();
+    let running = auditum_server::start(config).await.unwrap();
     running.stop().await.unwrap();
 }
 
@@ -527,7 +527,7 @@ fn test_pki(dir: &std::path::Path) -> Pki {
 }
 
 async fn tls_append(url: &str, options: ConnectOptions) -> Result<(), String> {
-    let channel = auditum::client::channel(url, &options).await?;
+    let channel = auditum_client::channel(url, &options).await.map_err(|error| error.to_string())?;
     let mut client = pb::ingest_service_client::IngestServiceClient::new(channel);
     client.append(request(vec![event("acme", "tls.append", "t")])).await.map(|_| ()).map_err(|status| status.to_string())
 }
@@ -539,7 +539,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_can_require_client_certificate
     let api_key = Some(secret("platform-writer"));
     let config =
         Config { tls_cert: Some(pki.server_cert.clone()), tls_key: Some(pki.server_key.clone()), ..secured_config(&dir.path().join("a")) };
-    let running = auditum::server::start(config).await.unwrap();
+    let running = auditum_server::start(config).await.unwrap();
     let url = format!("https://{}", running.addr);
     let trusting = ConnectOptions { api_key: api_key.clone(), tls_ca: Some(pki.ca.clone()), ..Default::default() };
     tls_append(&url, trusting.clone()).await.unwrap();
@@ -556,7 +556,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_can_require_client_certificate
         tls_client_ca: Some(pki.ca.clone()),
         ..secured_config(&dir.path().join("b"))
     };
-    let running = auditum::server::start(config).await.unwrap();
+    let running = auditum_server::start(config).await.unwrap();
     let url = format!("https://{}", running.addr);
     let refused = tls_append(&url, trusting.clone()).await.unwrap_err();
     assert!(!refused.is_empty());
@@ -572,7 +572,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_can_require_client_certificate
     // A bad certificate file stops the server at start, naming the field.
     let config =
         Config { tls_cert: Some(pki.ca.clone()), tls_key: Some(dir.path().join("missing.key")), ..secured_config(&dir.path().join("c")) };
-    let error = auditum::server::start(config).await.err().expect("refused").to_string();
+    let error = auditum_server::start(config).await.err().expect("refused").to_string();
     assert!(error.contains("tls_key"), "{error}");
 }
 
@@ -604,7 +604,7 @@ async fn keygen_keys_are_kept_only_as_hashes_and_a_wrong_secret_is_refused() {
         let url = url.clone();
         async move {
             let options = ConnectOptions { api_key: Some(api_key), ..Default::default() };
-            let mut client = pb::ingest_service_client::IngestServiceClient::new(auditum::client::channel(&url, &options).await.unwrap());
+            let mut client = pb::ingest_service_client::IngestServiceClient::new(auditum_client::channel(&url, &options).await.unwrap());
             client.append(request(vec![event("acme", "user.login", "u")])).await.map(|_| ())
         }
     };
@@ -614,7 +614,7 @@ async fn keygen_keys_are_kept_only_as_hashes_and_a_wrong_secret_is_refused() {
     assert_eq!(append("billing".into()).await.unwrap_err().code(), Code::Unauthenticated);
     // Scope and tenant still hold for the right secret.
     let options = ConnectOptions { api_key: Some(secret.clone()), ..Default::default() };
-    let mut proof = pb::proof_service_client::ProofServiceClient::new(auditum::client::channel(&url, &options).await.unwrap());
+    let mut proof = pb::proof_service_client::ProofServiceClient::new(auditum_client::channel(&url, &options).await.unwrap());
     assert_eq!(proof.get_checkpoint(pb::GetCheckpointRequest { log: String::new() }).await.unwrap_err().code(), Code::PermissionDenied);
 
     // The CLI sends the key too.

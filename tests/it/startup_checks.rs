@@ -2,8 +2,8 @@
 //! fences it, and a truncated or tampered archive refuses to start.
 
 use crate::common::*;
-use auditum::log;
-use auditum::paths;
+use auditum_engine::log;
+use auditum_format::paths;
 use std::os::unix::fs::PermissionsExt;
 
 fn store_path(dir: &std::path::Path, key: &str) -> std::path::PathBuf {
@@ -52,7 +52,7 @@ async fn a_truncated_ledger_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     two_sealed_batches(dir.path()).await;
     std::fs::remove_file(store_path(dir.path(), &paths::ledger_entry_key("default", 1))).unwrap();
-    let error = auditum::server::start(test_config(dir.path())).await.err().expect("refuses to start");
+    let error = auditum_server::start(test_config(dir.path())).await.err().expect("refuses to start");
     assert!(error.to_string().contains("truncated"), "{error}");
 }
 
@@ -63,7 +63,7 @@ async fn an_edited_ledger_entry_refuses_to_start() {
     let path = store_path(dir.path(), &paths::ledger_entry_key("default", 0));
     let text = std::fs::read_to_string(&path).unwrap().replace("\"count\":1", "\"count\":2");
     tamper(&path, text.as_bytes());
-    let error = auditum::server::start(test_config(dir.path())).await.err().expect("refuses to start");
+    let error = auditum_server::start(test_config(dir.path())).await.err().expect("refuses to start");
     assert!(error.to_string().contains("000000000001.json") || error.to_string().contains("000000000000.json"), "{error}");
 }
 
@@ -78,9 +78,9 @@ async fn a_checkpoint_not_matching_the_ledger_refuses_to_start() {
     let (running, _client) = start(test_config(dir.path())).await;
     running.stop().await.unwrap();
     // … but a head signed by another key is refused.
-    let other = auditum::checkpoint::Signer::generate("auditum/default").unwrap().sign_checkpoint(2, &[0; 32]);
+    let other = auditum_format::checkpoint::Signer::generate("auditum/default").unwrap().sign_checkpoint(2, &[0; 32]);
     tamper(&store_path(dir.path(), &paths::latest_checkpoint_key("default")), other.as_bytes());
-    let error = auditum::server::start(test_config(dir.path())).await.err().expect("refuses to start");
+    let error = auditum_server::start(test_config(dir.path())).await.err().expect("refuses to start");
     assert!(error.to_string().contains("no valid signature"), "{error}");
 }
 
@@ -89,9 +89,9 @@ async fn a_checkpoint_signing_another_root_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     two_sealed_batches(dir.path()).await;
     let key_text = std::fs::read_to_string(dir.path().join("keys/default.key")).unwrap();
-    let signer = auditum::checkpoint::Signer::from_private_key_text(&key_text, std::path::Path::new("k")).unwrap();
+    let signer = auditum_format::checkpoint::Signer::from_private_key_text(&key_text, std::path::Path::new("k")).unwrap();
     let forged = signer.sign_checkpoint(2, &[7; 32]);
     tamper(&store_path(dir.path(), &paths::latest_checkpoint_key("default")), forged.as_bytes());
-    let error = auditum::server::start(test_config(dir.path())).await.err().expect("refuses to start");
+    let error = auditum_server::start(test_config(dir.path())).await.err().expect("refuses to start");
     assert!(error.to_string().contains("signs a root other than the ledger's"), "{error}");
 }

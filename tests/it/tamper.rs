@@ -4,13 +4,13 @@
 use crate::common;
 
 use crate::common::*;
-use auditum::batch;
-use auditum::checkpoint::{Signer, Verifier};
-use auditum::event::{EventRecord, Seq};
-use auditum::ledger::LedgerEntry;
-use auditum::paths;
-use auditum::store;
-use auditum::verify::{self, Options, ProblemKind, Report};
+use auditum_batch as batch;
+use auditum_format::checkpoint::{Signer, Verifier};
+use auditum_format::event::{EventRecord, Seq};
+use auditum_format::ledger::LedgerEntry;
+use auditum_format::paths;
+use auditum_store as store;
+use auditum_verify::{self as verify, Options, ProblemKind, Report};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -182,7 +182,7 @@ async fn verify_names_every_kind_of_tampering() {
     // A checkpoint signed by another key.
     let copy = Copy::of(original.path());
     let latest = std::fs::read_to_string(copy.path(&paths::latest_checkpoint_key("default"))).unwrap();
-    let parsed = auditum::checkpoint::Checkpoint::parse(&latest).unwrap();
+    let parsed = auditum_format::checkpoint::Checkpoint::parse(&latest).unwrap();
     let forged = Signer::generate("auditum/default").unwrap().sign_checkpoint(parsed.size, &parsed.root);
     std::fs::write(copy.path(&paths::latest_checkpoint_key("default")), forged).unwrap();
     assert_named(&copy.verify(&key, None).await, ProblemKind::BadSignature, &paths::latest_checkpoint_key("default"));
@@ -228,7 +228,7 @@ fn on_s3_a_delete_marker_and_a_new_object_at_a_locked_key_are_named() {
         let mut config = test_config(dir.path());
         config.store = Some("s3://tamper-archive/a".into());
         config.s3_endpoint = Some(moto.endpoint.clone());
-        config.retention_mode = Some(auditum::store::RetentionMode::Governance);
+        config.retention_mode = Some(auditum_store::RetentionMode::Governance);
         config.retention_days = Some(1);
         let (running, mut client) = start(config).await;
         for round in 0..2 {

@@ -2,8 +2,8 @@
 //! index, the field and the rule; a rejected call appends nothing.
 
 use crate::common::*;
-use auditum::pb;
-use auditum::sample::{number_value, string_value, struct_of};
+use auditum_proto::pb;
+use auditum_proto::sample::{number_value, string_value, struct_of};
 use prost_types::value::Kind;
 
 /// Appends `[good, good, bad]` and checks the error names `events[2].<field>` and the rule.

@@ -1,10 +1,10 @@
 //! The shared test vectors (`../shared/testvectors/`): RFC 6962 roots and auditum's own event
 //! leaves, batch root, ledger entry hash and signed checkpoint, reproduced byte for byte.
 
-use auditum::checkpoint::{Signer, Verifier};
-use auditum::event::EventRecord;
-use auditum::ledger::{self, LedgerEntry};
-use auditum::merkle;
+use auditum_format::checkpoint::{Signer, Verifier};
+use auditum_format::event::EventRecord;
+use auditum_format::ledger::{self, LedgerEntry};
+use auditum_format::merkle;
 use serde_json::Value;
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! WAL files: replay restores exactly what was synced; a torn tail is truncated; corruption of
 //! acknowledged records is detected and refused.
 
-use auditum::event::{EventRecord, Seq};
-use auditum::wal::{self, WalFiles};
+use auditum_engine::log::wal::{self, WalFiles};
+use auditum_format::event::{EventRecord, Seq};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +28,7 @@ fn write_records(wal: &mut WalFiles, range: std::ops::Range<u64>, group: usize) 
     for chunk in seqs.chunks(group) {
         let mut framed = Vec::new();
         for seq in chunk {
-            wal::encode_record(&record(*seq), &mut framed);
+            auditum_format::wal::encode_record(&record(*seq), &mut framed);
         }
         wal.append_synced(&framed, chunk.len() as u64).unwrap();
     }
@@ -76,7 +76,7 @@ fn a_torn_tail_is_truncated_at_every_cut_point_and_appends_continue() {
     let path = segments(dir.path()).pop().unwrap();
     let synced = fs::read(&path).unwrap();
     let mut torn_record = Vec::new();
-    wal::encode_record(&record(5), &mut torn_record);
+    auditum_format::wal::encode_record(&record(5), &mut torn_record);
     for cut in 1..torn_record.len() {
         fs::write(&path, [&synced[..], &torn_record[..cut]].concat()).unwrap();
         let replay = wal::replay(dir.path()).unwrap();
@@ -105,7 +105,7 @@ fn crc_corruption_of_acknowledged_records_is_refused() {
     let path = segments(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&path).unwrap();
     // Flip one byte inside record 3's payload: valid records follow, so this is not a torn tail.
-    let offset = wal::HEADER_LEN + 3 * (bytes.len() - wal::HEADER_LEN) / 10 + 20;
+    let offset = auditum_format::wal::HEADER_LEN + 3 * (bytes.len() - auditum_format::wal::HEADER_LEN) / 10 + 20;
     bytes[offset] ^= 0x01;
     fs::write(&path, &bytes).unwrap();
     let error = wal::replay(dir.path()).unwrap_err();

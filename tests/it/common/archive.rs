@@ -1,11 +1,11 @@
 //! A generated archive for the query tests: several tenants (skewed), late events, several seals,
 //! an open batch left unsealed; and an independent brute-force reading of the EventFilter.
 
-use auditum::batch;
-use auditum::event::EventRecord;
-use auditum::pb;
-use auditum::pb::ingest_service_client::IngestServiceClient;
-use auditum::server::RunningServer;
+use auditum_batch as batch;
+use auditum_format::event::EventRecord;
+use auditum_proto::pb;
+use auditum_proto::pb::ingest_service_client::IngestServiceClient;
+use auditum_server::RunningServer;
 use rand::Rng;
 use rand::rngs::StdRng;
 use tonic::transport::Channel;
@@ -72,7 +72,7 @@ pub fn random_event(rng: &mut StdRng, occurred_at: i64) -> pb::AuditEvent {
     pb::AuditEvent {
         id: String::new(),
         tenant_id: weighted_tenant(rng).to_string(),
-        occurred_at: Some(auditum::api::timestamp_from_micros(occurred_at)),
+        occurred_at: Some(auditum_proto::convert::timestamp_from_micros(occurred_at)),
         action: ACTIONS[skewed(rng, ACTIONS.len() as u32) as usize].to_string(),
         actor: Some(pb::Actor {
             id: format!("user-{}", skewed(rng, 40)),
@@ -113,7 +113,7 @@ pub async fn build(
     rounds: i64,
     per_round: usize,
 ) -> usize {
-    let base = auditum::log::now_micros() - 30 * DAY_MICROS;
+    let base = auditum_format::time::now_micros() - 30 * DAY_MICROS;
     let span = 30 * DAY_MICROS / rounds;
     let mut acknowledged = 0;
     for round in 0..rounds {
@@ -209,7 +209,7 @@ pub fn random_filter(rng: &mut StdRng, events: &[(EventRecord, Option<u64>)]) ->
         filter.actor_type = source
             .actor_type
             .as_deref()
-            .and_then(|name| auditum::client::parse_actor_type(name).ok())
+            .and_then(|name| auditum_proto::convert::parse_actor_type(name).ok())
             .unwrap_or(pb::ActorType::User as i32);
     }
     if pick(0.15) {
@@ -219,7 +219,7 @@ pub fn random_filter(rng: &mut StdRng, events: &[(EventRecord, Option<u64>)]) ->
         filter.target_id = source.target_id.clone().unwrap_or_default();
     }
     if pick(0.2) {
-        filter.outcome = auditum::client::parse_outcome(&source.outcome).unwrap_or(pb::OutcomeResult::Success as i32);
+        filter.outcome = auditum_proto::convert::parse_outcome(&source.outcome).unwrap_or(pb::OutcomeResult::Success as i32);
     }
     if pick(0.1) {
         filter.request_id = source.request_id.clone().unwrap_or_default();
@@ -255,12 +255,12 @@ pub fn random_filter(rng: &mut StdRng, events: &[(EventRecord, Option<u64>)]) ->
             1 => filter.end_time = Some(prost_types::Timestamp { seconds: (start + width).div_euclid(1_000_000), nanos: nanos_part(rng) }),
             2 => {
                 // Exactly an event's microsecond: the start is inclusive.
-                filter.start_time = Some(auditum::api::timestamp_from_micros(centre));
-                filter.end_time = Some(auditum::api::timestamp_from_micros(centre + width));
+                filter.start_time = Some(auditum_proto::convert::timestamp_from_micros(centre));
+                filter.end_time = Some(auditum_proto::convert::timestamp_from_micros(centre + width));
             }
             _ => {
-                filter.start_time = Some(auditum::api::timestamp_from_micros(start));
-                filter.end_time = Some(auditum::api::timestamp_from_micros(start + width));
+                filter.start_time = Some(auditum_proto::convert::timestamp_from_micros(start));
+                filter.end_time = Some(auditum_proto::convert::timestamp_from_micros(start + width));
             }
         }
     }

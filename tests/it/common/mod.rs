@@ -4,10 +4,10 @@
 pub mod archive;
 pub mod s3;
 
-use auditum::config::Config;
-use auditum::pb;
-use auditum::pb::ingest_service_client::IngestServiceClient;
-use auditum::server::{self, RunningServer};
+use auditum_proto::pb;
+use auditum_proto::pb::ingest_service_client::IngestServiceClient;
+use auditum_server::config::Config;
+use auditum_server::{self as server, RunningServer};
 use std::path::Path;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -25,8 +25,8 @@ pub fn test_config(dir: &Path) -> Config {
 }
 
 /// A log of its own for `tenants`, everything else as the top-level config says.
-pub fn routed_log(name: &str, tenants: &[&str]) -> auditum::config::LogConfig {
-    auditum::config::LogConfig {
+pub fn routed_log(name: &str, tenants: &[&str]) -> auditum_server::config::LogConfig {
+    auditum_server::config::LogConfig {
         name: name.into(),
         origin: None,
         tenants: tenants.iter().map(|tenant| tenant.to_string()).collect(),
@@ -41,7 +41,7 @@ pub fn key_config_args(dir: &Path, id: &str, secret: &str, tenant: &str, scopes:
     let scopes = scopes.iter().map(|scope| format!("{scope:?}")).collect::<Vec<_>>().join(", ");
     let text = format!(
         "[[api_keys]]\nid = {id:?}\nsecret_sha256 = \"{}\"\ntenant = {tenant:?}\nscopes = [{scopes}]\n",
-        auditum::auth::sha256_hex(secret)
+        auditum_engine::auth::sha256_hex(secret)
     );
     let path = dir.join("auditum.toml");
     std::fs::write(&path, text).unwrap();
@@ -50,16 +50,16 @@ pub fn key_config_args(dir: &Path, id: &str, secret: &str, tenant: &str, scopes:
 
 pub async fn start(config: Config) -> (RunningServer, IngestServiceClient<Channel>) {
     let running = server::start(config).await.expect("server starts");
-    let client = auditum::client::connect(&format!("http://{}", running.addr)).await.expect("client connects");
+    let client = auditum_client::connect(&format!("http://{}", running.addr)).await.expect("client connects");
     (running, client)
 }
 
 pub fn now_micros() -> i64 {
-    auditum::log::now_micros()
+    auditum_format::time::now_micros()
 }
 
 pub fn timestamp(micros: i64) -> prost_types::Timestamp {
-    auditum::api::timestamp_from_micros(micros)
+    auditum_proto::convert::timestamp_from_micros(micros)
 }
 
 /// A minimal valid event.

@@ -67,12 +67,12 @@ impl Moto {
         panic!("moto_server did not start on port {port}");
     }
 
-    pub fn options(&self) -> auditum::store::S3Options {
-        auditum::store::S3Options { endpoint: Some(self.endpoint.clone()), ..Default::default() }
+    pub fn options(&self) -> auditum_store::S3Options {
+        auditum_store::S3Options { endpoint: Some(self.endpoint.clone()), ..Default::default() }
     }
 
     pub async fn client(&self) -> aws_sdk_s3::Client {
-        let store = auditum::store::S3Store::open("s3://any-bucket", &self.options()).await.unwrap();
+        let store = auditum_store::S3Store::open("s3://any-bucket", &self.options()).await.unwrap();
         store.client().clone()
     }
 

@@ -1,0 +1,54 @@
+//! What can go wrong in a call, in domain terms. The server maps each to a transport status in
+//! one place (`auditum_server::status`).
+
+use crate::auth::Denied;
+use crate::read::FilterError;
+use crate::{export, log, proof, scan};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Refused before running: no or bad key, missing scope, another tenant, rate limit.
+    #[error("{0}")]
+    Denied(#[from] Denied),
+    /// A filter, page size or page token the rules reject.
+    #[error("{0}")]
+    Filter(#[from] FilterError),
+    /// Another request field the rules reject.
+    #[error("{field}: {rule}")]
+    BadRequest { field: String, rule: String },
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error(transparent)]
+    Scan(#[from] scan::Error),
+    #[error(transparent)]
+    Proof(#[from] proof::Error),
+    #[error(transparent)]
+    Export(#[from] export::Failure),
+    #[error("log: no log named {name:?}")]
+    NoSuchLog { name: String },
+    #[error("no log is configured for tenant {tenant:?} and there is no default log")]
+    NoLogForTenant { tenant: String },
+    #[error("log {log}: no batch has been sealed yet, so there is no checkpoint")]
+    NoCheckpoint { log: String },
+    #[error("new_size: {new_size} exceeds the latest checkpoint's size {checkpoint_size}")]
+    BeyondCheckpoint { new_size: u64, checkpoint_size: u64 },
+    #[error("meta-audit event: {0}")]
+    MetaAudit(String),
+    /// A background task died (a panic on the blocking pool): a bug, not an input.
+    #[error("{what} task failed: {reason}")]
+    Task { what: &'static str, reason: String },
+    /// The store could not be read; retrying later may work.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A read died mid-way: what was sent is incomplete.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl Error {
+    pub fn bad_request(field: &str, rule: impl Into<String>) -> Error {
+        Error::BadRequest { field: field.to_string(), rule: rule.into() }
+    }
+}

@@ -1,0 +1,26 @@
+//! auditum's engine: everything between the wire and the store, knowing neither tonic nor
+//! protobuf.
+//!
+//! - `log`: one log's WAL writer (group commit), idempotency index, sealer, checkpoints;
+//! - `router`: tenants → logs; `ingest`: Append over them;
+//! - `read` + `scan`: filters, page tokens, the merge of sealed batches and unsealed events;
+//!   `query`: Query and Export; `export`: encoding and the export pipeline;
+//! - `proof` + `proofs`: event and consistency proofs, server-side verification;
+//! - `auth` + `access`: keys, scopes, tenant binding, rate limits, and the meta-audit record;
+//! - `metrics`: the Prometheus registry; `error`: what can go wrong, in domain terms.
+
+pub mod access;
+pub mod auth;
+pub mod error;
+pub mod export;
+pub mod ingest;
+pub mod log;
+pub mod metrics;
+pub mod proof;
+pub mod proofs;
+pub mod query;
+pub mod read;
+pub mod router;
+pub mod scan;
+
+pub use error::{Error, Result};

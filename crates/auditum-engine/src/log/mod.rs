@@ -1,0 +1,400 @@
+//! One log (DESIGN §1): WAL with group commit, the open batch, idempotency, and the sealer that
+//! turns cut batches into Parquet objects, ledger entries and signed checkpoints.
+//!
+//! Threads: a dedicated OS thread owns the WAL file and the idempotency index; appends reach it
+//! over a channel, and everything queued while it fsyncs is written and synced together (one
+//! fdatasync per group; every waiter answered after it). The sealer is a tokio task that pushes
+//! CPU work (Parquet, hashing) onto the blocking pool.
+
+mod checkpoints;
+mod idempotency;
+mod recovery;
+mod retry;
+mod sealer;
+pub mod wal;
+mod writer;
+
+pub use recovery::load_ledger;
+
+use auditum_batch as batch;
+use auditum_format::checkpoint::{self, Signer};
+use auditum_format::event::{EventRecord, Seq};
+use auditum_format::ledger::LedgerEntry;
+use auditum_format::merkle::Hash;
+use auditum_store::{self as store, ObjectStore, RetentionPolicy};
+use idempotency::{IdempotencyIndex, idempotency_key};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use wal::WalFiles;
+use writer::WalCommand;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const COMMAND_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("log {log}: {source}")]
+    Wal { log: String, source: wal::Error },
+    #[error("log {log}: {source}")]
+    Store { log: String, source: store::Error },
+    #[error("log {log}: {source}")]
+    Key { log: String, source: checkpoint::Error },
+    #[error("log {log}: ledger entry {key} is invalid: {reason}")]
+    Ledger { log: String, key: String, reason: String },
+    #[error("log {log}: {reason}")]
+    Archive { log: String, reason: String },
+    #[error("log {log} is fenced: {reason}")]
+    Fenced { log: String, reason: String },
+    #[error("log {log} stopped accepting writes after a write-ahead-log failure: {reason}")]
+    Failed { log: String, reason: String },
+    #[error("log {log} is shutting down")]
+    ShuttingDown { log: String },
+    #[error("log {log}: sealing gave up: {reason}")]
+    SealAborted { log: String, reason: String },
+    #[error(
+        "log {log}: the write-ahead log holds {wal_bytes} bytes, at its limit of {limit} (wal_max_bytes): sealing is behind, usually because the object store is unreachable; retry later"
+    )]
+    WalFull { log: String, wal_bytes: u64, limit: u64 },
+    #[error("log {log}: background task failed: {reason}")]
+    Task { log: String, reason: String },
+}
+
+/// Everything a log needs, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub name: String,
+    pub origin: String,
+    pub store: Arc<dyn ObjectStore>,
+    pub wal_dir: PathBuf,
+    pub key_path: PathBuf,
+    pub seal_interval: Duration,
+    pub batch_max_events: usize,
+    pub batch_max_bytes: usize,
+    pub batch_layout: batch::BatchLayout,
+    pub wal_segment_bytes: u64,
+    pub idempotency_window: Duration,
+    pub idempotency_max_ids: usize,
+    /// Object Lock applied to every immutable object; None writes unlocked objects.
+    pub retention: Option<RetentionPolicy>,
+    /// Appends are refused once the WAL holds this many bytes.
+    pub wal_max_bytes: u64,
+}
+
+/// What Append answers for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: Seq,
+    pub id: String,
+    pub duplicate: bool,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogStatus {
+    Serving,
+    Fenced(String),
+    Failed(String),
+    ShuttingDown,
+}
+
+impl LogStatus {
+    /// The error an append meets in this status; None while serving.
+    fn error(&self, log: &str) -> Option<Error> {
+        let log = log.to_string();
+        match self {
+            LogStatus::Serving => None,
+            LogStatus::Fenced(reason) => Some(Error::Fenced { log, reason: reason.clone() }),
+            LogStatus::Failed(reason) => Some(Error::Failed { log, reason: reason.clone() }),
+            LogStatus::ShuttingDown => Some(Error::ShuttingDown { log }),
+        }
+    }
+}
+
+/// State shared by the writer thread, the sealer and readers. Critical sections are short.
+struct Shared {
+    open: VecDeque<Arc<EventRecord>>,
+    open_bytes: usize,
+    /// The cut batch being sealed: still unsealed for readers.
+    sealing: Option<Arc<Vec<Arc<EventRecord>>>>,
+    entries: Vec<Arc<LedgerEntry>>,
+    entry_hashes: Vec<Hash>,
+    latest_checkpoint: Option<String>,
+    checkpoint_etag: Option<String>,
+    checkpoint_size: u64,
+    status: LogStatus,
+    wal_bytes: u64,
+}
+
+struct Inner {
+    settings: LogSettings,
+    signer: Signer,
+    commands: mpsc::Sender<WalCommand>,
+    shared: Mutex<Shared>,
+    committed: watch::Sender<Seq>,
+    seal_wakeup: Notify,
+    /// One sealer at a time: batches commit strictly in order.
+    seal_lock: tokio::sync::Mutex<()>,
+    stop: watch::Sender<Option<tokio::time::Instant>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    sealer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Handle to a running log; cheap to clone.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Log").field("name", &self.inner.settings.name).finish()
+    }
+}
+
+/// A read-only view of the committed ledger, for readers.
+#[derive(Debug, Clone)]
+pub struct LedgerSnapshot {
+    pub entries: Vec<Arc<LedgerEntry>>,
+    pub checkpoint: Option<String>,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic elsewhere must not wedge every append: the state stays consistent between steps.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Log {
+    /// Opens a log: loads and checks its ledger, repairs a missing checkpoint, replays the WAL,
+    /// then starts the writer thread and the sealer task.
+    pub async fn open(settings: LogSettings) -> Result<Log> {
+        let log_name = settings.name.clone();
+        let (signer, generated) = Signer::load_or_generate(&settings.key_path, &settings.origin)
+            .map_err(|source| Error::Key { log: log_name.clone(), source })?;
+        if generated {
+            tracing::info!(log = %log_name, key_path = %settings.key_path.display(), verifier_key = %signer.verifier_key(), "generated a new checkpoint signing key");
+        }
+        let (entries, entry_hashes) = load_ledger(settings.store.as_ref(), &log_name).await?;
+        let ledger_next = entries.last().map(|entry| entry.end_seq()).unwrap_or_default();
+
+        let wal_dir = settings.wal_dir.clone();
+        let segment_bytes = settings.wal_segment_bytes;
+        let wal_error = |source| Error::Wal { log: log_name.clone(), source };
+        let (replay, wal_files) = tokio::task::spawn_blocking(move || -> Result<_, wal::Error> {
+            let replay = wal::replay(&wal_dir)?;
+            let files = WalFiles::open(&wal_dir, &replay, ledger_next, segment_bytes)?;
+            Ok((replay, files))
+        })
+        .await
+        .map_err(|error| Error::Task { log: log_name.clone(), reason: error.to_string() })?
+        .map_err(wal_error)?;
+        if replay.truncated_bytes > 0 {
+            tracing::warn!(log = %log_name, bytes = replay.truncated_bytes, "dropped a torn wal tail (never acknowledged)");
+        }
+
+        let mut ids = IdempotencyIndex::new(settings.idempotency_window, settings.idempotency_max_ids);
+        recovery::preload_recent_ids(settings.store.as_ref(), &log_name, &entries, &mut ids, settings.idempotency_window).await?;
+        let mut open = VecDeque::new();
+        let mut open_bytes = 0;
+        for record in replay.records {
+            ids.insert(idempotency_key(&record.tenant_id, &record.id), record.seq, record.received_at);
+            if record.seq >= ledger_next {
+                open_bytes += record.encoded_len_hint();
+                open.push_back(Arc::new(record));
+            }
+        }
+        if !open.is_empty() {
+            tracing::info!(log = %log_name, events = open.len(), first_seq = %open[0].seq, "replayed unsealed events from the wal");
+        }
+
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (committed, _) = watch::channel(ledger_next);
+        let (stop, _) = watch::channel(None);
+        let wal_bytes = wal_files.total_bytes();
+        let inner = Arc::new(Inner {
+            signer,
+            commands,
+            shared: Mutex::new(Shared {
+                open,
+                open_bytes,
+                sealing: None,
+                entries,
+                entry_hashes,
+                latest_checkpoint: None,
+                checkpoint_etag: None,
+                checkpoint_size: 0,
+                status: LogStatus::Serving,
+                wal_bytes,
+            }),
+            committed,
+            seal_wakeup: Notify::new(),
+            seal_lock: tokio::sync::Mutex::new(()),
+            stop,
+            writer_thread: Mutex::new(None),
+            sealer_task: Mutex::new(None),
+            settings,
+        });
+        let log = Log { inner };
+        log.repair_checkpoints().await?;
+
+        let writer_inner = log.inner.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("wal-{log_name}"))
+            .spawn(move || writer::run_writer(writer_inner, wal_files, ids, receiver))
+            .map_err(|error| Error::Task { log: log_name.clone(), reason: error.to_string() })?;
+        *log.inner.writer_thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread);
+        // Subscribed before the task exists, so a stop sent before it first runs is not missed.
+        let stop = log.inner.stop.subscribe();
+        let sealer = tokio::spawn(sealer::run_sealer(log.clone(), stop));
+        *log.inner.sealer_task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sealer);
+        Ok(log)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.settings.name
+    }
+
+    pub fn verifier_key(&self) -> String {
+        self.inner.signer.verifier_key()
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.settings.store
+    }
+
+    pub fn status(&self) -> LogStatus {
+        lock(&self.inner.shared).status.clone()
+    }
+
+    /// First seq not yet committed in the ledger and covered by a published checkpoint.
+    pub fn committed_next(&self) -> Seq {
+        *self.inner.committed.borrow()
+    }
+
+    pub fn ledger_snapshot(&self) -> LedgerSnapshot {
+        let shared = lock(&self.inner.shared);
+        LedgerSnapshot { entries: shared.entries.clone(), checkpoint: shared.latest_checkpoint.clone() }
+    }
+
+    /// Committed entries and unsealed events, taken under one lock: a batch moves from one to
+    /// the other atomically, so a reader sees every event exactly once.
+    pub fn read_snapshot(&self) -> crate::read::ReadSnapshot {
+        let shared = lock(&self.inner.shared);
+        let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
+        crate::read::ReadSnapshot {
+            log: self.name().to_string(),
+            entries: shared.entries.clone(),
+            unsealed: sealing.chain(shared.open.iter().cloned()).collect(),
+            checkpoint: shared.latest_checkpoint.clone(),
+            checkpoint_size: (shared.checkpoint_size as usize).min(shared.entries.len()),
+        }
+    }
+
+    /// The committed entries covered by the latest published checkpoint, for proofs.
+    pub fn proof_basis(&self) -> Option<crate::proof::ProofBasis> {
+        let shared = lock(&self.inner.shared);
+        let checkpoint = shared.latest_checkpoint.clone()?;
+        Some(crate::proof::ProofBasis {
+            log: self.name().to_string(),
+            entries: shared.entries.clone(),
+            entry_hashes: shared.entry_hashes.clone(),
+            checkpoint,
+            checkpoint_size: shared.checkpoint_size.min(shared.entries.len() as u64),
+        })
+    }
+
+    pub fn verifier(&self) -> checkpoint::Verifier {
+        self.inner.signer.verifier()
+    }
+
+    /// Events acknowledged but not yet committed, in seq order.
+    pub fn unsealed_events(&self) -> Vec<Arc<EventRecord>> {
+        let shared = lock(&self.inner.shared);
+        let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
+        sealing.chain(shared.open.iter().cloned()).collect()
+    }
+
+    /// Total bytes of the log's WAL segments.
+    pub fn wal_bytes(&self) -> u64 {
+        lock(&self.inner.shared).wal_bytes
+    }
+
+    /// Whether the WAL is at its cap (appends are being refused).
+    pub fn wal_full(&self) -> bool {
+        self.wal_bytes() >= self.inner.settings.wal_max_bytes
+    }
+
+    /// Acknowledged events not yet committed.
+    pub fn unsealed_count(&self) -> usize {
+        let shared = lock(&self.inner.shared);
+        shared.open.len() + shared.sealing.as_ref().map_or(0, |batch| batch.len())
+    }
+
+    fn status_error(&self, status: &LogStatus) -> Option<Error> {
+        status.error(self.name())
+    }
+
+    /// Appends validated events (seq and received_at are assigned here) and returns once they
+    /// are fsync'd to the WAL.
+    pub async fn append(&self, events: Vec<EventRecord>) -> Result<Vec<Appended>> {
+        if let Some(error) = self.status_error(&self.status()) {
+            return Err(error);
+        }
+        let (reply, answer) = oneshot::channel();
+        let shutting_down = || Error::ShuttingDown { log: self.name().to_string() };
+        self.inner.commands.send(WalCommand::Append { events, reply }).await.map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Waits until every seq below `end` is committed and covered by a published checkpoint.
+    pub async fn wait_committed(&self, end: Seq) -> Result<()> {
+        let mut committed = self.inner.committed.subscribe();
+        loop {
+            if *committed.borrow_and_update() >= end {
+                return Ok(());
+            }
+            if let Some(error) = self.status_error(&self.status()) {
+                return Err(error);
+            }
+            if committed.changed().await.is_err() {
+                return Err(Error::ShuttingDown { log: self.name().to_string() });
+            }
+        }
+    }
+
+    /// Seals everything acknowledged so far, now.
+    pub async fn seal_now(&self) -> Result<()> {
+        self.seal_pending(false).await
+    }
+
+    /// Stops accepting appends, seals what is open (giving up after `timeout`: the events stay
+    /// in the WAL for the next start) and stops the writer thread.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.inner.stop.send_replace(Some(deadline));
+        let sealer = self.inner.sealer_task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(sealer) = sealer {
+            let _ = sealer.await;
+        }
+        let sealed = self.seal_pending(false).await;
+        {
+            let mut shared = lock(&self.inner.shared);
+            if shared.status == LogStatus::Serving {
+                shared.status = LogStatus::ShuttingDown;
+            }
+        }
+        let _ = self.inner.commands.send(WalCommand::Stop).await;
+        let thread = self.inner.writer_thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        sealed
+    }
+
+    fn stop_deadline(&self) -> Option<tokio::time::Instant> {
+        *self.inner.stop.borrow()
+    }
+}

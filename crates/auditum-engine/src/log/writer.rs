@@ -1,0 +1,145 @@
+//! The writer thread: group commit over the WAL. Appends reach it over a channel; everything
+//! queued while it fsyncs is written and synced together (one fdatasync per group), and every
+//! waiter is answered after the sync — never before.
+
+use super::idempotency::{IdempotencyIndex, idempotency_key};
+use super::wal::WalFiles;
+use super::{Appended, Error, Inner, LogStatus, Result, lock};
+use crate::metrics::{self, METRICS};
+use auditum_format::event::{EventRecord, Seq};
+use auditum_format::time::now_micros;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Appends queued beyond this many events wait for the next group.
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// A fully committed active segment is rotated away once it holds this much.
+const WAL_ROTATE_MIN_BYTES: u64 = 1024 * 1024;
+
+pub(super) enum WalCommand {
+    Append { events: Vec<EventRecord>, reply: oneshot::Sender<Result<Vec<Appended>>> },
+    Committed { committed_next: Seq, sealed_at: i64 },
+    Stop,
+}
+
+/// The writer thread: group commit over the WAL.
+pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: IdempotencyIndex, mut receiver: mpsc::Receiver<WalCommand>) {
+    let log = inner.settings.name.clone();
+    let mut framed = Vec::with_capacity(1 << 20);
+    while let Some(first) = receiver.blocking_recv() {
+        let mut commands = vec![first];
+        let mut queued_events = 0;
+        while queued_events < MAX_GROUP_EVENTS {
+            match receiver.try_recv() {
+                Ok(command) => {
+                    if let WalCommand::Append { events, .. } = &command {
+                        queued_events += events.len();
+                    }
+                    commands.push(command);
+                }
+                Err(_) => break,
+            }
+        }
+        framed.clear();
+        let received_at = now_micros();
+        let mut next = wal.next_seq();
+        let mut new_records = Vec::new();
+        let mut replies = Vec::new();
+        let mut committed_updates = Vec::new();
+        let mut stop = false;
+        let mut duplicates = 0u64;
+        let status = lock(&inner.shared).status.clone();
+        for command in commands {
+            match command {
+                WalCommand::Append { events, reply } => {
+                    if status != LogStatus::Serving {
+                        let reason = match status {
+                            LogStatus::Fenced(_) => "fenced",
+                            LogStatus::Failed(_) => "wal_failed",
+                            _ => "shutting_down",
+                        };
+                        METRICS.append_rejected.get_or_create(&metrics::Rejection { log: log.clone(), reason: reason.into() }).inc();
+                        let _ = reply.send(Err(status.error(&log).unwrap_or(Error::ShuttingDown { log: log.clone() })));
+                        continue;
+                    }
+                    // Never acknowledge what the WAL cannot keep: while sealing is blocked
+                    // (object store down) the WAL grows only to its cap.
+                    let wal_bytes = wal.total_bytes() + framed.len() as u64;
+                    if wal_bytes >= inner.settings.wal_max_bytes {
+                        METRICS.append_rejected.get_or_create(&metrics::Rejection { log: log.clone(), reason: "wal_full".into() }).inc();
+                        let _ = reply.send(Err(Error::WalFull { log: log.clone(), wal_bytes, limit: inner.settings.wal_max_bytes }));
+                        continue;
+                    }
+                    let mut results = Vec::with_capacity(events.len());
+                    for mut event in events {
+                        let key = idempotency_key(&event.tenant_id, &event.id);
+                        if let Some((seq, original_received_at)) = ids.get(key) {
+                            duplicates += 1;
+                            results.push(Appended { seq, id: event.id, duplicate: true, received_at: original_received_at });
+                            continue;
+                        }
+                        event.seq = next;
+                        event.received_at = received_at;
+                        next = next.next();
+                        ids.insert(key, event.seq, received_at);
+                        auditum_format::wal::encode_record(&event, &mut framed);
+                        results.push(Appended { seq: event.seq, id: event.id.clone(), duplicate: false, received_at });
+                        new_records.push(event);
+                    }
+                    replies.push((reply, results));
+                }
+                WalCommand::Committed { committed_next, sealed_at } => committed_updates.push((committed_next, sealed_at)),
+                WalCommand::Stop => stop = true,
+            }
+        }
+        if !new_records.is_empty() {
+            if let Err(error) = wal.append_synced(&framed, new_records.len() as u64) {
+                // After a failed fsync the file's state is unknown (retrying fsync can report
+                // success for lost data): stop writing this log until an operator restarts it.
+                let reason = error.to_string();
+                tracing::error!(log = %log, %reason, "wal write failed; the log stops accepting appends");
+                let status = LogStatus::Failed(reason);
+                lock(&inner.shared).status = status.clone();
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(status.error(&log).unwrap_or(Error::ShuttingDown { log: log.clone() })));
+                }
+                continue;
+            }
+            let label = metrics::log_label(&log);
+            METRICS.append_events.get_or_create(&label).inc_by(new_records.len() as u64);
+            METRICS.append_bytes.get_or_create(&label).inc_by(framed.len() as u64);
+            let full = {
+                let mut shared = lock(&inner.shared);
+                for record in new_records {
+                    shared.open_bytes += record.encoded_len_hint();
+                    shared.open.push_back(Arc::new(record));
+                }
+                shared.wal_bytes = wal.total_bytes();
+                shared.open.len() >= inner.settings.batch_max_events || shared.open_bytes >= inner.settings.batch_max_bytes
+            };
+            if full {
+                inner.seal_wakeup.notify_one();
+            }
+        }
+        if duplicates > 0 {
+            METRICS.append_duplicates.get_or_create(&metrics::log_label(&log)).inc_by(duplicates);
+        }
+        for (reply, results) in replies {
+            let _ = reply.send(Ok(results));
+        }
+        for (committed_next, sealed_at) in committed_updates {
+            ids.on_committed(committed_next, sealed_at);
+            ids.expire(now_micros());
+            match wal.delete_committed(committed_next, WAL_ROTATE_MIN_BYTES) {
+                Ok(deleted) if deleted > 0 => tracing::debug!(log = %log, deleted, "deleted committed wal segments"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(log = %log, %error, "cannot delete committed wal segments; will retry after the next seal"),
+            }
+            lock(&inner.shared).wal_bytes = wal.total_bytes();
+        }
+        if stop {
+            break;
+        }
+    }
+    tracing::debug!(log = %log, "wal writer stopped");
+}

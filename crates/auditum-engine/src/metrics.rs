@@ -1,0 +1,152 @@
+//! Prometheus metrics, process-wide, exposed on `--metrics-listen` at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::LazyLock;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogLabel {
+    pub log: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOperation {
+    pub log: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Rejection {
+    pub log: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthFailure {
+    pub code: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+fn seal_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 4.0, 10))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub append_events: Family<LogLabel, Counter>,
+    pub append_duplicates: Family<LogLabel, Counter>,
+    pub append_bytes: Family<LogLabel, Counter>,
+    pub append_rejected: Family<Rejection, Counter>,
+    pub append_latency: HistogramFamily<LogLabel>,
+    pub wal_bytes: Family<LogLabel, Gauge>,
+    pub unsealed_events: Family<LogLabel, Gauge>,
+    pub sealed_batches: Family<LogLabel, Counter>,
+    pub sealed_events: Family<LogLabel, Counter>,
+    pub seal_duration: HistogramFamily<LogLabel>,
+    pub batch_events: HistogramFamily<LogLabel>,
+    pub store_errors: Family<StoreOperation, Counter>,
+    pub store_retries: Family<StoreOperation, Counter>,
+    pub log_fenced: Family<LogLabel, Gauge>,
+    pub query_latency: HistogramFamily<LogLabel>,
+    pub export_duration: HistogramFamily<LogLabel>,
+    pub export_rows: Family<LogLabel, Counter>,
+    pub rows_scanned: Family<LogLabel, Counter>,
+    pub query_bytes_read: Family<LogLabel, Counter>,
+    pub rate_limited: Family<KeyLabel, Counter>,
+    pub auth_refused: Family<AuthFailure, Counter>,
+    pub meta_audit_events: Family<LogLabel, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("auditum");
+        let metrics = Metrics {
+            append_events: Family::default(),
+            append_duplicates: Family::default(),
+            append_bytes: Family::default(),
+            append_rejected: Family::default(),
+            append_latency: Family::new_with_constructor(latency_histogram),
+            wal_bytes: Family::default(),
+            unsealed_events: Family::default(),
+            sealed_batches: Family::default(),
+            sealed_events: Family::default(),
+            seal_duration: Family::new_with_constructor(seal_histogram),
+            batch_events: Family::new_with_constructor(batch_size_histogram),
+            store_errors: Family::default(),
+            store_retries: Family::default(),
+            log_fenced: Family::default(),
+            query_latency: Family::new_with_constructor(latency_histogram),
+            export_duration: Family::new_with_constructor(seal_histogram),
+            export_rows: Family::default(),
+            rows_scanned: Family::default(),
+            query_bytes_read: Family::default(),
+            rate_limited: Family::default(),
+            auth_refused: Family::default(),
+            meta_audit_events: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("append_events", "Events appended (acknowledged, not duplicates)", metrics.append_events.clone());
+        registry.register("append_duplicates", "Appended events answered as duplicates of a known id", metrics.append_duplicates.clone());
+        registry.register("append_bytes", "Bytes written to the WAL by appends", metrics.append_bytes.clone());
+        registry.register("append_rejected", "Append calls refused, by reason", metrics.append_rejected.clone());
+        registry.register(
+            "append_latency_seconds",
+            "Append call latency until acknowledgement (after fsync)",
+            metrics.append_latency.clone(),
+        );
+        registry.register("wal_bytes", "Bytes in the log's WAL segments", metrics.wal_bytes.clone());
+        registry.register("unsealed_events", "Acknowledged events not yet committed in the ledger", metrics.unsealed_events.clone());
+        registry.register("sealed_batches", "Batches committed to the ledger", metrics.sealed_batches.clone());
+        registry.register("sealed_events", "Events committed to the ledger", metrics.sealed_events.clone());
+        registry.register("seal_duration_seconds", "Time to encode, store and commit one batch", metrics.seal_duration.clone());
+        registry.register("batch_events", "Events per sealed batch", metrics.batch_events.clone());
+        registry.register("object_store_errors", "Failed object-store calls, by operation", metrics.store_errors.clone());
+        registry.register("object_store_retries", "Object-store calls retried after a failure", metrics.store_retries.clone());
+        registry.register(
+            "log_fenced",
+            "1 when another writer owns the log and this process stopped writing it",
+            metrics.log_fenced.clone(),
+        );
+        registry.register("query_latency_seconds", "Query call latency", metrics.query_latency.clone());
+        registry.register("export_duration_seconds", "Export call duration, start to summary", metrics.export_duration.clone());
+        registry.register("export_rows", "Rows sent by exports", metrics.export_rows.clone());
+        registry.register("rows_scanned", "Rows whose predicate columns queries and exports decoded", metrics.rows_scanned.clone());
+        registry.register("query_bytes_read", "Object-store bytes read by queries and exports", metrics.query_bytes_read.clone());
+        registry.register("rate_limited", "Calls refused by a key's rate limit", metrics.rate_limited.clone());
+        registry.register("auth_refused", "Calls refused as unauthenticated or not permitted, by gRPC code", metrics.auth_refused.clone());
+        registry.register("meta_audit_events", "Audit events recording Query, Export and proof calls", metrics.meta_audit_events.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn log_label(log: &str) -> LogLabel {
+    LogLabel { log: log.to_string() }
+}

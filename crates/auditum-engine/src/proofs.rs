@@ -1,0 +1,209 @@
+//! Checkpoints, event proofs, consistency proofs and server-side verification (DESIGN §7), each
+//! recorded as an `auditum.proof` meta-audit event before it runs.
+
+use crate::access::{Access, Call, MetaNote, object};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::proof::{self, BatchCache, ProofBasis};
+use crate::router::Logs;
+use auditum_format::merkle::{self, Hash};
+use auditum_format::rules::MAX_ID_BYTES;
+use std::sync::Arc;
+
+/// Which event a proof is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKey {
+    Seq(u64),
+    Id(String),
+}
+
+/// One message of a server-side verification: progress, a problem, or the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyUpdate {
+    pub entries_checked: u64,
+    pub events_checked: u64,
+    /// `kind: detail` of a problem, or the summary of a failed verification at the end.
+    pub problem: String,
+    pub object: String,
+    pub done: bool,
+    pub ok: bool,
+}
+
+#[derive(Clone)]
+pub struct Prover {
+    logs: Arc<Logs>,
+    cache: Arc<BatchCache>,
+    access: Arc<Access>,
+}
+
+impl Prover {
+    pub fn new(logs: Arc<Logs>, access: Arc<Access>) -> Prover {
+        Prover { logs, cache: Arc::default(), access }
+    }
+
+    fn log(&self, name: &str) -> Result<&Log> {
+        self.logs.by_name(name).ok_or_else(|| Error::NoSuchLog { name: name.to_string() })
+    }
+
+    fn basis(&self, log: &Log) -> Result<ProofBasis> {
+        log.proof_basis().ok_or_else(|| Error::NoCheckpoint { log: log.name().to_string() })
+    }
+
+    /// A log-wide proof call: the log must be the caller's tenant's; recorded as `auditum.proof`.
+    async fn admit_log(&self, call: &Call, log: &Log, details: serde_json::Value) -> Result<()> {
+        let note = MetaNote {
+            action: "auditum.proof",
+            tenant: self.access.log_wide_tenant(call),
+            target_type: "log",
+            target_id: log.name().to_string(),
+            details: object(details),
+        };
+        self.access.admit(call, self.access.require_log(call, log), note).await
+    }
+
+    /// The latest signed checkpoint of a log (empty name: `default`).
+    pub async fn checkpoint(&self, call: &Call, log_name: &str) -> Result<String> {
+        let log = self.log(log_name)?;
+        let checkpoint = self.basis(log)?.checkpoint;
+        self.admit_log(call, log, serde_json::json!({ "log": log.name() })).await?;
+        Ok(checkpoint)
+    }
+
+    /// The §7 proof document of one sealed event.
+    pub async fn event_proof(&self, call: &Call, log_name: &str, key: Option<EventKey>) -> Result<String> {
+        let log = self.log(log_name)?;
+        let details = match &key {
+            Some(EventKey::Seq(seq)) => serde_json::json!({ "log": log.name(), "seq": seq }),
+            Some(EventKey::Id(id)) => serde_json::json!({ "log": log.name(), "event_id": id }),
+            None => serde_json::json!({ "log": log.name() }),
+        };
+        let note = |tenant: String, target_id: String| MetaNote {
+            action: "auditum.proof",
+            tenant,
+            target_type: "event",
+            target_id,
+            details: object(details.clone()),
+        };
+        if let Err(denied) = self.access.require_log(call, log) {
+            return Err(self.access.deny(call, denied, note(self.access.log_wide_tenant(call), String::new())).await);
+        }
+        let basis = self.basis(log)?;
+        let store = log.store().as_ref();
+        let seq = match key {
+            Some(EventKey::Seq(seq)) => {
+                if seq >= log.committed_next().0 {
+                    // Not sealed yet: say so only to a caller who may see the event.
+                    let unsealed = log.unsealed_events();
+                    let Some(event) = unsealed.iter().find(|event| event.seq.0 == seq) else {
+                        return Err(proof::Error::NoSuchSeq { log: log.name().to_string(), seq }.into());
+                    };
+                    if let Err(denied) = call.caller.require_tenant("seq", &event.tenant_id) {
+                        let target = format!("{}/{seq}", log.name());
+                        return Err(self.access.deny(call, denied, note(event.tenant_id.clone(), target)).await);
+                    }
+                }
+                seq
+            }
+            Some(EventKey::Id(id)) => {
+                if id.is_empty() || id.len() > MAX_ID_BYTES {
+                    return Err(Error::bad_request("event_id", format!("must be 1 to {MAX_ID_BYTES} bytes")));
+                }
+                // A tenant key looks only among its tenant's events: another tenant's ids stay invisible.
+                let seqs = proof::find_by_id(store, &basis, &id, call.caller.tenant()).await?;
+                match seqs.as_slice() {
+                    [] => return Err(proof::Error::NoSuchId { log: log.name().to_string(), id }.into()),
+                    [seq] => *seq,
+                    _ => return Err(proof::Error::AmbiguousId { id, count: seqs.len(), seqs }.into()),
+                }
+            }
+            None => return Err(Error::bad_request("key", "set seq or event_id")),
+        };
+        let proof_json = proof::build(store, &self.cache, &basis, seq).await?;
+        // The proof carries the whole event: only its tenant's keys may have it.
+        let tenant =
+            auditum_format::proof::event_tenant(&proof_json).map_err(|error| Error::Incomplete(format!("proof document: {error}")))?;
+        let target = format!("{}/{seq}", log.name());
+        self.access.admit(call, call.caller.require_tenant("seq", &tenant), note(tenant, target)).await?;
+        Ok(proof_json)
+    }
+
+    /// The RFC 9162 consistency path between two ledger sizes.
+    pub async fn consistency_proof(&self, call: &Call, log_name: &str, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
+        let log = self.log(log_name)?;
+        let basis = self.basis(log)?;
+        if old_size == 0 || old_size > new_size {
+            return Err(Error::bad_request("old_size", format!("must be between 1 and new_size ({new_size}), got {old_size}")));
+        }
+        if new_size > basis.checkpoint_size {
+            return Err(Error::BeyondCheckpoint { new_size, checkpoint_size: basis.checkpoint_size });
+        }
+        let details = serde_json::json!({ "log": log.name(), "old_size": old_size, "new_size": new_size });
+        self.admit_log(call, log, details).await?;
+        merkle::consistency_path(&basis.entry_hashes[..new_size as usize], old_size as usize)
+            .map_err(|error| Error::Incomplete(error.to_string()))
+    }
+
+    /// Verifies a whole log from its store, platform keys only; updates arrive on the channel.
+    pub async fn verify_log(&self, call: &Call, log_name: &str) -> Result<tokio::sync::mpsc::Receiver<Result<VerifyUpdate>>> {
+        let log = self.log(log_name)?.clone();
+        let note = MetaNote {
+            action: "auditum.proof",
+            tenant: self.access.log_wide_tenant(call),
+            target_type: "log",
+            target_id: log.name().to_string(),
+            details: object(serde_json::json!({ "log": log.name(), "verify": true })),
+        };
+        // Verification reads every tenant's events of the log: platform keys only.
+        self.access.admit(call, call.caller.require_platform("VerifyLog"), note).await?;
+        Ok(start_verification(log))
+    }
+}
+
+fn start_verification(log: Log) -> tokio::sync::mpsc::Receiver<Result<VerifyUpdate>> {
+    use tracing::Instrument;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<VerifyUpdate>>(64);
+    tokio::spawn(
+        async move {
+            let progress_sender = sender.clone();
+            let progress = move |progress: &auditum_verify::Progress| {
+                let _ = progress_sender.try_send(Ok(VerifyUpdate {
+                    entries_checked: progress.entries_checked,
+                    events_checked: progress.events_checked,
+                    ..Default::default()
+                }));
+            };
+            let options = auditum_verify::Options::default();
+            match auditum_verify::verify_log_with(log.store().as_ref(), log.name(), &log.verifier(), &options, progress).await {
+                Ok(report) => {
+                    for problem in &report.problems {
+                        let update = VerifyUpdate {
+                            entries_checked: report.entries,
+                            events_checked: report.events,
+                            problem: format!("{}: {}", problem.kind, problem.detail),
+                            object: problem.object.clone(),
+                            ..Default::default()
+                        };
+                        if sender.send(Ok(update)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = sender
+                        .send(Ok(VerifyUpdate {
+                            entries_checked: report.entries,
+                            events_checked: report.events,
+                            done: true,
+                            ok: report.ok(),
+                            problem: if report.ok() { String::new() } else { report.summary() },
+                            ..Default::default()
+                        }))
+                        .await;
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(Error::Unreachable(format!("verification could not read the store: {error}")))).await;
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    receiver
+}

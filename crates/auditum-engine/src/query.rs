@@ -1,0 +1,158 @@
+//! Query and Export (DESIGN §8) over sealed batches and unsealed events: the filter rules, the
+//! tenant binding and meta-audit record, then the scan on the blocking pool.
+
+use crate::access::{Access, Call, MetaNote, object};
+use crate::error::{Error, Result};
+use crate::export::pipeline::{self, ExportItem, ExportJob};
+use crate::export::{Failure, Format};
+use crate::log::Log;
+use crate::metrics::{METRICS, log_label};
+use crate::read::{self, Filter, FilterSpec, ScanContext, ScanRow};
+use crate::router::Logs;
+use crate::scan::{FooterCache, IoCounters, MAX_DECODE_ROWS, ScanStats};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Footer cache budget shared by queries and exports.
+const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One Query call.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    pub filter: FilterSpec,
+    /// The filter as the client sent it, for the meta-audit record.
+    pub filter_details: Value,
+    pub page_size: u32,
+    pub page_token: String,
+    pub descending: bool,
+}
+
+/// One page of results.
+#[derive(Debug)]
+pub struct QueryPage {
+    pub log: String,
+    pub rows: Vec<ScanRow>,
+    /// Empty when no page follows.
+    pub next_page_token: String,
+    pub stats: ScanStats,
+    pub bytes_read: u64,
+    pub read_requests: u64,
+}
+
+/// One Export call.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub filter: FilterSpec,
+    pub filter_details: Value,
+    pub format: Format,
+    /// The format's wire name, for the meta-audit record.
+    pub format_name: String,
+    pub include_unsealed: bool,
+}
+
+#[derive(Clone)]
+pub struct Reader {
+    logs: Arc<Logs>,
+    footers: Arc<FooterCache>,
+    access: Arc<Access>,
+}
+
+impl Reader {
+    pub fn new(logs: Arc<Logs>, access: Arc<Access>) -> Reader {
+        Reader { logs, footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)), access }
+    }
+
+    /// Tenant binding, then the meta-audit record, for a Query or an Export.
+    async fn admit(
+        &self,
+        call: &Call,
+        action: &'static str,
+        tenant_id: &str,
+        filter_details: Value,
+        mut details: Map<String, Value>,
+    ) -> Result<()> {
+        details.insert("filter".into(), filter_details);
+        let note = MetaNote { action, tenant: tenant_id.to_string(), target_type: "tenant", target_id: tenant_id.to_string(), details };
+        self.access.admit(call, call.caller.require_tenant("filter.tenant_id", tenant_id), note).await
+    }
+
+    fn log_for(&self, tenant_id: &str) -> Result<&Log> {
+        self.logs.for_tenant(tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: tenant_id.to_string() })
+    }
+
+    fn context(&self, log: &Log, io: Arc<IoCounters>, decode_rows: usize) -> ScanContext {
+        ScanContext {
+            store: log.store().clone(),
+            footers: self.footers.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            io,
+            decode_rows,
+        }
+    }
+
+    pub async fn query(&self, call: &Call, request: QueryRequest) -> Result<QueryPage> {
+        let started = std::time::Instant::now();
+        let filter = Filter::new(&request.filter)?;
+        let page_size = read::page_size(request.page_size)?;
+        let cursor = read::decode_page_token(&request.page_token, &filter, request.descending)?;
+        let log = self.log_for(&filter.tenant_id)?;
+        // The snapshot comes first, so a query does not read its own meta-audit record.
+        let snapshot = log.read_snapshot();
+        let details = serde_json::json!({
+            "page_size": page_size,
+            "descending": request.descending,
+            "continued": !request.page_token.is_empty(),
+        });
+        self.admit(call, "auditum.query", &filter.tenant_id, request.filter_details, object(details)).await?;
+        let io = Arc::new(IoCounters::default());
+        let context = self.context(log, io.clone(), page_size + 1);
+        let predicate = filter.predicate(cursor, request.descending);
+        let tenant_id = filter.tenant_id.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            let scan = read::Scan::new(context, &tenant_id, predicate, &snapshot.entries, &snapshot.unsealed);
+            read::run_page(scan, page_size)
+        })
+        .await
+        .map_err(|error| Error::Task { what: "query", reason: error.to_string() })??;
+        let label = log_label(log.name());
+        METRICS.query_latency.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        METRICS.rows_scanned.get_or_create(&label).inc_by(page.stats.rows_read);
+        let bytes_read = io.bytes.load(Ordering::Relaxed);
+        METRICS.query_bytes_read.get_or_create(&label).inc_by(bytes_read);
+        Ok(QueryPage {
+            log: log.name().to_string(),
+            rows: page.rows,
+            next_page_token: page.next.map(|last| read::encode_page_token(&filter, request.descending, last)).unwrap_or_default(),
+            stats: page.stats,
+            bytes_read,
+            read_requests: io.requests.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Starts an export; its chunks and summary arrive on the returned channel.
+    pub async fn export(&self, call: &Call, request: ExportRequest) -> Result<tokio::sync::mpsc::Receiver<Result<ExportItem, Failure>>> {
+        let started = std::time::Instant::now();
+        let filter = Filter::new(&request.filter)?;
+        let log = self.log_for(&filter.tenant_id)?.clone();
+        let snapshot = log.read_snapshot();
+        let details = serde_json::json!({
+            "format": request.format_name,
+            "include_unsealed": request.include_unsealed,
+            "checkpoint_size": snapshot.checkpoint_size,
+        });
+        self.admit(call, "auditum.export", &filter.tenant_id, request.filter_details, object(details)).await?;
+        let io = Arc::new(IoCounters::default());
+        let context = self.context(&log, io.clone(), MAX_DECODE_ROWS);
+        Ok(pipeline::start(ExportJob {
+            context,
+            io,
+            predicate: filter.predicate(None, false),
+            tenant_id: filter.tenant_id,
+            snapshot,
+            include_unsealed: request.include_unsealed,
+            format: request.format,
+            started,
+        }))
+    }
+}

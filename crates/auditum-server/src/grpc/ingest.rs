@@ -1,0 +1,63 @@
+//! `IngestService.Append`.
+
+use super::request_meta;
+use crate::status::{Status, status_from_engine, status_from_validation};
+use auditum_engine::access::Access;
+use auditum_engine::auth::Scope;
+use auditum_engine::ingest::Ingest;
+use auditum_proto::convert::timestamp_from_micros;
+use auditum_proto::pb;
+use auditum_proto::validate::{self, Validator};
+use std::sync::Arc;
+use tonic::{Request, Response};
+use tracing::Instrument;
+
+#[derive(Debug, Clone)]
+pub struct IngestApi {
+    ingest: Ingest,
+    validator: Arc<Validator>,
+    access: Arc<Access>,
+}
+
+impl IngestApi {
+    pub fn new(ingest: Ingest, validator: Arc<Validator>, access: Arc<Access>) -> Self {
+        IngestApi { ingest, validator, access }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ingest_service_server::IngestService for IngestApi {
+    async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        // Rate limits count events: one per event, one for an empty call.
+        let cost = request.get_ref().events.len().max(1);
+        let call = self.access.open("Append", Scope::Append, cost, request_meta(&request)).map_err(status_from_engine)?;
+        let span = call.span();
+        async move {
+            let request = request.into_inner();
+            validate::check_append_request(&request).map_err(status_from_validation)?;
+            let now = auditum_format::time::now_micros();
+            // Validate every event before appending any: a bad event rejects the whole call.
+            let records = request
+                .events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| self.validator.prepare(index, event, now))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(status_from_validation)?;
+            let appended = self.ingest.append(&call, records, request.wait_for_seal).await.map_err(status_from_engine)?;
+            let results = appended
+                .into_iter()
+                .map(|result| pb::AppendResult {
+                    seq: result.seq.0,
+                    id: result.id,
+                    duplicate: result.duplicate,
+                    received_at: Some(timestamp_from_micros(result.received_at)),
+                    log: result.log,
+                })
+                .collect();
+            Ok(Response::new(pb::AppendResponse { results }))
+        }
+        .instrument(span)
+        .await
+    }
+}

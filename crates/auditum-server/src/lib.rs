@@ -1,0 +1,272 @@
+//! auditum's server: the gRPC services over the engine, the one mapping of errors to statuses
+//! (`status`), configuration (`config`), TLS, health, reflection and metrics, and startup:
+//! [`start`] assembles logs and services and [`run`] serves until a shutdown future resolves,
+//! then seals.
+
+pub mod config;
+pub mod grpc;
+mod metrics_http;
+pub mod status;
+
+use auditum_engine::access::Access;
+use auditum_engine::ingest::Ingest;
+use auditum_engine::log::{self, Log, LogSettings};
+use auditum_engine::proofs::Prover;
+use auditum_engine::query::Reader;
+use auditum_format::checkpoint;
+use auditum_proto::pb;
+use auditum_proto::validate::{MAX_APPEND_BYTES, Redactor, Validator};
+use auditum_store as store;
+use config::Config;
+use grpc::{ingest::IngestApi, proof::ProofApi, query::QueryApi};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use auditum_engine::router::Logs;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error("log {log}: cannot open store {url}: {source}")]
+    Store { log: String, url: String, source: store::Error },
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server task failed: {0}")]
+    Task(String),
+    #[error("tls: {field} {path}: {reason}")]
+    Tls { field: &'static str, path: std::path::PathBuf, reason: String },
+}
+
+/// Opens every configured log (WAL replay, ledger load, checkpoint repair).
+pub async fn open_logs(config: &Config) -> Result<Logs> {
+    config.validate()?;
+    open_valid_logs(config).await
+}
+
+async fn open_valid_logs(config: &Config) -> Result<Logs> {
+    let mut logs = Vec::new();
+    for log_config in config.resolved_logs() {
+        let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
+        let store_error = |source| Error::Store { log: log_config.name.clone(), url: url.clone(), source };
+        let store = store::open(&url, &config.s3_options()).await.map_err(store_error)?;
+        let retention = log_config.retention();
+        store.check_ready(retention.is_some()).await.map_err(store_error)?;
+        let settings = LogSettings {
+            origin: log_config.origin.clone().unwrap_or_else(|| format!("auditum/{}", log_config.name)),
+            store,
+            wal_dir: config.data_dir.join("wal").join(&log_config.name),
+            key_path: checkpoint::signing_key_path(&config.data_dir, &log_config.name),
+            seal_interval: config.seal_interval,
+            batch_max_events: config.batch_max_events,
+            batch_max_bytes: config.batch_max_bytes,
+            batch_layout: auditum_batch::BatchLayout { row_group_rows: config.row_group_rows, page_rows: config.page_rows },
+            wal_segment_bytes: config.wal_segment_bytes,
+            idempotency_window: config.idempotency_window,
+            idempotency_max_ids: config.idempotency_max_ids,
+            retention,
+            wal_max_bytes: config.wal_max_bytes,
+            name: log_config.name,
+        };
+        let log = Log::open(settings).await?;
+        tracing::info!(log = %log.name(), store = %url, verifier_key = %log.verifier_key(), committed_next_seq = %log.committed_next(), "log open");
+        logs.push(log);
+    }
+    Ok(Logs::new(logs, config.tenant_routes()))
+}
+
+/// gRPC health service name of a log: NOT_SERVING while it is fenced, failed or its WAL is full.
+pub fn log_health_service(log: &str) -> String {
+    format!("auditum.log.{log}")
+}
+
+/// Keeps per-log health and gauges current.
+async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthReporter) {
+    use auditum_engine::metrics::{METRICS, log_label};
+    let mut serving: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    loop {
+        for log in logs.all() {
+            let label = log_label(log.name());
+            METRICS.wal_bytes.get_or_create(&label).set(log.wal_bytes() as i64);
+            METRICS.unsealed_events.get_or_create(&label).set(log.unsealed_count() as i64);
+            let ok = log.status() == log::LogStatus::Serving && !log.wal_full();
+            if serving.insert(log.name().to_string(), ok) != Some(ok) {
+                let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+                if !ok {
+                    tracing::warn!(log = %log.name(), status = ?log.status(), wal_full = log.wal_full(), "log health: not serving");
+                }
+                reporter.set_service_status(log_health_service(log.name()), status).await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Query, Export and proof requests are small: a filter or a key.
+pub const MAX_READ_REQUEST_BYTES: usize = 256 * 1024;
+
+/// rustls from `tls_cert`/`tls_key`, requiring client certificates when `tls_client_ca` is set.
+fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert_path), Some(key_path)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let read = |field: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| Error::Tls { field, path: path.to_path_buf(), reason: error.to_string() })
+    };
+    let identity = tonic::transport::Identity::from_pem(read("tls_cert", cert_path)?, read("tls_key", key_path)?);
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca_path) = &config.tls_client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read("tls_client_ca", ca_path)?)).client_auth_optional(false);
+    }
+    tracing::info!(cert = %cert_path.display(), client_certificates = config.tls_client_ca.is_some(), "tls on");
+    Ok(Some(tls))
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// Where `/metrics` is served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    pub logs: Arc<Logs>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningServer {
+    /// Graceful stop: no new calls, in-flight calls finish, open batches are sealed.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.map_err(|error| Error::Task(error.to_string()))?
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port), opens the logs and serves.
+pub async fn start(config: Config) -> Result<RunningServer> {
+    // Before binding: an invalid config (development mode on a public address) never listens.
+    config.validate()?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+    // Bounded concurrency per connection: more calls on one connection wait their turn.
+    let concurrency_per_connection = config.max_concurrent_requests_per_connection;
+    let mut builder = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(concurrency_per_connection)
+        .max_concurrent_streams(Some(concurrency_per_connection as u32));
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let logs = Arc::new(open_valid_logs(&config).await?);
+    let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
+    let access = Arc::new(Access::new(&config.api_key_specs(), logs.clone(), config.meta_audit, config.meta_audit_tenant.clone()));
+    if access.development_mode() {
+        tracing::warn!(%addr, "development mode: no api_keys configured, every call is accepted unauthenticated (loopback only)");
+    } else {
+        tracing::info!(keys = config.api_keys.len(), "api keys required");
+    }
+    // Above the 4 MiB Append limit, so an oversized call gets the precise INVALID_ARGUMENT.
+    let max_append_message = 2 * MAX_APPEND_BYTES;
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(
+        Ingest::new(logs.clone(), access.clone()),
+        validator,
+        access.clone(),
+    ))
+    .max_decoding_message_size(max_append_message);
+    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(Reader::new(logs.clone(), access.clone()), access.clone()))
+        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access))
+        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService"] {
+        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
+    let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone()));
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1().map_err(|error| Error::Task(format!("reflection: {error}")))?;
+    // v1alpha too: grpcio's reflection client and older grpcurl speak only that.
+    let reflection_v1alpha = reflection_builder().build_v1alpha().map_err(|error| Error::Task(format!("reflection: {error}")))?;
+    let (metrics_stop, metrics_stopped) = oneshot::channel::<()>();
+    let metrics_addr = match config.metrics_listen {
+        Some(metrics_listen) => {
+            let metrics_listener =
+                TcpListener::bind(metrics_listen).await.map_err(|source| Error::Bind { addr: metrics_listen, source })?;
+            let bound = metrics_listener.local_addr().map_err(|source| Error::Bind { addr: metrics_listen, source })?;
+            tokio::spawn(async move {
+                if let Err(error) = metrics_http::serve(metrics_listener, async {
+                    let _ = metrics_stopped.await;
+                })
+                .await
+                {
+                    tracing::error!(%error, "metrics listener failed");
+                }
+            });
+            tracing::info!(addr = %bound, "metrics on /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown_timeout = config.shutdown_seal_timeout;
+    let server_logs = logs.clone();
+    let task = tokio::spawn(async move {
+        // tonic applies its TCP options only to listeners it binds itself: set nodelay here, or
+        // Nagle's algorithm holds small responses back for milliseconds.
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
+            accepted.inspect(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot set TCP_NODELAY");
+                }
+            })
+        });
+        let served = builder
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha)
+            .add_service(ingest)
+            .add_service(query)
+            .add_service(proof)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+        health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        health_reporter.set_not_serving::<pb::ingest_service_server::IngestServiceServer<IngestApi>>().await;
+        let mut result = served.map_err(Error::from);
+        for log in server_logs.all() {
+            if let Err(error) = log.shutdown(shutdown_timeout).await {
+                tracing::warn!(log = %log.name(), %error, "open events stay in the wal and will be sealed at the next start");
+                if result.is_ok() && !matches!(error, log::Error::SealAborted { .. }) {
+                    result = Err(error.into());
+                }
+            }
+        }
+        watcher.abort();
+        let _ = metrics_stop.send(());
+        result
+    });
+    tracing::info!(%addr, "auditum listening");
+    Ok(RunningServer { addr, metrics_addr, logs, stop: Some(stop), task })
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let server = start(config).await?;
+    // Lines on stdout that scripts and tests can wait for; "listening" comes last.
+    if let Some(metrics_addr) = server.metrics_addr {
+        println!("auditum metrics on http://{metrics_addr}/metrics");
+    }
+    println!("auditum listening on {}", server.addr);
+    shutdown.await;
+    tracing::info!("shutting down: sealing open batches");
+    server.stop().await
+}

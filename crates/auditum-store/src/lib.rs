@@ -1,0 +1,198 @@
+//! Object storage behind one trait: the file store here, S3 beside it. Both are checked by the
+//! same conformance suite (`conformance`, run by `tests/it/store_conformance.rs`).
+
+pub mod conformance;
+mod file;
+mod s3;
+
+pub use file::FileStore;
+pub use s3::{S3Options, S3Store};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::fmt::Debug;
+use std::ops::Range;
+use std::sync::Arc;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object {key} already exists with other content")]
+    AlreadyExists { key: String },
+    #[error("object {key} changed since it was read (precondition failed)")]
+    PreconditionFailed { key: String },
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("i/o error on {key}: {source}")]
+    Io { key: String, source: std::io::Error },
+    #[error("invalid store url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("store task failed: {0}")]
+    Task(String),
+    #[error("object store error on {key}: {message}")]
+    Backend { key: String, message: String, transient: bool },
+    #[error("store {url} cannot be used: {reason}")]
+    Misconfigured { url: String, reason: String },
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed (outages, not conflicts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Task(_) => true,
+            Error::Backend { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    Governance,
+    Compliance,
+}
+
+/// Object Lock retention of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: RetentionMode,
+    pub retain_until: DateTime<Utc>,
+}
+
+/// A log's retention: every immutable object is locked for `days` from its write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub mode: RetentionMode,
+    pub days: u32,
+}
+
+impl RetentionPolicy {
+    pub fn put_options(policy: Option<RetentionPolicy>) -> PutOptions {
+        PutOptions {
+            retention: policy
+                .map(|policy| Retention { mode: policy.mode, retain_until: Utc::now() + chrono::Duration::days(i64::from(policy.days)) }),
+        }
+    }
+}
+
+impl std::str::FromStr for RetentionMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "compliance" => Ok(RetentionMode::Compliance),
+            "governance" => Ok(RetentionMode::Governance),
+            other => Err(format!("{other:?} is not compliance or governance")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub retention: Option<Retention>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// Version id on a versioned store; None on the file store.
+    pub version: Option<String>,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub version: Option<String>,
+    pub etag: Option<String>,
+    pub retention: Option<Retention>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + Debug {
+    /// The URL the store was opened from.
+    fn url(&self) -> &str;
+
+    /// Startup check (DESIGN §4): the store can hold this log, with Object Lock when required.
+    async fn check_ready(&self, _object_lock_required: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Writes a new object; fails with [`Error::AlreadyExists`] when the key exists.
+    async fn put_create_only(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<PutResult>;
+
+    /// Replaces a mutable object if its etag is still `expected_etag`; `None` means it must not exist.
+    async fn put_if_match(&self, key: &str, body: Bytes, expected_etag: Option<&str>) -> Result<PutResult>;
+
+    /// Reads a whole object, at a version when given.
+    async fn get(&self, key: &str, version: Option<&str>) -> Result<Bytes>;
+
+    /// Reads `range` of an object, at a version when given.
+    async fn get_range(&self, key: &str, version: Option<&str>, range: Range<u64>) -> Result<Bytes>;
+
+    /// Metadata of one object, at a version when given.
+    async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectMeta>;
+
+    /// Every current object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// The local file holding an object, when the store is a file system: readers already on
+    /// the blocking pool (queries) then read ranges directly instead of through the runtime.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// Create-only put that treats an existing object with identical bytes as success: a retry of
+/// a put whose answer was lost must not look like a conflict.
+pub async fn put_immutable(store: &dyn ObjectStore, key: &str, body: Bytes, options: &PutOptions) -> Result<PutResult> {
+    match store.put_create_only(key, body.clone(), options).await {
+        Err(Error::AlreadyExists { .. }) => {
+            let existing = store.get(key, None).await?;
+            if existing != body {
+                return Err(Error::AlreadyExists { key: key.to_string() });
+            }
+            let meta = store.head(key, None).await?;
+            Ok(PutResult { version: meta.version, etag: meta.etag.unwrap_or_default() })
+        }
+        other => other,
+    }
+}
+
+/// Opens a store from its URL: `file:///path` (or a plain path) or `s3://bucket/prefix`.
+pub async fn open(url: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(Arc::new(FileStore::open(url, path)?));
+    }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3Store::open(url, s3).await?));
+    }
+    if url.contains("://") {
+        return Err(Error::InvalidUrl { url: url.to_string(), reason: "expected file:///path or s3://bucket/prefix".into() });
+    }
+    Ok(Arc::new(FileStore::open(&format!("file://{url}"), url)?))
+}
+
+/// Checks a key is relative, has no empty, `.` or `..` segments: it must never leave the root.
+pub(crate) fn validate_key(key: &str) -> Result<()> {
+    let invalid = |reason| Err(Error::InvalidKey { key: key.to_string(), reason });
+    if key.is_empty() {
+        return invalid("empty");
+    }
+    if key.starts_with('/') {
+        return invalid("absolute");
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return invalid("empty, '.' or '..' segment");
+        }
+        if segment.starts_with(file::TEMP_PREFIX) {
+            return invalid("reserved temporary-file prefix");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! One module per command: each holds its flags and turns them into calls of the library crates.
+
+pub mod append;
+pub mod args;
+pub mod config;
+pub mod demo;
+pub mod export;
+pub mod keygen;
+pub mod proof;
+pub mod query;
+pub mod serve;
+pub mod verify;
