@@ -358,3 +358,33 @@ def verify_checkpoint(note, vkey):
         except InvalidSignature:
             continue
     raise ProofRejected("checkpoint: no valid signature by the pinned key")
+
+
+# --- Event proofs (FORMAT.md "Verifying one event proof") -------------------------------------
+
+PROOF_KEYS = {"event", "leaf_hash", "batch", "ledger_entry", "ledger", "checkpoint"}
+
+
+def verify_event_proof(document_text, vkey):
+    """Steps 1-8 of FORMAT.md; returns (event columns, entry fields, checkpoint size)."""
+    doc = json.loads(document_text)
+    if set(doc) != PROOF_KEYS or set(doc["batch"]) != {"index", "leaf_index", "size", "path"} \
+            or set(doc["ledger"]) != {"size", "path"}:
+        raise ProofRejected("proof document: missing or unknown keys")
+    leaf = leaf_hash(canonical_event(doc["event"]))
+    if leaf.hex() != doc["leaf_hash"]:
+        raise ProofRejected("leaf_hash does not match the event's columns")
+    entry = parse_entry(doc["ledger_entry"])
+    batch, ledger = doc["batch"], doc["ledger"]
+    if batch["index"] != entry["index"] or batch["size"] != entry["count"]:
+        raise ProofRejected("batch index or size differs from the ledger entry")
+    if not entry["first_seq"] <= doc["event"]["seq"] < entry["first_seq"] + entry["count"]:
+        raise ProofRejected("event seq outside the entry's range")
+    path = [bytes.fromhex(x) for x in batch["path"]]
+    if root_from_inclusion(leaf, batch["leaf_index"], batch["size"], path).hex() != entry["root"]:
+        raise ProofRejected("batch path does not lead to the entry's root")
+    size, root = verify_checkpoint(doc["checkpoint"], vkey)
+    if ledger["size"] != size:
+        raise ProofRejected("ledger size differs from the checkpoint's size")
+    verify_inclusion(entry_hash(doc["ledger_entry"]), entry["index"], size, [bytes.fromhex(x) for x in ledger["path"]], root)
+    return doc["event"], entry, size

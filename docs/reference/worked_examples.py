@@ -40,6 +40,21 @@ def wrap(hex_text, width=64):
     return "\n".join(hex_text[i:i + width] for i in range(0, len(hex_text), width))
 
 
+def proof_document(vec):
+    """The event proof auditum would give for events[1] (seq 0, row 1) of the example batch, anchored at
+    checkpoint 1: every part of it comes from the vectors."""
+    leaves = [af.leaf_hash(af.canonical_event(e["columns"])) for e in vec["events"]]
+    document = {
+        "event": vec["events"][1]["columns"],
+        "leaf_hash": h(leaves[1]),
+        "batch": {"index": 0, "leaf_index": 1, "size": 2, "path": [h(leaves[0])]},
+        "ledger_entry": vec["ledger_entry_text"],
+        "ledger": {"size": 1, "path": []},
+        "checkpoint": vec["checkpoint"]["note"],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 # --- Agreement with the vectors ---------------------------------------------------------------
 
 def check_vectors():
@@ -86,6 +101,10 @@ def check_vectors():
     ledger_root = af.tree_root([af.entry_hash(vec["ledger_entry_text"])])
     expect("checkpoint note", af.sign_checkpoint(name, seed, 1, ledger_root), cp["note"])
     expect("checkpoint verifies", af.verify_checkpoint(cp["note"], cp["verifier_key"]), (1, ledger_root))
+    try:
+        af.verify_event_proof(proof_document(vec), cp["verifier_key"])
+    except af.ProofRejected as error:
+        failures.append(f"the example event proof is rejected: {error}")
     return failures
 
 
@@ -109,6 +128,13 @@ def rejections():
         if fields["v"] == 1:
             fields.pop("retain_until", None)
         return af.entry_text(fields)
+
+    proof = json.loads(proof_document(vec))
+
+    def altered_proof(change):
+        copy = json.loads(json.dumps(proof))
+        change(copy)
+        return lambda: af.verify_event_proof(json.dumps(copy), vkey)
 
     flipped = bytearray(note.encode())
     flipped[note.index("matU")] ^= 1
@@ -138,6 +164,14 @@ def rejections():
         ("checkpoint: other origin", lambda: af.verify_checkpoint(note.replace("auditum/default\n", "auditum/other\n", 1), vkey)),
         ("checkpoint: extra body line", lambda: af.verify_checkpoint(note.replace("=\n\n", "=\nx\n\n", 1), vkey)),
         ("checkpoint: size with leading zero", lambda: af.verify_checkpoint(note.replace("\n1\n", "\n01\n", 1), vkey)),
+        ("proof: altered column", altered_proof(lambda d: d["event"].update(action="b"))),
+        ("proof: batch size not the entry's count", altered_proof(lambda d: d["batch"].update(size=3))),
+        ("proof: leaf index >= size", altered_proof(lambda d: d["batch"].update(leaf_index=2))),
+        ("proof: ledger size not the checkpoint's", altered_proof(lambda d: d["ledger"].update(size=2))),
+        ("proof: unknown key", altered_proof(lambda d: d.update(extra=1))),
+        ("proof: seq outside the entry's range", altered_proof(lambda d: d.update(
+            event=vec["events"][0]["columns"], leaf_hash=vec["events"][0]["leaf_hash_hex"],
+            batch={"index": 0, "leaf_index": 0, "size": 2, "path": [vec["events"][1]["leaf_hash_hex"]]}))),
     ]
 
 
@@ -246,6 +280,14 @@ def block_checkpoint(vec):
             f"```text\n{note}```\n")
 
 
+def block_proof(vec):
+    return ("```json\n" + proof_document(vec) + "```\n\n"
+            "Step 2 gives the leaf of the [first worked example](#worked-example-an-event-with-most-columns-null); step 5 "
+            "hashes it as the right child, `H(01 ‖ path[0] ‖ leaf)`, which is the entry's `root`; step 8 finds the "
+            f"ledger root of size 1 to be the entry_hash itself, `{h(af.entry_hash(vec['ledger_entry_text']))[:16]}…`, "
+            "which the checkpoint signs.\n")
+
+
 def render():
     vec, rfc = load("auditum.json"), load("rfc6962.json")
     return {
@@ -256,6 +298,7 @@ def render():
         "ledger-v1": block_ledger(vec, "ledger_entry"),
         "ledger-v2": block_ledger(vec, "ledger_entry_v2"),
         "checkpoint": block_checkpoint(vec),
+        "proof": block_proof(vec),
     }
 
 
