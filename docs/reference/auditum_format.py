@@ -115,6 +115,19 @@ class ProofRejected(Exception):
     """A proof, entry or checkpoint that a verifier must reject."""
 
 
+def rejecting(check):
+    """Malformed input (bad JSON, hex, base64, a missing key) is a rejection too, never a crash."""
+    import functools
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+            raise ProofRejected(f"{check.__name__}: malformed input: {error!r}") from error
+    return wrapper
+
+
 def root_from_inclusion(leaf, index, size, path):
     """RFC 9162 §2.1.3.2 steps 1-5: the root the path leads to; rejects index >= size and wrong lengths."""
     if index >= size:
@@ -221,6 +234,7 @@ def entry_text(fields):
                           for k in keys) + "}"
 
 
+@rejecting
 def parse_entry(text):
     """Parses an entry body; rejects anything that is not byte-for-byte canonical."""
     fields = json.loads(text)
@@ -250,6 +264,7 @@ def entry_hash(text):
     return leaf_hash(text.encode("utf-8"))
 
 
+@rejecting
 def check_chain(texts):
     """Chains entries 0..n-1: index, prev, seq contiguity, no v2 -> v1 downgrade. Returns their hashes."""
     hashes, expected_first, seen_v2 = [], 0, False
@@ -313,6 +328,7 @@ def sign_checkpoint(origin, seed, size, root):
     return f"{body}\n{SIG_PREFIX}{origin} {b64(kid + signature)}\n"
 
 
+@rejecting
 def parse_verifier_key(text):
     name, kid_hex, key_b64 = text.split("+", 2)
     if not name or any(c.isspace() for c in name):
@@ -325,6 +341,7 @@ def parse_verifier_key(text):
     return name, bytes.fromhex(kid_hex), raw[1:]
 
 
+@rejecting
 def verify_checkpoint(note, vkey):
     """Returns (size, root) of a note carrying a valid signature by the pinned verifier key."""
     from cryptography.exceptions import InvalidSignature
@@ -365,6 +382,7 @@ def verify_checkpoint(note, vkey):
 PROOF_KEYS = {"event", "leaf_hash", "batch", "ledger_entry", "ledger", "checkpoint"}
 
 
+@rejecting
 def verify_event_proof(document_text, vkey):
     """Steps 1-8 of FORMAT.md; returns (event columns, entry fields, checkpoint size)."""
     doc = json.loads(document_text)
