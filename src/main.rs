@@ -1,4 +1,4 @@
-//! The `auditum` binary (DESIGN §9): argument parsing, one module per command in `cli/`.
+//! The `auditum` binary (README, Command line): argument parsing, one module per command in `cli/`.
 
 mod cli;
 
@@ -33,7 +33,7 @@ enum Command {
     Query(cli::query::QueryArgs),
     /// Export a tenant's events to a file (JSONL, CSV or Parquet) and check the summary hash.
     Export(cli::export::ExportArgs),
-    /// Fetch an event's proof (DESIGN §7) from a server and save it.
+    /// Fetch an event's proof (docs/FORMAT.md, Proofs) from a server and save it.
     Proof(cli::proof::ProofArgs),
     /// Verify a saved event proof offline against a pinned verifier key.
     VerifyProof(cli::proof::VerifyProofArgs),

@@ -1,4 +1,4 @@
-//! Every rule of DESIGN §2.1 over real gRPC: INVALID_ARGUMENT whose message names the event
+//! Every rule of docs/API.md, AuditEvent over real gRPC: INVALID_ARGUMENT whose message names the event
 //! index, the field and the rule; a rejected call appends nothing.
 
 use crate::common::*;

@@ -1,5 +1,5 @@
 //! Sealed batches: events sorted by (tenant_id, occurred_at, seq), encoded as Parquet with the
-//! columns of DESIGN §2.2, their leaf hashes and the batch Merkle root.
+//! columns of docs/FORMAT.md, Stored columns, their leaf hashes and the batch Merkle root.
 //!
 //! CPU-heavy: callers run these functions on the blocking pool, never on the async runtime.
 
@@ -75,7 +75,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// The Arrow schema of a batch file (DESIGN §2.2).
+/// The Arrow schema of a batch file (docs/FORMAT.md, Stored columns).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }

@@ -35,7 +35,7 @@ pub fn assign_ids(events: &mut [pb::AuditEvent]) {
     }
 }
 
-/// Whether a failed call may succeed when sent again unchanged (DESIGN §8 and SDK.md).
+/// Whether a failed call may succeed when sent again unchanged (docs/API.md and SDK.md).
 pub fn is_retryable(status: &tonic::Status) -> bool {
     matches!(
         status.code(),

@@ -1,4 +1,4 @@
-//! Reading a tenant's events page by page (keyset pagination, DESIGN §8).
+//! Reading a tenant's events page by page (keyset pagination, docs/API.md).
 
 use crate::{AuthChannel, Error, Result};
 use auditum_proto::pb;

@@ -1,5 +1,5 @@
 //! Who may make a call, and the record of it: authentication, scopes, tenant binding, rate
-//! limits, and the meta-audit event (DESIGN §8) that every Query, Export and proof call appends
+//! limits, and the meta-audit event (docs/API.md) that every Query, Export and proof call appends
 //! before it runs — refused attempts included.
 
 use crate::auth::{ApiKeySpec, Authenticator, Caller, Denied, Scope};
@@ -59,7 +59,7 @@ fn request_id(chosen: Option<&str>) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// What a meta-audit event says about a call (DESIGN §8).
+/// What a meta-audit event says about a call (docs/API.md).
 pub struct MetaNote {
     pub action: &'static str,
     pub tenant: String,

@@ -1,4 +1,4 @@
-//! API keys (DESIGN §8): `authorization: Bearer <secret>` checked against configured SHA-256
+//! API keys (docs/API.md): `authorization: Bearer <secret>` checked against configured SHA-256
 //! hashes in constant time, scopes, tenant binding, and a token bucket per key.
 
 use crate::metrics::{KeyLabel, METRICS};

@@ -1,4 +1,4 @@
-//! Append (DESIGN §8): validated records are routed by tenant, appended per log (acknowledged
+//! Append (docs/API.md): validated records are routed by tenant, appended per log (acknowledged
 //! once fsync'd), and answered in request order.
 
 use crate::access::{Access, Call};

@@ -1,4 +1,4 @@
-//! Building event proofs (DESIGN §7) from the store: the batch is read (and cached) to find the
+//! Building event proofs (docs/FORMAT.md, Proofs) from the store: the batch is read (and cached) to find the
 //! event's leaf and Merkle path, the ledger path comes from the catalog's entry hashes. The
 //! document itself and its verification are `auditum_format::proof`.
 

@@ -1,4 +1,4 @@
-//! Checkpoints, event proofs, consistency proofs and server-side verification (DESIGN §7), each
+//! Checkpoints, event proofs, consistency proofs and server-side verification (docs/FORMAT.md, Proofs), each
 //! recorded as an `auditum.proof` meta-audit event before it runs.
 
 use crate::access::{Access, Call, MetaNote, object};

@@ -1,4 +1,4 @@
-//! Query and Export (DESIGN §8) over sealed batches and unsealed events: the filter rules, the
+//! Query and Export (docs/API.md) over sealed batches and unsealed events: the filter rules, the
 //! tenant binding and meta-audit record, then the scan on the blocking pool.
 
 use crate::access::{Access, Call, MetaNote, object};

@@ -1,4 +1,4 @@
-//! Tenant routing (DESIGN §1): the logs of this process, and which log each tenant's events go
+//! Tenant routing (README, Architecture): the logs of this process, and which log each tenant's events go
 //! to. Unlisted tenants go to the `default` log.
 
 use crate::log::Log;

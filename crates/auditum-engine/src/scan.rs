@@ -379,7 +379,7 @@ impl FooterCache {
         if names != COLUMN_NAMES {
             return Err(Error::Archive {
                 object: reader.object().to_string(),
-                reason: format!("columns are {names:?}, not DESIGN §2.2's"),
+                reason: format!("columns are {names:?}, not docs/FORMAT.md, Stored columns's"),
             });
         }
         self.insert(key, metadata.clone());

@@ -1,4 +1,4 @@
-//! Signed checkpoints (DESIGN §6): a C2SP tlog-checkpoint in a C2SP signed note, Ed25519.
+//! Signed checkpoints (docs/FORMAT.md, Checkpoints and keys): a C2SP tlog-checkpoint in a C2SP signed note, Ed25519.
 
 use crate::merkle::Hash;
 use base64::Engine;

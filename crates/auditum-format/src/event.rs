@@ -1,4 +1,4 @@
-//! The stored form of one event (DESIGN §2.2) and its canonical encoding (§2.3).
+//! The stored form of one event (docs/FORMAT.md, Stored columns) and its canonical encoding (§2.3).
 //!
 //! The canonical column encoding is also the WAL record payload: one format to get right, and the
 //! leaf hash of a replayed record is computed from exactly the bytes that were fsync'd.
@@ -22,7 +22,7 @@ impl fmt::Display for Seq {
     }
 }
 
-/// Stored column names in Parquet order (DESIGN §2.2). The first 24 are hashed into the leaf.
+/// Stored column names in Parquet order (docs/FORMAT.md, Stored columns). The first 24 are hashed into the leaf.
 pub const COLUMN_NAMES: [&str; 25] = [
     "seq",
     "id",
@@ -60,7 +60,7 @@ const VALUE_MARKER: u8 = 0x01;
 
 pub type LeafHash = [u8; 32];
 
-/// One event as stored: every column of DESIGN §2.2 but `leaf_hash`, which is derived.
+/// One event as stored: every column of docs/FORMAT.md, Stored columns but `leaf_hash`, which is derived.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventRecord {
     pub seq: Seq,
@@ -168,7 +168,7 @@ impl EventRecord {
         }
     }
 
-    /// The canonical encoding of DESIGN §2.3.
+    /// The canonical encoding of docs/FORMAT.md, Event leaf.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(CANONICAL_PREFIX.len() + self.encoded_len_hint());
         buf.extend_from_slice(CANONICAL_PREFIX);
@@ -336,7 +336,7 @@ pub fn leaf_hash_of_encoded_columns(columns: &[u8]) -> LeafHash {
     hasher.finalize().into()
 }
 
-/// Sort key of rows in a batch (DESIGN §3): (tenant_id, occurred_at, seq).
+/// Sort key of rows in a batch (docs/FORMAT.md, Merkle trees): (tenant_id, occurred_at, seq).
 pub fn batch_order(left: &EventRecord, right: &EventRecord) -> std::cmp::Ordering {
     (left.tenant_id.as_str(), left.occurred_at, left.seq).cmp(&(right.tenant_id.as_str(), right.occurred_at, right.seq))
 }
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn hand_computed_leaf() {
-        // Built byte by byte from the DESIGN §2.3 rules, independently of encode_columns.
+        // Built byte by byte from the docs/FORMAT.md, Event leaf rules, independently of encode_columns.
         let record = EventRecord {
             seq: Seq(1),
             id: "i".into(),

@@ -1,4 +1,4 @@
-//! Canonical JSON (DESIGN §2.2): object keys sorted bytewise, no insignificant whitespace,
+//! Canonical JSON (docs/FORMAT.md, Stored columns): object keys sorted bytewise, no insignificant whitespace,
 //! integers without a fraction. The stored text of `before`, `after` and `metadata` is hashed as
 //! it is, so every writer of those columns must produce exactly this form.
 

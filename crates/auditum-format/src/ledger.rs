@@ -1,4 +1,4 @@
-//! Ledger entries (DESIGN §5): one per batch, the commit point, hash-chained by `prev`.
+//! Ledger entries (docs/FORMAT.md, Ledger entries): one per batch, the commit point, hash-chained by `prev`.
 //!
 //! The body is written by hand so its bytes are exactly the contract's; parsing is strict and
 //! rejects any text that does not re-serialise to the same bytes.
@@ -18,7 +18,7 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error("ledger entry field {field} is invalid: {reason}")]
     Field { field: &'static str, reason: String },
-    #[error("ledger entry is not in canonical form (keys, order or spacing differ from DESIGN §5)")]
+    #[error("ledger entry is not in canonical form (keys, order or spacing differ from docs/FORMAT.md, Ledger entries)")]
     NotCanonical,
 }
 
@@ -79,7 +79,7 @@ fn parse_hash(field: &'static str, text: &str) -> Result<Hash> {
 }
 
 impl LedgerEntry {
-    /// The exact body bytes of DESIGN §5.
+    /// The exact body bytes of docs/FORMAT.md, Ledger entries.
     pub fn to_json_text(&self) -> String {
         let version = match &self.version {
             Some(version) => json_string(version),

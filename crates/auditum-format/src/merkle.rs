@@ -1,4 +1,4 @@
-//! RFC 6962 / RFC 9162 Merkle trees over SHA-256 (DESIGN §3).
+//! RFC 6962 / RFC 9162 Merkle trees over SHA-256 (docs/FORMAT.md, Merkle trees).
 
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
@@ -279,7 +279,7 @@ pub fn verify_consistency(old_size: u64, new_size: u64, old_root: &Hash, new_roo
 }
 
 /// Verifies an rs_merkle multi-proof, rejecting what rs_merkle 1.5 would accept but must not:
-/// duplicated or out-of-range indices and mismatched counts (DESIGN §3).
+/// duplicated or out-of-range indices and mismatched counts (docs/FORMAT.md, Merkle trees).
 pub fn verify_multiproof(root: &Hash, indices: &[usize], leaves: &[Hash], size: usize, proof_hashes: &[Hash]) -> Result<(), ProofError> {
     if indices.len() != leaves.len() {
         return Err(ProofError::CountMismatch { indices: indices.len(), leaves: leaves.len() });

@@ -1,4 +1,4 @@
-//! Every object key of DESIGN §4 is built here and nowhere else.
+//! Every object key of docs/FORMAT.md, Object layout is built here and nowhere else.
 
 use chrono::{DateTime, Utc};
 

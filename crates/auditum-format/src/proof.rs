@@ -1,4 +1,4 @@
-//! Event proofs (DESIGN §7): the document the server builds and `auditum verify-proof` checks.
+//! Event proofs (docs/FORMAT.md, Proofs): the document the server builds and `auditum verify-proof` checks.
 //!
 //! Verification trusts nothing in the document but recomputes: leaf from the columns → batch
 //! root via the path (== entry root, size == entry count) → entry hash → ledger root via the

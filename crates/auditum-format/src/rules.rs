@@ -1,4 +1,4 @@
-//! The event rules every layer shares (DESIGN §2.1): size limits and the tenant id and action
+//! The event rules every layer shares (docs/API.md, AuditEvent): size limits and the tenant id and action
 //! syntax. Wire validation, query filters and the config all check against these.
 
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
@@ -15,7 +15,7 @@ pub const MAX_STRUCT_DEPTH: usize = 32;
 pub const REDACTED: &str = "[REDACTED]";
 pub const DEFAULT_REDACT_KEYS: [&str; 7] = ["password", "secret", "token", "api_key", "authorization", "cookie", "private_key"];
 
-/// Stored actor types and outcomes (DESIGN §2.2), lowercase.
+/// Stored actor types and outcomes (docs/FORMAT.md, Stored columns), lowercase.
 pub const ACTOR_TYPES: [&str; 5] = ["user", "service", "api_key", "system", "anonymous"];
 pub const OUTCOMES: [&str; 3] = ["success", "failure", "denied"];
 

@@ -1,4 +1,4 @@
-//! auditum's wire contract (DESIGN §8): the code generated from `proto/auditum/v1/`, the one
+//! auditum's wire contract (docs/API.md): the code generated from `proto/auditum/v1/`, the one
 //! conversion table between protobuf and the domain (`convert`), and wire validation
 //! (`validate`: wire event → stored record, with redaction).
 

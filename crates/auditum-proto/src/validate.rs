@@ -1,4 +1,4 @@
-//! Validation, redaction and conversion of wire events to stored records (DESIGN §2.1–§2.2).
+//! Validation, redaction and conversion of wire events to stored records (docs/FORMAT.md, Events).
 //!
 //! Every rule failure names the event index, the field path and the rule, so a client knows
 //! exactly what to fix.
@@ -104,7 +104,7 @@ pub fn struct_to_canonical_json(
     crate::convert::struct_to_canonical_json(value, |key| redactor.is_secret(key)).map_err(|rule| violation(index, field, rule))
 }
 
-/// Request-level limits (DESIGN §2.1).
+/// Request-level limits (docs/API.md, AuditEvent).
 pub fn check_append_request(request: &pb::AppendRequest) -> Result<(), ValidationError> {
     if request.events.is_empty() {
         return Err(ValidationError { field: "events".into(), rule: "at least one event is required".into() });

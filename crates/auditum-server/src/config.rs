@@ -64,7 +64,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// One log (DESIGN §1): its own WAL, sequence, ledger and signing key.
+/// One log (README, Architecture): its own WAL, sequence, ledger and signing key.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -86,7 +86,7 @@ pub struct LogConfig {
     pub retention_days: Option<u32>,
 }
 
-/// One API key (DESIGN §8): only the SHA-256 of its secret is configured.
+/// One API key (docs/API.md): only the SHA-256 of its secret is configured.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
@@ -152,7 +152,7 @@ pub struct Config {
     pub key_rate_burst: f64,
     /// Calls served at once on one connection; more wait.
     pub max_concurrent_requests_per_connection: usize,
-    /// Record every Query, Export and proof call as an audit event (DESIGN §8).
+    /// Record every Query, Export and proof call as an audit event (docs/API.md).
     pub meta_audit: bool,
     /// Tenant of meta-audit events for log-wide calls by platform keys (and development mode).
     pub meta_audit_tenant: String,

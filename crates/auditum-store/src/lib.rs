@@ -117,7 +117,7 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// The URL the store was opened from.
     fn url(&self) -> &str;
 
-    /// Startup check (DESIGN §4): the store can hold this log, with Object Lock when required.
+    /// Startup check (docs/FORMAT.md, Object layout): the store can hold this log, with Object Lock when required.
     async fn check_ready(&self, _object_lock_required: bool) -> Result<()> {
         Ok(())
     }

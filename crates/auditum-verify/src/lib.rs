@@ -1,4 +1,4 @@
-//! Offline verification of a log's archive straight from the store (DESIGN §7): needs no
+//! Offline verification of a log's archive straight from the store (docs/FORMAT.md, Proofs): needs no
 //! server and trusts nothing but the pinned verifier key.
 
 use auditum_batch as batch;

@@ -161,7 +161,7 @@ fn nanos(timestamp: &prost_types::Timestamp) -> i128 {
     timestamp.seconds as i128 * 1_000_000_000 + timestamp.nanos as i128
 }
 
-/// The filter semantics of DESIGN §8, written independently of the server's.
+/// The filter semantics of docs/API.md, written independently of the server's.
 pub fn brute_force_matches(filter: &pb::EventFilter, record: &EventRecord) -> bool {
     let occurred_nanos = record.occurred_at as i128 * 1000;
     let equals = |wanted: &str, stored: Option<&str>| wanted.is_empty() || stored == Some(wanted);

@@ -1,11 +1,11 @@
-//! Export formats (DESIGN §8): JSONL, CSV and Parquet, produced row by row from a scan and cut
+//! Export formats (docs/API.md): JSONL, CSV and Parquet, produced row by row from a scan and cut
 //! into chunks, so memory stays bounded whatever the range.
 //!
 //! - JSONL: one §7 `event` object per line (the 24 hashed columns; `seq` and timestamps as
 //!   integer microseconds), so any line can be checked against a proof.
 //! - CSV (RFC 4180): a header row with the same 24 column names, CRLF line ends, timestamps as
 //!   RFC 3339 UTC with microseconds; an empty field is a null (empty strings are never stored).
-//! - Parquet: the batch schema of DESIGN §2.2, `leaf_hash` included.
+//! - Parquet: the batch schema of docs/FORMAT.md, Stored columns, `leaf_hash` included.
 
 use crate::read::ScanRow;
 use auditum_batch as batch;

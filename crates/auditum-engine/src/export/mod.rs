@@ -1,4 +1,4 @@
-//! Exports (DESIGN §8): rows of a scan encoded as JSONL, CSV or Parquet (`encode`), streamed in
+//! Exports (docs/API.md): rows of a scan encoded as JSONL, CSV or Parquet (`encode`), streamed in
 //! chunks by a two-stage pipeline with bounded memory (`pipeline`).
 
 mod encode;

@@ -1,4 +1,4 @@
-//! Checkpoints (DESIGN §6): one signed note per committed ledger size, written create-only, and
+//! Checkpoints (docs/FORMAT.md, Checkpoints and keys): one signed note per committed ledger size, written create-only, and
 //! `{log}/checkpoint` moved to it with If-Match; repaired at start after a crash between the
 //! ledger put and the checkpoint puts.
 

@@ -1,4 +1,4 @@
-//! One log (DESIGN §1): WAL with group commit, the open batch, idempotency, and the sealer that
+//! One log (README, Architecture): WAL with group commit, the open batch, idempotency, and the sealer that
 //! turns cut batches into Parquet objects, ledger entries and signed checkpoints.
 //!
 //! Threads: a dedicated OS thread owns the WAL file and the idempotency index; appends reach it

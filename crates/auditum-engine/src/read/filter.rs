@@ -1,4 +1,4 @@
-//! Query filters (DESIGN §8): the rules every `EventFilter` must satisfy, as the tests a scan
+//! Query filters (docs/API.md): the rules every `EventFilter` must satisfy, as the tests a scan
 //! applies to each column.
 
 use crate::scan::{Predicate, TextTest};
@@ -54,7 +54,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Applies the filter rules (DESIGN §8) to a filter's fields; errors name the field.
+    /// Applies the filter rules (docs/API.md) to a filter's fields; errors name the field.
     pub fn new(filter: &FilterSpec) -> Result<Filter, FilterError> {
         if filter.tenant_id.is_empty() {
             return Err(reject("filter.tenant_id", "required"));
@@ -92,7 +92,7 @@ impl Filter {
         equals("correlation_id", "filter.correlation_id", &filter.correlation_id, MAX_FILTER_VALUE_BYTES)?;
         equals("session_id", "filter.session_id", &filter.session_id, MAX_FILTER_VALUE_BYTES)?;
         if !filter.source_ip.is_empty() {
-            // Stored canonically (DESIGN §2.2 reading in the notes): compare canonically.
+            // Stored canonically (docs/FORMAT.md, Stored columns reading in the notes): compare canonically.
             let ip: std::net::IpAddr =
                 filter.source_ip.parse().map_err(|_| reject("filter.source_ip", "must be a valid IPv4 or IPv6 address"))?;
             equals("source_ip", "filter.source_ip", &ip.to_string(), MAX_FILTER_VALUE_BYTES)?;

@@ -1,4 +1,4 @@
-//! Reads (DESIGN §8): filters, keyset pagination on (occurred_at, seq), and the ordered merge of
+//! Reads (docs/API.md): filters, keyset pagination on (occurred_at, seq), and the ordered merge of
 //! sealed batches (pruned by the ledger catalog, read through [`crate::scan`]) with the events
 //! still unsealed.
 //!

@@ -1,4 +1,4 @@
-//! gRPC services (DESIGN §8) as thin adapters: each decodes its request into domain terms, calls
+//! gRPC services (docs/API.md) as thin adapters: each decodes its request into domain terms, calls
 //! the engine, and encodes the answer; every error becomes a status in `crate::status`.
 
 pub mod ingest;
