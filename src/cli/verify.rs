@@ -28,6 +28,10 @@ pub struct VerifyArgs {
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Accept a log with nothing in it (no ledger, no checkpoint, no batch); without it such a
+    /// log fails, since a wrong --store or --log looks the same.
+    #[arg(long)]
+    allow_empty: bool,
     #[command(flatten)]
     s3: S3Args,
 }
@@ -41,6 +45,7 @@ pub async fn run(args: VerifyArgs) -> Result<bool, String> {
         options.since_checkpoint =
             Some(std::fs::read_to_string(path).map_err(|error| format!("--since-checkpoint {}: {error}", path.display()))?);
     }
+    options.allow_empty = args.allow_empty;
     if let Some(parallelism) = args.parallelism {
         options.parallelism = parallelism;
     }

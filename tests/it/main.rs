@@ -7,6 +7,7 @@ mod cli;
 mod config_example;
 mod crash;
 mod deploy;
+mod hardening;
 mod ingest;
 mod ops;
 mod proof;

@@ -122,9 +122,11 @@ const RPCS: [Rpc; 8] = [
     Rpc::VerifyLog,
 ];
 
-/// The rule, written from the issue rather than from the server: the scope the RPC needs (admin
+/// The rule, written from the issues rather than from the server: the scope the RPC needs (admin
 /// grants all), and the tenant: a tenant-bound key reaches only its tenant (for log-wide calls:
-/// its tenant's log); VerifyLog covers every tenant of a log, so it needs a platform key.
+/// its tenant's log); VerifyLog covers every tenant of a log, so it needs a platform key. What a
+/// proof call cannot reach answers NOT_FOUND, exactly like what does not exist (it must not
+/// reveal other tenants or logs); a call that names a tenant is refused as PERMISSION_DENIED.
 fn expected(key: &(&str, &str, &[Scope]), rpc: Rpc, tenant: &str) -> Code {
     let (_, key_tenant, scopes) = key;
     let needs = match rpc {
@@ -142,7 +144,11 @@ fn expected(key: &(&str, &str, &[Scope]), rpc: Rpc, tenant: &str) -> Code {
         Rpc::GetCheckpoint | Rpc::GetConsistencyProof => *key_tenant == "*" || log_of(key_tenant) == log_of(tenant),
         _ => *key_tenant == "*" || *key_tenant == tenant,
     };
-    if reachable { Code::Ok } else { Code::PermissionDenied }
+    match (reachable, rpc) {
+        (true, _) => Code::Ok,
+        (false, Rpc::GetCheckpoint | Rpc::GetEventProofBySeq | Rpc::GetEventProofById | Rpc::GetConsistencyProof) => Code::NotFound,
+        (false, _) => Code::PermissionDenied,
+    }
 }
 
 async fn call(clients: &mut Clients, rpc: Rpc, tenant: &str, known: &HashMap<String, (u64, String)>) -> Code {
@@ -161,12 +167,7 @@ async fn call(clients: &mut Clients, rpc: Rpc, tenant: &str, known: &HashMap<Str
         ),
         Rpc::GetEventProofById => {
             let key = Some(pb::get_event_proof_request::Key::EventId(event_id));
-            let result = clients.proof.get_event_proof(pb::GetEventProofRequest { log: log.into(), key }).await;
-            // A tenant key looks among its own tenant's events only: another tenant's id is not found.
-            match code(&result) {
-                Code::NotFound => Code::PermissionDenied,
-                other => other,
-            }
+            code(&clients.proof.get_event_proof(pb::GetEventProofRequest { log: log.into(), key }).await)
         }
         Rpc::GetConsistencyProof => {
             code(&clients.proof.get_consistency_proof(pb::GetConsistencyProofRequest { log: log.into(), old_size: 1, new_size: 1 }).await)
@@ -254,11 +255,13 @@ async fn every_key_reaches_exactly_the_rpcs_and_tenants_it_is_configured_for() {
         .unwrap()
         .into_inner();
     assert_eq!(auditum_format::proof::event_tenant(&shared.proof_json).unwrap(), "acme");
-    // An unsealed event of another tenant: refused, without saying whether it is sealed.
+    // An unsealed event of another tenant: not found, exactly like a seq that does not exist.
     let unsealed = |tenant: &str| with_id(event(tenant, "matrix.unsealed", "u"), &format!("{tenant}-unsealed"));
     let results = writer.ingest.append(request(vec![unsealed("globex"), unsealed("acme")])).await.unwrap().into_inner().results;
     let proof_of = |seq: u64| pb::GetEventProofRequest { log: String::new(), key: Some(pb::get_event_proof_request::Key::Seq(seq)) };
-    assert_eq!(acme.proof.get_event_proof(proof_of(results[0].seq)).await.unwrap_err().code(), Code::PermissionDenied);
+    let foreign = acme.proof.get_event_proof(proof_of(results[0].seq)).await.unwrap_err();
+    assert_eq!(foreign.code(), Code::NotFound);
+    assert!(!foreign.message().contains("globex"), "{}", foreign.message());
     assert_eq!(
         acme.proof.get_event_proof(proof_of(results[1].seq)).await.unwrap_err().code(),
         Code::FailedPrecondition,

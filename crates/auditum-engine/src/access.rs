@@ -125,7 +125,7 @@ impl Access {
         if let Some(own) = call.caller.tenant() {
             note.tenant = own.to_string();
         }
-        if let Err(error) = self.write(call, note, Some(&denied)).await {
+        if let Err(error) = self.write(call, note, Outcome::Denied(&denied)).await {
             tracing::warn!(parent: &call.span(), %error, "cannot record the refused call");
         }
         refused(denied)
@@ -142,7 +142,12 @@ impl Access {
     /// Records a permitted Query, Export or proof call before it runs: a read that cannot be
     /// recorded is not served.
     pub async fn record(&self, call: &Call, note: MetaNote) -> Result<()> {
-        self.write(call, note, None).await
+        self.write(call, note, Outcome::Success).await
+    }
+
+    /// Records a call that ended in `code` (e.g. `NotFound`) with `message`.
+    pub async fn record_failure(&self, call: &Call, note: MetaNote, code: &str, message: &str) -> Result<()> {
+        self.write(call, note, Outcome::Failed { code, message }).await
     }
 
     /// Refuses an Append event of a tenant the key is not bound to (not meta-audited: the
@@ -172,11 +177,11 @@ impl Access {
         }
     }
 
-    async fn write(&self, call: &Call, note: MetaNote, denied: Option<&Denied>) -> Result<()> {
+    async fn write(&self, call: &Call, note: MetaNote, outcome: Outcome<'_>) -> Result<()> {
         if !self.meta_audit {
             return Ok(());
         }
-        let record = meta_audit_record(call, note, denied, now_micros())?;
+        let record = meta_audit_record(call, note, outcome, now_micros())?;
         let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: record.tenant_id.clone() })?;
         log.append(vec![record]).await?;
         METRICS.meta_audit_events.get_or_create(&log_label(log.name())).inc();
@@ -184,15 +189,24 @@ impl Access {
     }
 }
 
+/// How a recorded call ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome<'a> {
+    Success,
+    Denied(&'a Denied),
+    Failed { code: &'a str, message: &'a str },
+}
+
 fn non_empty(value: String) -> Option<String> {
     if value.is_empty() { None } else { Some(value) }
 }
 
 /// The stored record of a meta-audit event, built directly in its stored form.
-fn meta_audit_record(call: &Call, note: MetaNote, denied: Option<&Denied>, now: i64) -> Result<EventRecord> {
-    let (outcome, error_code, reason) = match denied {
-        Some(denied) => ("denied", denied.code_name().to_string(), denied.to_string().chars().take(1000).collect()),
-        None => ("success", String::new(), String::new()),
+fn meta_audit_record(call: &Call, note: MetaNote, outcome: Outcome<'_>, now: i64) -> Result<EventRecord> {
+    let (outcome, error_code, reason) = match outcome {
+        Outcome::Denied(denied) => ("denied", denied.code_name().to_string(), denied.to_string().chars().take(1000).collect()),
+        Outcome::Failed { code, message } => ("failure", code.to_string(), message.chars().take(1000).collect()),
+        Outcome::Success => ("success", String::new(), String::new()),
     };
     let mut details = note.details;
     details.insert("rpc".into(), call.method.into());
@@ -241,7 +255,7 @@ mod tests {
         details.insert("filter".into(), serde_json::json!({"tenant_id": "acme"}));
         let note = MetaNote { action: "auditum.query", tenant: "acme".into(), target_type: "tenant", target_id: "acme".into(), details };
         let denied = Denied::PermissionDenied("filter.tenant_id: no".into());
-        let record = meta_audit_record(&call, note, Some(&denied), 5).unwrap();
+        let record = meta_audit_record(&call, note, Outcome::Denied(&denied), 5).unwrap();
         assert_eq!(record.metadata.as_deref(), Some(r#"{"filter":{"tenant_id":"acme"},"page_size":100,"rpc":"Query"}"#));
         assert_eq!((record.outcome.as_str(), record.error_code.as_deref()), ("denied", Some("PermissionDenied")));
         assert_eq!(record.actor_type.as_deref(), Some("anonymous"));

@@ -226,8 +226,9 @@ impl Caller {
     pub fn require_tenant(&self, field: &str, tenant: &str) -> Result<(), Denied> {
         match self.tenant() {
             Some(own) if own != tenant => Err(Denied::PermissionDenied(format!(
-                "{field}: api key {:?} is bound to tenant {own:?} and cannot reach tenant {tenant:?}",
-                self.key_id()
+                "{field}: api key {:?} is bound to tenant {own:?} and cannot reach tenant {}",
+                self.key_id(),
+                rules::echo(tenant)
             ))),
             _ => Ok(()),
         }

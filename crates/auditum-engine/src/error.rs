@@ -26,7 +26,7 @@ pub enum Error {
     Proof(#[from] proof::Error),
     #[error(transparent)]
     Export(#[from] export::Failure),
-    #[error("log: no log named {name:?}")]
+    #[error("log: no log named {}", auditum_format::rules::echo(name))]
     NoSuchLog { name: String },
     #[error("no log is configured for tenant {tenant:?} and there is no default log")]
     NoLogForTenant { tenant: String },

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod dir_lock;
 pub mod error;
 pub mod export;
 pub mod ingest;

@@ -41,15 +41,54 @@ impl Prover {
         Prover { logs, cache: Arc::default(), access }
     }
 
-    fn log(&self, name: &str) -> Result<&Log> {
-        self.logs.by_name(name).ok_or_else(|| Error::NoSuchLog { name: name.to_string() })
+    /// The log a caller may see by this name. For a tenant-bound key every other log, existing
+    /// or not, is not found: the answer must not reveal which logs (and so which customers)
+    /// exist.
+    fn log(&self, call: &Call, name: &str) -> Result<&Log> {
+        match self.logs.by_name(name) {
+            Some(log) if self.access.require_log(call, log).is_ok() => Ok(log),
+            _ => Err(Error::NoSuchLog { name: name.to_string() }),
+        }
     }
 
     fn basis(&self, log: &Log) -> Result<ProofBasis> {
         log.proof_basis().ok_or_else(|| Error::NoCheckpoint { log: log.name().to_string() })
     }
 
-    /// A log-wide proof call: the log must be the caller's tenant's; recorded as `auditum.proof`.
+    /// A tenant-bound caller's "not found" is recorded whatever its cause (nothing there, or
+    /// another tenant's), so the two cannot be told apart, not even by their timing.
+    async fn not_found(
+        &self,
+        call: &Call,
+        error: Error,
+        target_type: &'static str,
+        target_id: String,
+        details: serde_json::Value,
+    ) -> Error {
+        if call.caller.tenant().is_some() {
+            let note = MetaNote {
+                action: "auditum.proof",
+                tenant: self.access.log_wide_tenant(call),
+                target_type,
+                target_id,
+                details: object(details),
+            };
+            if let Err(record_error) = self.access.record_failure(call, note, "NotFound", &error.to_string()).await {
+                tracing::warn!(parent: &call.span(), error = %record_error, "cannot record the refused call");
+            }
+        }
+        error
+    }
+
+    /// The log named in a log-wide call, or a recorded not-found.
+    async fn visible_log(&self, call: &Call, name: &str, details: &serde_json::Value) -> Result<&Log> {
+        match self.log(call, name) {
+            Ok(log) => Ok(log),
+            Err(error) => Err(self.not_found(call, error, "log", auditum_format::rules::echo(name), details.clone()).await),
+        }
+    }
+
+    /// A log-wide proof call, recorded as `auditum.proof` before it runs.
     async fn admit_log(&self, call: &Call, log: &Log, details: serde_json::Value) -> Result<()> {
         let note = MetaNote {
             action: "auditum.proof",
@@ -58,48 +97,44 @@ impl Prover {
             target_id: log.name().to_string(),
             details: object(details),
         };
-        self.access.admit(call, self.access.require_log(call, log), note).await
+        self.access.record(call, note).await
     }
 
     /// The latest signed checkpoint of a log (empty name: `default`).
     pub async fn checkpoint(&self, call: &Call, log_name: &str) -> Result<String> {
-        let log = self.log(log_name)?;
+        let details = serde_json::json!({ "log": auditum_format::rules::echo(log_name) });
+        let log = self.visible_log(call, log_name, &details).await?;
         let checkpoint = self.basis(log)?.checkpoint;
         self.admit_log(call, log, serde_json::json!({ "log": log.name() })).await?;
         Ok(checkpoint)
     }
 
-    /// The §7 proof document of one sealed event.
+    /// The §7 proof document of one sealed event. A seq or id the caller may not see answers
+    /// exactly like one that does not exist.
     pub async fn event_proof(&self, call: &Call, log_name: &str, key: Option<EventKey>) -> Result<String> {
-        let log = self.log(log_name)?;
         let details = match &key {
-            Some(EventKey::Seq(seq)) => serde_json::json!({ "log": log.name(), "seq": seq }),
-            Some(EventKey::Id(id)) => serde_json::json!({ "log": log.name(), "event_id": id }),
-            None => serde_json::json!({ "log": log.name() }),
+            Some(EventKey::Seq(seq)) => serde_json::json!({ "log": auditum_format::rules::echo(log_name), "seq": seq }),
+            Some(EventKey::Id(id)) => {
+                serde_json::json!({ "log": auditum_format::rules::echo(log_name), "event_id": auditum_format::rules::echo(id) })
+            }
+            None => serde_json::json!({ "log": auditum_format::rules::echo(log_name) }),
         };
-        let note = |tenant: String, target_id: String| MetaNote {
-            action: "auditum.proof",
-            tenant,
-            target_type: "event",
-            target_id,
-            details: object(details.clone()),
-        };
-        if let Err(denied) = self.access.require_log(call, log) {
-            return Err(self.access.deny(call, denied, note(self.access.log_wide_tenant(call), String::new())).await);
-        }
+        let log = self.visible_log(call, log_name, &details).await?;
         let basis = self.basis(log)?;
         let store = log.store().as_ref();
+        let no_such_seq = |seq: u64| Error::Proof(proof::Error::NoSuchSeq { log: log.name().to_string(), seq });
         let seq = match key {
             Some(EventKey::Seq(seq)) => {
+                let target = format!("{}/{seq}", log.name());
                 if seq >= log.committed_next().0 {
                     // Not sealed yet: say so only to a caller who may see the event.
                     let unsealed = log.unsealed_events();
-                    let Some(event) = unsealed.iter().find(|event| event.seq.0 == seq) else {
-                        return Err(proof::Error::NoSuchSeq { log: log.name().to_string(), seq }.into());
-                    };
-                    if let Err(denied) = call.caller.require_tenant("seq", &event.tenant_id) {
-                        let target = format!("{}/{seq}", log.name());
-                        return Err(self.access.deny(call, denied, note(event.tenant_id.clone(), target)).await);
+                    let visible = unsealed
+                        .iter()
+                        .find(|event| event.seq.0 == seq)
+                        .is_some_and(|event| call.caller.require_tenant("seq", &event.tenant_id).is_ok());
+                    if !visible {
+                        return Err(self.not_found(call, no_such_seq(seq), "event", target, details).await);
                     }
                 }
                 seq
@@ -111,7 +146,10 @@ impl Prover {
                 // A tenant key looks only among its tenant's events: another tenant's ids stay invisible.
                 let seqs = proof::find_by_id(store, &basis, &id, call.caller.tenant()).await?;
                 match seqs.as_slice() {
-                    [] => return Err(proof::Error::NoSuchId { log: log.name().to_string(), id }.into()),
+                    [] => {
+                        let error = Error::Proof(proof::Error::NoSuchId { log: log.name().to_string(), id });
+                        return Err(self.not_found(call, error, "event", log.name().to_string(), details).await);
+                    }
                     [seq] => *seq,
                     _ => return Err(proof::Error::AmbiguousId { id, count: seqs.len(), seqs }.into()),
                 }
@@ -123,13 +161,18 @@ impl Prover {
         let tenant =
             auditum_format::proof::event_tenant(&proof_json).map_err(|error| Error::Incomplete(format!("proof document: {error}")))?;
         let target = format!("{}/{seq}", log.name());
-        self.access.admit(call, call.caller.require_tenant("seq", &tenant), note(tenant, target)).await?;
+        if call.caller.require_tenant("seq", &tenant).is_err() {
+            return Err(self.not_found(call, no_such_seq(seq), "event", target, details).await);
+        }
+        let note = MetaNote { action: "auditum.proof", tenant, target_type: "event", target_id: target, details: object(details) };
+        self.access.record(call, note).await?;
         Ok(proof_json)
     }
 
     /// The RFC 9162 consistency path between two ledger sizes.
     pub async fn consistency_proof(&self, call: &Call, log_name: &str, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
-        let log = self.log(log_name)?;
+        let requested = serde_json::json!({ "log": auditum_format::rules::echo(log_name), "old_size": old_size, "new_size": new_size });
+        let log = self.visible_log(call, log_name, &requested).await?;
         let basis = self.basis(log)?;
         if old_size == 0 || old_size > new_size {
             return Err(Error::bad_request("old_size", format!("must be between 1 and new_size ({new_size}), got {old_size}")));
@@ -145,16 +188,20 @@ impl Prover {
 
     /// Verifies a whole log from its store, platform keys only; updates arrive on the channel.
     pub async fn verify_log(&self, call: &Call, log_name: &str) -> Result<tokio::sync::mpsc::Receiver<Result<VerifyUpdate>>> {
-        let log = self.log(log_name)?.clone();
-        let note = MetaNote {
+        let note = |target_id: String| MetaNote {
             action: "auditum.proof",
             tenant: self.access.log_wide_tenant(call),
             target_type: "log",
-            target_id: log.name().to_string(),
-            details: object(serde_json::json!({ "log": log.name(), "verify": true })),
+            target_id: target_id.clone(),
+            details: object(serde_json::json!({ "log": target_id, "verify": true })),
         };
-        // Verification reads every tenant's events of the log: platform keys only.
-        self.access.admit(call, call.caller.require_platform("VerifyLog"), note).await?;
+        // Verification reads every tenant's events of the log: platform keys only, refused
+        // before the log is looked up, so the refusal says nothing about which logs exist.
+        if let Err(denied) = call.caller.require_platform("VerifyLog") {
+            return Err(self.access.deny(call, denied, note(auditum_format::rules::echo(log_name))).await);
+        }
+        let log = self.logs.by_name(log_name).ok_or_else(|| Error::NoSuchLog { name: log_name.to_string() })?.clone();
+        self.access.record(call, note(log.name().to_string())).await?;
         Ok(start_verification(log))
     }
 }
@@ -172,7 +219,8 @@ fn start_verification(log: Log) -> tokio::sync::mpsc::Receiver<Result<VerifyUpda
                     ..Default::default()
                 }));
             };
-            let options = auditum_verify::Options::default();
+            // The server knows its log: one with nothing sealed yet is simply empty.
+            let options = auditum_verify::Options { allow_empty: true, ..Default::default() };
             match auditum_verify::verify_log_with(log.store().as_ref(), log.name(), &log.verifier(), &options, progress).await {
                 Ok(report) => {
                     for problem in &report.problems {

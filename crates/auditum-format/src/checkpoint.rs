@@ -130,6 +130,19 @@ impl Signer {
                 Ok((signer, false))
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                // A verifier key without its signing key is a lost key, not a first start: a new
+                // key would not match the checkpoints already signed, and the auditors' copy of
+                // the verifier key must never be overwritten.
+                let verifier_path = path.with_extension("vkey");
+                if verifier_path.exists() {
+                    return Err(Error::BadSigningKey {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "missing, but its verifier key {} exists: restore the signing key (a new one would not match the checkpoints it signed)",
+                            verifier_path.display()
+                        ),
+                    });
+                }
                 let signer = Signer::generate(name)?;
                 signer.write_files(path).map_err(key_error)?;
                 Ok((signer, true))
@@ -148,7 +161,10 @@ impl Signer {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
         file.write_all(format!("{}\n", self.to_private_key_text()).as_bytes())?;
         file.sync_all()?;
-        std::fs::write(path.with_extension("vkey"), format!("{}\n", self.verifier_key()))?;
+        // Create-only too: a verifier key handed to auditors is never replaced.
+        let mut verifier = std::fs::OpenOptions::new().write(true).create_new(true).open(path.with_extension("vkey"))?;
+        verifier.write_all(format!("{}\n", self.verifier_key()).as_bytes())?;
+        verifier.sync_all()?;
         Ok(())
     }
 

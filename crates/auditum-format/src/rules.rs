@@ -15,6 +15,11 @@ pub const MAX_STRUCT_DEPTH: usize = 32;
 pub const REDACTED: &str = "[REDACTED]";
 pub const DEFAULT_REDACT_KEYS: [&str; 7] = ["password", "secret", "token", "api_key", "authorization", "cookie", "private_key"];
 
+/// Actions under this namespace are written by the server only (meta-audit, alerts, legal holds,
+/// erasures); clients cannot append them.
+pub const RESERVED_ACTION_NAMESPACE: &str = "auditum";
+pub const RESERVED_ACTION_PREFIX: &str = "auditum.";
+
 /// Stored actor types and outcomes (docs/FORMAT.md, Stored columns), lowercase.
 pub const ACTOR_TYPES: [&str; 5] = ["user", "service", "api_key", "system", "anonymous"];
 pub const OUTCOMES: [&str; 3] = ["success", "failure", "denied"];
@@ -30,6 +35,23 @@ pub fn is_valid_action(action: &str) -> bool {
     })
 }
 
+/// At most this many bytes of a client's value are echoed in an error message: enough to
+/// recognise it, never enough to overflow a client's metadata limit.
+pub const MAX_ECHO_BYTES: usize = 100;
+
+/// A client's value quoted for an error message, cut to [`MAX_ECHO_BYTES`] (on a character
+/// boundary) with its full length said when cut.
+pub fn echo(value: &str) -> String {
+    if value.len() <= MAX_ECHO_BYTES {
+        return format!("{value:?}");
+    }
+    let mut end = MAX_ECHO_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &value[..end], value.len())
+}
+
 /// Names of logs, API keys, alert rules and sinks: 1-64 characters of `[a-z0-9_-]`.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -40,6 +62,15 @@ pub fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoes_are_bounded() {
+        assert_eq!(echo("acme"), "\"acme\"");
+        let long = "é".repeat(10_000);
+        let echoed = echo(&long);
+        assert!(echoed.len() < MAX_ECHO_BYTES + 40, "{echoed}");
+        assert!(echoed.ends_with("(20000 bytes)"), "{echoed}");
+    }
 
     #[test]
     fn action_and_tenant_patterns() {

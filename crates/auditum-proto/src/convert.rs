@@ -318,14 +318,23 @@ impl<F: Fn(&str) -> bool> JsonWriter<F> {
     }
 }
 
-/// Integral doubles within ±2^53 print as integers (`4411`, not `4411.0`); others as shortest float.
+/// Integral doubles print as integers (`4411`, not `4411.0`): the exact value of the double, so
+/// an integer beyond ±2^53, which a double cannot hold exactly, prints as the double it arrived as
+/// (2^53 + 1 is sent as 9007199254740992). Beyond the 64-bit range, and for fractions, the
+/// shortest form that reads back as the same double (`1e20`, `1.5`).
 fn number_to_json(number: f64) -> Option<serde_json::Value> {
-    const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0;
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
     if !number.is_finite() {
         return None;
     }
-    if number.fract() == 0.0 && number.abs() <= EXACT_INTEGER_LIMIT {
-        return Some(serde_json::Value::from(number as i64));
+    if number.fract() == 0.0 {
+        if (-TWO_POW_63..TWO_POW_63).contains(&number) {
+            return Some(serde_json::Value::from(number as i64));
+        }
+        if (0.0..TWO_POW_64).contains(&number) {
+            return Some(serde_json::Value::from(number as u64));
+        }
     }
     serde_json::Number::from_f64(number).map(serde_json::Value::Number)
 }
@@ -354,5 +363,15 @@ mod tests {
         assert_eq!(number_to_json(-0.0).unwrap().to_string(), "0");
         assert_eq!(number_to_json(1.5).unwrap().to_string(), "1.5");
         assert!(number_to_json(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn integers_beyond_two_to_the_53_print_without_a_fraction() {
+        assert_eq!(number_to_json(9_007_199_254_740_994.0).unwrap().to_string(), "9007199254740994");
+        assert_eq!(number_to_json(-9_007_199_254_740_994.0).unwrap().to_string(), "-9007199254740994");
+        assert_eq!(number_to_json(9_223_372_036_854_775_808.0).unwrap().to_string(), "9223372036854775808");
+        let huge = number_to_json(1e20).unwrap().to_string();
+        assert!(!huge.contains('.'), "{huge}");
+        assert_eq!(huge.parse::<f64>().unwrap(), 1e20);
     }
 }

@@ -152,6 +152,10 @@ impl Validator {
         if !is_valid_action(&event.action) {
             return Err(violation(index, "action", "must match ^[a-z0-9_-]+(\\.[a-z0-9_-]+)*$"));
         }
+        // The server's own records (meta-audit, alerts, holds, erasures) must not be forgeable.
+        if event.action == RESERVED_ACTION_NAMESPACE || event.action.starts_with(RESERVED_ACTION_PREFIX) {
+            return Err(violation(index, "action", format!("{RESERVED_ACTION_PREFIX}* actions are reserved for auditum's own records")));
+        }
         let Some(actor) = event.actor else {
             return Err(violation(index, "actor", "required"));
         };

@@ -9,6 +9,7 @@ mod metrics_http;
 pub mod status;
 
 use auditum_engine::access::Access;
+use auditum_engine::dir_lock::DirLock;
 use auditum_engine::ingest::Ingest;
 use auditum_engine::log::{self, Log, LogSettings};
 use auditum_engine::proofs::Prover;
@@ -42,6 +43,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
     #[error("server task failed: {0}")]
     Task(String),
+    #[error("data directory: {0}")]
+    DataDir(#[from] auditum_engine::dir_lock::Error),
     #[error("tls: {field} {path}: {reason}")]
     Tls { field: &'static str, path: std::path::PathBuf, reason: String },
 }
@@ -152,6 +155,8 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer> {
     // Before binding: an invalid config (development mode on a public address) never listens.
     config.validate()?;
+    // And a second process on the same data directory stops here, naming the first.
+    let data_dir_lock = DirLock::acquire(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
     // Bounded concurrency per connection: more calls on one connection wait their turn.
@@ -252,6 +257,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         }
         watcher.abort();
         let _ = metrics_stop.send(());
+        drop(data_dir_lock);
         result
     });
     tracing::info!(%addr, "auditum listening");

@@ -24,6 +24,8 @@ pub enum ProblemKind {
     Fork,
     Malformed,
     Replaced,
+    /// Nothing to vouch for: no ledger, no checkpoint, no batch.
+    Empty,
 }
 
 impl fmt::Display for ProblemKind {
@@ -39,6 +41,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::Fork => "fork",
             ProblemKind::Malformed => "malformed",
             ProblemKind::Replaced => "replaced",
+            ProblemKind::Empty => "empty",
         };
         formatter.write_str(name)
     }
@@ -156,11 +159,17 @@ pub struct Options {
     pub since_checkpoint: Option<String>,
     /// Batches fetched and checked at once.
     pub parallelism: usize,
+    /// Accept a log with nothing in it (a wrong store URL or log name looks exactly like one).
+    pub allow_empty: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { since_checkpoint: None, parallelism: std::thread::available_parallelism().map(|cores| cores.get() * 2).unwrap_or(4) }
+        Options {
+            since_checkpoint: None,
+            parallelism: std::thread::available_parallelism().map(|cores| cores.get() * 2).unwrap_or(4),
+            allow_empty: false,
+        }
     }
 }
 
@@ -312,6 +321,7 @@ pub async fn verify_log_with(
     let size = entry_hashes.len() as u64;
     let latest_key = paths::latest_checkpoint_key(log);
     let mut latest = None;
+    let mut latest_exists = true;
     match store.get(&latest_key, None).await {
         Ok(body) => match verifier.verify_checkpoint(&String::from_utf8_lossy(&body)) {
             Ok(checkpoint) if checkpoint.size != size => report.problem(
@@ -328,12 +338,29 @@ pub async fn verify_log_with(
             }
             Err(error) => report.problem(ProblemKind::BadSignature, &latest_key, error.to_string()),
         },
-        Err(store::Error::NotFound { .. }) if size == 0 => {}
+        Err(store::Error::NotFound { .. }) if size == 0 => latest_exists = false,
         Err(store::Error::NotFound { .. }) => report.problem(ProblemKind::Missing, &latest_key, "no latest checkpoint"),
         Err(error) => return Err(error),
     }
-    // Every historical checkpoint must be a prefix of this ledger.
-    for meta in store.list(&paths::checkpoints_prefix(log)).await? {
+    // Every historical checkpoint must be a prefix of this ledger, and there is one per size.
+    let notes = store.list(&paths::checkpoints_prefix(log)).await?;
+    let present: HashSet<u64> = notes.iter().filter_map(|meta| paths::checkpoint_size_from_key(log, &meta.key)).collect();
+    let missing_notes: Vec<u64> = (1..=size).filter(|note_size| !present.contains(note_size)).collect();
+    for &note_size in missing_notes.iter().take(10) {
+        report.problem(
+            ProblemKind::Missing,
+            paths::checkpoint_note_key(log, note_size),
+            format!("the signed checkpoint of ledger size {note_size} is missing (one is written per committed entry)"),
+        );
+    }
+    if missing_notes.len() > 10 {
+        report.problem(
+            ProblemKind::Missing,
+            paths::checkpoints_prefix(log),
+            format!("{} more checkpoint notes are missing", missing_notes.len() - 10),
+        );
+    }
+    for meta in notes {
         let Some(checkpoint_size) = paths::checkpoint_size_from_key(log, &meta.key) else {
             report.problem(ProblemKind::Malformed, &meta.key, "unexpected object in the checkpoints prefix");
             continue;
@@ -357,10 +384,25 @@ pub async fn verify_log_with(
     if let Some(note) = &options.since_checkpoint {
         check_since(note, verifier, &entry_hashes, latest.as_ref(), &mut report);
     }
-    for meta in store.list(&paths::batches_prefix(log)).await? {
+    let batches = store.list(&paths::batches_prefix(log)).await?;
+    let unreferenced = batches.iter().filter(|meta| !referenced.contains(&meta.key)).count();
+    if size == 0 && unreferenced > 0 {
+        // Batches nothing vouches for: the ledger was deleted (or the very first seal crashed
+        // and the server never restarted to seal again, which a restart repairs).
+        let detail = format!("no ledger entry exists, yet {unreferenced} batch objects do: the ledger was deleted or never written");
+        report.problem(ProblemKind::Missing, paths::ledger_prefix(log), detail);
+    }
+    for meta in &batches {
         if !referenced.contains(&meta.key) {
             report.warnings.push(format!("orphan batch {} is referenced by no ledger entry (left by an interrupted seal)", meta.key));
         }
+    }
+    if size == 0 && batches.is_empty() && present.is_empty() && !latest_exists && !options.allow_empty {
+        report.problem(
+            ProblemKind::Empty,
+            format!("{log}/"),
+            "this log holds no ledger, no checkpoint and no batch: nothing to vouch for (a wrong --store or --log looks like this; --allow-empty accepts an empty log)",
+        );
     }
     Ok(report)
 }

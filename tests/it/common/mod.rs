@@ -17,8 +17,9 @@ pub fn test_config(dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
-        // Long enough that tests decide when to seal.
-        seal_interval: Duration::from_secs(3600),
+        // Tests decide when to seal. Seals are aligned to the clock (multiples of the interval
+        // since the epoch): an hour would seal at the top of every hour, in the middle of a test.
+        seal_interval: Duration::from_secs(2000 * 24 * 3600),
         shutdown_seal_timeout: Duration::from_secs(10),
         ..Config::default()
     }

@@ -43,6 +43,8 @@ pub enum Error {
     Store { log: String, source: store::Error },
     #[error("log {log}: {source}")]
     Key { log: String, source: checkpoint::Error },
+    #[error("log {log}: {source}")]
+    Lock { log: String, source: crate::dir_lock::Error },
     #[error("log {log}: ledger entry {key} is invalid: {reason}")]
     Ledger { log: String, key: String, reason: String },
     #[error("log {log}: {reason}")]
@@ -131,6 +133,8 @@ struct Shared {
 
 struct Inner {
     settings: LogSettings,
+    /// Held from open until shutdown has stopped the writer thread.
+    wal_lock: Mutex<Option<crate::dir_lock::DirLock>>,
     signer: Signer,
     commands: mpsc::Sender<WalCommand>,
     shared: Mutex<Shared>,
@@ -172,6 +176,9 @@ impl Log {
     /// then starts the writer thread and the sealer task.
     pub async fn open(settings: LogSettings) -> Result<Log> {
         let log_name = settings.name.clone();
+        // First, before reading anything: one writer per WAL.
+        let wal_lock =
+            crate::dir_lock::DirLock::acquire(&settings.wal_dir).map_err(|source| Error::Lock { log: log_name.clone(), source })?;
         let (signer, generated) = Signer::load_or_generate(&settings.key_path, &settings.origin)
             .map_err(|source| Error::Key { log: log_name.clone(), source })?;
         if generated {
@@ -215,6 +222,7 @@ impl Log {
         let (stop, _) = watch::channel(None);
         let wal_bytes = wal_files.total_bytes();
         let inner = Arc::new(Inner {
+            wal_lock: Mutex::new(Some(wal_lock)),
             signer,
             commands,
             shared: Mutex::new(Shared {
@@ -391,6 +399,9 @@ impl Log {
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        // Nothing writes the WAL any more: the next process may take it, even while handles to
+        // this log are still being dropped.
+        drop(self.inner.wal_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
         sealed
     }
 

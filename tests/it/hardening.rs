@@ -1,0 +1,243 @@
+//! Regressions for what a hostile test of main broke: each test here failed on main before the
+//! fix it names.
+
+use crate::common::*;
+use auditum_engine::auth::{Scope, sha256_hex};
+use auditum_proto::pb;
+use auditum_server::config::{ApiKeyConfig, Config};
+use std::path::Path;
+use std::time::Duration;
+use tonic::Code;
+
+fn run_binary(args: &[&str]) -> (String, String, bool) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditum")).args(args).output().unwrap();
+    (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap(), output.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_data_dir_is_refused_naming_the_first_and_a_crashed_ones_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, url) = spawn_binary(dir.path(), &[]).await;
+    let mut client = auditum_client::connect(&url).await.unwrap();
+    client.append(request(vec![event("acme", "user.login", "a")])).await.unwrap();
+
+    // The second process exits at once, naming the holder's pid; it never listened.
+    let started = std::time::Instant::now();
+    let data_dir = dir.path().display().to_string();
+    let (stdout, stderr, ok) = run_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir]);
+    assert!(!ok, "a second server on {data_dir} must not start");
+    assert!(!stdout.contains("listening"), "{stdout}");
+    let pid = first.id().unwrap();
+    assert!(stderr.contains("in use by another auditum process") && stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not after a timeout");
+
+    // kill -9 leaves the lock file behind; the next start takes it over and keeps every event.
+    first.kill().await.unwrap();
+    first.wait().await.unwrap();
+    let (mut again, url) = spawn_binary(dir.path(), &[]).await;
+    let mut client = auditum_client::connect(&url).await.unwrap();
+    let second = client.append(request(vec![event("acme", "user.login", "b")])).await.unwrap().into_inner().results;
+    assert_eq!(second[0].seq, 1, "the acknowledged seq 0 survived and was not reused");
+    assert!(terminate(&mut again).await.success());
+}
+
+/// An archive with three sealed batches (three checkpoint notes), its store URL and verifier key.
+async fn sealed_archive(dir: &Path) -> (String, String) {
+    let (running, mut client) = start(test_config(dir)).await;
+    let log = running.logs.by_name("default").unwrap().clone();
+    for round in 0..3 {
+        client.append(request(vec![event("acme", "user.login", &format!("u{round}"))])).await.unwrap();
+        log.seal_now().await.unwrap();
+    }
+    let key = log.verifier_key();
+    let url = log.store().url().to_string();
+    running.stop().await.unwrap();
+    (url, key)
+}
+
+fn verify(store: &str, key: &str, extra: &[&str]) -> (String, bool) {
+    let mut args = vec!["verify", "--quiet", "--store", store, "--trusted-key", key];
+    args.extend_from_slice(extra);
+    let (stdout, stderr, ok) = run_binary(&args);
+    (format!("{stdout}{stderr}"), ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_when_there_is_nothing_to_vouch_for_or_a_note_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = sealed_archive(dir.path()).await;
+    let (output, ok) = verify(&store, &key, &[]);
+    assert!(ok, "the intact archive verifies: {output}");
+
+    // A misspelled log, and a store that does not exist, hold nothing: that is not "OK".
+    let (output, ok) = verify(&store, &key, &["--log", "defualt"]);
+    assert!(!ok && output.contains("empty"), "{output}");
+    let missing_store = format!("file://{}/no-such-store", dir.path().display());
+    let (output, ok) = verify(&missing_store, &key, &[]);
+    assert!(!ok && output.contains("empty"), "{output}");
+    let (output, ok) = verify(&missing_store, &key, &["--allow-empty"]);
+    assert!(ok, "an empty log is accepted when asked for: {output}");
+
+    // A deleted historical checkpoint note is reported.
+    let root = store.strip_prefix("file://").unwrap();
+    let note = Path::new(root).join("default/checkpoints/000000000002.note");
+    std::fs::remove_file(&note).unwrap();
+    let (output, ok) = verify(&store, &key, &[]);
+    assert!(!ok && output.contains("default/checkpoints/000000000002.note") && output.contains("missing"), "{output}");
+
+    // The ledger and every checkpoint wiped, the batches kept: batches nothing vouches for.
+    for gone in ["default/ledger", "default/checkpoints"] {
+        std::fs::remove_dir_all(Path::new(root).join(gone)).unwrap();
+    }
+    std::fs::remove_file(Path::new(root).join("default/checkpoint")).unwrap();
+    let (output, ok) = verify(&store, &key, &[]);
+    assert!(!ok && output.contains("3 batch objects") && output.contains("PROBLEM"), "{output}");
+    let (output, ok) = verify(&store, &key, &["--allow-empty"]);
+    assert!(!ok, "--allow-empty does not excuse batches without a ledger: {output}");
+}
+
+fn secret(id: &str) -> String {
+    format!("{id}.secret-of-{id}-0123456789abcdefghijklmnopqrstuvw")
+}
+
+fn keyed_config(dir: &Path) -> Config {
+    let key = |id: &str, tenant: &str, scopes: &[Scope]| ApiKeyConfig {
+        id: id.to_string(),
+        secret_sha256: sha256_hex(&secret(id)),
+        tenant: tenant.to_string(),
+        scopes: scopes.to_vec(),
+        rate_per_second: None,
+        burst: None,
+    };
+    Config {
+        api_keys: vec![key("writer", "*", &[Scope::Append]), key("acme", "acme", &[Scope::Proof, Scope::Query])],
+        logs: vec![routed_log("initech-log", &["initech"])],
+        ..test_config(dir)
+    }
+}
+
+async fn proof_client(url: &str, id: &str) -> pb::proof_service_client::ProofServiceClient<auditum_client::AuthChannel> {
+    let options = auditum_client::ConnectOptions { api_key: Some(secret(id)), ..Default::default() };
+    pb::proof_service_client::ProofServiceClient::new(auditum_client::channel(url, &options).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_seq_id_or_log_answers_exactly_like_one_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(keyed_config(dir.path())).await;
+    let url = format!("http://{}", running.addr);
+    let options = auditum_client::ConnectOptions { api_key: Some(secret("writer")), ..Default::default() };
+    let mut writer = pb::ingest_service_client::IngestServiceClient::new(auditum_client::channel(&url, &options).await.unwrap());
+    let sealed = writer.append(request(vec![with_id(event("globex", "user.login", "g"), "globex-1")])).await.unwrap().into_inner();
+    running.logs.by_name("default").unwrap().seal_now().await.unwrap();
+    let unsealed = writer.append(request(vec![event("globex", "user.login", "g")])).await.unwrap().into_inner();
+    writer.append(request(vec![event("initech", "user.login", "i")])).await.unwrap();
+    running.logs.by_name("initech-log").unwrap().seal_now().await.unwrap();
+
+    let mut acme = proof_client(&url, "acme").await;
+    let by_seq = |seq: u64| pb::GetEventProofRequest { log: String::new(), key: Some(pb::get_event_proof_request::Key::Seq(seq)) };
+    let nowhere = 1_000_000;
+    let answers = [
+        acme.get_event_proof(by_seq(sealed.results[0].seq)).await.unwrap_err(),
+        acme.get_event_proof(by_seq(unsealed.results[0].seq)).await.unwrap_err(),
+        acme.get_event_proof(by_seq(nowhere)).await.unwrap_err(),
+    ];
+    // The same code, and the same message but for the seq itself.
+    let shapes: Vec<(Code, String)> = answers
+        .iter()
+        .zip([sealed.results[0].seq, unsealed.results[0].seq, nowhere])
+        .map(|(status, seq)| (status.code(), status.message().replace(&seq.to_string(), "N")))
+        .collect();
+    assert!(shapes.iter().all(|shape| shape == &shapes[2]), "{shapes:?}");
+    assert_eq!(shapes[2].0, Code::NotFound);
+    assert!(answers.iter().all(|status| !status.message().contains("globex")), "{answers:?}");
+    let by_id = |id: &str| pb::GetEventProofRequest { log: String::new(), key: Some(pb::get_event_proof_request::Key::EventId(id.into())) };
+    let foreign_id = acme.get_event_proof(by_id("globex-1")).await.unwrap_err();
+    let no_id = acme.get_event_proof(by_id("no-such-id")).await.unwrap_err();
+    assert_eq!(
+        (foreign_id.code(), foreign_id.message().replace("globex-1", "X")),
+        (no_id.code(), no_id.message().replace("no-such-id", "X"))
+    );
+
+    // Another tenant's log and a log that does not exist are one answer too.
+    let other_log = acme.get_checkpoint(pb::GetCheckpointRequest { log: "initech-log".into() }).await.unwrap_err();
+    let no_log = acme.get_checkpoint(pb::GetCheckpointRequest { log: "nosuch-log".into() }).await.unwrap_err();
+    assert_eq!(
+        (other_log.code(), other_log.message().replace("initech-log", "L")),
+        (no_log.code(), no_log.message().replace("nosuch-log", "L"))
+    );
+    assert_eq!(no_log.code(), Code::NotFound);
+    let consistency = |log: &str| pb::GetConsistencyProofRequest { log: log.into(), old_size: 1, new_size: 1 };
+    assert_eq!(acme.get_consistency_proof(consistency("initech-log")).await.unwrap_err().code(), Code::NotFound);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_append_the_servers_own_auditum_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, mut client) = start(test_config(dir.path())).await;
+    for action in ["auditum.query", "auditum.alert", "auditum.legal_hold.set", "auditum"] {
+        let refused = client.append(request(vec![event("acme", "user.login", "a"), event("acme", action, "a")])).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{action}");
+        assert!(refused.message().starts_with("events[1].action:") && refused.message().contains("reserved"), "{}", refused.message());
+    }
+    client.append(request(vec![event("acme", "auditumx.thing", "a")])).await.expect("only the auditum namespace is reserved");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_log_name_is_echoed_in_at_most_a_hundred_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(test_config(dir.path())).await;
+    let url = format!("http://{}", running.addr);
+    let mut proofs = pb::proof_service_client::ProofServiceClient::new(auditum_client::channel(&url, &Default::default()).await.unwrap());
+    let name = "x".repeat(200_000);
+    let status = proofs.get_checkpoint(pb::GetCheckpointRequest { log: name }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().len() < 250 && status.message().contains("200000 bytes"), "{}", status.message());
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_beyond_two_to_the_53_are_stored_without_a_fraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, mut client) = start(test_config(dir.path())).await;
+    let mut big = event("acme", "payment.captured", "a");
+    let value = |number: f64| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(number)) };
+    big.metadata = Some(prost_types::Struct {
+        fields: [("big".to_string(), value(9_007_199_254_740_994.0)), ("small".to_string(), value(4411.0))].into_iter().collect(),
+    });
+    client.append(request(vec![big])).await.unwrap();
+    let mut query = pb::query_service_client::QueryServiceClient::new(
+        auditum_client::channel(&format!("http://{}", running.addr), &Default::default()).await.unwrap(),
+    );
+    let export = pb::ExportRequest {
+        filter: Some(pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }),
+        format: pb::ExportFormat::Jsonl as i32,
+        include_unsealed: true,
+    };
+    let mut stream = query.export(export).await.unwrap().into_inner();
+    let mut text = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        if let Some(pb::export_response::Item::Chunk(chunk)) = message.item {
+            text.extend_from_slice(&chunk);
+        }
+    }
+    let line: serde_json::Value = serde_json::from_slice(text.split(|byte| *byte == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["metadata"], r#"{"big":9007199254740994,"small":4411}"#);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_the_signing_key_refuses_and_never_overwrites_the_verifier_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(test_config(dir.path())).await;
+    running.stop().await.unwrap();
+    let keys = dir.path().join("keys");
+    let verifier_key = std::fs::read(keys.join("default.vkey")).unwrap();
+    std::fs::remove_file(keys.join("default.key")).unwrap();
+    let refused = auditum_server::start(test_config(dir.path())).await.err().expect("a start without the signing key is refused");
+    assert!(refused.to_string().contains("default.vkey"), "{refused}");
+    assert_eq!(std::fs::read(keys.join("default.vkey")).unwrap(), verifier_key, "the verifier key is untouched");
+    assert!(!keys.join("default.key").exists(), "no new signing key was made");
+}
