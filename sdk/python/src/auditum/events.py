@@ -36,6 +36,8 @@ OUTCOMES = {
 
 _AuditEvent, _Actor, _Target, _Outcome, _Context = (
     event_pb2.AuditEvent, event_pb2.Actor, event_pb2.Target, event_pb2.Outcome, event_pb2.Context)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EMPTY: Mapping[str, Any] = {}
 _known_good: set[tuple[str, str]] = set()  # (tenant, action) pairs already checked: few distinct ones per app
 
 ActorArg = Union[Mapping[str, Any], str, None]
@@ -67,21 +69,66 @@ def _struct(message: Any, value: Mapping[str, Any], field: str) -> None:
         raise ValidationError(field, f"not JSON-representable: {error}") from None
 
 
-def _set_time(event: Any, occurred_at: Timestamp, validate: bool) -> None:
+def _timestamp(occurred_at: Timestamp, validate: bool) -> dict[str, int]:
     if occurred_at is None:
         nanos = time.time_ns()
     elif isinstance(occurred_at, _dt.datetime):
         if occurred_at.tzinfo is None:
             raise ValidationError("occurred_at", "a naive datetime; give it a timezone (e.g. datetime.now(timezone.utc))")
-        delta = occurred_at - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+        delta = occurred_at - _EPOCH
         nanos = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
     elif isinstance(occurred_at, (int, float)) and not isinstance(occurred_at, bool):
         nanos = int(occurred_at * 1_000_000_000)  # seconds since the epoch, like time.time()
     else:
         raise ValidationError("occurred_at", f"must be a datetime or seconds since the epoch, got {type(occurred_at).__name__}")
-    if validate and nanos > time.time_ns() + MAX_FUTURE_SECONDS * 1_000_000_000:
+    if validate and occurred_at is not None and nanos > time.time_ns() + MAX_FUTURE_SECONDS * 1_000_000_000:
         raise ValidationError("occurred_at", f"more than {MAX_FUTURE_SECONDS // 60} minutes in the future")
-    event.occurred_at.seconds, event.occurred_at.nanos = divmod(nanos, 1_000_000_000)
+    seconds, rest = divmod(nanos, 1_000_000_000)
+    return {"seconds": seconds, "nanos": rest}
+
+
+def _actor(who: Any, validate: bool) -> dict[str, Any]:
+    if type(who) is str:
+        return {"id": who}
+    if type(who) is not dict and not isinstance(who, Mapping):
+        raise ValidationError("actor", f"must be a mapping with id/type/name or an id string, got {type(who).__name__}")
+    fields = {"id": who.get("id") or ""}
+    kind = who.get("type")
+    if kind is not None:
+        fields["type"] = _enum(ACTOR_TYPES, kind, "actor.type", validate)
+    if who.get("name"):
+        fields["name"] = who["name"]
+    return fields
+
+
+def _outcome(outcome: Any, validate: bool) -> dict[str, Any]:
+    if type(outcome) is str:
+        result = OUTCOMES.get(outcome)
+        return {"result": result if result is not None else _enum(OUTCOMES, outcome, "outcome.result", validate)}
+    if isinstance(outcome, Mapping):
+        fields = {"result": _enum(OUTCOMES, outcome.get("result", ""), "outcome.result", validate)}
+        for key in ("error_code", "reason"):
+            if outcome.get(key):
+                fields[key] = outcome[key]
+        return fields
+    return {"result": _enum(OUTCOMES, outcome, "outcome.result", validate)}
+
+
+def _context(explicit: Mapping[str, Any] | None, ambient: Mapping[str, Any], default_service: str | None,
+             validate: bool) -> dict[str, str]:
+    explicit = explicit or {}
+    if validate and explicit:
+        unknown = set(explicit) - set(CONTEXT_FIELDS)
+        if unknown:
+            raise ValidationError("context", f"unknown key(s) {sorted(unknown)}; known: {', '.join(CONTEXT_FIELDS)}")
+    values = {}
+    for key in CONTEXT_FIELDS:  # explicit arguments win over the ambient context
+        value = explicit.get(key) or ambient.get(key)
+        if value:
+            values[key] = str(value)
+    if default_service and "service" not in values:
+        values["service"] = default_service
+    return values
 
 
 def build_event(
@@ -102,50 +149,23 @@ def build_event(
     validate: bool = True,
 ) -> Any:
     """Returns the AuditEvent; raises ValidationError naming the field when validate is on."""
-    ambient = _current.get()
-    event = _AuditEvent(id=id or new_id(), tenant_id=tenant_id or default_tenant or "", action=action or "")
-    _set_time(event, occurred_at, validate)
-
-    who = actor if actor is not None else (ambient.get("actor") if ambient else None)
-    if type(who) is str:
-        event.actor.id = who
-    elif who is not None:
-        if not isinstance(who, Mapping):
-            raise ValidationError("actor", f"must be a mapping with id/type/name or an id string, got {type(who).__name__}")
-        kind = who.get("type")
-        event.actor.MergeFrom(_Actor(id=who.get("id") or "", name=who.get("name") or "",
-                                     type=0 if kind is None else _enum(ACTOR_TYPES, kind, "actor.type", validate)))
+    ambient = _current.get() or _EMPTY
+    fields: dict[str, Any] = {
+        "id": id or new_id(), "tenant_id": tenant_id or default_tenant or "", "action": action or "",
+        "occurred_at": _timestamp(occurred_at, validate), "outcome": _outcome(outcome, validate),
+    }
+    who = actor if actor is not None else ambient.get("actor")
+    if who is not None:
+        fields["actor"] = _actor(who, validate)
     if target is not None:
-        if not isinstance(target, Mapping):
+        if type(target) is not dict and not isinstance(target, Mapping):
             raise ValidationError("target", f"must be a mapping with type/id/name, got {type(target).__name__}")
-        event.target.MergeFrom(_Target(type=str(target.get("type") or ""), id=str(target.get("id") or ""),
-                                       name=str(target.get("name") or "")))
-    if type(outcome) is str:
-        result = OUTCOMES.get(outcome)
-        event.outcome.result = result if result is not None else _enum(OUTCOMES, outcome, "outcome.result", validate)
-    elif isinstance(outcome, Mapping):
-        event.outcome.MergeFrom(_Outcome(result=_enum(OUTCOMES, outcome.get("result", ""), "outcome.result", validate),
-                                         error_code=outcome.get("error_code") or "", reason=outcome.get("reason") or ""))
-    else:
-        event.outcome.result = _enum(OUTCOMES, outcome, "outcome.result", validate)
-
+        fields["target"] = {key: str(target[key]) for key in ("type", "id", "name") if target.get(key)}
     if context or ambient or default_service:
-        explicit = context or {}
-        if validate and explicit:
-            unknown = set(explicit) - set(CONTEXT_FIELDS)
-            if unknown:
-                raise ValidationError("context", f"unknown key(s) {sorted(unknown)}; known: {', '.join(CONTEXT_FIELDS)}")
-        ambient = ambient or {}
-        values = {}
-        for key in CONTEXT_FIELDS:
-            value = explicit.get(key) or ambient.get(key)
-            if value:
-                values[key] = str(value)
-        if default_service and "service" not in values:
-            values["service"] = default_service
+        values = _context(context, ambient, default_service, validate)
         if values:
-            event.context.MergeFrom(_Context(**values))
-
+            fields["context"] = values
+    event = _AuditEvent(**fields)
     if before is not None:
         _struct(event.before, before, "before")
     if after is not None:

@@ -65,6 +65,7 @@ class Store:
         self.unsent_count = 0
         self.first_unsent_at: float | None = None
         self.total_bytes = 0
+        self.bytes_written = 0  # event and ack records, for the benchmark's bytes per event
         self.next_serial = 0
         self.next_number = 1
         self.current: Segment
@@ -124,6 +125,7 @@ class Store:
             assert current.payloads is not None
             current.payloads.append(event_bytes)
         current.size += len(record)
+        self.bytes_written += len(record)
         current.lengths.append(len(record) - 8)
         current.acked.append(0)
         self.total_bytes += len(record)
@@ -225,6 +227,7 @@ class Store:
                 os.write(segment.fd, record)  # fsynced lazily: a lost ack only means a resend
                 segment.size += len(record)
                 self.total_bytes += len(record)
+                self.bytes_written += len(record)
             else:
                 assert segment.payloads is not None
                 for ordinal in ordinals:
