@@ -65,3 +65,22 @@ def test_options_are_checked():
         AuditClient("http://127.0.0.1:1", batch_max_events=5000)
     with pytest.raises(ValueError, match="spool_fsync"):
         AuditClient("http://127.0.0.1:1", spool_fsync="sometimes")
+
+
+def test_ids_differ_in_a_forked_child_and_ignore_random_seed():
+    import os
+    import random
+
+    from auditum import ids
+
+    random.seed(1)
+    first = new_id()
+    random.seed(1)
+    assert new_id() != first
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # without a reseed the child would draw exactly the parent's next bits
+        os.write(write, str(ids._bits(62)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert int(os.read(read, 64)) != ids._bits(62)
