@@ -18,7 +18,7 @@ import grpc
 
 from . import retry, transport
 from .deadletter import append_dead_letters, dead_letter_line
-from .errors import ClientClosedError, DeliveryError, EventRejectedError, EventsDroppedError, SpoolFullError
+from .errors import AuditError, ClientClosedError, DeliveryError, EventRejectedError, EventsDroppedError, SpoolFullError
 from .options import Options
 from .spool import Segment, Store
 from .v1 import ingest_pb2
@@ -148,8 +148,13 @@ class Engine:
             future.cancel()
         self.thread.join()
         with self.lock:
+            left = self.store.unresolved_count
             self.store.close()
         self.channel.close()
+        if left and self.store.directory:
+            log.info("auditum: closed with %d undelivered event(s); they stay in %s for the next client", left, self.store.directory)
+        elif left:  # never silent: without a spool these are gone
+            self._report(AuditError(f"closed with {left} undelivered event(s) and no spool_dir: they are lost"))
         return delivered
 
     def counters(self) -> Counters:
