@@ -20,11 +20,10 @@ from . import retry, transport
 from .deadletter import append_dead_letters, dead_letter_line
 from .errors import AuditError, ClientClosedError, DeliveryError, EventRejectedError, EventsDroppedError, SpoolFullError
 from .options import Options
-from .spool import Segment, Store
-from .v1 import ingest_pb2
+from .spool import Run, Store
+from .v1 import event_pb2, ingest_pb2
 
 log = logging.getLogger("auditum")
-Item = tuple[Segment, int, bytes]  # (segment, ordinal, encoded event; None in the retry queue until read)
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ class Engine:
         self.append = self.channel.unary_unary(transport.APPEND_METHOD, request_serializer=None,
                                                response_deserializer=ingest_pb2.AppendResponse.FromString)
         self.metadata = transport.call_metadata(options.api_key)
-        self.retry: deque[tuple[Segment, int, bytes | None]] = deque()
-        self.completions: deque[tuple[list[Item], Any]] = deque()
+        self.retry: deque[Run] = deque()
+        self.completions: deque[tuple[list[Run], Any]] = deque()
         self.inflight: set[Any] = set()
         self.backoff_until = 0.0
         self.attempt = 0
@@ -206,85 +205,91 @@ class Engine:
                 self._report(error)
                 time.sleep(self.options.retry_initial_delay)
 
-    def _take(self, now: float) -> list[tuple[Segment, int, bytes | None]]:
+    def _take(self, now: float) -> list[Run]:
         options = self.options
-        items: list[tuple[Segment, int, bytes | None]] = []
-        size = 0
-        while self.retry and len(items) < options.batch_max_events:
-            segment, ordinal, _ = self.retry[0]
-            cost = segment.lengths[ordinal] + 3
-            if items and size + cost > options.batch_max_bytes:
+        runs: list[Run] = []
+        taken = size = 0
+        while self.retry and taken < options.batch_max_events:
+            run = self.retry[0]
+            cost = sum(run.segment.lengths[run.start:run.end]) + 3 * (run.end - run.start)
+            if runs and (size + cost > options.batch_max_bytes or taken + run.end - run.start > options.batch_max_events):
                 break
-            items.append(self.retry.popleft())
+            runs.append(self.retry.popleft())
+            taken += run.end - run.start
             size += cost
-        if len(items) < options.batch_max_events and size < options.batch_max_bytes:
-            refs = self.store.take(options.batch_max_events - len(items), options.batch_max_bytes - size)
-            items.extend((segment, ordinal, None) for segment, ordinal in refs)
+        if taken < options.batch_max_events and size < options.batch_max_bytes:
+            runs.extend(self.store.take(options.batch_max_events - taken, options.batch_max_bytes - size))
         self.inflight.add(None)  # a placeholder until the call starts, so close() waits for it
-        return items
+        return runs
 
-    def _send(self, batch: list[tuple[Segment, int, bytes | None]]) -> None:
+    def _send(self, runs: list[Run]) -> None:
         try:
-            unread = [(segment, ordinal) for segment, ordinal, payload in batch if payload is None]
-            if unread and self.options.spool_fsync == "batch":
-                self.store.sync({segment for segment, _ in unread})
-            payloads = iter(self.store.read(unread))
-            items: list[Item] = [(s, o, p if p is not None else next(payloads)) for s, o, p in batch]
-            request = transport.encode_append_request([payload for _, _, payload in items])
-            future = self.append.future(request, timeout=self.options.call_timeout, metadata=self.metadata)
+            if self.options.spool_fsync == "batch":
+                self.store.sync({run.segment for run in runs})
+            parts: list[bytes | memoryview] = []
+            for run in runs:
+                for event in self.store.read_run(run):
+                    parts.append(_field_header(len(event)))
+                    parts.append(event)
+                time.sleep(0)  # let log() callers have the GIL between runs
+            future = self.append.future(b"".join(parts), timeout=self.options.call_timeout, metadata=self.metadata)
         except BaseException:
             with self.lock:
                 self.inflight.discard(None)
-                self.retry.extendleft(reversed(batch))  # type: ignore[arg-type]
+                self.retry.extendleft(reversed(runs))
             raise
         with self.lock:
             self.inflight.discard(None)
             self.inflight.add(future)
             stopping = self.stopping
-        future.add_done_callback(lambda done: self._done(items, done))
+        future.add_done_callback(lambda done: self._done(runs, done))
         if stopping:
             future.cancel()
 
-    def _done(self, items: list[Item], future: Any) -> None:
+    def _done(self, runs: list[Run], future: Any) -> None:
         with self.lock:
-            self.completions.append((items, future))
+            self.completions.append((runs, future))
             self.wake.notify()
 
-    def _complete(self, items: list[Item], future: Any) -> None:
+    def _complete(self, runs: list[Run], future: Any) -> None:
         with self.lock:
             self.inflight.discard(future)
         try:
             response = future.result()
         except grpc.FutureCancelledError:
-            self._requeue(items, None)
+            self._requeue(runs, None)
             return
         except grpc.RpcError as error:
-            self._failed(items, error)
+            self._failed(runs, error)
             return
-        duplicates = sum(1 for result in response.results if result.duplicate)
+        results = response.results
+        duplicates = sum(1 for result in results if result.duplicate)
         with self.lock:
-            self.store.ack([(segment, ordinal) for segment, ordinal, _ in items])
-            self.delivered += len(items) - duplicates
+            self.store.ack(runs)
+            self.delivered += len(results) - duplicates
             self.duplicates += duplicates
             if self.attempt:
                 log.info("auditum: delivery resumed after %d failed attempt(s)", self.attempt)
             self.attempt = 0
             self.progress.notify_all()
 
-    def _requeue(self, items: list[Item], delay: float | None) -> None:
+    def _requeue(self, runs: list[Run], delay: float | None) -> None:
         with self.lock:
-            self.retry.extendleft(reversed(items))
+            self.retry.extendleft(reversed(runs))
             if delay is not None:
                 self.backoff_until = time.monotonic() + delay
             self.wake.notify()
 
-    def _failed(self, items: list[Item], error: Any) -> None:
+    def _failed(self, runs: list[Run], error: Any) -> None:
         code, message = error.code(), error.details() or ""
+        events = sum(run.end - run.start for run in runs)
         if code in retry.REJECTED:
             index = retry.rejected_index(message)
-            bad = [items[index]] if index is not None and 0 <= index < len(items) else items
-            self._dead_letter(bad, code.name, message)
-            rest = [item for item in items if item not in bad]
+            if index is None or not 0 <= index < events:
+                self._dead_letter(runs, code.name, message)
+                return
+            bad, rest = _split(runs, index)
+            self._dead_letter([bad], code.name, message)
             if rest:
                 self._requeue(rest, None)
             return
@@ -292,13 +297,13 @@ class Engine:
             stopped = DeliveryError(code.name, message, stopped=True)
             with self.lock:
                 self.stopped = stopped
-                self.retry.extendleft(reversed(items))
+                self.retry.extendleft(reversed(runs))
                 self.progress.notify_all()
             self._report(stopped)
             return
         with self.lock:
             self.attempt += 1
-            self.retried += len(items)
+            self.retried += events
             attempt = self.attempt
         delay = retry.backoff(attempt, self.options.retry_initial_delay, self.options.retry_max_delay)
         hint = retry.retry_after(error)
@@ -306,19 +311,19 @@ class Engine:
             delay = max(delay, hint)
         if attempt == 1:
             self._report(DeliveryError(code.name, f"{message}; retrying with backoff, events stay spooled"))
-        log.warning("auditum: Append failed (%s: %s), attempt %d; retrying in %.2f s", code.name, message, attempt, delay)
-        self._requeue(items, delay)
+        # Attempts 1, 2, 4, 8, … at WARNING: visible through a long outage without flooding the log.
+        level = logging.WARNING if attempt & (attempt - 1) == 0 else logging.DEBUG
+        log.log(level, "auditum: Append failed (%s: %s), attempt %d; retrying in %.2f s", code.name, message, attempt, delay)
+        self._requeue(runs, delay)
 
-    def _dead_letter(self, bad: list[Item], code: str, message: str) -> None:
-        lines = [dead_letter_line(code, message, payload) for _, _, payload in bad]
+    def _dead_letter(self, runs: list[Run], code: str, message: str) -> None:
+        payloads = [bytes(event) for run in runs for event in self.store.read_run(run)]
         if self.store.directory:
-            append_dead_letters(self.store.directory, lines)
-        from .v1 import event_pb2
-
-        ids = [event_pb2.AuditEvent.FromString(payload).id for _, _, payload in bad]
+            append_dead_letters(self.store.directory, [dead_letter_line(code, message, payload) for payload in payloads])
+        ids = [event_pb2.AuditEvent.FromString(payload).id for payload in payloads]
         with self.lock:
-            self.store.ack([(segment, ordinal) for segment, ordinal, _ in bad])
-            self.dead_lettered += len(bad)
+            self.store.ack(runs)
+            self.dead_lettered += len(payloads)
             self.progress.notify_all()
         for event_id in ids:
             self._report(EventRejectedError(code, message, event_id))
@@ -328,3 +333,37 @@ class Engine:
             self.on_error(error)
         except Exception:  # a failing handler must not stop delivery
             log.exception("auditum: the on_error handler raised")
+
+
+def _field_header(size: int) -> bytes:
+    """Tag of AppendRequest.events (field 1, length-delimited) and the length varint."""
+    if size < 0x80:
+        return bytes((0x0A, size))
+    if size < 0x4000:
+        return bytes((0x0A, size & 0x7F | 0x80, size >> 7))
+    header = bytearray(b"\x0a")
+    while size > 0x7F:
+        header.append(size & 0x7F | 0x80)
+        size >>= 7
+    header.append(size)
+    return bytes(header)
+
+
+def _split(runs: list[Run], index: int) -> tuple[Run, list[Run]]:
+    """The run holding the call's event `index` alone, and the other events as runs."""
+    rest: list[Run] = []
+    bad = None
+    for run in runs:
+        count = run.end - run.start
+        if bad is None and index < count:
+            ordinal = run.start + index
+            bad = Run(run.segment, ordinal, ordinal + 1)
+            if ordinal > run.start:
+                rest.append(Run(run.segment, run.start, ordinal))
+            if ordinal + 1 < run.end:
+                rest.append(Run(run.segment, ordinal + 1, run.end))
+        else:
+            rest.append(run)
+        index -= count
+    assert bad is not None
+    return bad, rest

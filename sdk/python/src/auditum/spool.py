@@ -13,6 +13,7 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable
+from typing import NamedTuple
 
 from . import spool_format as fmt
 from .errors import AuditError, SpoolDamageError
@@ -20,6 +21,14 @@ from .lock import SpoolLock
 
 log = logging.getLogger("auditum")
 SEGMENT_BYTES = 16 * 1024 * 1024
+
+
+class Run(NamedTuple):
+    """Consecutive event ordinals [start, end) of one segment: the unit the worker sends and acks."""
+
+    segment: "Segment"
+    start: int
+    end: int
 
 
 class Segment:
@@ -144,33 +153,47 @@ class Store:
                 segment.dir_synced = True
 
     # -- sending -------------------------------------------------------------------------------
-    def take(self, max_events: int, max_bytes: int) -> list[tuple[Segment, int]]:
-        """The next unsent events, oldest first, within the batch limits."""
-        refs: list[tuple[Segment, int]] = []
-        size = 0
-        while self.unsent and len(refs) < max_events:
+    def take(self, max_events: int, max_bytes: int) -> list[Run]:
+        """The next unsent events, oldest first, within the batch limits, as runs of ordinals."""
+        runs: list[Run] = []
+        taken = size = 0
+        while self.unsent and taken < max_events:
             segment = self.unsent[0]
-            count = segment.count
-            while segment.sent_upto < count and len(refs) < max_events:
-                ordinal = segment.sent_upto
-                if segment.acked[ordinal]:
-                    segment.sent_upto += 1
-                    continue
-                cost = segment.lengths[ordinal] + 3  # tag and length varint in the AppendRequest
-                if refs and size + cost > max_bytes:
-                    max_events = 0
+            count, acked = segment.count, segment.acked
+            start = segment.sent_upto
+            while start < count and acked[start]:  # acknowledged before a restart
+                start += 1
+            segment.sent_upto = start
+            if start >= count:
+                if segment is self.current:
                     break
-                refs.append((segment, ordinal))
-                size += cost
-                segment.sent_upto += 1
-            if segment.sent_upto >= count and segment is not self.current:
                 self.unsent.popleft()
-            elif segment.sent_upto >= count or max_events == 0:
+                continue
+            end = min(count, start + max_events - taken)
+            gap = acked.find(1, start, end)
+            if gap != -1:
+                end = gap
+            lengths = segment.lengths
+            cost = sum(lengths[start:end]) + 3 * (end - start)  # + tag and length varint in the request
+            full = size + cost > max_bytes
+            if full:
+                limit, end, cost = end, start, 0
+                while end < limit and size + cost + lengths[end] + 3 <= max_bytes:
+                    cost += lengths[end] + 3
+                    end += 1
+                if end == start and not runs:  # one event always fits a call (it is at most 64 KiB)
+                    cost, end = lengths[start] + 3, start + 1
+            if end > start:
+                runs.append(Run(segment, start, end))
+                taken += end - start
+                size += cost
+            segment.sent_upto = end
+            if full:
                 break
-        self.unsent_count -= len(refs)
+        self.unsent_count -= taken
         if self.unsent_count == 0:
             self.first_unsent_at = None
-        return refs
+        return runs
 
     def sync(self, segments: set[Segment]) -> None:
         """fsync what was written to these segments and is not yet on disk (spool_fsync='batch')."""
@@ -187,56 +210,45 @@ class Store:
                 segment.dir_synced = True
 
     @staticmethod
-    def read(refs: list[tuple[Segment, int]]) -> list[bytes]:
-        """The encoded events (one pread per run of consecutive ordinals of a file segment)."""
-        out: list[bytes] = []
-        index = 0
-        while index < len(refs):
-            segment, ordinal = refs[index]
-            if segment.payloads is not None:
-                payload = segment.payloads[ordinal]
-                assert payload is not None
-                out.append(payload)
-                index += 1
-                continue
-            end = index + 1
-            while end < len(refs) and refs[end][0] is segment and refs[end][1] == refs[end - 1][1] + 1:
-                end += 1
-            last = refs[end - 1][1]
-            start = segment.offsets[ordinal]
-            data = os.pread(segment.fd, segment.offsets[last] + 8 + segment.lengths[last] - start, start)
-            view = memoryview(data)
-            for _, o in refs[index:end]:
-                begin = segment.offsets[o] - start + 9  # past the header and the kind byte
-                out.append(bytes(view[begin:begin + segment.lengths[o] - 1]))
-            index = end
+    def read_run(run: Run) -> list[bytes | memoryview]:
+        """The encoded events of a run: one pread for a file segment."""
+        segment, start, end = run
+        if segment.payloads is not None:
+            return segment.payloads[start:end]  # type: ignore[return-value]
+        offsets, lengths = segment.offsets, segment.lengths
+        base = offsets[start]
+        view = memoryview(os.pread(segment.fd, offsets[end - 1] + 8 + lengths[end - 1] - base, base))
+        out: list[bytes | memoryview] = []
+        for ordinal in range(start, end):
+            begin = offsets[ordinal] - base + 9  # past the header and the kind byte
+            out.append(view[begin:begin + lengths[ordinal] - 1])
         return out
 
     # -- acknowledging -------------------------------------------------------------------------
-    def ack(self, refs: list[tuple[Segment, int]]) -> None:
-        by_segment: dict[Segment, list[int]] = {}
-        for segment, ordinal in refs:
-            if not segment.acked[ordinal]:
-                by_segment.setdefault(segment, []).append(ordinal)
-        for segment, ordinals in by_segment.items():
-            for ordinal in ordinals:
-                segment.acked[ordinal] = 1
-            segment.n_acked += len(ordinals)
+    def ack(self, runs: list[Run]) -> None:
+        for segment, start, end in runs:
+            acked = segment.acked
+            already = acked.count(1, start, end)
+            if already == end - start:
+                continue
             if segment.fd is not None:
-                record = fmt.ack_record(ordinals)
+                record = fmt.ack_record(range(start, end))
                 os.write(segment.fd, record)  # fsynced lazily: a lost ack only means a resend
                 segment.size += len(record)
                 self.total_bytes += len(record)
                 self.bytes_written += len(record)
             else:
                 assert segment.payloads is not None
-                for ordinal in ordinals:
-                    segment.payloads[ordinal] = None
-                    self.total_bytes -= segment.lengths[ordinal] + 8
+                for ordinal in range(start, end):
+                    if not acked[ordinal]:
+                        segment.payloads[ordinal] = None
+                        self.total_bytes -= segment.lengths[ordinal] + 8
+            acked[start:end] = b"\x01" * (end - start)
+            segment.n_acked += end - start - already
             self._delete_if_done(segment)
 
     def _delete_if_done(self, segment: Segment) -> None:
-        if segment is self.current or segment.n_acked < segment.count:
+        if segment is self.current or segment.n_acked < segment.count or segment not in self.segments:
             return
         self.segments.remove(segment)
         if segment.fd is not None:

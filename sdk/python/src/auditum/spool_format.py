@@ -6,6 +6,7 @@ import struct
 import sys
 import zlib
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 MAGIC = b"AUDITUM-SPOOL-1\n"
@@ -33,7 +34,7 @@ def event_record(event_bytes: bytes) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def ack_record(ordinals: list[int]) -> bytes:
+def ack_record(ordinals: Sequence[int]) -> bytes:
     values = array("I", ordinals)
     if sys.byteorder == "big":
         values.byteswap()

@@ -59,18 +59,3 @@ def make_channel(url: str, tls_ca: str | None, tls_client_cert: str | None, tls_
 
 def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
-
-
-def encode_append_request(events: list[bytes]) -> bytes:
-    """AppendRequest{events} from already-encoded AuditEvents, without decoding them again."""
-    parts: list[bytes] = []
-    for event in events:
-        size = len(event)
-        header = bytearray(b"\x0a")
-        while size > 0x7F:
-            header.append((size & 0x7F) | 0x80)
-            size >>= 7
-        header.append(size)
-        parts.append(bytes(header))
-        parts.append(event)
-    return b"".join(parts)
