@@ -30,10 +30,11 @@ def target_of(url: str) -> tuple[str, bool]:
 def channel_options(reconnect_max_seconds: float) -> list[tuple[str, Any]]:
     # The channel's own reconnect backoff defaults to 120 s at most: after an outage the SDK's
     # retries would keep failing fast for that long. Keep it in step with the SDK's backoff.
+    # (Not grpc.min_reconnect_backoff_ms: it is also the connect timeout, 20 s by default, and a
+    # short one aborts slow TLS handshakes over and over.)
     most = int(max(0.1, reconnect_max_seconds) * 1000)
     return [
         ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", most),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
