@@ -58,9 +58,11 @@ def test_kill_9_mid_stream_then_a_new_process_finishes_exactly_once(server, tmp_
     for event in stored:
         counts[event.event.id] = counts.get(event.event.id, 0) + 1
     returned = {**first, **second}
-    assert {event_id: counts.get(event_id, 0) for event_id in returned.values() if counts.get(event_id) != 1} == {}
+    returned_ids = set(returned.values())
+    assert len(returned_ids) == len(returned)
+    assert {event_id: counts.get(event_id, 0) for event_id in returned_ids if counts.get(event_id) != 1} == {}
     # Only the event whose log() the kill interrupted may be there without its id having been returned.
-    others = [event for event in stored if event.event.id not in set(returned.values())]
+    others = [event for event in stored if event.event.id not in returned_ids]
     assert all(int(event.event.metadata["index"]) == entered for event in others), others
     assert len(stored) == len(returned) + len(others)
     assert os.listdir(spool) == [] or set(os.listdir(spool)) <= {"dead_letter.jsonl"}, os.listdir(spool)
