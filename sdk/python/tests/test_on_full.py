@@ -89,3 +89,35 @@ def test_block_returns_once_the_server_frees_room(tmp_path):
         assert all(counts[event_id] == 1 for event_id in ids) and sum(counts.values()) == 300
     finally:
         server.stop()
+
+
+def test_the_async_client_waits_for_room_without_blocking_the_event_loop(tmp_path):
+    import asyncio
+
+    from auditum import AsyncAuditClient
+
+    async def scenario():
+        client = AsyncAuditClient("http://127.0.0.1:1", tenant_id="full", spool_dir=str(tmp_path / "spool"),
+                                  spool_max_bytes=SMALL, on_full="block", block_timeout=0.5, on_error=lambda e: None)
+        while client.counters.spool_bytes + 1024 < SMALL:
+            await client.log(**EVENT)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        running = asyncio.create_task(ticker())
+        started = time.monotonic()
+        with pytest.raises(SpoolFullError):
+            for _ in range(10):  # the first one that does not fit waits block_timeout, then raises
+                await client.log(**EVENT)
+        waited = time.monotonic() - started
+        running.cancel()
+        await client.close(timeout=0)
+        return waited, ticks
+
+    waited, ticks = asyncio.run(scenario())
+    assert 0.45 <= waited < 2 and ticks >= 20, (waited, ticks)  # the loop kept running while log() waited

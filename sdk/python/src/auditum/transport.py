@@ -30,11 +30,13 @@ def target_of(url: str) -> tuple[str, bool]:
 def channel_options(reconnect_max_seconds: float) -> list[tuple[str, Any]]:
     # The channel's own reconnect backoff defaults to 120 s at most: after an outage the SDK's
     # retries would keep failing fast for that long. Keep it in step with the SDK's backoff.
-    # (Not grpc.min_reconnect_backoff_ms: it is also the connect timeout, 20 s by default, and a
-    # short one aborts slow TLS handshakes over and over.)
+    # grpc.min_reconnect_backoff_ms is the connect timeout, which also spaces attempts after a
+    # refused connection: its 20 s default delays recovery by several seconds, and 100 ms aborts
+    # slow TLS handshakes over and over. 2 s does neither.
     most = int(max(0.1, reconnect_max_seconds) * 1000)
     return [
         ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 2000),
         ("grpc.max_reconnect_backoff_ms", most),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
