@@ -217,6 +217,7 @@ class Store:
             return segment.payloads[start:end]  # type: ignore[return-value]
         offsets, lengths = segment.offsets, segment.lengths
         base = offsets[start]
+        assert segment.fd is not None  # unacknowledged events keep their segment open
         view = memoryview(os.pread(segment.fd, offsets[end - 1] + 8 + lengths[end - 1] - base, base))
         out: list[bytes | memoryview] = []
         for ordinal in range(start, end):
