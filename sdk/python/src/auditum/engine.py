@@ -94,8 +94,10 @@ class Engine:
                 else:
                     deadline = time.monotonic() + options.block_timeout
                     while not store.room_for(size):
+                        if self.closed:
+                            raise ClientClosedError("the client was closed while log() waited for room in the spool")
                         remaining = deadline - time.monotonic()
-                        if remaining <= 0 or self.closed:
+                        if remaining <= 0:
                             raise SpoolFullError(self._full_message() + f"; waited block_timeout={options.block_timeout} s")
                         self.progress.wait(remaining)
             if not dropped:
