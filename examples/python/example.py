@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""auditum from Python: health, reflection, Append, Query and an event proof.
+"""auditum from Python: health, reflection, appending with the SDK, Query and an event proof.
 
-The client code is generated with grpcio-tools from the repository's proto/ at start (into a
-temporary directory), so it always matches the server it ships with.
+Appends go through the `auditum` SDK (sdk/python): `log_durable` for events whose seq we need,
+`log` + `flush` for fire-and-forget ones. Health, reflection, Query and proofs use the SDK's
+generated stubs (`auditum.v1`) and grpcio's own health and reflection clients.
 
-    pip install -r examples/python/requirements.txt
+    pip install -r examples/python/requirements.txt      # from the repository root
     python3 examples/python/example.py --server 127.0.0.1:50051 --api-key "$AUDITUM_API_KEY" --tenant acme
 
 Exits non-zero with a message on the first thing that is not as expected.
@@ -18,29 +19,12 @@ import tempfile
 import uuid
 
 import grpc
-from grpc_tools import protoc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO_ROOT = os.path.join(HERE, "..", "..", "proto")
-
-
-def generate_client(out_dir):
-    """Runs protoc (bundled with grpcio-tools) over proto/auditum/v1/*.proto into out_dir."""
-    import grpc_tools
-
-    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    protos = sorted(
-        os.path.join("auditum", "v1", name)
-        for name in os.listdir(os.path.join(PROTO_ROOT, "auditum", "v1"))
-        if name.endswith(".proto")
-    )
-    status = protoc.main(
-        ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{well_known}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}"]
-        + protos
-    )
-    if status != 0:
-        raise SystemExit(f"protoc failed ({status})")
-    sys.path.insert(0, out_dir)
+try:
+    import auditum  # noqa: F401  (pip install ./sdk/python)
+except ImportError:  # run from a checkout without installing: use the SDK's source next door
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "sdk", "python", "src"))
 
 
 def check(condition, message):
@@ -55,9 +39,8 @@ def main():
     parser.add_argument("--tenant", default="acme")
     args = parser.parse_args()
 
-    generated = tempfile.mkdtemp(prefix="auditum-python-")
-    generate_client(generated)
-    from auditum.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc, proof_pb2, proof_pb2_grpc, query_pb2, query_pb2_grpc
+    from auditum import AuditClient, EventRejectedError, request_context
+    from auditum.v1 import proof_pb2, proof_pb2_grpc, query_pb2, query_pb2_grpc, event_pb2
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -85,31 +68,29 @@ def main():
     check(append_method is not None, "reflection serves the file of IngestService")
     print("reflection:", ", ".join(sorted(services)))
 
-    # Append: three events; the last call waits until its batch is sealed, so it has a proof.
-    ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+    # Append with the SDK: a spool in a temporary directory, the API key, the tenant as default.
+    url = args.server if "://" in args.server else f"http://{args.server}"
+    spool_dir = tempfile.mkdtemp(prefix="auditum-example-spool-")
+    client = AuditClient(url, api_key=args.api_key, tenant_id=args.tenant, service="billing", spool_dir=spool_dir)
     correlation = str(uuid.uuid4())
-    events = []
-    for index, action in enumerate(["user.login", "invoice.create", "user.logout"]):
-        event = event_pb2.AuditEvent(
-            id=f"py-{correlation}-{index}",
-            tenant_id=args.tenant,
-            action=action,
-            actor=event_pb2.Actor(id="user-17", type=event_pb2.ACTOR_TYPE_USER, name="Ada"),
-            target=event_pb2.Target(type="invoice", id=f"inv-{index}"),
-            outcome=event_pb2.Outcome(result=event_pb2.OUTCOME_RESULT_SUCCESS),
-            context=event_pb2.Context(correlation_id=correlation, source_ip="10.0.0.7", service="billing"),
-        )
-        event.occurred_at.GetCurrentTime()
-        event.metadata.update({"plan": "pro", "seats": 12})
-        events.append(event)
-    first = ingest.Append(ingest_pb2.AppendRequest(events=events[:2]), metadata=metadata, timeout=30)
-    sealed = ingest.Append(ingest_pb2.AppendRequest(events=events[2:], wait_for_seal=True), metadata=metadata, timeout=120)
-    results = list(first.results) + list(sealed.results)
-    check(len(results) == 3 and not any(result.duplicate for result in results), f"three new events: {results}")
+    actor = {"id": "user-17", "type": "user", "name": "Ada"}
+    with request_context(correlation_id=correlation, source_ip="10.0.0.7"):
+        login = client.log_durable(action="user.login", actor=actor, target={"type": "invoice", "id": "inv-0"},
+                                   metadata={"plan": "pro", "seats": 12})
+        # Fire and forget: log() returns the id at once; flush() waits for the acknowledgement.
+        invoice_id = client.log(action="invoice.create", actor=actor, target={"type": "invoice", "id": "inv-1"},
+                                metadata={"plan": "pro", "seats": 12})
+        check(client.flush(timeout=30), "log() + flush() delivers the event")
+        # wait_for_seal: answered once the event's batch is committed, so it has a proof at once.
+        logout = client.log_durable(action="user.logout", actor=actor, target={"type": "invoice", "id": "inv-2"},
+                                    metadata={"plan": "pro", "seats": 12}, wait_for_seal=True, timeout=120)
+    check(not login.duplicate and not logout.duplicate, f"two new events: {login} {logout}")
     # A retry of the same id is answered with the original seq.
-    retry = ingest.Append(ingest_pb2.AppendRequest(events=events[:1]), metadata=metadata, timeout=30)
-    check(retry.results[0].duplicate and retry.results[0].seq == results[0].seq, "a retried id is a duplicate")
-    print("append: seqs", [result.seq for result in results])
+    retry = client.log_durable(action="user.login", actor=actor, id=login.id)
+    check(retry.duplicate and retry.seq == login.seq, "a retried id is a duplicate")
+    counters = client.counters
+    check(counters.delivered == 1 and counters.pending == 0, f"the logged event was delivered: {counters}")
+    print("append: seqs", [login.seq, logout.seq], "(log_durable); log()+flush() delivered", invoice_id)
 
     # Query: the events of this run, by correlation id, oldest first.
     query = query_pb2_grpc.QueryServiceStub(channel)
@@ -121,24 +102,29 @@ def main():
     found = [stored.event.action for stored in response.events]
     check(found == ["user.login", "invoice.create", "user.logout"], f"query returns the three events in order: {found}")
     check(response.events[2].sealed, "the waited-for event is sealed")
+    check(response.events[1].event.id == invoice_id, "the log()ged event is the second one")
     print("query:", found, "stats:", response.stats.rows_read, "rows read")
 
     # Proof: the sealed event's §7 document; its leaf hash is the one the query reported.
     proof = proof_pb2_grpc.ProofServiceStub(channel)
-    seq = results[2].seq
+    seq = logout.seq
     document = json.loads(proof.GetEventProof(proof_pb2.GetEventProofRequest(seq=seq), metadata=metadata, timeout=60).proof_json)
-    check(document["event"]["id"] == events[2].id, "the proof is of our event")
+    check(document["event"]["id"] == logout.id, "the proof is of our event")
     check(document["leaf_hash"] == response.events[2].leaf_hash.hex(), "the proof's leaf hash matches the query's")
     checkpoint = proof.GetCheckpoint(proof_pb2.GetCheckpointRequest(), metadata=metadata, timeout=30).checkpoint
     check(checkpoint.startswith("auditum/"), "a signed checkpoint note")
     print("proof: seq", seq, "leaf", document["leaf_hash"][:16], "checkpoint", checkpoint.splitlines()[0])
 
-    # Errors are precise gRPC statuses naming the field.
+    # Errors are precise: locally (ValidationError) or, past the local checks, from the server.
+    unchecked = AuditClient(url, api_key=args.api_key, tenant_id=args.tenant, spool_dir=None, validate_locally=False)
     try:
-        ingest.Append(ingest_pb2.AppendRequest(events=[event_pb2.AuditEvent(tenant_id=args.tenant)]), metadata=metadata, timeout=30)
+        unchecked.log_durable(action="", actor=actor)
         check(False, "an event without an action is refused")
-    except grpc.RpcError as error:
-        check(error.code() == grpc.StatusCode.INVALID_ARGUMENT and "events[0]" in error.details(), f"{error.code()}: {error.details()}")
+    except EventRejectedError as error:
+        check(error.code == "INVALID_ARGUMENT" and "events[0]" in error.server_message, f"{error}")
+    unchecked.close()
+    check(client.close(timeout=10), "close() after everything was delivered")
+    check(os.listdir(spool_dir) == [], f"a closed, fully delivered spool is empty: {os.listdir(spool_dir)}")
     print("OK")
 
 

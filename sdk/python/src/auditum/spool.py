@@ -1,0 +1,354 @@
+"""Where events wait until the server acknowledges them: segment files in spool_dir, or memory.
+
+Thread-safety: every method except read() and sync() must be called with `lock` held; those two do
+I/O on events already taken (their segments cannot be deleted before those events are acked).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+from . import spool_format as fmt
+from .errors import AuditError, SpoolDamageError
+from .lock import SpoolLock
+
+log = logging.getLogger("auditum")
+SEGMENT_BYTES = 16 * 1024 * 1024
+
+
+class Run(NamedTuple):
+    """Consecutive event ordinals [start, end) of one segment: the unit the worker sends and acks."""
+
+    segment: "Segment"
+    start: int
+    end: int
+
+
+class Segment:
+    __slots__ = ("number", "path", "fd", "size", "offsets", "lengths", "acked", "n_acked", "low",
+                 "first_serial", "sent_upto", "synced", "dir_synced", "payloads")
+
+    def __init__(self, number: int, path: str | None, fd: int | None, size: int, first_serial: int) -> None:
+        self.number, self.path, self.fd, self.size = number, path, fd, size
+        self.offsets = array("Q")    # record offset of each event ordinal (file segments)
+        self.lengths = array("I")    # record payload length (kind byte + event) of each ordinal
+        self.acked = bytearray()
+        self.n_acked = 0
+        self.low = 0                 # every ordinal below is acked
+        self.first_serial = first_serial
+        self.sent_upto = 0           # ordinals below were taken for sending
+        self.synced = size
+        self.dir_synced = True
+        self.payloads: list[bytes | None] | None = None if path else []
+
+    @property
+    def count(self) -> int:
+        return len(self.lengths)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(self, directory: str | None, max_bytes: int, fsync: str, report: Callable[[Exception], None]) -> None:
+        self.directory = os.path.abspath(directory) if directory else None
+        self.lock = threading.Lock()
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        # Segments rotate at 16 MiB, or sooner for a small spool so acked space comes back in pieces.
+        self.segment_limit = max(4096, min(SEGMENT_BYTES, max_bytes // 4))
+        self.segments: list[Segment] = []
+        self.unsent: deque[Segment] = deque()
+        self.unsent_count = 0
+        self.first_unsent_at: float | None = None
+        self.total_bytes = 0
+        self.bytes_written = 0  # event and ack records, for the benchmark's bytes per event
+        self.next_serial = 0
+        self.next_number = 1
+        self.current: Segment
+        self._spool_lock: SpoolLock | None = None
+        if self.directory:
+            os.makedirs(self.directory, exist_ok=True)
+            self._spool_lock = SpoolLock(self.directory)
+            try:
+                self._replay(report)
+            except BaseException:
+                self._spool_lock.release()
+                raise
+        else:
+            self._new_segment()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _new_segment(self) -> Segment:
+        number = self.next_number
+        self.next_number += 1
+        if self.directory:
+            path = os.path.join(self.directory, fmt.segment_name(number))
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, fmt.MAGIC)
+            segment = Segment(number, path, fd, len(fmt.MAGIC), self.next_serial)
+            segment.synced, segment.dir_synced = 0, False
+        else:
+            segment = Segment(number, None, None, 0, self.next_serial)
+        self.total_bytes += segment.size
+        self.segments.append(segment)
+        self.unsent.append(segment)
+        self.current = segment
+        return segment
+
+    def room_for(self, record_size: int) -> bool:
+        return self.total_bytes + record_size + len(fmt.MAGIC) <= self.max_bytes
+
+    def append(self, event_bytes: bytes) -> Segment:
+        """Writes one event record to the current segment; the caller checked room_for()."""
+        current = self.current
+        if current.count and current.size >= self.segment_limit:
+            previous = current
+            current = self._new_segment()
+            self._delete_if_done(previous)
+        record = fmt.event_record(event_bytes)
+        if current.fd is not None:
+            written = 0
+            try:
+                written = os.write(current.fd, record)
+                if written != len(record):
+                    raise OSError(f"short write to {current.path} ({written} of {len(record)} bytes)")
+            except OSError as error:
+                if written:
+                    os.ftruncate(current.fd, current.size)  # never leave half a record mid-file
+                raise AuditError(f"could not write the event to the spool: {error}") from error
+            current.offsets.append(current.size)
+        else:
+            assert current.payloads is not None
+            current.payloads.append(event_bytes)
+        current.size += len(record)
+        self.bytes_written += len(record)
+        current.lengths.append(len(record) - 8)
+        current.acked.append(0)
+        self.total_bytes += len(record)
+        self.next_serial += 1
+        if self.unsent_count == 0:
+            self.first_unsent_at = time.monotonic()
+        self.unsent_count += 1
+        return current
+
+    def sync_now(self, segment: Segment) -> None:
+        """fsync for spool_fsync='always' (called by log() without the lock)."""
+        if segment.fd is not None:
+            os.fsync(segment.fd)
+            if not segment.dir_synced and self.directory:
+                _fsync_dir(self.directory)
+                segment.dir_synced = True
+
+    # -- sending -------------------------------------------------------------------------------
+    def take(self, max_events: int, max_bytes: int) -> list[Run]:
+        """The next unsent events, oldest first, within the batch limits, as runs of ordinals."""
+        runs: list[Run] = []
+        taken = size = 0
+        while self.unsent and taken < max_events:
+            segment = self.unsent[0]
+            count, acked = segment.count, segment.acked
+            start = segment.sent_upto
+            while start < count and acked[start]:  # acknowledged before a restart
+                start += 1
+            segment.sent_upto = start
+            if start >= count:
+                if segment is self.current:
+                    break
+                self.unsent.popleft()
+                continue
+            end = min(count, start + max_events - taken)
+            gap = acked.find(1, start, end)
+            if gap != -1:
+                end = gap
+            lengths = segment.lengths
+            cost = sum(lengths[start:end]) + 3 * (end - start)  # + tag and length varint in the request
+            full = size + cost > max_bytes
+            if full:
+                limit, end, cost = end, start, 0
+                while end < limit and size + cost + lengths[end] + 3 <= max_bytes:
+                    cost += lengths[end] + 3
+                    end += 1
+                if end == start and not runs:  # one event always fits a call (it is at most 64 KiB)
+                    cost, end = lengths[start] + 3, start + 1
+            if end > start:
+                runs.append(Run(segment, start, end))
+                taken += end - start
+                size += cost
+            segment.sent_upto = end
+            if full:
+                break
+        self.unsent_count -= taken
+        if self.unsent_count == 0:
+            self.first_unsent_at = None
+        return runs
+
+    def sync(self, segments: set[Segment]) -> None:
+        """fsync what was written to these segments and is not yet on disk (spool_fsync='batch')."""
+        for segment in segments:
+            if segment.fd is None:
+                continue
+            with self.lock:
+                target = segment.size
+            if segment.synced < target:
+                os.fsync(segment.fd)
+                segment.synced = max(segment.synced, target)
+            if not segment.dir_synced and self.directory:
+                _fsync_dir(self.directory)
+                segment.dir_synced = True
+
+    @staticmethod
+    def read_run(run: Run) -> list[bytes | memoryview]:
+        """The encoded events of a run: one pread for a file segment."""
+        segment, start, end = run
+        if segment.payloads is not None:
+            return segment.payloads[start:end]  # type: ignore[return-value]
+        offsets, lengths = segment.offsets, segment.lengths
+        base = offsets[start]
+        assert segment.fd is not None  # unacknowledged events keep their segment open
+        view = memoryview(os.pread(segment.fd, offsets[end - 1] + 8 + lengths[end - 1] - base, base))
+        out: list[bytes | memoryview] = []
+        for ordinal in range(start, end):
+            begin = offsets[ordinal] - base + 9  # past the header and the kind byte
+            out.append(view[begin:begin + lengths[ordinal] - 1])
+        return out
+
+    # -- acknowledging -------------------------------------------------------------------------
+    def ack(self, runs: list[Run]) -> None:
+        for segment, start, end in runs:
+            acked = segment.acked
+            already = acked.count(1, start, end)
+            if already == end - start:
+                continue
+            if segment.fd is not None:
+                record = fmt.ack_record(range(start, end))
+                os.write(segment.fd, record)  # fsynced lazily: a lost ack only means a resend
+                segment.size += len(record)
+                self.total_bytes += len(record)
+                self.bytes_written += len(record)
+            else:
+                assert segment.payloads is not None
+                for ordinal in range(start, end):
+                    if not acked[ordinal]:
+                        segment.payloads[ordinal] = None
+                        self.total_bytes -= segment.lengths[ordinal] + 8
+            acked[start:end] = b"\x01" * (end - start)
+            segment.n_acked += end - start - already
+            self._delete_if_done(segment)
+
+    def _delete_if_done(self, segment: Segment) -> None:
+        if segment is self.current or segment.n_acked < segment.count or segment not in self.segments:
+            return
+        self.segments.remove(segment)
+        if segment.fd is not None:
+            os.close(segment.fd)
+            os.unlink(segment.path)  # type: ignore[arg-type]
+            self.total_bytes -= segment.size
+        segment.fd = None
+
+    def min_unresolved(self) -> int:
+        """The serial of the oldest event not yet acknowledged (next_serial when there is none)."""
+        for segment in self.segments:
+            while segment.low < segment.count and segment.acked[segment.low]:
+                segment.low += 1
+            if segment.low < segment.count:
+                return segment.first_serial + segment.low
+        return self.next_serial
+
+    @property
+    def unresolved_count(self) -> int:
+        return sum(segment.count - segment.n_acked for segment in self.segments)
+
+    # -- opening and closing ---------------------------------------------------------------------
+    def _replay(self, report: Callable[[Exception], None]) -> None:
+        assert self.directory
+        numbers = sorted(n for n in (fmt.parse_segment_name(name) for name in os.listdir(self.directory)) if n is not None)
+        respool: list[bytes] = []
+        damaged: list[tuple[str, str]] = []
+        for number in numbers:
+            path = os.path.join(self.directory, fmt.segment_name(number))
+            with open(path, "rb") as handle:
+                data = handle.read()
+            parsed = fmt.parse_segment(data)
+            if parsed.empty:
+                os.unlink(path)
+                continue
+            if parsed.bad_magic:
+                damaged.append((path, "it does not start with the spool magic"))
+                continue
+            size = len(data)
+            if parsed.torn_at is not None:
+                log.info("auditum spool: truncated a torn tail of %s at byte %d (%d bytes of an interrupted write)",
+                         path, parsed.torn_at, size - parsed.torn_at)
+                os.truncate(path, parsed.torn_at)
+                size = parsed.torn_at
+            if parsed.damaged_at:
+                respool.extend(data[offset + 9:offset + 8 + length] for ordinal, offset, length in parsed.events
+                               if ordinal not in parsed.acked)
+                damaged.append((path, f"bad record(s) at byte(s) {', '.join(map(str, parsed.damaged_at))}"))
+                continue
+            if all(ordinal in parsed.acked for ordinal, _, _ in parsed.events):
+                os.unlink(path)
+                continue
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            os.fsync(fd)
+            segment = Segment(number, path, fd, size, self.next_serial)
+            for ordinal, offset, length in parsed.events:
+                segment.offsets.append(offset)
+                segment.lengths.append(length)
+                done = ordinal in parsed.acked
+                segment.acked.append(1 if done else 0)
+                segment.n_acked += done
+            self.next_serial += segment.count
+            self.total_bytes += size
+            self.unsent_count += segment.count - segment.n_acked
+            self.segments.append(segment)
+            self.unsent.append(segment)
+        self.next_number = (numbers[-1] + 1) if numbers else 1
+        self._new_segment()
+        for event_bytes in respool:
+            self.append(event_bytes)
+        if respool:
+            self.sync_now(self.current)
+        for path, why in damaged:
+            aside = os.path.join(self.directory, "damaged")
+            os.makedirs(aside, exist_ok=True)
+            destination = os.path.join(aside, os.path.basename(path))
+            os.replace(path, destination)
+            report(SpoolDamageError(
+                f"spool segment {path} is damaged ({why}); moved to {destination}, "
+                f"{len(respool)} readable unacknowledged event(s) re-spooled"))
+        _fsync_dir(self.directory)
+        if self.unsent_count:
+            self.first_unsent_at = 0.0  # replayed events go out at once
+            log.info("auditum spool: %d unacknowledged event(s) in %s will be resent", self.unsent_count, self.directory)
+
+    def close(self) -> None:
+        """fsyncs the acks, deletes fully acknowledged segments and releases the directory."""
+        for segment in list(self.segments):
+            if segment.fd is None:
+                continue
+            if segment.n_acked == segment.count:
+                self.segments.remove(segment)
+                os.close(segment.fd)
+                os.unlink(segment.path)  # type: ignore[arg-type]
+                self.total_bytes -= segment.size
+            else:
+                os.fsync(segment.fd)
+                os.close(segment.fd)
+            segment.fd = None
+        if self._spool_lock is not None:
+            self._spool_lock.release()
+            self._spool_lock = None

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs of auditum.v1 (tools/generate_stubs.py)."""
