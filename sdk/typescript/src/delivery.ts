@@ -1,0 +1,317 @@
+// The delivery worker: batches queued events into Append calls (batchMaxEvents / batchMaxBytes / linger, at most
+// maxInFlight outstanding), retries transient failures forever with backoff, dead-letters what the server rejects,
+// and acknowledges delivered events in the spool. It runs on the event loop: log() only enqueues.
+import { fromBinary, toJson } from "@bufbuild/protobuf";
+import { AuditRejectedError, DeliveryError, type AuditError } from "./errors.js";
+import { AuditEventSchema } from "./gen/auditum/v1/event_pb.js";
+import { AppendResponseSchema } from "./gen/auditum/v1/ingest_pb.js";
+import type { Segment, Spool } from "./spool/spool.js";
+import { Transport, retryAfterMs, statusName, type GrpcError } from "./transport.js";
+import { Backoff } from "./backoff.js";
+import type { ClientUnaryCall } from "@grpc/grpc-js";
+
+export const APPEND_METHOD = "/auditum.v1.IngestService/Append";
+
+export interface Item {
+  /** Local order: flush() waits for every item below a watermark. */
+  seq: number;
+  bytes: Uint8Array;
+  segment: Segment | null;
+  ordinal: number;
+}
+
+export interface DeliveryOptions {
+  batchMaxEvents: number;
+  batchMaxBytes: number;
+  lingerMs: number;
+  maxInFlight: number;
+  callTimeoutMs: number;
+}
+
+export interface Counters {
+  logged: number;
+  delivered: number;
+  duplicates: number;
+  retried: number;
+  deadLettered: number;
+  dropped: number;
+}
+
+const RETRYABLE = new Set(["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED", "UNKNOWN", "INTERNAL"]);
+const STOPPING = new Set(["UNAUTHENTICATED", "PERMISSION_DENIED"]);
+
+export class Delivery {
+  readonly counters: Counters = { logged: 0, delivered: 0, duplicates: 0, retried: 0, deadLettered: 0, dropped: 0 };
+  /** Bytes of events not yet settled (the memory queue's size, which spoolMaxBytes bounds without a spool). */
+  pendingBytes = 0;
+  private queue: Item[] = [];
+  private head = 0;
+  private retry: Item[] = [];
+  private inFlight = 0;
+  private outstanding = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private readonly backoff = new Backoff();
+  private backoffTimer: NodeJS.Timeout | null = null;
+  /** After a failure only one call probes the server until one succeeds. */
+  private probing = false;
+  private stoppedBy: DeliveryError | null = null;
+  private closed = false;
+  private readonly calls = new Set<ClientUnaryCall>();
+  private waiters: { target: number; remaining: number; resolve: (ok: boolean) => void }[] = [];
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly spool: Spool | null,
+    private readonly opts: DeliveryOptions,
+    private readonly onError: (err: AuditError) => void,
+    private readonly onSettled: () => void,
+  ) {}
+
+  get queued(): number {
+    return this.outstanding;
+  }
+
+  enqueue(item: Item): void {
+    this.queue.push(item);
+    this.outstanding++;
+    this.pendingBytes += item.bytes.length;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed || this.stoppedBy || this.backoffTimer || this.immediate) return;
+    if (this.waitingCount() >= this.opts.batchMaxEvents) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.immediate = setImmediate(() => {
+        this.immediate = null;
+        this.dispatch();
+      });
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.dispatch();
+      }, this.opts.lingerMs);
+    }
+  }
+
+  private waitingCount(): number {
+    return this.queue.length - this.head + this.retry.length;
+  }
+
+  private dispatch(): void {
+    if (this.closed || this.stoppedBy || this.backoffTimer) return;
+    const limit = this.probing ? 1 : this.opts.maxInFlight;
+    while (this.inFlight < limit && this.waitingCount() > 0) this.send(this.take());
+  }
+
+  private take(): Item[] {
+    const batch: Item[] = [];
+    let bytes = 0;
+    while (batch.length < this.opts.batchMaxEvents) {
+      const next = this.retry.length ? this.retry[0] : this.queue[this.head];
+      if (!next) break;
+      const size = next.bytes.length + 6;
+      if (batch.length > 0 && bytes + size > this.opts.batchMaxBytes) break;
+      if (this.retry.length) this.retry.shift();
+      else this.queue[this.head++] = undefined as unknown as Item;
+      batch.push(next);
+      bytes += size;
+    }
+    if (this.head > 4096 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return batch;
+  }
+
+  private send(batch: Item[]): void {
+    this.inFlight++;
+    const spool = this.spool;
+    // The "batch" fsync policy: one fsync for everything written so far, before it goes on the wire.
+    const synced = spool ? spool.syncDirty() : Promise.resolve();
+    let call: ClientUnaryCall | undefined;
+    synced
+      .then(() =>
+        this.transport.unary(APPEND_METHOD, encodeAppend(batch), this.opts.callTimeoutMs, false, (c) => {
+          call = c;
+          this.calls.add(c);
+        }),
+      )
+      .then(
+        (resp) => this.onResponse(batch, resp),
+        (err) => this.onFailure(batch, err),
+      )
+      .catch((err) => this.onError(new DeliveryError("INTERNAL", `delivery bug: ${err}`, true, { cause: err })))
+      .finally(() => {
+        if (call) this.calls.delete(call);
+        this.inFlight--;
+        if (!this.closed) this.dispatch();
+      });
+  }
+
+  private onResponse(batch: Item[], resp: Buffer): void {
+    if (this.closed) return;
+    const results = fromBinary(AppendResponseSchema, resp).results;
+    if (results.length !== batch.length) {
+      this.onFailure(batch, new Error(`server answered ${results.length} results for ${batch.length} events`));
+      return;
+    }
+    if (this.probing) this.probing = false;
+    this.backoff.reset();
+    for (const r of results) if (r.duplicate) this.counters.duplicates++;
+    this.counters.delivered += batch.length;
+    this.settle(batch);
+  }
+
+  private onFailure(batch: Item[], err: unknown): void {
+    if (this.closed) return;
+    const code = statusName(err);
+    const message = (err as GrpcError).details ?? (err as Error).message;
+    if (code === "INVALID_ARGUMENT") return this.reject(batch, message);
+    this.requeue(batch);
+    if (STOPPING.has(code)) {
+      this.stoppedBy = new DeliveryError(
+        code,
+        `delivery stopped: the server answered ${code}: ${message}; ${this.outstanding} events stay ` +
+          (this.spool ? `in the spool ${this.spool.dir} for a client with a working key` : "in memory"),
+        false,
+        { cause: err },
+      );
+      this.onError(this.stoppedBy);
+      this.resolveWaiters(false);
+      return;
+    }
+    this.counters.retried += batch.length;
+    const delay = this.backoff.next(retryAfterMs(err));
+    this.onError(
+      new DeliveryError(
+        code,
+        `Append of ${batch.length} events failed (${RETRYABLE.has(code) ? "" : "unexpected, "}${code}: ${message}); retrying in ${delay} ms`,
+        true,
+        { cause: err },
+      ),
+    );
+    this.probing = true;
+    if (!this.backoffTimer) {
+      this.backoffTimer = setTimeout(() => {
+        this.backoffTimer = null;
+        this.dispatch();
+      }, delay);
+      this.backoffTimer.unref();
+    }
+  }
+
+  /** INVALID_ARGUMENT: dead-letter the event named by `events[i]` and resend the rest; without an index, all. */
+  private reject(batch: Item[], message: string): void {
+    const m = /events\[(\d+)\]/.exec(message);
+    const index = m ? Number(m[1]) : -1;
+    const bad = index >= 0 && index < batch.length ? [batch[index]] : batch;
+    const rest = bad.length === 1 && bad !== batch ? batch.filter((_, i) => i !== index) : [];
+    const at = new Date().toISOString();
+    const lines: string[] = [];
+    for (const item of bad) {
+      const event = fromBinary(AuditEventSchema, item.bytes);
+      lines.push(JSON.stringify({ at, code: "INVALID_ARGUMENT", message, event: toJson(AuditEventSchema, event) }));
+      this.onError(new AuditRejectedError("INVALID_ARGUMENT", event.id, message));
+    }
+    // The dead letters are on disk before the events leave the spool.
+    this.spool?.deadLetter(lines);
+    this.counters.deadLettered += bad.length;
+    this.settle(bad);
+    this.requeue(rest);
+  }
+
+  private requeue(items: Item[]): void {
+    if (!items.length) return;
+    const merged: Item[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < items.length || j < this.retry.length) {
+      if (j >= this.retry.length || (i < items.length && items[i].seq < this.retry[j].seq)) merged.push(items[i++]);
+      else merged.push(this.retry[j++]);
+    }
+    this.retry = merged;
+  }
+
+  private settle(items: Item[]): void {
+    if (this.spool) this.spool.ack(items.filter((it) => it.segment !== null) as { segment: Segment; ordinal: number }[]);
+    this.outstanding -= items.length;
+    for (const it of items) this.pendingBytes -= it.bytes.length;
+    if (this.waiters.length) {
+      for (const w of this.waiters) for (const it of items) if (it.seq < w.target) w.remaining--;
+      this.waiters = this.waiters.filter((w) => (w.remaining <= 0 ? (w.resolve(true), false) : true));
+    }
+    this.onSettled();
+  }
+
+  /** Resolves true once every item enqueued before the call (seq < target) is settled, false at the timeout. */
+  flush(target: number, timeoutMs: number): Promise<boolean> {
+    if (this.outstanding === 0) return Promise.resolve(true);
+    if (this.stoppedBy || this.closed) return Promise.resolve(false);
+    // Every outstanding item was enqueued before now.
+    return new Promise((resolve) => {
+      const waiter = { target, remaining: this.outstanding, resolve };
+      this.waiters.push(waiter);
+      // Send what lingers now rather than after linger.
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+        this.dispatch();
+      }
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      const done = waiter.resolve;
+      waiter.resolve = (ok) => {
+        clearTimeout(t);
+        done(ok);
+      };
+    });
+  }
+
+  private resolveWaiters(ok: boolean): void {
+    for (const w of this.waiters) w.resolve(ok);
+    this.waiters = [];
+  }
+
+  /** Stops sending; calls still in flight are cancelled and their events stay spooled. */
+  stop(): void {
+    this.closed = true;
+    for (const t of [this.timer, this.backoffTimer]) if (t) clearTimeout(t);
+    if (this.immediate) clearImmediate(this.immediate);
+    for (const c of this.calls) c.cancel();
+    this.resolveWaiters(false);
+  }
+}
+
+/** AppendRequest bytes from already-encoded events: field 1 (events), length-delimited, once per event. */
+export function encodeAppend(batch: readonly { bytes: Uint8Array }[]): Buffer {
+  let total = 0;
+  for (const it of batch) total += 1 + varintSize(it.bytes.length) + it.bytes.length;
+  const buf = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (const it of batch) {
+    buf[pos++] = 0x0a;
+    let n = it.bytes.length;
+    while (n > 0x7f) {
+      buf[pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    buf[pos++] = n;
+    buf.set(it.bytes, pos);
+    pos += it.bytes.length;
+  }
+  return buf;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n > 0x7f) {
+    n >>>= 7;
+    size++;
+  }
+  return size;
+}

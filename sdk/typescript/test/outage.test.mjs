@@ -1,0 +1,55 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { AuditClient } from "../dist/index.js";
+import { event, freePort, queryAll, startServer, tmpDir, waitFor } from "./helpers.mjs";
+
+test("server stopped for 30 s while logging continues: everything arrives once, log() never blocks", async () => {
+  const port = await freePort();
+  const dataDir = tmpDir("outage-data");
+  let server = await startServer({ port, dataDir });
+  const errors = [];
+  const client = new AuditClient({ url: server.url, spoolDir: tmpDir("outage-spool"), onError: (e) => errors.push(e) });
+  const ids = [];
+  let worst = 0;
+  let n = 0;
+  const logSome = (count) => {
+    for (let i = 0; i < count; i++) {
+      const t0 = process.hrtime.bigint();
+      ids.push(client.log(event("outage", "test.outage", n++)));
+      worst = Math.max(worst, Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  };
+  // ~500 events/s, in small bursts, like a busy service.
+  const producer = setInterval(() => logSome(10), 20);
+  try {
+    await waitFor("events delivered before the outage", () => client.stats().delivered >= 1000);
+    await server.stop("SIGKILL");
+    const downAt = Date.now();
+    const loggedAtStop = ids.length;
+    await new Promise((r) => setTimeout(r, 30_000));
+    assert.ok(ids.length - loggedAtStop >= 10_000, `kept logging during the outage (${ids.length - loggedAtStop})`);
+    assert.ok(client.stats().queued > 5_000, "events wait in the spool while the server is down");
+    assert.ok(errors.some((e) => e.code === "DELIVERY_FAILED" && e.retrying), "retries are reported");
+    server = await startServer({ port, dataDir });
+    const upAt = Date.now();
+    await new Promise((r) => setTimeout(r, 3_000));
+    clearInterval(producer);
+    assert.equal(await client.flush(60_000), true, "everything logged is acknowledged after the restart");
+    const recovered = Date.now() - upAt;
+    console.log(`outage ${upAt - downAt} ms, backlog delivered ${recovered} ms after the restart, worst log() ${worst.toFixed(2)} ms`);
+    const stats = client.stats();
+    assert.equal(stats.logged, ids.length);
+    assert.equal(stats.queued, 0);
+    // log() is synchronous and never waits for the network: its worst case is a write() to the spool.
+    assert.ok(worst < 50, `log() took ${worst} ms at worst`);
+
+    const archived = await queryAll(server.url, "outage", ["test.outage"]);
+    const archivedIds = archived.map((e) => e.event.id);
+    assert.equal(new Set(archivedIds).size, archivedIds.length, "nothing is in the archive twice");
+    assert.deepEqual(new Set(archivedIds), new Set(ids), "everything logged arrived, and nothing else");
+  } finally {
+    clearInterval(producer);
+    await client.close(5_000);
+    await server.stop();
+  }
+});
