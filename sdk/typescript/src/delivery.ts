@@ -50,6 +50,7 @@ export class Delivery {
   private inFlight = 0;
   private outstanding = 0;
   private timer: NodeJS.Timeout | null = null;
+  private syncTimer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private readonly backoff = new Backoff();
   private backoffTimer: NodeJS.Timeout | null = null;
@@ -77,6 +78,13 @@ export class Delivery {
     this.outstanding++;
     this.pendingBytes += item.bytes.length;
     this.schedule();
+    // "batch" fsync within linger even while nothing can be sent (server down, backing off).
+    if (this.spool && !this.syncTimer && !this.closed) {
+      this.syncTimer = setTimeout(() => {
+        this.syncTimer = null;
+        this.spool!.syncDirty().catch((err) => this.onError(new DeliveryError("INTERNAL", `fsync of the spool failed: ${err}`, true, { cause: err })));
+      }, this.opts.lingerMs);
+    }
   }
 
   private schedule(): void {
@@ -107,15 +115,22 @@ export class Delivery {
   }
 
   private take(): Item[] {
-    const batch: Item[] = [];
+    // Resent events first (they are older), then the queue, within the call's count and byte limits.
+    const max = this.opts.batchMaxEvents;
     let bytes = 0;
-    while (batch.length < this.opts.batchMaxEvents) {
-      const next = this.retry.length ? this.retry[0] : this.queue[this.head];
-      if (!next) break;
+    let fromRetry = 0;
+    while (fromRetry < this.retry.length && fromRetry < max) {
+      const size = this.retry[fromRetry].bytes.length + 6;
+      if (fromRetry > 0 && bytes + size > this.opts.batchMaxBytes) break;
+      bytes += size;
+      fromRetry++;
+    }
+    const batch = this.retry.splice(0, fromRetry);
+    while (batch.length < max && this.head < this.queue.length) {
+      const next = this.queue[this.head];
       const size = next.bytes.length + 6;
       if (batch.length > 0 && bytes + size > this.opts.batchMaxBytes) break;
-      if (this.retry.length) this.retry.shift();
-      else this.queue[this.head++] = undefined as unknown as Item;
+      this.queue[this.head++] = undefined as unknown as Item;
       batch.push(next);
       bytes += size;
     }
@@ -134,7 +149,9 @@ export class Delivery {
     let call: ClientUnaryCall | undefined;
     synced
       .then(() =>
-        this.transport.unary(APPEND_METHOD, encodeAppend(batch), this.opts.callTimeoutMs, false, (c) => {
+        // Wait for a connection rather than fail fast: the channel's reconnect backoff (100 ms to 30 s, jittered)
+        // paces the attempts while the server is unreachable, and the call goes out as soon as it is back.
+        this.transport.unary(APPEND_METHOD, encodeAppend(batch), this.opts.callTimeoutMs, true, (c) => {
           call = c;
           this.calls.add(c);
         }),
@@ -184,7 +201,10 @@ export class Delivery {
       return;
     }
     this.counters.retried += batch.length;
-    const delay = this.backoff.next(retryAfterMs(err));
+    // An answer from the server (or a timeout on a live connection) backs off; an unreachable server is retried at
+    // once, the next call waiting for the channel to reconnect (no second backoff stacked on the channel's).
+    const unreachable = (code === "UNAVAILABLE" || code === "DEADLINE_EXCEEDED") && !this.transport.isConnected();
+    const delay = unreachable ? 100 : this.backoff.next(retryAfterMs(err));
     this.onError(
       new DeliveryError(
         code,
@@ -280,7 +300,7 @@ export class Delivery {
   /** Stops sending; calls still in flight are cancelled and their events stay spooled. */
   stop(): void {
     this.closed = true;
-    for (const t of [this.timer, this.backoffTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.backoffTimer, this.syncTimer]) if (t) clearTimeout(t);
     if (this.immediate) clearImmediate(this.immediate);
     for (const c of this.calls) c.cancel();
     this.resolveWaiters(false);

@@ -1,14 +1,10 @@
 import { isIP } from "node:net";
-import { create, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { encodeEvent } from "./encode.js";
 import { newEventId } from "./ids.js";
 import { AuditValidationError } from "./errors.js";
 import { currentRequestContext } from "./context.js";
-import {
-  ActorType as PbActorType,
-  AuditEventSchema,
-  OutcomeResult as PbOutcomeResult,
-  type AuditEvent,
-} from "./gen/auditum/v1/event_pb.js";
+import { ActorType as PbActorType, OutcomeResult as PbOutcomeResult } from "./gen/auditum/v1/event_pb.js";
 
 export type ActorType = "user" | "service" | "api_key" | "system" | "anonymous";
 export type OutcomeResult = "success" | "failure" | "denied";
@@ -127,34 +123,35 @@ export function prepareEvent(input: AuditEventInput, validate: boolean): Prepare
   const after = jsonObject("after", input.after);
   const metadata = jsonObject("metadata", input.metadata);
 
-  let message: AuditEvent;
   let bytes: Uint8Array;
   try {
-    message = create(AuditEventSchema, {
-      id,
-      tenantId: input.tenantId,
-      occurredAt,
-      action: input.action,
-      actor: actor ? { id: actor.id, type: actor.type ? ACTOR_TYPES[actor.type] : 0, name: actor.name ?? "" } : undefined,
-      target: input.target
-        ? { type: input.target.type ?? "", id: input.target.id ?? "", name: input.target.name ?? "" }
-        : undefined,
-      outcome: { result: OUTCOMES[outcome.result] ?? 0, errorCode: outcome.errorCode ?? "", reason: outcome.reason ?? "" },
-      context: context
-        ? {
-            requestId: context.requestId ?? "",
-            correlationId: context.correlationId ?? "",
-            sessionId: context.sessionId ?? "",
-            sourceIp: context.sourceIp ?? "",
-            userAgent: context.userAgent ?? "",
-            service: context.service ?? "",
-          }
-        : undefined,
-      before,
-      after,
-      metadata,
-    });
-    bytes = toBinary(AuditEventSchema, message);
+    const { scratch, end } = encodeEvent(
+      {
+        id,
+        tenantId: str(input.tenantId),
+        seconds: occurredAt.seconds,
+        nanos: occurredAt.nanos,
+        action: str(input.action),
+        actor: actor ? { id: str(actor.id), type: actor.type ? (ACTOR_TYPES[actor.type] ?? 0) : 0, name: str(actor.name) } : undefined,
+        target: input.target ? { type: str(input.target.type), id: str(input.target.id), name: str(input.target.name) } : undefined,
+        outcome: { result: OUTCOMES[outcome.result] ?? 0, errorCode: str(outcome.errorCode), reason: str(outcome.reason) },
+        context: context
+          ? {
+              requestId: str(context.requestId),
+              correlationId: str(context.correlationId),
+              sessionId: str(context.sessionId),
+              sourceIp: str(context.sourceIp),
+              userAgent: str(context.userAgent),
+              service: str(context.service),
+            }
+          : undefined,
+        before,
+        after,
+        metadata,
+      },
+      0,
+    );
+    bytes = Buffer.from(scratch.subarray(0, end));
   } catch (err) {
     throw new AuditValidationError("event", `cannot be encoded: ${(err as Error).message}`);
   }
@@ -188,7 +185,14 @@ function checkString(field: string, value: unknown, maxBytes: number, required: 
   if (n > maxBytes) throw new AuditValidationError(field, `is ${n} bytes, over the limit of ${maxBytes}`);
 }
 
-function toTimestamp(value: Date | number | string | undefined, validate: boolean): { seconds: bigint; nanos: number } {
+/** Strings only (skipLocalValidation may let a non-string through: it must not corrupt the encoding). */
+function str(v: unknown): string {
+  if (v === undefined || v === null) return "";
+  if (typeof v !== "string") throw new AuditValidationError("event", `a string field holds a ${typeof v}`);
+  return v;
+}
+
+function toTimestamp(value: Date | number | string | undefined, validate: boolean): { seconds: number; nanos: number } {
   let ms: number;
   let nanosOverride: number | undefined;
   if (value === undefined) ms = Date.now();
@@ -205,7 +209,7 @@ function toTimestamp(value: Date | number | string | undefined, validate: boolea
   }
   const seconds = Math.floor(ms / 1000);
   const nanos = nanosOverride ?? Math.round((ms - seconds * 1000) * 1e6);
-  return { seconds: BigInt(seconds), nanos };
+  return { seconds, nanos };
 }
 
 /** Checks that a Struct field holds JSON values only (depth ≤ 32) and drops undefined members, as JSON does. */

@@ -68,6 +68,11 @@ export class Transport {
     });
   }
 
+  /** Whether the channel has a connection now (so a failure came from the server, not from reaching it). */
+  isConnected(): boolean {
+    return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  }
+
   close(): void {
     this.client.close();
   }

@@ -155,9 +155,21 @@ export class Spool {
     return seg;
   }
 
-  /** The "batch" policy's fsync of everything written so far, off the event loop. */
-  async syncDirty(): Promise<void> {
-    if (this.opts.fsync !== "batch") return;
+  /**
+   * The "batch" policy's fsync of everything written so far, off the event loop. Resolves once that and any fsync
+   * started earlier are done (so a send never overtakes an fsync still running for its records).
+   */
+  syncDirty(): Promise<void> {
+    if (this.opts.fsync !== "batch") return Promise.resolve();
+    const mine = this.startSyncs();
+    const all = Promise.all([this.lastSync, mine]).then(() => undefined);
+    this.lastSync = all.catch(() => undefined);
+    return all;
+  }
+
+  private lastSync: Promise<void> = Promise.resolve();
+
+  private startSyncs(): Promise<unknown> {
     const jobs: Promise<void>[] = [];
     for (const seg of this.segments.values()) {
       if (!seg.dirty || seg.fd === null) continue;
@@ -174,7 +186,7 @@ export class Spool {
       this.dirDirty = false;
       jobs.push(fsyncDir(this.dir));
     }
-    await Promise.all(jobs);
+    return Promise.all(jobs);
   }
 
   /** Records acknowledgements (lazily: no fsync) and deletes every segment whose events are all acknowledged. */

@@ -1,0 +1,18 @@
+import { AuditClient } from "./dist/index.js";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+fs.rmSync("/tmp/spo", { recursive: true, force: true });
+let mock = spawn("node", ["mock.tmp.mjs", "50998"], { stdio: "inherit" });
+await new Promise((r) => setTimeout(r, 500));
+const c = new AuditClient({ url: "http://127.0.0.1:50998", spoolDir: "/tmp/spo", onError: (e) => console.log("ERR", e.message) });
+let n = 0;
+const iv = setInterval(() => { for (let i = 0; i < 10; i++) c.log({ tenantId: "b", action: "a.b", actor: { id: "u" }, outcome: "success", metadata: { n: n++ } }); }, 20);
+await new Promise((r) => setTimeout(r, 1000));
+mock.kill("SIGKILL");
+console.log("down", c.stats());
+await new Promise((r) => setTimeout(r, 8000));
+mock = spawn("node", ["mock.tmp.mjs", "50998"], { stdio: "inherit" });
+const up = Date.now();
+clearInterval(iv);
+console.log(await c.flush(60000), Date.now() - up, c.stats(), n);
+await c.close(); mock.kill("SIGTERM");
