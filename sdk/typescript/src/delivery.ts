@@ -54,6 +54,8 @@ export class Delivery {
   private immediate: NodeJS.Immediate | null = null;
   private readonly backoff = new Backoff();
   private backoffTimer: NodeJS.Timeout | null = null;
+  private readonly connectBackoff = new Backoff(1_000, 30_000);
+  private awaitingConnection = false;
   /** After a failure only one call probes the server until one succeeds. */
   private probing = false;
   private stoppedBy: DeliveryError | null = null;
@@ -109,9 +111,39 @@ export class Delivery {
   }
 
   private dispatch(): void {
-    if (this.closed || this.stoppedBy || this.backoffTimer) return;
+    if (this.closed || this.stoppedBy || this.backoffTimer || this.awaitingConnection) return;
+    if (this.inFlight === 0 && this.waitingCount() > 0 && !this.transport.isConnected()) {
+      return this.awaitConnection();
+    }
     const limit = this.probing ? 1 : this.opts.maxInFlight;
     while (this.inFlight < limit && this.waitingCount() > 0) this.send(this.take());
+  }
+
+  /**
+   * No connection (at the start, or the server went away): wait for the channel to connect (grpc-js reconnects with
+   * its own jittered backoff, 100 ms to 30 s) in windows that grow from 1 s to 30 s, reporting each window that
+   * passes without a connection. The backlog goes out as soon as the channel is ready.
+   */
+  private awaitConnection(): void {
+    this.awaitingConnection = true;
+    const windowMs = this.connectBackoff.next();
+    this.transport.waitForReady(windowMs, (err) => {
+      this.awaitingConnection = false;
+      if (this.closed) return;
+      if (err) {
+        this.onError(
+          new DeliveryError(
+            "UNAVAILABLE",
+            `the server is unreachable (no connection within ${windowMs} ms); ${this.outstanding} events wait ` +
+              (this.spool ? `in the spool ${this.spool.dir}` : "in memory") + ", still trying",
+            true,
+          ),
+        );
+      } else {
+        this.connectBackoff.reset();
+      }
+      this.dispatch();
+    });
   }
 
   private take(): Item[] {
@@ -201,10 +233,15 @@ export class Delivery {
       return;
     }
     this.counters.retried += batch.length;
-    // An answer from the server (or a timeout on a live connection) backs off; an unreachable server is retried at
-    // once, the next call waiting for the channel to reconnect (no second backoff stacked on the channel's).
+    // An answer from the server (or a timeout on a live connection) backs off; an unreachable server is waited for
+    // (awaitConnection), without a second backoff stacked on the channel's reconnect backoff.
     const unreachable = (code === "UNAVAILABLE" || code === "DEADLINE_EXCEEDED") && !this.transport.isConnected();
-    const delay = unreachable ? 100 : this.backoff.next(retryAfterMs(err));
+    this.probing = true;
+    if (unreachable) {
+      this.onError(new DeliveryError(code, `Append of ${batch.length} events failed (${code}: ${message}); waiting for the server`, true, { cause: err }));
+      return;
+    }
+    const delay = this.backoff.next(retryAfterMs(err));
     this.onError(
       new DeliveryError(
         code,
@@ -213,7 +250,6 @@ export class Delivery {
         { cause: err },
       ),
     );
-    this.probing = true;
     if (!this.backoffTimer) {
       this.backoffTimer = setTimeout(() => {
         this.backoffTimer = null;

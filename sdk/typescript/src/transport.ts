@@ -73,6 +73,11 @@ export class Transport {
     return this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
+  /** Connects if needed and calls back once the channel is ready, or with an error after timeoutMs. */
+  waitForReady(timeoutMs: number, callback: (err?: Error) => void): void {
+    this.client.waitForReady(Date.now() + timeoutMs, callback);
+  }
+
   close(): void {
     this.client.close();
   }

@@ -10,13 +10,13 @@ test("server stopped for 30 s while logging continues: everything arrives once, 
   const errors = [];
   const client = new AuditClient({ url: server.url, spoolDir: tmpDir("outage-spool"), onError: (e) => errors.push(e) });
   const ids = [];
-  let worst = 0;
+  const took = [];
   let n = 0;
   const logSome = (count) => {
     for (let i = 0; i < count; i++) {
       const t0 = process.hrtime.bigint();
       ids.push(client.log(event("outage", "test.outage", n++)));
-      worst = Math.max(worst, Number(process.hrtime.bigint() - t0) / 1e6);
+      took.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   };
   // ~500 events/s, in small bursts, like a busy service.
@@ -36,12 +36,21 @@ test("server stopped for 30 s while logging continues: everything arrives once, 
     clearInterval(producer);
     assert.equal(await client.flush(60_000), true, "everything logged is acknowledged after the restart");
     const recovered = Date.now() - upAt;
-    console.log(`outage ${upAt - downAt} ms, backlog delivered ${recovered} ms after the restart, worst log() ${worst.toFixed(2)} ms`);
+    took.sort((a, b) => a - b);
+    const p99 = took[Math.floor(took.length * 0.99)];
+    const worst = took[took.length - 1];
+    console.log(
+      `outage ${upAt - downAt} ms, backlog delivered ${recovered} ms after the restart; ` +
+        `log() p99 ${(p99 * 1000).toFixed(0)} µs, worst ${worst.toFixed(2)} ms over ${took.length} calls`,
+    );
     const stats = client.stats();
     assert.equal(stats.logged, ids.length);
     assert.equal(stats.queued, 0);
-    // log() is synchronous and never waits for the network: its worst case is a write() to the spool.
-    assert.ok(worst < 50, `log() took ${worst} ms at worst`);
+    // log() never waits for the network (the spool had room): its cost is a write() to the spool, whatever the
+    // server does. The bound on the worst call leaves room for a GC pause on a loaded machine, not for a wait on
+    // a 30-second outage.
+    assert.ok(p99 < 2, `log() p99 ${p99} ms`);
+    assert.ok(worst < 100, `log() took ${worst} ms at worst`);
 
     const archived = await queryAll(server.url, "outage", ["test.outage"]);
     const archivedIds = archived.map((e) => e.event.id);
