@@ -241,13 +241,14 @@ export class Delivery {
       this.onError(new DeliveryError(code, `Append of ${batch.length} events failed (${code}: ${message}); waiting for the server`, true, { cause: err }));
       return;
     }
-    const delay = this.backoff.next(retryAfterMs(err));
+    const hint = retryAfterMs(err);
+    const delay = this.backoff.next(hint);
     this.onError(
       new DeliveryError(
         code,
         `Append of ${batch.length} events failed (${RETRYABLE.has(code) ? "" : "unexpected, "}${code}: ${message}); retrying in ${delay} ms`,
         true,
-        { cause: err },
+        { cause: err, retryInMs: delay, retryAfterMs: hint },
       ),
     );
     if (!this.backoffTimer) {

@@ -70,10 +70,21 @@ export class AuditRejectedError extends AuditError {
 export class DeliveryError extends AuditError {
   readonly grpcCode: string;
   readonly retrying: boolean;
-  constructor(grpcCode: string, message: string, retrying: boolean, options?: { cause?: unknown }) {
+  /** When retrying after a pause: how long, in milliseconds. */
+  readonly retryInMs?: number;
+  /** The server's `retry-after` hint, in milliseconds, when it sent one. */
+  readonly retryAfterMs?: number;
+  constructor(
+    grpcCode: string,
+    message: string,
+    retrying: boolean,
+    options?: { cause?: unknown; retryInMs?: number; retryAfterMs?: number },
+  ) {
     super("DELIVERY_FAILED", message, options);
     this.grpcCode = grpcCode;
     this.retrying = retrying;
+    this.retryInMs = options?.retryInMs;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

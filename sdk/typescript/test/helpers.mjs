@@ -1,5 +1,5 @@
 // Test harness: the real auditum binary ($AUDITUM_BIN), free ports, temp dirs, and a Query pager.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -69,8 +69,8 @@ export async function startServer({ port, dataDir, extraArgs = [] } = {}) {
 }
 
 /** Every stored event of a tenant (optionally only some actions), paging with page_token; ignores meta-audit. */
-export async function queryAll(url, tenantId, actions = []) {
-  const t = new Transport(url, {});
+export async function queryAll(url, tenantId, actions = [], apiKey = undefined) {
+  const t = new Transport(url, { apiKey });
   const events = [];
   let pageToken = "";
   try {
@@ -107,4 +107,22 @@ export function event(tenantId, action, n, extra = {}) {
 /** Segment files of a spool directory, sorted. */
 export function segments(dir) {
   return fs.readdirSync(dir).filter((n) => n.startsWith("segment-")).sort().map((n) => path.join(dir, n));
+}
+
+/** Writes a server config with API keys made by `auditum keygen`; returns its path and each key's secret by id. */
+export function apiKeysConfig(keys) {
+  const dir = tmpDir("keys");
+  const secrets = {};
+  let toml = "";
+  for (const k of keys) {
+    const out = execFileSync(auditumBin(), ["keygen", "api-key", "--id", k.id, "--tenant", k.tenant, "--scope", k.scopes], {
+      encoding: "utf8",
+    });
+    secrets[k.id] = out.split("\n").find((l) => l.startsWith(`${k.id}.`)).trim();
+    toml += out.slice(out.indexOf("[[api_keys]]")).trim() + "\n";
+    for (const [name, value] of Object.entries(k.extra ?? {})) toml += `${name} = ${value}\n`;
+  }
+  const file = path.join(dir, "auditum.toml");
+  fs.writeFileSync(file, toml);
+  return { file, secrets };
 }
