@@ -43,6 +43,11 @@ export interface AuditClientOptions {
   batchMaxEvents?: number;
   /** Encoded bytes per Append call. Default 2 MiB (the server's limit is 4 MiB). */
   batchMaxBytes?: number;
+  /**
+   * With a spool: how many bytes of waiting events are also kept in memory; the others are read back from the spool
+   * files when their turn comes, so a large backlog does not fill the heap. Default 64 MiB.
+   */
+  spoolMemoryBytes?: number;
   /** How long an event may wait for companions before it is sent. Default 10 ms. */
   lingerMs?: number;
   /** Append calls outstanding at once. Default 4. */
@@ -128,6 +133,7 @@ export class AuditClient {
       lingerMs: positive("lingerMs", o.lingerMs ?? 10, 0),
       maxInFlight: positive("maxInFlight", o.maxInFlight ?? 4, 1),
       callTimeoutMs: this.callTimeoutMs,
+      memoryBytes: positive("spoolMemoryBytes", o.spoolMemoryBytes ?? 64 * MIB, 0),
     };
     const fsync = o.spoolFsync ?? "batch";
     if (!["always", "batch", "never"].includes(fsync)) throw new TypeError(`spoolFsync: expected always, batch or never, got ${fsync}`);
@@ -144,6 +150,7 @@ export class AuditClient {
           segmentMaxBytes: Math.min(SEGMENT_MAX_BYTES, Math.max(16 * 1024, Math.floor(this.maxBytes / 8))),
           onError: this.onError,
           onInfo: info,
+          replayMemoryBytes: deliveryOptions.memoryBytes,
         });
       } catch (err) {
         this.transport.close();
@@ -156,7 +163,7 @@ export class AuditClient {
     }
     this.delivery = new Delivery(this.transport, this.spool, deliveryOptions, this.onError, () => this.admitWaiters());
     // Replayed events go first, in spool order, with the ids they were logged with.
-    for (const p of pending) this.delivery.enqueue({ seq: this.nextSeq++, bytes: p.bytes, segment: p.segment, ordinal: p.ordinal });
+    for (const p of pending) this.delivery.enqueue({ seq: this.nextSeq++, ...p });
   }
 
   /** The spool directory in use, or null without a spool. */
@@ -288,7 +295,11 @@ export class AuditClient {
   private admit(e: PreparedEvent): string {
     const spooled = this.spool?.append(e.bytes);
     this.delivery.counters.logged++;
-    this.delivery.enqueue({ seq: this.nextSeq++, bytes: e.bytes, segment: spooled?.segment ?? null, ordinal: spooled?.ordinal ?? 0 });
+    this.delivery.enqueue(
+      spooled
+        ? { seq: this.nextSeq++, ...spooled }
+        : { seq: this.nextSeq++, bytes: e.bytes, size: e.bytes.length, segment: null, ordinal: 0, offset: 0 },
+    );
     return e.id;
   }
 

@@ -15,9 +15,13 @@ export const APPEND_METHOD = "/auditum.v1.IngestService/Append";
 export interface Item {
   /** Local order: flush() waits for every item below a watermark. */
   seq: number;
-  bytes: Uint8Array;
+  /** The encoded event; null while it waits only in the spool file (beyond the memory window). */
+  bytes: Uint8Array | null;
+  size: number;
   segment: Segment | null;
   ordinal: number;
+  /** File offset of the event bytes in the segment. */
+  offset: number;
 }
 
 export interface DeliveryOptions {
@@ -26,6 +30,8 @@ export interface DeliveryOptions {
   lingerMs: number;
   maxInFlight: number;
   callTimeoutMs: number;
+  /** With a spool: bytes of queued events kept in memory; beyond it they are read back from the spool when sent. */
+  memoryBytes: number;
 }
 
 export interface Counters {
@@ -44,6 +50,8 @@ export class Delivery {
   readonly counters: Counters = { logged: 0, delivered: 0, duplicates: 0, retried: 0, deadLettered: 0, dropped: 0 };
   /** Bytes of events not yet settled (the memory queue's size, which spoolMaxBytes bounds without a spool). */
   pendingBytes = 0;
+  /** Bytes of queued events held in memory (with a spool, bounded by memoryBytes plus what is in flight). */
+  private memoryBytes = 0;
   private queue: Item[] = [];
   private head = 0;
   private retry: Item[] = [];
@@ -76,9 +84,15 @@ export class Delivery {
   }
 
   enqueue(item: Item): void {
+    if (item.bytes && item.segment) {
+      if (this.memoryBytes + item.size > this.opts.memoryBytes) item.bytes = null;
+      else this.memoryBytes += item.size;
+    } else if (item.bytes) {
+      this.memoryBytes += item.size;
+    }
     this.queue.push(item);
     this.outstanding++;
-    this.pendingBytes += item.bytes.length;
+    this.pendingBytes += item.size;
     this.schedule();
     // "batch" fsync within linger even while nothing can be sent (server down, backing off).
     if (this.spool && !this.syncTimer && !this.closed) {
@@ -152,7 +166,7 @@ export class Delivery {
     let bytes = 0;
     let fromRetry = 0;
     while (fromRetry < this.retry.length && fromRetry < max) {
-      const size = this.retry[fromRetry].bytes.length + 6;
+      const size = this.retry[fromRetry].size + 6;
       if (fromRetry > 0 && bytes + size > this.opts.batchMaxBytes) break;
       bytes += size;
       fromRetry++;
@@ -160,7 +174,7 @@ export class Delivery {
     const batch = this.retry.splice(0, fromRetry);
     while (batch.length < max && this.head < this.queue.length) {
       const next = this.queue[this.head];
-      const size = next.bytes.length + 6;
+      const size = next.size + 6;
       if (batch.length > 0 && bytes + size > this.opts.batchMaxBytes) break;
       this.queue[this.head++] = undefined as unknown as Item;
       batch.push(next);
@@ -169,6 +183,11 @@ export class Delivery {
     if (this.head > 4096 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
+    }
+    for (const it of batch) {
+      if (it.bytes) continue;
+      it.bytes = this.spool!.read(it.segment!, it.offset, it.size);
+      this.memoryBytes += it.size;
     }
     return batch;
   }
@@ -269,7 +288,7 @@ export class Delivery {
     const at = new Date().toISOString();
     const lines: string[] = [];
     for (const item of bad) {
-      const event = fromBinary(AuditEventSchema, item.bytes);
+      const event = fromBinary(AuditEventSchema, item.bytes!);
       lines.push(JSON.stringify({ at, code: "INVALID_ARGUMENT", message, event: toJson(AuditEventSchema, event) }));
       this.onError(new AuditRejectedError("INVALID_ARGUMENT", event.id, message));
     }
@@ -295,7 +314,10 @@ export class Delivery {
   private settle(items: Item[]): void {
     if (this.spool) this.spool.ack(items.filter((it) => it.segment !== null) as { segment: Segment; ordinal: number }[]);
     this.outstanding -= items.length;
-    for (const it of items) this.pendingBytes -= it.bytes.length;
+    for (const it of items) {
+      this.pendingBytes -= it.size;
+      if (it.bytes) this.memoryBytes -= it.size;
+    }
     if (this.waiters.length) {
       for (const w of this.waiters) for (const it of items) if (it.seq < w.target) w.remaining--;
       this.waiters = this.waiters.filter((w) => (w.remaining <= 0 ? (w.resolve(true), false) : true));
@@ -345,21 +367,22 @@ export class Delivery {
 }
 
 /** AppendRequest bytes from already-encoded events: field 1 (events), length-delimited, once per event. */
-export function encodeAppend(batch: readonly { bytes: Uint8Array }[]): Buffer {
+export function encodeAppend(batch: readonly { bytes: Uint8Array | null }[]): Buffer {
   let total = 0;
-  for (const it of batch) total += 1 + varintSize(it.bytes.length) + it.bytes.length;
+  for (const it of batch) total += 1 + varintSize(it.bytes!.length) + it.bytes!.length;
   const buf = Buffer.allocUnsafe(total);
   let pos = 0;
   for (const it of batch) {
+    const bytes = it.bytes!;
     buf[pos++] = 0x0a;
-    let n = it.bytes.length;
+    let n = bytes.length;
     while (n > 0x7f) {
       buf[pos++] = (n & 0x7f) | 0x80;
       n >>>= 7;
     }
     buf[pos++] = n;
-    buf.set(it.bytes, pos);
-    pos += it.bytes.length;
+    buf.set(bytes, pos);
+    pos += bytes.length;
   }
   return buf;
 }

@@ -44,6 +44,8 @@ function seal(rec: Buffer): Buffer {
 export interface ParsedEvent {
   ordinal: number;
   bytes: Uint8Array;
+  /** File offset of the event bytes (after the record header and the kind byte). */
+  offset: number;
 }
 
 export interface ParsedSegment {
@@ -82,7 +84,7 @@ export function parseSegment(buf: Buffer): ParsedSegment {
     const len = buf.readUInt32LE(pos);
     const payload = buf.subarray(pos + HEADER_BYTES, pos + HEADER_BYTES + len);
     if (payload[0] === KIND_EVENT) {
-      out.events.push({ ordinal: ordinal++, bytes: payload.subarray(1) });
+      out.events.push({ ordinal: ordinal++, bytes: payload.subarray(1), offset: pos + HEADER_BYTES + 1 });
     } else {
       const count = payload.readUInt32LE(1);
       for (let i = 0; i < count; i++) out.acked.add(payload.readUInt32LE(5 + 4 * i));

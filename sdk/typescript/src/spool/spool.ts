@@ -14,6 +14,8 @@ export const SEGMENT_MAX_BYTES = 16 * 1024 * 1024;
 
 export class Segment {
   fd: number | null = null;
+  /** A read-only descriptor, for events whose bytes are not kept in memory. */
+  readFd: number | null = null;
   events = 0;
   acked = 0;
   dirty = false;
@@ -29,7 +31,11 @@ export class Segment {
 export interface SpooledEvent {
   segment: Segment;
   ordinal: number;
-  bytes: Uint8Array;
+  /** File offset of the event bytes in the segment. */
+  offset: number;
+  size: number;
+  /** The event bytes, or null when they are read back from the segment when sent (replay beyond the memory window). */
+  bytes: Uint8Array | null;
 }
 
 export interface SpoolOptions {
@@ -38,6 +44,8 @@ export interface SpoolOptions {
   segmentMaxBytes: number;
   onError: (err: AuditError) => void;
   onInfo: (msg: string) => void;
+  /** Replayed events whose bytes are kept in memory, by size; the rest are read back from disk when sent. */
+  replayMemoryBytes: number;
 }
 
 export class Spool {
@@ -81,6 +89,13 @@ export class Spool {
       .sort((a, b) => a - b);
     if (nums.length) this.nextNum = nums[nums.length - 1] + 1;
     const pending: SpooledEvent[] = [];
+    let inMemory = 0;
+    // Copies, so that a segment's file buffer is not kept alive by the events of it that stay in memory.
+    const keep = (bytes: Uint8Array): Uint8Array | null => {
+      if (inMemory + bytes.length > this.opts.replayMemoryBytes) return null;
+      inMemory += bytes.length;
+      return Buffer.from(bytes);
+    };
     for (const num of nums) {
       const file = path.join(this.dir, segmentName(num));
       const buf = fs.readFileSync(file);
@@ -88,7 +103,10 @@ export class Spool {
       const unacked = parsed.events.filter((e) => !parsed.acked.has(e.ordinal));
       if (parsed.problem?.kind === "damaged") {
         // Re-spool first, then move aside: a crash in between means a resend (deduplicated), never a loss.
-        for (const e of unacked) pending.push(this.append(e.bytes));
+        for (const e of unacked) {
+          const spooled = this.append(e.bytes);
+          pending.push({ ...spooled, bytes: keep(e.bytes) });
+        }
         this.syncAllSync();
         const movedTo = this.moveAside(file);
         this.opts.onError(new SpoolDamagedError(file, movedTo, parsed.validEnd, parsed.problem.detail));
@@ -110,7 +128,9 @@ export class Spool {
       seg.acked = parsed.events.length - unacked.length;
       this.segments.set(num, seg);
       this.bytes += seg.size;
-      for (const e of unacked) pending.push({ segment: seg, ordinal: e.ordinal, bytes: e.bytes });
+      for (const e of unacked) {
+        pending.push({ segment: seg, ordinal: e.ordinal, offset: e.offset, size: e.bytes.length, bytes: keep(e.bytes) });
+      }
     }
     if (this.dirDirty) this.syncDirSync();
     return pending;
@@ -127,12 +147,26 @@ export class Spool {
     if (!seg || seg.size >= this.opts.segmentMaxBytes) seg = this.startSegment();
     const rec = eventRecord(bytes);
     writeAll(seg.fd!, rec);
+    const offset = seg.size + rec.length - bytes.length;
     seg.size += rec.length;
     this.bytes += rec.length;
     const ordinal = seg.events++;
     if (this.opts.fsync === "always") fs.fsyncSync(seg.fd!);
     else if (this.opts.fsync === "batch") seg.dirty = true;
-    return { segment: seg, ordinal, bytes };
+    return { segment: seg, ordinal, offset, size: bytes.length, bytes };
+  }
+
+  /** Reads an event's bytes back from its segment. */
+  read(seg: Segment, offset: number, size: number): Buffer {
+    if (seg.readFd === null) seg.readFd = fs.openSync(seg.file, "r");
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const n = fs.readSync(seg.readFd, buf, got, size - got, offset + got);
+      if (n === 0) throw new Error(`spool segment ${seg.file} ends before byte ${offset + size}`);
+      got += n;
+    }
+    return buf;
   }
 
   private startSegment(): Segment {
@@ -225,6 +259,8 @@ export class Spool {
   private closeFd(seg: Segment): void {
     if (seg.fd !== null) fs.closeSync(seg.fd);
     seg.fd = null;
+    if (seg.readFd !== null) fs.closeSync(seg.readFd);
+    seg.readFd = null;
   }
 
   /** Appends rejected events to dead_letter.jsonl and fsyncs it (before their spool records are acknowledged). */
@@ -268,7 +304,10 @@ export class Spool {
     if (this.closed) return;
     this.closed = true;
     for (const seg of this.segments.values()) {
-      if (seg.fd === null) continue;
+      if (seg.fd === null) {
+        this.closeFd(seg);
+        continue;
+      }
       if (this.opts.fsync !== "never") fs.fsyncSync(seg.fd);
       if (seg.syncing === 0) this.closeFd(seg);
       else seg.deleted = true; // closed when its pending fsync finishes
