@@ -18,12 +18,10 @@ const event = (i) => ({
 });
 
 // Spool bytes per event: log into a spool nobody drains.
-{
-  const c = new AuditClient({ url: `http://127.0.0.1:${await freePort()}`, spoolDir: tmpDir("bench-size"), onError: () => {} });
-  for (let i = 0; i < 10_000; i++) c.log(event(i));
-  var bytesPerEvent = c.stats().spoolBytes / 10_000;
-  await c.close(10);
-}
+const sizing = new AuditClient({ url: `http://127.0.0.1:${await freePort()}`, spoolDir: tmpDir("bench-size"), onError: () => {} });
+for (let i = 0; i < 10_000; i++) sizing.log(event(i));
+const bytesPerEvent = sizing.stats().spoolBytes / 10_000;
+await sizing.close(10);
 
 const server = process.env.AUDITUM_URL ? null : await startServer();
 const url = process.env.AUDITUM_URL ?? server.url;
@@ -33,6 +31,7 @@ for (let i = 0; i < 5_000; i++) client.log(event(i));
 await client.flush(60_000);
 
 const lat = new Float64Array(N);
+const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 for (let i = 0; i < N; i++) {
   const a = process.hrtime.bigint();
@@ -43,6 +42,8 @@ for (let i = 0; i < N; i++) {
 const loggedAt = process.hrtime.bigint();
 const ok = await client.flush(600_000);
 const t1 = process.hrtime.bigint();
+const cpu = process.cpuUsage(cpu0);
+const cpuPerEvent = (cpu.user + cpu.system) / N; // µs of this process's CPU (all threads) per event
 const secs = Number(t1 - t0) / 1e9;
 lat.sort();
 const q = (p) => lat[Math.min(N - 1, Math.floor(N * p))].toFixed(1);
@@ -51,6 +52,7 @@ console.log(`delivered:            ${Math.round(N / secs)} events/s (${secs.toFi
 console.log(`logged:               ${Math.round(N / (Number(loggedAt - t0) / 1e9))} events/s`);
 console.log(`log() latency:        p50 ${q(0.5)} µs, p99 ${q(0.99)} µs, p99.9 ${q(0.999)} µs, max ${lat[N - 1].toFixed(0)} µs`);
 console.log(`spool bytes/event:    ${bytesPerEvent.toFixed(1)}`);
+console.log(`client CPU/event:     ${cpuPerEvent.toFixed(1)} µs (log() + spool + delivery; ${Math.round(1e6 / cpuPerEvent)} events/s per core)`);
 console.log(`stats:                ${JSON.stringify(client.stats())}`);
 await client.close(10_000);
 await server?.stop();

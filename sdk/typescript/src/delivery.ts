@@ -2,9 +2,9 @@
 // maxInFlight outstanding), retries transient failures forever with backoff, dead-letters what the server rejects,
 // and acknowledges delivered events in the spool. It runs on the event loop: log() only enqueues.
 import { fromBinary, toJson } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { AuditRejectedError, DeliveryError, type AuditError } from "./errors.js";
 import { AuditEventSchema } from "./gen/auditum/v1/event_pb.js";
-import { AppendResponseSchema } from "./gen/auditum/v1/ingest_pb.js";
 import type { Segment, Spool } from "./spool/spool.js";
 import { Transport, retryAfterMs, statusName, type GrpcError } from "./transport.js";
 import { Backoff } from "./backoff.js";
@@ -221,14 +221,14 @@ export class Delivery {
 
   private onResponse(batch: Item[], resp: Buffer): void {
     if (this.closed) return;
-    const results = fromBinary(AppendResponseSchema, resp).results;
-    if (results.length !== batch.length) {
-      this.onFailure(batch, new Error(`server answered ${results.length} results for ${batch.length} events`));
+    const { results, duplicates } = countResults(resp);
+    if (results !== batch.length) {
+      this.onFailure(batch, new Error(`server answered ${results} results for ${batch.length} events`));
       return;
     }
     if (this.probing) this.probing = false;
     this.backoff.reset();
-    for (const r of results) if (r.duplicate) this.counters.duplicates++;
+    this.counters.duplicates += duplicates;
     this.counters.delivered += batch.length;
     this.settle(batch);
   }
@@ -364,6 +364,33 @@ export class Delivery {
     for (const c of this.calls) c.cancel();
     this.resolveWaiters(false);
   }
+}
+
+/**
+ * The worker needs only how many results an AppendResponse holds and how many are duplicates: reading just that
+ * (AppendResponse.results = 1, AppendResult.duplicate = 3) costs a tenth of decoding a thousand messages.
+ */
+export function countResults(resp: Uint8Array): { results: number; duplicates: number } {
+  const r = new BinaryReader(resp);
+  let results = 0;
+  let duplicates = 0;
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field !== 1 || wire !== WireType.LengthDelimited) {
+      r.skip(wire, field);
+      continue;
+    }
+    results++;
+    const inner = new BinaryReader(r.bytes());
+    let dup = false;
+    while (inner.pos < inner.len) {
+      const [f, w] = inner.tag();
+      if (f === 3 && w === WireType.Varint) dup = inner.bool();
+      else inner.skip(w, f);
+    }
+    if (dup) duplicates++;
+  }
+  return { results, duplicates };
 }
 
 /** AppendRequest bytes from already-encoded events: field 1 (events), length-delimited, once per event. */

@@ -42,3 +42,19 @@ test("occurred_at keeps microseconds from an RFC 3339 string and milliseconds fr
   const b = fromBinary(AuditEventSchema, prepareEvent({ ...cases[0], occurredAt: new Date("2024-05-01T10:00:00.250Z") }, true).bytes);
   assert.equal(toJson(AuditEventSchema, b).occurredAt, "2024-05-01T10:00:00.250Z");
 });
+
+test("the worker's AppendResponse reader counts results and duplicates as protobuf-es decodes them", async () => {
+  const { create } = await import("@bufbuild/protobuf");
+  const { AppendResponseSchema } = await import("../dist/gen/auditum/v1/ingest_pb.js");
+  const { countResults } = await import("../dist/delivery.js");
+  const results = Array.from({ length: 300 }, (_, i) => ({
+    seq: BigInt(i * 1000),
+    id: `id-${i}`,
+    duplicate: i % 7 === 0,
+    receivedAt: { seconds: 1_700_000_000n, nanos: i },
+    log: "default",
+  }));
+  const bytes = toBinary(AppendResponseSchema, create(AppendResponseSchema, { results }));
+  assert.deepEqual(countResults(bytes), { results: 300, duplicates: results.filter((r) => r.duplicate).length });
+  assert.deepEqual(countResults(new Uint8Array(0)), { results: 0, duplicates: 0 });
+});
