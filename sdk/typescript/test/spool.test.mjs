@@ -8,9 +8,9 @@ import { AuditClient, SpoolDamagedError, SpoolLockedError } from "../dist/index.
 import { event, freePort, queryAll, segments, startServer, tmpDir } from "./helpers.mjs";
 
 /** Logs n events into a fresh spool with no server reachable, closes, and returns the spool dir and the ids. */
-async function spoolWith(n, tenant) {
+async function spoolWith(n, tenant, spoolFsync = "batch") {
   const dir = tmpDir("spool");
-  const client = new AuditClient({ url: `http://127.0.0.1:${await freePort()}`, spoolDir: dir, onError: () => {} });
+  const client = new AuditClient({ url: `http://127.0.0.1:${await freePort()}`, spoolDir: dir, spoolFsync, onError: () => {} });
   const ids = [];
   for (let i = 0; i < n; i++) ids.push(client.log(event(tenant, "test.spool", i)));
   assert.equal(await client.close(50), false, "nothing could be delivered");
@@ -25,7 +25,7 @@ function recordOffsets(buf) {
 }
 
 test("segment bytes follow SPOOL.md: magic, length, CRC-32, kind 0x01 + AuditEvent", async () => {
-  const { dir, ids } = await spoolWith(3, "fmt");
+  const { dir, ids } = await spoolWith(3, "fmt", "always");
   const [seg] = segments(dir);
   assert.match(path.basename(seg), /^segment-\d{20}\.spool$/);
   const buf = fs.readFileSync(seg);
