@@ -1,0 +1,60 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
+import { AuditEventSchema } from "../dist/gen/auditum/v1/event_pb.js";
+import { prepareEvent } from "../dist/event.js";
+
+// The hand-written encoder must write exactly what protobuf-es writes: decode with protobuf-es, re-encode, compare.
+const cases = [
+  { tenantId: "acme", action: "user.login", actor: { id: "u1" }, outcome: "success" },
+  {
+    tenantId: "t:1.x_y-z",
+    action: "user.role.updated",
+    actor: { id: "üser-17 ✓", type: "api_key", name: "Ada" },
+    target: { type: "user", id: "user-99", name: "" },
+    outcome: { result: "denied", errorCode: "E42", reason: "r".repeat(200) },
+    context: { requestId: "req-1", correlationId: "c", sessionId: "s", sourceIp: "2001:db8::1", userAgent: "ua", service: "svc" },
+    before: { role: "viewer", n: 0, neg: -1.5, big: 2 ** 53, t: true, f: false, z: null, e: {}, l: [] },
+    after: { nested: { a: [1, "two", null, { three: [3] }], "ключ": "значение" }, empty: "" },
+    metadata: { ticket: 4411, long: "x".repeat(20_000), emoji: "😀" },
+    occurredAt: "2024-05-01T10:00:00.123456789Z",
+  },
+  { tenantId: "acme", action: "a", actor: { id: "u", type: "system" }, outcome: "failure", occurredAt: new Date(0) },
+  { tenantId: "acme", action: "a", actor: { id: "u" }, outcome: "success", occurredAt: -1500, context: {} },
+  { tenantId: "acme", action: "a", actor: { id: "u" }, outcome: "success", metadata: { deep: { a: { b: { c: { d: [[[["x"]]]] } } } } } },
+];
+
+test("the event encoder writes protobuf-es's bytes", () => {
+  for (const input of cases) {
+    const { id, bytes } = prepareEvent(input, true);
+    const msg = fromBinary(AuditEventSchema, bytes);
+    assert.equal(msg.id, id);
+    assert.deepEqual(Buffer.from(toBinary(AuditEventSchema, msg)), Buffer.from(bytes), JSON.stringify(input).slice(0, 100));
+    const json = toJson(AuditEventSchema, msg);
+    assert.equal(json.tenantId, input.tenantId);
+    for (const k of ["before", "after", "metadata"]) if (input[k]) assert.deepEqual(json[k], input[k]);
+  }
+});
+
+test("occurred_at keeps microseconds from an RFC 3339 string and milliseconds from a Date", () => {
+  const a = fromBinary(AuditEventSchema, prepareEvent(cases[1], true).bytes);
+  assert.equal(toJson(AuditEventSchema, a).occurredAt, "2024-05-01T10:00:00.123456789Z");
+  const b = fromBinary(AuditEventSchema, prepareEvent({ ...cases[0], occurredAt: new Date("2024-05-01T10:00:00.250Z") }, true).bytes);
+  assert.equal(toJson(AuditEventSchema, b).occurredAt, "2024-05-01T10:00:00.250Z");
+});
+
+test("the worker's AppendResponse reader counts results and duplicates as protobuf-es decodes them", async () => {
+  const { create } = await import("@bufbuild/protobuf");
+  const { AppendResponseSchema } = await import("../dist/gen/auditum/v1/ingest_pb.js");
+  const { countResults } = await import("../dist/delivery.js");
+  const results = Array.from({ length: 300 }, (_, i) => ({
+    seq: BigInt(i * 1000),
+    id: `id-${i}`,
+    duplicate: i % 7 === 0,
+    receivedAt: { seconds: 1_700_000_000n, nanos: i },
+    log: "default",
+  }));
+  const bytes = toBinary(AppendResponseSchema, create(AppendResponseSchema, { results }));
+  assert.deepEqual(countResults(bytes), { results: 300, duplicates: results.filter((r) => r.duplicate).length });
+  assert.deepEqual(countResults(new Uint8Array(0)), { results: 0, duplicates: 0 });
+});
