@@ -241,3 +241,48 @@ async fn a_start_without_the_signing_key_refuses_and_never_overwrites_the_verifi
     assert_eq!(std::fs::read(keys.join("default.vkey")).unwrap(), verifier_key, "the verifier key is untouched");
     assert!(!keys.join("default.key").exists(), "no new signing key was made");
 }
+
+#[test]
+fn a_query_while_the_store_is_a_black_hole_answers_unavailable_naming_it_within_ten_seconds() {
+    use crate::common::s3::{Moto, Proxy, runtime};
+    runtime().block_on(async {
+        let moto = Moto::start().await;
+        moto.locked_bucket("blackhole").await;
+        let upstream: std::net::SocketAddr = moto.endpoint.trim_start_matches("http://").parse().unwrap();
+        let proxy = Proxy::start(upstream).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            store: Some("s3://blackhole/p".into()),
+            s3_endpoint: Some(proxy.endpoint()),
+            meta_audit: false,
+            ..test_config(dir.path())
+        };
+        let (running, mut client) = start(config).await;
+        client.append(request((0..50).map(|n| event("acme", "user.login", &format!("u{n}"))).collect())).await.unwrap();
+        running.logs.by_name("default").unwrap().seal_now().await.unwrap();
+
+        proxy.set_blackhole(true);
+        let mut query = pb::query_service_client::QueryServiceClient::new(
+            auditum_client::channel(&format!("http://{}", running.addr), &Default::default()).await.unwrap(),
+        );
+        let filter = pb::EventFilter { tenant_id: "acme".into(), actor_id: "u7".into(), ..Default::default() };
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            query.query(pb::QueryRequest { filter: Some(filter.clone()), page_size: 10, ..Default::default() }),
+        )
+        .await
+        .expect("the query answers instead of hanging");
+        let elapsed = started.elapsed();
+        let status = outcome.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("s3://blackhole/p"), "names the store: {}", status.message());
+        assert!(elapsed < Duration::from_secs(10), "answered after {elapsed:?}");
+
+        // Once the store answers again, so does the query.
+        proxy.set_blackhole(false);
+        let found = query.query(pb::QueryRequest { filter: Some(filter), page_size: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(found.into_inner().events.len(), 1);
+        running.stop().await.unwrap();
+    });
+}

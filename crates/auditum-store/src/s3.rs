@@ -30,11 +30,18 @@ pub struct S3Store {
     bucket: String,
     /// Key prefix inside the bucket, empty or ending with '/'.
     prefix: String,
+    /// Puts, with timeouts long enough for a large batch upload.
     client: aws_sdk_s3::Client,
+    /// Gets, heads, lists and the bucket checks, with short timeouts.
+    read_client: aws_sdk_s3::Client,
 }
 
 /// Maps an SDK error to the store's: conflicts and absences are answers, outages are transient.
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(key: &str, error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error {
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
+    store: &str,
+    key: &str,
+    error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Error {
     let status = error.raw_response().map(|response| response.status().as_u16());
     let code = error.as_service_error().and_then(|service| service.code().map(str::to_string));
     let message = match (&code, error.as_service_error().and_then(|service| service.message().map(str::to_string))) {
@@ -46,8 +53,10 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(key: &str, error: SdkErro
     match status {
         Some(412) => Error::PreconditionFailed { key },
         Some(404) => Error::NotFound { key },
-        // Throttling and server errors pass; so do failures to connect or read a response.
-        Some(429) | Some(500..=599) | None => Error::Backend { key, message, transient: true },
+        // Throttling and server errors pass; so do failures to connect or read a response,
+        // which name the store: the operator's first question is which one is unreachable.
+        Some(429) | Some(500..=599) => Error::Backend { key, message, transient: true },
+        None => Error::Backend { key, message: format!("store {store} did not answer: {message}"), transient: true },
         Some(_) => Error::Backend { key, message, transient: matches!(code.as_deref(), Some("RequestTimeout") | Some("SlowDown")) },
     }
 }
@@ -66,6 +75,11 @@ fn retention_from(mode: Option<&ObjectLockMode>, until: Option<&AwsDateTime>) ->
     let retain_until = Utc.timestamp_opt(until.secs(), until.subsec_nanos()).single()?;
     Some(Retention { mode, retain_until })
 }
+
+/// One try of a read, up to its response headers.
+const READ_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// A read with its retries.
+const READ_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
 
 impl S3Store {
     /// `s3://bucket/prefix`.
@@ -88,19 +102,31 @@ impl S3Store {
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_string());
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region)).load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared).timeout_config(
-            // A stalled request must fail (and be retried with backoff), never hang a seal.
-            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .operation_attempt_timeout(std::time::Duration::from_secs(60))
-                .operation_timeout(std::time::Duration::from_secs(180))
-                .build(),
-        );
-        if let Some(endpoint) = &options.endpoint {
-            builder = builder.endpoint_url(endpoint);
-        }
-        builder = builder.force_path_style(options.force_path_style.unwrap_or(options.endpoint.is_some()));
-        Ok(S3Store { url: url.to_string(), bucket: bucket.to_string(), prefix, client: aws_sdk_s3::Client::from_conf(builder.build()) })
+        let client = |timeouts: aws_sdk_s3::config::timeout::TimeoutConfig| {
+            let mut builder = aws_sdk_s3::config::Builder::from(&shared).timeout_config(timeouts);
+            if let Some(endpoint) = &options.endpoint {
+                builder = builder.endpoint_url(endpoint);
+            }
+            builder = builder.force_path_style(options.force_path_style.unwrap_or(options.endpoint.is_some()));
+            aws_sdk_s3::Client::from_conf(builder.build())
+        };
+        use aws_sdk_s3::config::timeout::TimeoutConfig;
+        use std::time::Duration;
+        // A stalled request must fail (and be retried with backoff), never hang: writes may
+        // upload a large batch, so their attempts get a minute; reads (a query's ranged GETs,
+        // a HEAD, a LIST) answer in milliseconds when the store is up, so a reader learns
+        // within seconds that it is down.
+        let writes = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .operation_timeout(Duration::from_secs(180))
+            .build();
+        let reads = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(READ_ATTEMPT_TIMEOUT)
+            .operation_timeout(READ_OPERATION_TIMEOUT)
+            .build();
+        Ok(S3Store { url: url.to_string(), bucket: bucket.to_string(), prefix, client: client(writes), read_client: client(reads) })
     }
 
     fn full_key(&self, key: &str) -> Result<String> {
@@ -121,22 +147,22 @@ impl S3Store {
     pub async fn check_bucket(&self, object_lock_required: bool) -> Result<()> {
         let bucket = &self.bucket;
         let misconfigured = |reason: String| Error::Misconfigured { url: self.url.clone(), reason };
-        if let Err(error) = self.client.head_bucket().bucket(bucket).send().await {
-            return Err(match classify(bucket, error) {
+        if let Err(error) = self.read_client.head_bucket().bucket(bucket).send().await {
+            return Err(match classify(&self.url, bucket, error) {
                 Error::NotFound { .. } => {
                     misconfigured(format!("bucket {bucket} does not exist: create it (with Object Lock enabled) first"))
                 }
                 other => other,
             });
         }
-        let versioning_enabled = match self.client.get_bucket_versioning().bucket(bucket).send().await {
+        let versioning_enabled = match self.read_client.get_bucket_versioning().bucket(bucket).send().await {
             Ok(output) => output.status() == Some(&BucketVersioningStatus::Enabled),
             // moto answers with the root element GetBucketVersioningResponse, which the SDK
             // refuses to decode: read the status from a successful response's raw body.
             Err(error) => {
                 match error.raw_response().filter(|response| response.status().is_success()).and_then(|response| response.body().bytes()) {
                     Some(body) => String::from_utf8_lossy(body).contains("<Status>Enabled</Status>"),
-                    None => return Err(classify(bucket, error)),
+                    None => return Err(classify(&self.url, bucket, error)),
                 }
             }
         };
@@ -148,14 +174,14 @@ impl S3Store {
         if !object_lock_required {
             return Ok(());
         }
-        let enabled = match self.client.get_object_lock_configuration().bucket(bucket).send().await {
+        let enabled = match self.read_client.get_object_lock_configuration().bucket(bucket).send().await {
             Ok(output) => {
                 output.object_lock_configuration().and_then(|config| config.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled)
             }
             Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("ObjectLockConfigurationNotFoundError") => {
                 false
             }
-            Err(error) => return Err(classify(bucket, error)),
+            Err(error) => return Err(classify(&self.url, bucket, error)),
         };
         if !enabled {
             return Err(misconfigured(format!(
@@ -171,7 +197,7 @@ impl S3Store {
     async fn get_object_bytes(&self, key: &str, version: Option<&str>, range: Option<String>) -> Result<Bytes> {
         let full = self.full_key(key)?;
         let output = self
-            .client
+            .read_client
             .get_object()
             .bucket(&self.bucket)
             .key(&full)
@@ -179,12 +205,19 @@ impl S3Store {
             .set_range(range)
             .send()
             .await
-            .map_err(|error| classify(key, error))?;
-        let body = output.body.collect().await.map_err(|error| Error::Backend {
-            key: key.to_string(),
-            message: error.to_string(),
-            transient: true,
-        })?;
+            .map_err(|error| classify(&self.url, key, error))?;
+        // The operation timeout ends at the response headers; a body that stops arriving must
+        // fail too. Allow for a slow link: 10 s, and a second more per 4 MiB.
+        let size = output.content_length().unwrap_or_default().max(0) as u64;
+        let limit = std::time::Duration::from_secs(10 + size / (4 << 20));
+        let body = match tokio::time::timeout(limit, output.body.collect()).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(error)) => return Err(Error::Backend { key: key.to_string(), message: error.to_string(), transient: true }),
+            Err(_) => {
+                let message = format!("store {} stopped sending the body within {} s", self.url, limit.as_secs());
+                return Err(Error::Backend { key: key.to_string(), message, transient: true });
+            }
+        };
         Ok(body.into_bytes())
     }
 }
@@ -227,7 +260,7 @@ impl ObjectStore for S3Store {
             Ok(output) => {
                 Ok(PutResult { version: output.version_id().map(str::to_string), etag: output.e_tag().unwrap_or_default().to_string() })
             }
-            Err(error) => Err(match classify(key, error) {
+            Err(error) => Err(match classify(&self.url, key, error) {
                 Error::PreconditionFailed { key } => Error::AlreadyExists { key },
                 other => other,
             }),
@@ -248,7 +281,7 @@ impl ObjectStore for S3Store {
             Some(etag) => request.if_match(etag),
             None => request.if_none_match("*"),
         };
-        let output = request.send().await.map_err(|error| match classify(key, error) {
+        let output = request.send().await.map_err(|error| match classify(&self.url, key, error) {
             // If-Match on a key that does not exist: the object we expected is gone.
             Error::NotFound { key } => Error::PreconditionFailed { key },
             other => other,
@@ -270,14 +303,14 @@ impl ObjectStore for S3Store {
     async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectMeta> {
         let full = self.full_key(key)?;
         let output = self
-            .client
+            .read_client
             .head_object()
             .bucket(&self.bucket)
             .key(&full)
             .set_version_id(version.map(str::to_string))
             .send()
             .await
-            .map_err(|error| classify(key, error))?;
+            .map_err(|error| classify(&self.url, key, error))?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: output.content_length().unwrap_or_default().max(0) as u64,
@@ -289,10 +322,10 @@ impl ObjectStore for S3Store {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let full_prefix = format!("{}{prefix}", self.prefix);
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        let mut pages = self.read_client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| classify(prefix, error))?;
+            let page = page.map_err(|error| classify(&self.url, prefix, error))?;
             for object in page.contents() {
                 let Some(key) = object.key().and_then(|key| key.strip_prefix(&self.prefix)) else { continue };
                 found.push(ObjectMeta {

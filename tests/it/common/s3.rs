@@ -113,6 +113,7 @@ pub struct Proxy {
     generation: Arc<AtomicU64>,
     armed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
     tripped: Arc<AtomicBool>,
+    blackhole: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -124,12 +125,26 @@ impl Proxy {
             generation: Arc::default(),
             armed: Arc::default(),
             tripped: Arc::default(),
+            blackhole: Arc::default(),
         };
         let state = proxy.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if state.down.load(Ordering::SeqCst) {
                     drop(client);
+                    continue;
+                }
+                if state.blackhole.load(Ordering::SeqCst) {
+                    // Accepted, read, never answered: what a dead route or a hung server does.
+                    tokio::spawn(async move {
+                        let mut client = client;
+                        let mut sink = [0u8; 16 * 1024];
+                        while let Ok(count) = client.read(&mut sink).await {
+                            if count == 0 {
+                                return;
+                            }
+                        }
+                    });
                     continue;
                 }
                 let state = state.clone();
@@ -146,6 +161,15 @@ impl Proxy {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
         if down {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// New connections are accepted and never answered; open ones are cut (so the client's
+    /// pooled connections meet the black hole too).
+    pub fn set_blackhole(&self, on: bool) {
+        self.blackhole.store(on, Ordering::SeqCst);
+        if on {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
     }
