@@ -25,6 +25,7 @@ fn start_server(data: &std::path::Path) -> (std::process::Child, String) {
             return (child, format!("http://{addr}"));
         }
     }
+    let _ = child.wait();
     panic!("the server exited before listening");
 }
 
