@@ -1,8 +1,10 @@
-//! `auditum append`: one event from flags, or JSON lines from a file or stdin.
+//! `auditum append`: one event from flags, or JSON lines from a file or stdin, sent through the
+//! SDK's durable path (`AuditClient::log_durable_each`): ids assigned before the first try,
+//! transient failures retried, each result printed once the server has it.
 
 use super::args::ConnectArgs;
-use auditum_client::append::{RetryPolicy, append_all};
 use auditum_client::event_json::event_from_json;
+use auditum_client::{AuditClient, Event, Options};
 use auditum_proto::convert::{json_to_struct, now_timestamp, parse_actor_type, parse_outcome, parse_timestamp};
 use auditum_proto::pb;
 use clap::Args;
@@ -128,12 +130,19 @@ pub async fn run(args: AppendArgs) -> Result<bool, String> {
         Some(path) => read_events(path)?,
         None => vec![event_from_flags(&args)?],
     };
+    // Connecting first keeps the CLI's fail-fast "cannot connect" error.
     let channel = args.connect.channel().await?;
+    // The server's verdict, word for word, rather than the SDK's local copy of its rules.
+    let options = Options { validate_locally: false, ..Options::default() };
+    let client = AuditClient::with_channel(channel, options).await.map_err(|error| error.to_string())?;
     let print = |results: &[pb::AppendResult]| {
         for result in results {
             println!("seq={} id={} log={} duplicate={}", result.seq, result.id, result.log, result.duplicate);
         }
     };
-    append_all(channel, events, args.wait_for_seal, RetryPolicy::default(), print).await.map_err(|error| error.to_string())?;
+    let events = events.into_iter().map(Event::from).collect();
+    let sent = client.log_durable_each(events, args.wait_for_seal, print).await.map_err(|error| error.to_string());
+    client.close(std::time::Duration::from_secs(1)).await.map_err(|error| error.to_string())?;
+    sent?;
     Ok(true)
 }

@@ -15,6 +15,7 @@ mod properties;
 mod python_client;
 mod query;
 mod s3;
+mod sdk;
 mod security;
 mod startup_checks;
 mod store_conformance;

@@ -45,6 +45,18 @@ pub async fn channel(server: &str, options: &ConnectOptions) -> crate::Result<Au
 }
 
 async fn open_channel(server: &str, options: &ConnectOptions) -> Result<AuthChannel, String> {
+    let channel = endpoint(server, options)?.connect().await.map_err(|error| format!("cannot connect to {server}: {error}"))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, BearerToken::new(options.api_key.as_deref())?))
+}
+
+/// A channel that connects on first use (and reconnects after an outage): the SDK's client is
+/// made, and logs to its spool, while the server is down.
+pub fn lazy_channel(server: &str, options: &ConnectOptions) -> Result<AuthChannel, String> {
+    let channel = endpoint(server, options)?.connect_timeout(std::time::Duration::from_secs(10)).connect_lazy();
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, BearerToken::new(options.api_key.as_deref())?))
+}
+
+fn endpoint(server: &str, options: &ConnectOptions) -> Result<tonic::transport::Endpoint, String> {
     let read = |what: &str, path: &std::path::Path| std::fs::read(path).map_err(|error| format!("{what} {}: {error}", path.display()));
     let mut endpoint =
         tonic::transport::Endpoint::from_shared(server.to_string()).map_err(|error| format!("{server}: {error}"))?.tcp_nodelay(true);
@@ -62,8 +74,7 @@ async fn open_channel(server: &str, options: &ConnectOptions) -> Result<AuthChan
         }
         endpoint = endpoint.tls_config(tls).map_err(|error| format!("tls: {error}"))?;
     }
-    let channel = endpoint.connect().await.map_err(|error| format!("cannot connect to {server}: {error}"))?;
-    Ok(tonic::service::interceptor::InterceptedService::new(channel, BearerToken::new(options.api_key.as_deref())?))
+    Ok(endpoint)
 }
 
 /// Connects to a server URL such as `http://127.0.0.1:50051`.

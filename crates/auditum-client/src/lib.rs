@@ -1,6 +1,10 @@
-//! The auditum client: what every program that talks to a server needs, and the base of the
-//! Rust SDK.
+//! The auditum client and Rust SDK (see the crate's README.md).
 //!
+//! The SDK (SDK.md's contract): [`AuditClient`] with `log()` (fire and forget, spooled, crash
+//! safe), `log_durable()`, `flush`, `close` and counters; [`Options`]; [`Event`];
+//! [`request_context`] (ambient context per task); the spool (`spool`, sdk/SPOOL.md's bytes).
+//!
+//! The building blocks, also used by the `auditum` CLI:
 //! - [`connect`]: `http://` / `https://` channels with a CA bundle, client certificates and the
 //!   API key;
 //! - [`append`]: events cut into calls within the Append limits, ids assigned before the first
@@ -10,13 +14,28 @@
 //! - [`event_json`]: events from their JSON form.
 
 pub mod append;
+mod client;
 pub mod connect;
+mod counters;
+pub mod dead_letter;
+pub mod event;
 pub mod event_json;
 pub mod export;
+pub mod options;
 pub mod proof;
 pub mod query;
+mod queue;
+pub mod request_context;
+pub mod spool;
+mod wire;
+mod worker;
 
+pub use client::{AuditClient, LogError};
 pub use connect::{AuthChannel, BearerToken, ConnectOptions, channel, connect};
+pub use counters::Stats;
+pub use event::{ActorType, Event, EventId, OutcomeResult};
+pub use options::{OnFull, Options, Problem, SpoolFsync};
+pub use request_context::RequestContext;
 
 /// What a client call ends in when it fails.
 #[derive(Debug, thiserror::Error)]
