@@ -286,3 +286,119 @@ fn a_query_while_the_store_is_a_black_hole_answers_unavailable_naming_it_within_
         running.stop().await.unwrap();
     });
 }
+
+/// A small tmpfs, unmounted when dropped (the test runs as root, as CI does).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root, as CI has");
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system under `dir` until a write fails for lack of space.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match file.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) if error.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(error) => panic!("filling {}: {error}", path.display()),
+        }
+    }
+    let _ = file.sync_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_the_log_recovers_without_a_restart_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let _tmpfs = Tmpfs::mount(&data_dir, "4m");
+    let store = format!("file://{}", dir.path().join("store").display());
+    let args: Vec<String> =
+        ["--store", &store, "--config", &dir.path().join("auditum.toml").display().to_string()].iter().map(|arg| arg.to_string()).collect();
+    std::fs::write(dir.path().join("auditum.toml"), "wal_segment_bytes = 65536\nwal_max_bytes = 104857600\n").unwrap();
+    let (mut child, url) = spawn_binary(&data_dir, &args).await;
+    let mut client = auditum_client::connect(&url).await.unwrap();
+    let padded = |n: usize| {
+        let mut event = with_id(event("acme", "file.uploaded", "a"), &format!("e-{n}"));
+        let text = prost_types::Value { kind: Some(prost_types::value::Kind::StringValue("x".repeat(2000))) };
+        event.metadata = Some(prost_types::Struct { fields: [("note".to_string(), text)].into_iter().collect() });
+        event
+    };
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        let results = client.append(request(vec![padded(n)])).await.unwrap().into_inner().results;
+        acknowledged.push(results[0].seq);
+    }
+
+    // The disk fills up: appends are refused (never acknowledged), and health says so.
+    fill(&data_dir.join("filler"));
+    let mut refused = None;
+    for n in 20..2000 {
+        match client.append(request(vec![padded(n)])).await {
+            Ok(response) => acknowledged.push(response.into_inner().results[0].seq),
+            Err(status) => {
+                refused = Some((n, status));
+                break;
+            }
+        }
+    }
+    let (failed_at, status) = refused.expect("a full disk refuses appends");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("write-ahead-log failure"), "{}", status.message());
+    let health = "auditum.log.default";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health_status(&url, health).await != 2 {
+        assert!(std::time::Instant::now() < deadline, "health reports the failed log");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(client.append(request(vec![padded(failed_at)])).await.is_err(), "still refused while the disk is full");
+
+    // Space comes back: the same process accepts appends again, with the next seq.
+    std::fs::remove_file(data_dir.join("filler")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let resumed = loop {
+        match client.append(request(vec![padded(failed_at)])).await {
+            Ok(response) => break response.into_inner().results[0].clone(),
+            Err(status) => {
+                assert!(std::time::Instant::now() < deadline, "no recovery without a restart: {status:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(!resumed.duplicate, "the refused event was never acknowledged, so it is appended now");
+    assert_eq!(resumed.seq, acknowledged.len() as u64, "seqs stay dense: nothing of the failed write survived");
+    acknowledged.push(resumed.seq);
+    while health_status(&url, health).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "health reports the log serving again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // And a restart replays exactly what was acknowledged.
+    assert!(terminate(&mut child).await.success());
+    let (mut child, url) = spawn_binary(&data_dir, &args).await;
+    let mut query = pb::query_service_client::QueryServiceClient::new(auditum_client::channel(&url, &Default::default()).await.unwrap());
+    let filter = pb::EventFilter { tenant_id: "acme".into(), actions: vec!["file.uploaded".into()], ..Default::default() };
+    let page = query.query(pb::QueryRequest { filter: Some(filter), page_size: 1000, ..Default::default() }).await.unwrap().into_inner();
+    let mut seqs: Vec<u64> = page.events.iter().map(|stored| stored.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, acknowledged, "every acknowledged event, once");
+    assert!(terminate(&mut child).await.success());
+}

@@ -28,6 +28,8 @@ pub(super) struct IdempotencyIndex {
     window_micros: i64,
     max_ids: usize,
     warned_cap: bool,
+    /// Ids inserted over the index's life (entries pushed to `order`).
+    inserted: u64,
 }
 
 impl IdempotencyIndex {
@@ -39,6 +41,7 @@ impl IdempotencyIndex {
             window_micros: window.as_micros().min(i64::MAX as u128) as i64,
             max_ids,
             warned_cap: false,
+            inserted: 0,
         }
     }
 
@@ -49,6 +52,7 @@ impl IdempotencyIndex {
     pub(super) fn insert(&mut self, key: u128, seq: Seq, received_at: i64) {
         if self.ids.insert(key, (seq, received_at)).is_none() {
             self.order.push_back((seq, key));
+            self.inserted += 1;
         }
         while self.ids.len() > self.max_ids {
             if !self.warned_cap {
@@ -58,6 +62,21 @@ impl IdempotencyIndex {
             let Some((_, oldest)) = self.order.pop_front() else { break };
             self.ids.remove(&oldest);
         }
+    }
+
+    /// How many ids were ever inserted (a mark for [`IdempotencyIndex::roll_back_to`]).
+    pub(super) fn mark(&self) -> u64 {
+        self.inserted
+    }
+
+    /// Forgets the ids inserted since `mark`, the newest ones: their events never reached the
+    /// WAL, so a retry must be appended anew rather than answered as a duplicate.
+    pub(super) fn roll_back_to(&mut self, mark: u64) {
+        for _ in mark..self.inserted {
+            let Some((_, key)) = self.order.pop_back() else { break };
+            self.ids.remove(&key);
+        }
+        self.inserted = mark;
     }
 
     pub(super) fn on_committed(&mut self, committed_next: Seq, sealed_at: i64) {
@@ -121,6 +140,18 @@ mod tests {
         assert_eq!(index.get(1), None);
         assert_eq!(index.get(2), Some((Seq(1), 0)));
         assert_eq!(index.get(3), Some((Seq(2), 0)));
+    }
+
+    #[test]
+    fn ids_of_a_failed_write_are_forgotten() {
+        let mut index = IdempotencyIndex::new(Duration::from_secs(3600), 10);
+        index.insert(1, Seq(0), 0);
+        let mark = index.mark();
+        index.insert(2, Seq(1), 0);
+        index.insert(3, Seq(2), 0);
+        index.roll_back_to(mark);
+        assert_eq!(index.get(1), Some((Seq(0), 0)));
+        assert_eq!((index.get(2), index.get(3)), (None, None), "a retry of these is appended anew");
     }
 
     #[test]

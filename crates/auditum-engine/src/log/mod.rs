@@ -257,6 +257,7 @@ impl Log {
         // Subscribed before the task exists, so a stop sent before it first runs is not missed.
         let stop = log.inner.stop.subscribe();
         let sealer = tokio::spawn(sealer::run_sealer(log.clone(), stop));
+        tokio::spawn(writer::run_recovery_probe(log.clone(), log.inner.stop.subscribe()));
         *log.inner.sealer_task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sealer);
         Ok(log)
     }

@@ -74,8 +74,10 @@ impl Log {
     pub(super) async fn seal_pending(&self, only_full: bool) -> Result<()> {
         let _sealing = self.inner.seal_lock.lock().await;
         loop {
+            // Acknowledged events are sealed even while a WAL failure refuses new appends
+            // (they are durable, and sealing them frees WAL space); a fenced log seals nothing.
             if let Some(error) = self.status_error(&self.status())
-                && !matches!(error, Error::ShuttingDown { .. })
+                && !matches!(error, Error::ShuttingDown { .. } | Error::Failed { .. })
             {
                 return Err(error);
             }
@@ -206,7 +208,7 @@ pub(super) async fn run_sealer(log: Log, mut stop: watch::Receiver<Option<tokio:
         }
         match log.seal_pending(only_full).await {
             Ok(()) => {}
-            Err(Error::Fenced { .. }) | Err(Error::Failed { .. }) => break,
+            Err(Error::Fenced { .. }) => break,
             Err(error) => tracing::error!(log = %log.name(), %error, "sealing failed; will retry at the next tick"),
         }
         let tick = next_aligned_tick(log.inner.settings.seal_interval);

@@ -184,17 +184,65 @@ impl WalFiles {
 
     /// Writes framed records (`encode_record` output) holding seqs `[next_seq, next_seq+count)`,
     /// then fdatasyncs. Only after this returns may those events be acknowledged.
+    /// On error nothing was acknowledged and the active segment may hold a partial write:
+    /// [`WalFiles::recover`] cuts it off before the next append.
     pub fn append_synced(&mut self, framed: &[u8], count: u64) -> Result<()> {
+        // A full segment is rotated before the write, so that a failure to start the next one
+        // fails this append cleanly instead of following a write that succeeded.
+        if self.segments.last().is_some_and(|active| active.bytes >= self.segment_max_bytes) {
+            self.rotate()?;
+        }
         let path = self.active_path();
         self.active.write_all(framed).map_err(io_error(&path))?;
         self.active.sync_data().map_err(io_error(&path))?;
         self.next_seq = Seq(self.next_seq.0 + count);
         if let Some(active) = self.segments.last_mut() {
             active.bytes += framed.len() as u64;
-            if active.bytes >= self.segment_max_bytes {
-                self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// After a failed write or sync: cuts the active segment back to what was last synced,
+    /// syncs that, reopens it, and reads it back to check it ends with the last acknowledged
+    /// record. Only then may appends resume; on error the log stays failed.
+    pub fn recover(&mut self) -> Result<()> {
+        // Writes must work again before anything is promised: a probe file the size of a few
+        // appends is written, synced and removed (a full disk fails here, and stays failed).
+        let probe = self.dir.join(".write-probe");
+        let probed = File::create(&probe).and_then(|mut file| {
+            file.write_all(&[0u8; 256 * 1024])?;
+            file.sync_all()
+        });
+        let _ = fs::remove_file(&probe);
+        probed.map_err(io_error(&probe))?;
+        let Some(active) = self.segments.last().cloned() else { return Ok(()) };
+        let path = active.path.clone();
+        let file = OpenOptions::new().write(true).open(&path).map_err(io_error(&path))?;
+        file.set_len(active.bytes).map_err(io_error(&path))?;
+        file.sync_all().map_err(io_error(&path))?;
+        drop(file);
+        let bytes = fs::read(&path).map_err(io_error(&path))?;
+        let corrupt = |offset: usize, reason: String| Error::Corrupt { path: path.clone(), offset: offset as u64, reason };
+        let first = decode_header(&bytes).map_err(|reason| corrupt(0, reason))?;
+        let mut expected = first;
+        let mut offset = HEADER_LEN;
+        while offset < bytes.len() {
+            match decode_record(&bytes[offset..]) {
+                Ok(Some((record, len))) if record.seq == expected => {
+                    expected = expected.next();
+                    offset += len;
+                }
+                Ok(Some((record, _))) => {
+                    return Err(corrupt(offset, format!("record has seq {} where {expected} was expected", record.seq)));
+                }
+                Ok(None) => return Err(corrupt(offset, "record cut short".into())),
+                Err(reason) => return Err(corrupt(offset, reason)),
             }
         }
+        if expected != self.next_seq {
+            return Err(corrupt(offset, format!("the segment ends before seq {}, the next to assign", self.next_seq)));
+        }
+        self.active = OpenOptions::new().append(true).open(&path).map_err(io_error(&path))?;
         Ok(())
     }
 

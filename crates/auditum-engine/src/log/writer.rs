@@ -17,9 +17,35 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 const WAL_ROTATE_MIN_BYTES: u64 = 1024 * 1024;
 
 pub(super) enum WalCommand {
-    Append { events: Vec<EventRecord>, reply: oneshot::Sender<Result<Vec<Appended>>> },
-    Committed { committed_next: Seq, sealed_at: i64 },
+    Append {
+        events: Vec<EventRecord>,
+        reply: oneshot::Sender<Result<Vec<Appended>>>,
+    },
+    Committed {
+        committed_next: Seq,
+        sealed_at: i64,
+    },
+    /// Try to bring a failed WAL back (sent every second while the log is failed).
+    Recover,
     Stop,
+}
+
+/// After a failed write: the WAL is cut back to what was synced and checked; appends resume
+/// once that works (say, once space was freed on a full disk).
+fn try_recover(inner: &Inner, wal: &mut WalFiles, log: &str) -> LogStatus {
+    match wal.recover() {
+        Ok(()) => {
+            tracing::warn!(log = %log, next_seq = %wal.next_seq(), "wal writes work again; the log accepts appends");
+            let mut shared = lock(&inner.shared);
+            shared.status = LogStatus::Serving;
+            shared.wal_bytes = wal.total_bytes();
+            LogStatus::Serving
+        }
+        Err(error) => {
+            tracing::debug!(log = %log, %error, "wal still failing");
+            lock(&inner.shared).status.clone()
+        }
+    }
 }
 
 /// The writer thread: group commit over the WAL.
@@ -48,7 +74,12 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
         let mut committed_updates = Vec::new();
         let mut stop = false;
         let mut duplicates = 0u64;
-        let status = lock(&inner.shared).status.clone();
+        let mut status = lock(&inner.shared).status.clone();
+        let wants_writes = commands.iter().any(|command| matches!(command, WalCommand::Append { .. } | WalCommand::Recover));
+        if matches!(status, LogStatus::Failed(_)) && wants_writes {
+            status = try_recover(&inner, &mut wal, &log);
+        }
+        let ids_mark = ids.mark();
         for command in commands {
             match command {
                 WalCommand::Append { events, reply } => {
@@ -89,22 +120,28 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
                     replies.push((reply, results));
                 }
                 WalCommand::Committed { committed_next, sealed_at } => committed_updates.push((committed_next, sealed_at)),
+                WalCommand::Recover => {}
                 WalCommand::Stop => stop = true,
             }
         }
-        if !new_records.is_empty() {
-            if let Err(error) = wal.append_synced(&framed, new_records.len() as u64) {
-                // After a failed fsync the file's state is unknown (retrying fsync can report
-                // success for lost data): stop writing this log until an operator restarts it.
-                let reason = error.to_string();
-                tracing::error!(log = %log, %reason, "wal write failed; the log stops accepting appends");
-                let status = LogStatus::Failed(reason);
-                lock(&inner.shared).status = status.clone();
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(status.error(&log).unwrap_or(Error::ShuttingDown { log: log.clone() })));
-                }
-                continue;
+        let mut written = true;
+        if !new_records.is_empty()
+            && let Err(error) = wal.append_synced(&framed, new_records.len() as u64)
+        {
+            // After a failed write or fsync the file's state is unknown (retrying fsync can
+            // report success for lost data): nothing of this group is acknowledged, its ids are
+            // forgotten, and appends stop until the WAL is cut back and checked (try_recover).
+            let reason = error.to_string();
+            tracing::error!(log = %log, %reason, "wal write failed; the log stops accepting appends until writes work again");
+            let failed = LogStatus::Failed(reason);
+            lock(&inner.shared).status = failed.clone();
+            ids.roll_back_to(ids_mark);
+            for (reply, _) in replies.drain(..) {
+                let _ = reply.send(Err(failed.error(&log).unwrap_or(Error::ShuttingDown { log: log.clone() })));
             }
+            written = false;
+        }
+        if !new_records.is_empty() && written {
             let label = metrics::log_label(&log);
             METRICS.append_events.get_or_create(&label).inc_by(new_records.len() as u64);
             METRICS.append_bytes.get_or_create(&label).inc_by(framed.len() as u64);
@@ -142,4 +179,21 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
         }
     }
     tracing::debug!(log = %log, "wal writer stopped");
+}
+
+/// While the log is failed, asks the writer every second to try the WAL again, so a log whose
+/// disk filled up comes back by itself once space is freed, without a restart.
+pub(super) async fn run_recovery_probe(log: super::Log, mut stop: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        if stop.borrow().is_some() {
+            return;
+        }
+        if matches!(log.status(), LogStatus::Failed(_)) {
+            let _ = log.inner.commands.try_send(WalCommand::Recover);
+        }
+    }
 }
