@@ -402,3 +402,65 @@ async fn after_a_full_disk_the_log_recovers_without_a_restart_and_loses_nothing_
     assert_eq!(seqs, acknowledged, "every acknowledged event, once");
     assert!(terminate(&mut child).await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_pages_are_bounded_by_bytes_so_a_default_4_mib_client_reads_large_events() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, mut client) = start(Config { meta_audit: false, ..test_config(dir.path()) }).await;
+    let heavy = |n: usize| {
+        let mut event = with_id(event("acme", "document.exported", "a"), &format!("heavy-{n}"));
+        let text = prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(format!("{n:06}").repeat(10_000))) };
+        event.metadata = Some(prost_types::Struct { fields: [("body".to_string(), text)].into_iter().collect() });
+        event
+    };
+    for chunk in (0..300).collect::<Vec<_>>().chunks(50) {
+        client.append(request(chunk.iter().map(|n| heavy(*n)).collect())).await.unwrap();
+    }
+    running.logs.by_name("default").unwrap().seal_now().await.unwrap();
+    client.append(request((300..320).map(heavy).collect())).await.unwrap();
+
+    // tonic's default decoding limit, 4 MiB, as most gRPC clients have.
+    let channel = auditum_client::channel(&format!("http://{}", running.addr), &Default::default()).await.unwrap();
+    let mut query = pb::query_service_client::QueryServiceClient::new(channel);
+    let filter = pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
+    let (mut token, mut seen, mut pages) = (String::new(), Vec::new(), 0);
+    loop {
+        let request = pb::QueryRequest { filter: Some(filter.clone()), page_size: 1000, page_token: token.clone(), descending: false };
+        let page = query.query(request).await.expect("a page fits a 4 MiB client").into_inner();
+        assert!(page.encoded_len() <= 4 * 1024 * 1024, "page of {} bytes", page.encoded_len());
+        pages += 1;
+        seen.extend(page.events.iter().map(|stored| stored.event.as_ref().unwrap().id.clone()));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert!(pages > 1, "the byte bound cut the pages");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 320, "paging by bytes loses and repeats nothing, sealed and unsealed");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_beyond_the_decoders_limit_is_answered_with_the_4_mib_call_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(test_config(dir.path())).await;
+    let channel = auditum_client::channel(&format!("http://{}", running.addr), &Default::default()).await.unwrap();
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    let big = |n: usize| {
+        let mut event = event("acme", "bulk.upload", "a");
+        let text = prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(format!("{n:04}").repeat(15_000))) };
+        event.metadata = Some(prost_types::Struct { fields: [("blob".to_string(), text)].into_iter().collect() });
+        event
+    };
+    let status = client.append(request((0..160).map(big).collect())).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("request: encoded size ") && status.message().ends_with("exceeds the limit of 4194304 bytes"),
+        "{}",
+        status.message()
+    );
+    running.stop().await.unwrap();
+}

@@ -111,7 +111,7 @@ impl Reader {
         let tenant_id = filter.tenant_id.clone();
         let page = tokio::task::spawn_blocking(move || {
             let scan = read::Scan::new(context, &tenant_id, predicate, &snapshot.entries, &snapshot.unsealed);
-            read::run_page(scan, page_size)
+            read::run_page(scan, page_size, read::merge::MAX_PAGE_BYTES)
         })
         .await
         .map_err(|error| Error::Task { what: "query", reason: error.to_string() })??;

@@ -237,7 +237,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
-            .add_service(ingest)
+            .add_service(grpc::limits::CallSizeAnswer(ingest))
             .add_service(query)
             .add_service(proof)
             .serve_with_incoming_shutdown(incoming, async {

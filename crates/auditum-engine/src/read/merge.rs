@@ -185,17 +185,28 @@ pub struct Page {
     pub stats: ScanStats,
 }
 
-/// Reads up to `page_size` rows, and one more to learn whether another page follows.
-pub fn run_page(mut scan: Scan, page_size: usize) -> Result<Page, scan::Error> {
+/// A page holds at most this many bytes of events (their stored size, close to their wire
+/// size), so it fits a client's default 4 MiB message limit whatever the events weigh; the
+/// page token carries on from there.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Reads up to `page_size` rows and up to `max_bytes` of them (always at least one row), and
+/// one more to learn whether another page follows.
+pub fn run_page(mut scan: Scan, page_size: usize, max_bytes: usize) -> Result<Page, scan::Error> {
     let mut rows = Vec::with_capacity(page_size.min(1024) + 1);
-    while rows.len() <= page_size {
-        match scan.next_row()? {
-            Some(row) => rows.push(row),
-            None => break,
+    let mut bytes = 0;
+    let mut limit = page_size;
+    while rows.len() <= limit {
+        let Some(row) = scan.next_row()? else { break };
+        bytes += row.record.encoded_len_hint();
+        rows.push(row);
+        if bytes >= max_bytes && rows.len() <= limit {
+            // Full by bytes: this row ends the page; one more read tells whether more follow.
+            limit = rows.len();
         }
     }
-    let next = if rows.len() > page_size {
-        rows.truncate(page_size);
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
         rows.last().map(ScanRow::key)
     } else {
         None

@@ -2,6 +2,7 @@
 //! the engine, and encodes the answer; every error becomes a status in `crate::status`.
 
 pub mod ingest;
+pub mod limits;
 pub mod proof;
 pub mod query;
 
