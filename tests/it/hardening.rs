@@ -464,3 +464,101 @@ async fn an_append_beyond_the_decoders_limit_is_answered_with_the_4_mib_call_lim
     );
     running.stop().await.unwrap();
 }
+
+/// Every event of tenant acme with action `outage.*`, by seq.
+async fn outage_events(url: &str) -> Result<Vec<(u64, String)>, tonic::Status> {
+    let channel = auditum_client::channel(url, &Default::default()).await.unwrap();
+    let mut query = pb::query_service_client::QueryServiceClient::new(channel);
+    let filter = pb::EventFilter { tenant_id: "acme".into(), actions: vec!["outage.*".into()], ..Default::default() };
+    let page = query.query(pb::QueryRequest { filter: Some(filter), page_size: 1000, ..Default::default() }).await?.into_inner();
+    let mut events: Vec<(u64, String)> = page.events.iter().map(|stored| (stored.seq, stored.event.as_ref().unwrap().id.clone())).collect();
+    events.sort();
+    Ok(events)
+}
+
+async fn wait_for_health(url: &str, wanted: i32, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let status = || async {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap();
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let request = tonic_health::pb::HealthCheckRequest { service: "auditum.log.default".into() };
+        // Not registered yet right after start: the watcher reports within 250 ms.
+        client.check(request).await.map(|response| response.into_inner().status).unwrap_or(0)
+    };
+    while status().await != wanted {
+        assert!(std::time::Instant::now() < deadline, "auditum.log.default never reported {wanted}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn a_start_while_the_store_refuses_or_never_answers_takes_appends_and_recovers_losing_nothing() {
+    use crate::common::s3::{Moto, Proxy, runtime, serve_args};
+    runtime().block_on(async {
+        let moto = Moto::start().await;
+        moto.locked_bucket("startup-outage").await;
+        let upstream: std::net::SocketAddr = moto.endpoint.trim_start_matches("http://").parse().unwrap();
+        let proxy = Proxy::start(upstream).await;
+        let dir = tempfile::tempdir().unwrap();
+        let args = serve_args("s3://startup-outage/p", &proxy.endpoint(), "1s");
+        let (mut child, url) = spawn_binary(dir.path(), &args).await;
+        let mut client = auditum_client::connect(&url).await.unwrap();
+        let mut expected = Vec::new();
+        for n in 0..5 {
+            let id = format!("before-{n}");
+            let result = client.append(request(vec![with_id(event("acme", "outage.before", "a"), &id)])).await.unwrap().into_inner();
+            expected.push((result.results[0].seq, id));
+        }
+        assert!(terminate(&mut child).await.success(), "a clean stop seals what is open");
+
+        for (round, blackhole) in [(0, false), (1, true)] {
+            // The store refuses connections (round 0) or accepts them and never answers (round 1).
+            if blackhole {
+                proxy.set_blackhole(true)
+            } else {
+                proxy.set_down(true)
+            }
+            let started = std::time::Instant::now();
+            let (mut child, url) = spawn_binary(dir.path(), &args).await;
+            assert!(started.elapsed() < Duration::from_secs(40), "serve started within the store's timeouts");
+            wait_for_health(&url, 2, Duration::from_secs(5)).await;
+            let mut client = auditum_client::connect(&url).await.unwrap();
+            for n in 0..3 {
+                let id = format!("during-{round}-{n}");
+                let result = client.append(request(vec![with_id(event("acme", "outage.during", "a"), &id)])).await.unwrap().into_inner();
+                let last = expected.last().map(|(seq, _)| *seq).unwrap_or_default();
+                assert!(result.results[0].seq > last && !result.results[0].duplicate, "seqs continue from the wal");
+                expected.push((result.results[0].seq, id));
+            }
+            let refused = outage_events(&url).await.unwrap_err();
+            assert_eq!(refused.code(), Code::Unavailable, "reads wait for the store: {refused:?}");
+
+            // The store comes back: the start completes by itself, with nothing lost or doubled.
+            if blackhole {
+                proxy.set_blackhole(false)
+            } else {
+                proxy.set_down(false)
+            }
+            wait_for_health(&url, 1, Duration::from_secs(30)).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match outage_events(&url).await {
+                    Ok(events) if events == expected => break,
+                    outcome => assert!(std::time::Instant::now() < deadline, "round {round}: {outcome:?} != {expected:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(terminate(&mut child).await.success());
+        }
+        let (_, stdout, ok) = {
+            let key = std::fs::read_to_string(dir.path().join("keys/default.vkey")).unwrap();
+            let s3 = moto.endpoint.clone();
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+                .args(["verify", "--quiet", "--store", "s3://startup-outage/p", "--trusted-key", key.trim(), "--s3-endpoint", &s3])
+                .output()
+                .unwrap();
+            (String::new(), String::from_utf8_lossy(&output.stdout).to_string(), output.status.success())
+        };
+        assert!(ok, "the archive verifies after both outages: {stdout}");
+    });
+}

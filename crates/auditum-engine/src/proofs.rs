@@ -52,6 +52,7 @@ impl Prover {
     }
 
     fn basis(&self, log: &Log) -> Result<ProofBasis> {
+        log.require_store()?;
         log.proof_basis().ok_or_else(|| Error::NoCheckpoint { log: log.name().to_string() })
     }
 

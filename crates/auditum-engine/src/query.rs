@@ -97,6 +97,7 @@ impl Reader {
         let page_size = read::page_size(request.page_size)?;
         let cursor = read::decode_page_token(&request.page_token, &filter, request.descending)?;
         let log = self.log_for(&filter.tenant_id)?;
+        log.require_store()?;
         // The snapshot comes first, so a query does not read its own meta-audit record.
         let snapshot = log.read_snapshot();
         let details = serde_json::json!({
@@ -135,6 +136,7 @@ impl Reader {
         let started = std::time::Instant::now();
         let filter = Filter::new(&request.filter)?;
         let log = self.log_for(&filter.tenant_id)?.clone();
+        log.require_store()?;
         let snapshot = log.read_snapshot();
         let details = serde_json::json!({
             "format": request.format_name,

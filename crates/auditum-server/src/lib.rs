@@ -61,8 +61,9 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
         let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
         let store_error = |source| Error::Store { log: log_config.name.clone(), url: url.clone(), source };
         let store = store::open(&url, &config.s3_options()).await.map_err(store_error)?;
+        // The bucket checks are the log's first store calls (Log::open): a store that does not
+        // answer then leaves the log pending instead of stopping the server.
         let retention = log_config.retention();
-        store.check_ready(retention.is_some()).await.map_err(store_error)?;
         let settings = LogSettings {
             origin: log_config.origin.clone().unwrap_or_else(|| format!("auditum/{}", log_config.name)),
             store,

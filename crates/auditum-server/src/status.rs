@@ -64,7 +64,9 @@ pub fn status_from_export(failure: export::Failure) -> Status {
 pub fn status_from_log(error: log::Error) -> Status {
     match &error {
         // Retryable elsewhere or later; retries are safe because Append is idempotent on id.
-        log::Error::Fenced { .. } | log::Error::Failed { .. } | log::Error::ShuttingDown { .. } => Status::unavailable(error.to_string()),
+        log::Error::Fenced { .. } | log::Error::Failed { .. } | log::Error::ShuttingDown { .. } | log::Error::StoreUnavailable { .. } => {
+            Status::unavailable(error.to_string())
+        }
         log::Error::WalFull { .. } => {
             let mut status = Status::resource_exhausted(error.to_string());
             // A hint for clients and proxies: sealing retries within seconds.

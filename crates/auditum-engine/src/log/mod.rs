@@ -61,6 +61,8 @@ pub enum Error {
         "log {log}: the write-ahead log holds {wal_bytes} bytes, at its limit of {limit} (wal_max_bytes): sealing is behind, usually because the object store is unreachable; retry later"
     )]
     WalFull { log: String, wal_bytes: u64, limit: u64 },
+    #[error("log {log}: the object store has not answered yet: {reason}")]
+    StoreUnavailable { log: String, reason: String },
     #[error("log {log}: background task failed: {reason}")]
     Task { log: String, reason: String },
 }
@@ -98,6 +100,9 @@ pub struct Appended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogStatus {
     Serving,
+    /// Started from its WAL while the store did not answer: appends are taken, reads and
+    /// seals wait until the store answers and the ledger checks out.
+    Pending(String),
     Fenced(String),
     Failed(String),
     ShuttingDown,
@@ -108,7 +113,7 @@ impl LogStatus {
     fn error(&self, log: &str) -> Option<Error> {
         let log = log.to_string();
         match self {
-            LogStatus::Serving => None,
+            LogStatus::Serving | LogStatus::Pending(_) => None,
             LogStatus::Fenced(reason) => Some(Error::Fenced { log, reason: reason.clone() }),
             LogStatus::Failed(reason) => Some(Error::Failed { log, reason: reason.clone() }),
             LogStatus::ShuttingDown => Some(Error::ShuttingDown { log }),
@@ -184,26 +189,56 @@ impl Log {
         if generated {
             tracing::info!(log = %log_name, key_path = %settings.key_path.display(), verifier_key = %signer.verifier_key(), "generated a new checkpoint signing key");
         }
-        let (entries, entry_hashes) = load_ledger(settings.store.as_ref(), &log_name).await?;
-        let ledger_next = entries.last().map(|entry| entry.end_seq()).unwrap_or_default();
-
+        let wal_dir = settings.wal_dir.clone();
+        let replay = tokio::task::spawn_blocking(move || wal::replay(&wal_dir))
+            .await
+            .map_err(|error| Error::Task { log: log_name.clone(), reason: error.to_string() })?
+            .map_err(|source| Error::Wal { log: log_name.clone(), source })?;
+        if replay.truncated_bytes > 0 {
+            tracing::warn!(log = %log_name, bytes = replay.truncated_bytes, "dropped a torn wal tail (never acknowledged)");
+        }
+        let replay_first = replay.records.first().map(|record| record.seq);
+        let window = settings.idempotency_window;
+        let object_lock = settings.retention.is_some();
+        // The store's view first; if the store does not answer, the log starts from its WAL and
+        // completes the start in the background (see `complete_pending_start`).
+        let (store_state, pending) = match recovery::read_store_state(settings.store.as_ref(), &log_name, object_lock, window).await {
+            Ok(state) => (Some(state), None),
+            Err(Error::Store { source, .. }) if source.is_transient() => {
+                let Some(end) = replay.end_seq else {
+                    return Err(Error::StoreUnavailable {
+                        log: log_name.clone(),
+                        reason: format!(
+                            "no local write-ahead log to continue from, and the store does not answer ({source}); start again once it does"
+                        ),
+                    });
+                };
+                tracing::warn!(log = %log_name, %source, wal_end_seq = %end, "the store does not answer: accepting appends from the wal's end, reads wait for the store");
+                (None, Some((source.to_string(), end)))
+            }
+            Err(error) => return Err(error),
+        };
+        // Pending, the WAL is taken as it is: its first record is where the ledger must end.
+        let ledger_next = match &store_state {
+            Some(state) => state.ledger_next(),
+            None => replay_first.or(replay.end_seq).unwrap_or_default(),
+        };
+        let (entries, entry_hashes) =
+            store_state.as_ref().map(|state| (state.entries.clone(), state.entry_hashes.clone())).unwrap_or_default();
         let wal_dir = settings.wal_dir.clone();
         let segment_bytes = settings.wal_segment_bytes;
-        let wal_error = |source| Error::Wal { log: log_name.clone(), source };
         let (replay, wal_files) = tokio::task::spawn_blocking(move || -> Result<_, wal::Error> {
-            let replay = wal::replay(&wal_dir)?;
             let files = WalFiles::open(&wal_dir, &replay, ledger_next, segment_bytes)?;
             Ok((replay, files))
         })
         .await
         .map_err(|error| Error::Task { log: log_name.clone(), reason: error.to_string() })?
-        .map_err(wal_error)?;
-        if replay.truncated_bytes > 0 {
-            tracing::warn!(log = %log_name, bytes = replay.truncated_bytes, "dropped a torn wal tail (never acknowledged)");
-        }
+        .map_err(|source| Error::Wal { log: log_name.clone(), source })?;
 
         let mut ids = IdempotencyIndex::new(settings.idempotency_window, settings.idempotency_max_ids);
-        recovery::preload_recent_ids(settings.store.as_ref(), &log_name, &entries, &mut ids, settings.idempotency_window).await?;
+        if let Some(state) = &store_state {
+            state.apply_to(&mut ids);
+        }
         let mut open = VecDeque::new();
         let mut open_bytes = 0;
         for record in replay.records {
@@ -234,7 +269,10 @@ impl Log {
                 latest_checkpoint: None,
                 checkpoint_etag: None,
                 checkpoint_size: 0,
-                status: LogStatus::Serving,
+                status: match &pending {
+                    Some((reason, _)) => LogStatus::Pending(reason.clone()),
+                    None => LogStatus::Serving,
+                },
                 wal_bytes,
             }),
             committed,
@@ -246,7 +284,9 @@ impl Log {
             settings,
         });
         let log = Log { inner };
-        log.repair_checkpoints().await?;
+        if pending.is_none() {
+            log.repair_checkpoints().await?;
+        }
 
         let writer_inner = log.inner.clone();
         let thread = std::thread::Builder::new()
@@ -258,6 +298,9 @@ impl Log {
         let stop = log.inner.stop.subscribe();
         let sealer = tokio::spawn(sealer::run_sealer(log.clone(), stop));
         tokio::spawn(writer::run_recovery_probe(log.clone(), log.inner.stop.subscribe()));
+        if let Some((_, wal_end)) = pending {
+            tokio::spawn(recovery::complete_pending_start(log.clone(), replay_first, wal_end));
+        }
         *log.inner.sealer_task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sealer);
         Ok(log)
     }
@@ -272,6 +315,14 @@ impl Log {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner.settings.store
+    }
+
+    /// Reads need the store's ledger: refused while the log's start is pending.
+    pub fn require_store(&self) -> Result<()> {
+        match self.status() {
+            LogStatus::Pending(reason) => Err(Error::StoreUnavailable { log: self.name().to_string(), reason }),
+            _ => Ok(()),
+        }
     }
 
     pub fn status(&self) -> LogStatus {

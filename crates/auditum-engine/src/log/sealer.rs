@@ -74,6 +74,10 @@ impl Log {
     pub(super) async fn seal_pending(&self, only_full: bool) -> Result<()> {
         let _sealing = self.inner.seal_lock.lock().await;
         loop {
+            // Until the store's ledger is known, there is no index to commit at.
+            if matches!(self.status(), LogStatus::Pending(_)) {
+                return Ok(());
+            }
             // Acknowledged events are sealed even while a WAL failure refuses new appends
             // (they are durable, and sealing them frees WAL space); a fenced log seals nothing.
             if let Some(error) = self.status_error(&self.status())

@@ -27,6 +27,8 @@ pub(super) enum WalCommand {
     },
     /// Try to bring a failed WAL back (sent every second while the log is failed).
     Recover,
+    /// The store's recent ids and commits, once a pending start completes.
+    Preload(Box<super::recovery::StoreState>),
     Stop,
 }
 
@@ -83,7 +85,7 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
         for command in commands {
             match command {
                 WalCommand::Append { events, reply } => {
-                    if status != LogStatus::Serving {
+                    if !matches!(status, LogStatus::Serving | LogStatus::Pending(_)) {
                         let reason = match status {
                             LogStatus::Fenced(_) => "fenced",
                             LogStatus::Failed(_) => "wal_failed",
@@ -121,6 +123,7 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
                 }
                 WalCommand::Committed { committed_next, sealed_at } => committed_updates.push((committed_next, sealed_at)),
                 WalCommand::Recover => {}
+                WalCommand::Preload(state) => state.apply_to(&mut ids),
                 WalCommand::Stop => stop = true,
             }
         }
