@@ -69,7 +69,7 @@ class ProofServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetEventProof(self, request, context):
-        """The DESIGN.md §7 proof document for one event.
+        """The docs/FORMAT.md, Proofs proof document for one event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
