@@ -2,17 +2,12 @@
 //! fix it names.
 
 use crate::common::*;
-use auditum_engine::auth::{Scope, sha256_hex};
+use auditum_engine::auth::Scope;
 use auditum_proto::pb;
-use auditum_server::config::{ApiKeyConfig, Config};
+use auditum_server::config::Config;
 use std::path::Path;
 use std::time::Duration;
 use tonic::Code;
-
-fn run_binary(args: &[&str]) -> (String, String, bool) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditum")).args(args).output().unwrap();
-    (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap(), output.status.success())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_one_data_dir_is_refused_naming_the_first_and_a_crashed_ones_lock_is_taken_over() {
@@ -96,21 +91,9 @@ async fn verify_fails_when_there_is_nothing_to_vouch_for_or_a_note_is_gone() {
     assert!(!ok, "--allow-empty does not excuse batches without a ledger: {output}");
 }
 
-fn secret(id: &str) -> String {
-    format!("{id}.secret-of-{id}-0123456789abcdefghijklmnopqrstuvw")
-}
-
 fn keyed_config(dir: &Path) -> Config {
-    let key = |id: &str, tenant: &str, scopes: &[Scope]| ApiKeyConfig {
-        id: id.to_string(),
-        secret_sha256: sha256_hex(&secret(id)),
-        tenant: tenant.to_string(),
-        scopes: scopes.to_vec(),
-        rate_per_second: None,
-        burst: None,
-    };
     Config {
-        api_keys: vec![key("writer", "*", &[Scope::Append]), key("acme", "acme", &[Scope::Proof, Scope::Query])],
+        api_keys: vec![key_config("writer", "*", &[Scope::Append]), key_config("acme", "acme", &[Scope::Proof, Scope::Query])],
         logs: vec![routed_log("initech-log", &["initech"])],
         ..test_config(dir)
     }

@@ -21,21 +21,6 @@ const KEYS: [(&str, &str, &[Scope]); 7] = [
     ("platform-admin", "*", &[Scope::Admin]),
 ];
 
-fn secret(id: &str) -> String {
-    format!("{id}.secret")
-}
-
-fn key_config(id: &str, tenant: &str, scopes: &[Scope]) -> ApiKeyConfig {
-    ApiKeyConfig {
-        id: id.to_string(),
-        secret_sha256: sha256_hex(&secret(id)),
-        tenant: tenant.to_string(),
-        scopes: scopes.to_vec(),
-        rate_per_second: None,
-        burst: None,
-    }
-}
-
 /// Two logs: `default` (acme, globex) and `bigco` (bigco alone).
 fn secured_config(dir: &std::path::Path) -> Config {
     Config {
@@ -577,12 +562,6 @@ async fn tls_serves_clients_that_trust_the_ca_and_can_require_client_certificate
         Config { tls_cert: Some(pki.ca.clone()), tls_key: Some(dir.path().join("missing.key")), ..secured_config(&dir.path().join("c")) };
     let error = auditum_server::start(config).await.err().expect("refused").to_string();
     assert!(error.contains("tls_key"), "{error}");
-}
-
-/// Runs the real binary and returns (stdout, stderr, success).
-fn run_binary(args: &[&str]) -> (String, String, bool) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditum")).args(args).output().unwrap();
-    (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap(), output.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,29 @@ pub fn key_config_args(dir: &Path, id: &str, secret: &str, tenant: &str, scopes:
     vec!["--config".to_string(), path.display().to_string()]
 }
 
+/// The bearer secret of test key `id`.
+pub fn secret(id: &str) -> String {
+    format!("{id}.secret")
+}
+
+/// A configured key holding only the SHA-256 of [`secret`]`(id)`.
+pub fn key_config(id: &str, tenant: &str, scopes: &[auditum_engine::auth::Scope]) -> auditum_server::config::ApiKeyConfig {
+    auditum_server::config::ApiKeyConfig {
+        id: id.to_string(),
+        secret_sha256: auditum_engine::auth::sha256_hex(&secret(id)),
+        tenant: tenant.to_string(),
+        scopes: scopes.to_vec(),
+        rate_per_second: None,
+        burst: None,
+    }
+}
+
+/// Runs the real binary and returns (stdout, stderr, success).
+pub fn run_binary(args: &[&str]) -> (String, String, bool) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditum")).args(args).output().unwrap();
+    (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap(), output.status.success())
+}
+
 pub async fn start(config: Config) -> (RunningServer, IngestServiceClient<Channel>) {
     let running = server::start(config).await.expect("server starts");
     let client = auditum_client::connect(&format!("http://{}", running.addr)).await.expect("client connects");
