@@ -74,6 +74,7 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
         let mut new_records = Vec::new();
         let mut replies = Vec::new();
         let mut committed_updates = Vec::new();
+        let mut preloads = Vec::new();
         let mut stop = false;
         let mut duplicates = 0u64;
         let mut status = lock(&inner.shared).status.clone();
@@ -123,7 +124,8 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
                 }
                 WalCommand::Committed { committed_next, sealed_at } => committed_updates.push((committed_next, sealed_at)),
                 WalCommand::Recover => {}
-                WalCommand::Preload(state) => state.apply_to(&mut ids),
+                // Applied after this group's write, so a failed write's roll-back never takes them.
+                WalCommand::Preload(state) => preloads.push(state),
                 WalCommand::Stop => stop = true,
             }
         }
@@ -160,6 +162,9 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
             if full {
                 inner.seal_wakeup.notify_one();
             }
+        }
+        for state in preloads {
+            state.apply_to(&mut ids);
         }
         if duplicates > 0 {
             METRICS.append_duplicates.get_or_create(&metrics::log_label(&log)).inc_by(duplicates);
