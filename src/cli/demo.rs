@@ -2,7 +2,7 @@
 //! offline verification of it.
 
 use super::args::read_trusted_key;
-use auditum_client::append::{RetryPolicy, append_all};
+use auditum_client::{AuditClient, Event, Options};
 use auditum_proto::pb;
 use auditum_server::config::Config;
 use clap::Args;
@@ -32,7 +32,10 @@ pub async fn run(args: DemoArgs) -> Result<bool, String> {
     let events: Vec<pb::AuditEvent> =
         (0..args.events).map(|i| auditum_proto::sample::realistic_event(&mut rng, now - 60_000_000 + i as i64 * 1000)).collect();
     let started = std::time::Instant::now();
-    append_all(channel, events, false, RetryPolicy::default(), |_| {}).await.map_err(|error| error.to_string())?;
+    let client = AuditClient::with_channel(channel, Options::default()).await.map_err(|error| error.to_string())?;
+    let sent = client.log_durable_each(events.into_iter().map(Event::from).collect(), false, |_| {}).await;
+    client.close(std::time::Duration::from_secs(1)).await.map_err(|error| error.to_string())?;
+    sent.map_err(|error| error.to_string())?;
     println!(
         "appended {} events across 5 tenants in {:.1} ms (each acknowledged after fsync)",
         args.events,

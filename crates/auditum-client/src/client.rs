@@ -201,14 +201,7 @@ impl AuditClient {
         let mut results = Vec::with_capacity(encoded.len());
         let mut rest = encoded.as_slice();
         while !rest.is_empty() {
-            let (mut count, mut bytes) = (0, 0);
-            while count < rest.len()
-                && count < options.batch_max_events
-                && (count == 0 || bytes + rest[count].len() + 16 <= options.batch_max_bytes)
-            {
-                bytes += rest[count].len() + 16;
-                count += 1;
-            }
+            let count = wire::next_call_len(rest, options.batch_max_events, options.batch_max_bytes);
             let request = RawAppendRequest { events: rest[..count].to_vec(), wait_for_seal };
             let response = self.durable_call(request).await?;
             Counters::add(&self.shared.counters.delivered, response.results.len() as u64);

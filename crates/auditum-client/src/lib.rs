@@ -7,13 +7,10 @@
 //! The building blocks, also used by the `auditum` CLI:
 //! - [`connect`]: `http://` / `https://` channels with a CA bundle, client certificates and the
 //!   API key;
-//! - [`append`]: events cut into calls within the Append limits, ids assigned before the first
-//!   try, transient failures retried (safe: the server deduplicates by id);
 //! - [`query`]: keyset paging; [`export`]: download to a file with the summary's hash checked;
 //! - [`proof`]: fetching event proofs and verifying them offline against a pinned key;
 //! - [`event_json`]: events from their JSON form.
 
-pub mod append;
 mod client;
 pub mod connect;
 mod counters;

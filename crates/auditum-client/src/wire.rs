@@ -67,6 +67,23 @@ pub fn is_transient(status: &tonic::Status) -> bool {
     !matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::Unauthenticated | tonic::Code::PermissionDenied)
 }
 
+/// The server's `retry-after` hint (seconds), if it gave one.
+pub fn retry_after(status: &tonic::Status) -> Option<Duration> {
+    let seconds: f64 = status.metadata().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// How many of `events` (encoded) the next Append call takes: at most `max_events`, and at most
+/// `max_bytes` with each event's framing, but always at least one.
+pub fn next_call_len(events: &[Bytes], max_events: usize, max_bytes: usize) -> usize {
+    let (mut count, mut bytes) = (0, 0);
+    while count < events.len() && count < max_events && (count == 0 || bytes + events[count].len() + 16 <= max_bytes) {
+        bytes += events[count].len() + 16;
+        count += 1;
+    }
+    count
+}
+
 /// Exponential backoff with jitter, honouring the server's `retry-after`.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -87,7 +104,7 @@ impl Backoff {
     /// How long to wait before the next try after `status`.
     pub fn next(&mut self, status: &tonic::Status) -> Duration {
         let jitter = Duration::from_millis(rand::random::<u64>() % (self.delay.as_millis() as u64 / 2 + 1));
-        let wait = crate::append::retry_after(status).unwrap_or(self.delay + jitter).min(self.max);
+        let wait = retry_after(status).unwrap_or(self.delay + jitter).min(self.max);
         self.delay = (self.delay * 2).min(self.max);
         wait
     }
@@ -128,5 +145,37 @@ mod tests {
         hinted.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from_static("2"));
         assert_eq!(backoff.next(&hinted), Duration::from_secs(2));
         assert!(!is_transient(&tonic::Status::invalid_argument("bad")) && is_transient(&tonic::Status::unknown("?")));
+    }
+
+    #[test]
+    fn calls_stay_within_the_event_and_byte_limits() {
+        use auditum_proto::validate::{MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND};
+        let split = |events: &[Bytes], max_bytes: usize| {
+            let mut rest = events;
+            let mut calls = Vec::new();
+            while !rest.is_empty() {
+                let count = next_call_len(rest, MAX_EVENTS_PER_APPEND, max_bytes);
+                calls.push(RawAppendRequest { events: rest[..count].to_vec(), wait_for_seal: true });
+                rest = &rest[count..];
+            }
+            calls
+        };
+        let small: Vec<Bytes> = (0..2500).map(|_| Bytes::from(vec![b'x'; 10])).collect();
+        assert_eq!(split(&small, MAX_APPEND_BYTES).iter().map(|call| call.events.len()).collect::<Vec<_>>(), [1000, 1000, 500]);
+        let large: Vec<Bytes> = (0..100).map(|_| Bytes::from(vec![b'x'; 60_000])).collect();
+        let calls = split(&large, MAX_APPEND_BYTES);
+        assert!(calls.len() > 1);
+        assert!(calls.iter().all(|call| prost::Message::encoded_len(call) <= MAX_APPEND_BYTES));
+        assert_eq!(calls.iter().map(|call| call.events.len()).sum::<usize>(), 100);
+        let huge = [Bytes::from(vec![b'x'; 100])];
+        assert_eq!(next_call_len(&huge, 1000, 10), 1, "an event larger than the cap still makes a call");
+    }
+
+    #[test]
+    fn the_servers_retry_hint_is_read_in_seconds() {
+        let mut status = tonic::Status::resource_exhausted("wal full");
+        status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from_static("5"));
+        assert_eq!(retry_after(&status), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after(&tonic::Status::unavailable("down")), None);
     }
 }
