@@ -20,90 +20,21 @@ mod support;
 
 use auditum_proto::pb;
 use auditum_proto::validate::{Redactor, Validator};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+#[path = "../tests/it/common/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+use postgres::Postgres;
 
-/// A throwaway Postgres 15 cluster on 127.0.0.1, tuned as an operator would for a write-heavy
-/// table (bigger shared buffers and WAL, no checkpoints mid-run), durability untouched.
-struct Postgres {
-    data: PathBuf,
-    port: u16,
-    as_postgres_user: bool,
-}
-
-fn run(command: &mut std::process::Command) {
-    let status = command.status().unwrap_or_else(|error| panic!("{command:?}: {error}"));
-    assert!(status.success(), "{command:?} failed");
-}
-
-impl Postgres {
-    fn command(&self, program: &str) -> std::process::Command {
-        let binary = format!("{PG_BIN}/{program}");
-        if self.as_postgres_user {
-            // initdb and postgres refuse to run as root.
-            let mut command = std::process::Command::new("runuser");
-            command.args(["-u", "postgres", "--", &binary]);
-            command
-        } else {
-            std::process::Command::new(binary)
-        }
-    }
-
-    fn start(data: PathBuf) -> Postgres {
-        let _ = std::fs::remove_dir_all(&data);
-        std::fs::create_dir_all(&data).unwrap();
-        let as_postgres_user = std::process::Command::new("id").arg("-u").output().map(|out| out.stdout == b"0\n").unwrap_or(false);
-        if as_postgres_user {
-            run(std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data));
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let postgres = Postgres { data, port, as_postgres_user };
-        run(postgres
-            .command("initdb")
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "-D"])
-            .arg(&postgres.data)
-            .stdout(std::process::Stdio::null()));
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c shared_buffers=2GB -c max_wal_size=6GB -c checkpoint_timeout=30min -c wal_buffers=64MB -c synchronous_commit=on -c fsync=on -c max_connections=64",
-            postgres.data.display()
-        );
-        run(postgres
-            .command("pg_ctl")
-            .args(["-w", "-l"])
-            .arg(postgres.data.join("server.log"))
-            .args(["-D"])
-            .arg(&postgres.data)
-            .args(["-o", &options, "start"])
-            .stdout(std::process::Stdio::null()));
-        postgres
-    }
-
-    async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) =
-            tokio_postgres::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        client
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args(["-w", "-m", "fast", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .stdout(std::process::Stdio::null())
-            .status();
-    }
-}
+/// Tuned as an operator would for a write-heavy table (bigger shared buffers and WAL, no
+/// checkpoints mid-run), durability untouched.
+const POSTGRES_SETTINGS: &str =
+    "-c shared_buffers=2GB -c max_wal_size=6GB -c checkpoint_timeout=30min -c wal_buffers=64MB -c synchronous_commit=on -c fsync=on";
 
 async fn connect_postgres(port: u16) -> tokio_postgres::Client {
     let (client, connection) =
@@ -412,7 +343,6 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
-    assert!(Path::new(PG_BIN).join("initdb").exists(), "Postgres 15 is missing: run bench/run (apt-get install postgresql-15)");
     let total: usize = env_number("BENCH_EVENTS", 5_000_000);
     let seconds: f64 = env_number("BENCH_SECONDS", 10.0);
     let runs: usize = env_number("BENCH_RUNS", 3);
@@ -427,7 +357,7 @@ fn main() {
         let build_started = Instant::now();
         let start_time = build_archive(&archive, total, 100_000, auditum_server::config::Config::default().page_rows).await;
         eprintln!("auditum archive ready in {:.0}s", build_started.elapsed().as_secs_f64());
-        let postgres = Postgres::start(root.join("postgres"));
+        let postgres = Postgres::start_with(POSTGRES_SETTINGS);
         let load_seconds = load_postgres(&postgres, &mix, total, start_time).await;
         eprintln!("postgres: {total} rows loaded with COPY, indexed and analyzed in {load_seconds:.0}s");
 
@@ -451,7 +381,8 @@ fn main() {
         // The servers work on a copy: appends and meta-audit records never change the measured archive.
         let work = root.join("auditum-work");
         let _ = std::fs::remove_dir_all(&work);
-        run(std::process::Command::new("cp").arg("-a").arg(&archive).arg(&work));
+        let copied = std::process::Command::new("cp").arg("-a").arg(&archive).arg(&work).status().unwrap();
+        assert!(copied.success(), "cp -a {} {}", archive.display(), work.display());
         let (mut server, url) = spawn_server(&work, &[]).await;
         let mut client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
         let needle_rows = query_all(&mut client, &queries.needle).await.0;

@@ -40,6 +40,9 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
+    /// Move audit events from where applications write them (a Postgres outbox table) to a server.
+    #[command(subcommand)]
+    Relay(cli::relay::RelayCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Proof(args) => cli::proof::run(args).await,
             Command::VerifyProof(args) => cli::proof::verify_saved(args),
             Command::Config(command) => cli::config::run(command),
+            Command::Relay(command) => cli::relay::run(command).await,
         }
     });
     match outcome {

@@ -8,5 +8,6 @@ pub mod export;
 pub mod keygen;
 pub mod proof;
 pub mod query;
+pub mod relay;
 pub mod serve;
 pub mod verify;

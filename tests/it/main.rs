@@ -14,6 +14,7 @@ mod proof;
 mod properties;
 mod python_client;
 mod query;
+mod relay;
 mod s3;
 mod sdk;
 mod security;

@@ -7,6 +7,7 @@
 //! re-executes itself running only [`producer_process_entry_point`], which does its work when
 //! `AUDITUM_SDK_PRODUCER` is set and returns at once otherwise (so in a normal run it is a no-op).
 
+use crate::common::{stored, stored_ids};
 use auditum_client::{ActorType, AuditClient, Event, LogError, OnFull, Options, Problem, RequestContext, SpoolFsync, request_context};
 use auditum_proto::pb;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,28 +46,6 @@ async fn serve_on(data_dir: &Path, port: u16) -> tokio::process::Child {
     .await
     .expect("server listens within 60 s");
     child
-}
-
-/// Every stored event of `tenant`, through the Query RPC (sealed or not), without the server's
-/// own `auditum.*` access-audit events (each Query page records one in the tenant it read).
-async fn stored(url: &str, tenant: &str) -> Vec<pb::StoredEvent> {
-    let channel = auditum_client::channel(url, &Default::default()).await.unwrap();
-    let filter = pb::EventFilter { tenant_id: tenant.into(), ..Default::default() };
-    let mut pager = auditum_client::query::Pager::new(channel, filter, false);
-    let mut events = Vec::new();
-    while let Some(page) = pager.next_page(1000).await.unwrap() {
-        events.extend(page.events.into_iter().filter(|stored| !stored.event.as_ref().unwrap().action.starts_with("auditum.")));
-    }
-    events
-}
-
-/// Ids stored for `tenant`, each with how many times it is stored.
-async fn stored_ids(url: &str, tenant: &str) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for event in stored(url, tenant).await {
-        *counts.entry(event.event.unwrap().id).or_default() += 1;
-    }
-    counts
 }
 
 fn event(tenant: &str, index: usize) -> Event {

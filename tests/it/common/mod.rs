@@ -2,12 +2,14 @@
 #![allow(dead_code)]
 
 pub mod archive;
+pub mod postgres;
 pub mod s3;
 
 use auditum_proto::pb;
 use auditum_proto::pb::ingest_service_client::IngestServiceClient;
 use auditum_server::config::Config;
 use auditum_server::{self as server, RunningServer};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -178,4 +180,26 @@ pub async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitS
     let pid = child.id().expect("running").to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits within 60s").unwrap()
+}
+
+/// Every stored event of `tenant`, through the Query RPC (sealed or not), without the server's
+/// own `auditum.*` access-audit events (each Query page records one in the tenant it read).
+pub async fn stored(url: &str, tenant: &str) -> Vec<pb::StoredEvent> {
+    let channel = auditum_client::channel(url, &Default::default()).await.unwrap();
+    let filter = pb::EventFilter { tenant_id: tenant.into(), ..Default::default() };
+    let mut pager = auditum_client::query::Pager::new(channel, filter, false);
+    let mut events = Vec::new();
+    while let Some(page) = pager.next_page(1000).await.unwrap() {
+        events.extend(page.events.into_iter().filter(|stored| !stored.event.as_ref().unwrap().action.starts_with("auditum.")));
+    }
+    events
+}
+
+/// Ids stored for `tenant`, each with how many times it is stored.
+pub async fn stored_ids(url: &str, tenant: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for event in stored(url, tenant).await {
+        *counts.entry(event.event.unwrap().id).or_default() += 1;
+    }
+    counts
 }
