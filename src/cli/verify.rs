@@ -32,6 +32,13 @@ pub struct VerifyArgs {
     /// log fails, since a wrong --store or --log looks the same.
     #[arg(long)]
     allow_empty: bool,
+    /// Check the archive as of this RFC 3339 time (default now): a batch gone after its entry's
+    /// retain_until and before this time is expired (counted, not a problem).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Flag every ledger entry committed with less Object Lock retention than this (or none).
+    #[arg(long)]
+    require_retention_days: Option<u32>,
     #[command(flatten)]
     s3: S3Args,
 }
@@ -46,6 +53,11 @@ pub async fn run(args: VerifyArgs) -> Result<bool, String> {
             Some(std::fs::read_to_string(path).map_err(|error| format!("--since-checkpoint {}: {error}", path.display()))?);
     }
     options.allow_empty = args.allow_empty;
+    options.require_retention_days = args.require_retention_days;
+    if let Some(text) = &args.as_of {
+        let as_of = auditum_proto::convert::parse_timestamp(text).and_then(|time| auditum_proto::convert::timestamp_micros(&time));
+        options.as_of_micros = Some(as_of.map_err(|error| format!("--as-of {text:?}: {error}"))?);
+    }
     if let Some(parallelism) = args.parallelism {
         options.parallelism = parallelism;
     }
@@ -75,6 +87,9 @@ pub async fn run(args: VerifyArgs) -> Result<bool, String> {
     }
     for warning in &report.warnings {
         println!("WARNING {warning}");
+    }
+    for object in &report.expired {
+        println!("EXPIRED {object}: gone after its retain_until");
     }
     println!("{} in {:.1}s", report.summary(), started.elapsed().as_secs_f64());
     Ok(report.ok())

@@ -15,6 +15,7 @@ mod properties;
 mod python_client;
 mod query;
 mod relay;
+mod retention;
 mod s3;
 mod sdk;
 mod security;

@@ -92,8 +92,16 @@ fn auditum_event_leaves_batch_root_ledger_entry_and_checkpoint() {
     assert_eq!(entry.root, root);
     let entry_hash = ledger::entry_hash(entry_text.as_bytes());
     assert_eq!(entry_hash, hex32(&vectors["ledger_entry_hash_hex"]));
-    // Version 2 adds retain_until; its hash is computed the same way over its body.
+    // Version 2 adds retain_until; its hash is computed the same way over its body, and the
+    // writer reproduces its bytes from the parsed entry.
     let v2_text = vectors["ledger_entry_v2_text"].as_str().unwrap();
+    let v2 = LedgerEntry::parse(v2_text).expect("v2 entry parses");
+    assert_eq!((v2.format_version(), v2.retain_until()), (2, Some(1_984_652_060_000_000)));
+    assert_eq!(v2.to_json_text(), v2_text);
+    assert_eq!(
+        LedgerEntry { retention: ledger::Retention::RetainUntil(Some(1_984_652_060_000_000)), ..entry.clone() }.to_json_text(),
+        v2_text
+    );
     assert_eq!(ledger::entry_hash(v2_text.as_bytes()), hex32(&vectors["ledger_entry_v2_hash_hex"]));
 
     let checkpoint = &vectors["checkpoint"];

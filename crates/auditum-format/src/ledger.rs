@@ -22,6 +22,16 @@ pub enum Error {
     NotCanonical,
 }
 
+/// What an entry records of its batch object's Object Lock retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// A version 1 entry: nothing recorded (no `retain_until` key).
+    NotRecorded,
+    /// A version 2 entry: the retain-until date given to the batch object, in µs since the
+    /// epoch, or `None` (JSON null) when the log has no retention.
+    RetainUntil(Option<i64>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub log: String,
@@ -39,7 +49,14 @@ pub struct LedgerEntry {
     pub min_received_at: i64,
     pub max_received_at: i64,
     pub sealed_at: i64,
+    /// Version 1 (nothing recorded) or version 2 (the batch's retain-until).
+    pub retention: Retention,
     pub tenants: Option<Vec<String>>,
+}
+
+/// Missing key: `None`; present (a number or null): `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(deserializer).map(Some)
 }
 
 /// Raw JSON shape, only for parsing.
@@ -62,6 +79,8 @@ struct RawEntry {
     min_received_at: i64,
     max_received_at: i64,
     sealed_at: i64,
+    #[serde(default, deserialize_with = "present")]
+    retain_until: Option<Option<i64>>,
     tenants: Option<Vec<String>>,
 }
 
@@ -79,7 +98,23 @@ fn parse_hash(field: &'static str, text: &str) -> Result<Hash> {
 }
 
 impl LedgerEntry {
-    /// The exact body bytes of docs/FORMAT.md, Ledger entries.
+    /// The entry's format version: 1 or 2.
+    pub fn format_version(&self) -> u8 {
+        match self.retention {
+            Retention::NotRecorded => 1,
+            Retention::RetainUntil(_) => 2,
+        }
+    }
+
+    /// The recorded retain-until (µs), when this is a version 2 entry of a log with retention.
+    pub fn retain_until(&self) -> Option<i64> {
+        match self.retention {
+            Retention::RetainUntil(until) => until,
+            Retention::NotRecorded => None,
+        }
+    }
+
+    /// The exact body bytes of docs/FORMAT.md, Ledger entries (version 1 or 2).
     pub fn to_json_text(&self) -> String {
         let version = match &self.version {
             Some(version) => json_string(version),
@@ -89,14 +124,20 @@ impl LedgerEntry {
             Some(tenants) => format!("[{}]", tenants.iter().map(|tenant| json_string(tenant)).collect::<Vec<_>>().join(",")),
             None => "null".to_string(),
         };
+        let retain_until = match self.retention {
+            Retention::NotRecorded => String::new(),
+            Retention::RetainUntil(Some(until)) => format!("\"retain_until\":{until},"),
+            Retention::RetainUntil(None) => "\"retain_until\":null,".to_string(),
+        };
         format!(
             concat!(
-                "{{\"v\":1,\"log\":{log},\"index\":{index},\"prev\":\"{prev}\",\"object\":{object},\"version\":{version},",
+                "{{\"v\":{v},\"log\":{log},\"index\":{index},\"prev\":\"{prev}\",\"object\":{object},\"version\":{version},",
                 "\"sha256\":\"{sha256}\",\"size\":{size},\"first_seq\":{first_seq},\"count\":{count},\"root\":\"{root}\",",
                 "\"min_occurred_at\":{min_occurred_at},\"max_occurred_at\":{max_occurred_at},",
                 "\"min_received_at\":{min_received_at},\"max_received_at\":{max_received_at},",
-                "\"sealed_at\":{sealed_at},\"tenants\":{tenants}}}"
+                "\"sealed_at\":{sealed_at},{retain_until}\"tenants\":{tenants}}}"
             ),
+            v = self.format_version(),
             log = json_string(&self.log),
             index = self.index,
             prev = hex::encode(self.prev),
@@ -112,6 +153,7 @@ impl LedgerEntry {
             min_received_at = self.min_received_at,
             max_received_at = self.max_received_at,
             sealed_at = self.sealed_at,
+            retain_until = retain_until,
             tenants = tenants,
         )
     }
@@ -119,9 +161,13 @@ impl LedgerEntry {
     /// Parses an entry body strictly: it must be exactly what [`LedgerEntry::to_json_text`] writes.
     pub fn parse(text: &str) -> Result<LedgerEntry> {
         let raw: RawEntry = serde_json::from_str(text)?;
-        if raw.v != 1 {
-            return Err(Error::Field { field: "v", reason: format!("version {} is not 1", raw.v) });
-        }
+        let retention = match (raw.v, raw.retain_until) {
+            (1, None) => Retention::NotRecorded,
+            (2, Some(until)) => Retention::RetainUntil(until),
+            (1, Some(_)) => return Err(Error::Field { field: "retain_until", reason: "a version 1 entry has no retain_until".into() }),
+            (2, None) => return Err(Error::Field { field: "retain_until", reason: "a version 2 entry must have retain_until".into() }),
+            (other, _) => return Err(Error::Field { field: "v", reason: format!("version {other} is not 1 or 2") }),
+        };
         let entry = LedgerEntry {
             log: raw.log,
             index: raw.index,
@@ -138,6 +184,7 @@ impl LedgerEntry {
             min_received_at: raw.min_received_at,
             max_received_at: raw.max_received_at,
             sealed_at: raw.sealed_at,
+            retention,
             tenants: raw.tenants,
         };
         if entry.to_json_text() != text {
@@ -190,6 +237,7 @@ mod tests {
             min_received_at: 6,
             max_received_at: 7,
             sealed_at: 8,
+            retention: Retention::NotRecorded,
             tenants: Some(vec!["a".into(), "b".into()]),
         }
     }
@@ -205,6 +253,30 @@ mod tests {
         assert!(LedgerEntry::parse(&upper).is_err());
         let extra = text.replacen("{", "{\"x\":1,", 1);
         assert!(LedgerEntry::parse(&extra).is_err());
+    }
+
+    #[test]
+    fn version_2_records_retain_until_and_each_version_keeps_its_own_keys() {
+        let mut entry = sample();
+        entry.retention = Retention::RetainUntil(Some(1_984_652_060_000_000));
+        let text = entry.to_json_text();
+        assert!(text.starts_with("{\"v\":2,") && text.contains("\"sealed_at\":8,\"retain_until\":1984652060000000,\"tenants\":"), "{text}");
+        assert_eq!(LedgerEntry::parse(&text).unwrap(), entry);
+        assert_eq!((entry.format_version(), entry.retain_until()), (2, Some(1_984_652_060_000_000)));
+
+        entry.retention = Retention::RetainUntil(None);
+        let null = entry.to_json_text();
+        assert!(null.contains("\"retain_until\":null,"), "{null}");
+        assert_eq!(LedgerEntry::parse(&null).unwrap().retention, Retention::RetainUntil(None));
+
+        let v1_with_key = null.replacen("\"v\":2", "\"v\":1", 1);
+        assert!(matches!(LedgerEntry::parse(&v1_with_key), Err(Error::Field { field: "retain_until", .. })));
+        let v2_without_key = sample().to_json_text().replacen("\"v\":1", "\"v\":2", 1);
+        assert!(matches!(LedgerEntry::parse(&v2_without_key), Err(Error::Field { field: "retain_until", .. })));
+        let v3 = text.replacen("\"v\":2", "\"v\":3", 1);
+        assert!(matches!(LedgerEntry::parse(&v3), Err(Error::Field { field: "v", .. })));
+        let misplaced = text.replace("\"retain_until\":1984652060000000,", "").replacen("{", "{\"retain_until\":1984652060000000,", 1);
+        assert!(matches!(LedgerEntry::parse(&misplaced), Err(Error::NotCanonical)));
     }
 
     #[test]

@@ -72,10 +72,15 @@ pub struct RetentionPolicy {
 }
 
 impl RetentionPolicy {
+    /// Whole seconds: what S3 keeps of a retain-until date, so the date a ledger entry records
+    /// is exactly the object's.
     pub fn put_options(policy: Option<RetentionPolicy>) -> PutOptions {
+        use chrono::SubsecRound;
         PutOptions {
-            retention: policy
-                .map(|policy| Retention { mode: policy.mode, retain_until: Utc::now() + chrono::Duration::days(i64::from(policy.days)) }),
+            retention: policy.map(|policy| Retention {
+                mode: policy.mode,
+                retain_until: (Utc::now() + chrono::Duration::days(i64::from(policy.days))).trunc_subsecs(0),
+            }),
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum ProblemKind {
     Replaced,
     /// Nothing to vouch for: no ledger, no checkpoint, no batch.
     Empty,
+    /// An entry committed with less retention than `--require-retention-days` (or none).
+    ShortRetention,
 }
 
 impl fmt::Display for ProblemKind {
@@ -42,6 +44,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::Malformed => "malformed",
             ProblemKind::Replaced => "replaced",
             ProblemKind::Empty => "empty",
+            ProblemKind::ShortRetention => "short retention",
         };
         formatter.write_str(name)
     }
@@ -69,6 +72,12 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Harmless findings, such as orphan batches from a crash between the two puts.
     pub warnings: Vec<String>,
+    /// Batch objects gone after their entry's `retain_until`: policy, not tampering.
+    pub expired: Vec<String>,
+    /// Shortest and longest retention the entries record, in days (`retain_until − sealed_at`).
+    pub retention_days: Option<(f64, f64)>,
+    /// Entries that record no retention (version 1, or `retain_until` null).
+    pub without_retention: u64,
 }
 
 impl Report {
@@ -81,17 +90,63 @@ impl Report {
     }
 
     pub fn summary(&self) -> String {
+        let retention = match self.retention_days {
+            Some((shortest, longest)) => format!("retention {shortest:.0} to {longest:.0} days"),
+            None => "no retention recorded".to_string(),
+        };
         format!(
-            "log {}: {} ledger entries, {} events, {} checkpoints checked: {} ({} problems, {} warnings)",
+            "log {}: {} ledger entries, {} events, {} checkpoints checked, {} batches expired; {retention}, {} entries without: {} ({} problems, {} warnings)",
             self.log,
             self.entries,
             self.events,
             self.checkpoints,
+            self.expired.len(),
+            self.without_retention,
             if self.ok() { "OK" } else { "FAILED" },
             self.problems.len(),
             self.warnings.len()
         )
     }
+
+    /// Counts each entry's recorded retention into the summary; flags it when below `required`.
+    fn count_retention(&mut self, entry: &LedgerEntry, required_days: Option<u32>) {
+        let days = entry.retain_until().map(|until| (until - entry.sealed_at) as f64 / MICROS_PER_DAY);
+        match days {
+            Some(days) => {
+                let (shortest, longest) = self.retention_days.unwrap_or((days, days));
+                self.retention_days = Some((shortest.min(days), longest.max(days)));
+            }
+            None => self.without_retention += 1,
+        }
+        let Some(required) = required_days else { return };
+        // Rounded: retain-until dates are whole seconds, taken a moment after sealed_at.
+        match days {
+            Some(days) if days.round() >= f64::from(required) => {}
+            Some(days) => self.problem(
+                ProblemKind::ShortRetention,
+                &entry.object,
+                format!("ledger entry {} was committed with {days:.0} days of retention; {required} are required", entry.index),
+            ),
+            None => self.problem(
+                ProblemKind::ShortRetention,
+                &entry.object,
+                format!(
+                    "ledger entry {} records no retention (version {} entry{}); {required} days are required",
+                    entry.index,
+                    entry.format_version(),
+                    if entry.format_version() == 2 { ", retain_until null" } else { "" }
+                ),
+            ),
+        }
+    }
+}
+
+const MICROS_PER_DAY: f64 = 86_400_000_000.0;
+
+/// A batch object that is gone is expired (not missing) when its entry recorded a retain-until
+/// before the moment the archive is checked as of.
+fn may_have_expired(entry: &LedgerEntry, as_of_micros: i64) -> bool {
+    entry.retain_until().is_some_and(|until| until < as_of_micros)
 }
 
 /// Checks one batch object against its ledger entry.
@@ -161,6 +216,11 @@ pub struct Options {
     pub parallelism: usize,
     /// Accept a log with nothing in it (a wrong store URL or log name looks exactly like one).
     pub allow_empty: bool,
+    /// The moment the archive is checked as of (µs): batches gone after their `retain_until`
+    /// and before it are expired. `None`: now.
+    pub as_of_micros: Option<i64>,
+    /// Flag entries committed with less retention than this (or none).
+    pub require_retention_days: Option<u32>,
 }
 
 impl Default for Options {
@@ -169,6 +229,8 @@ impl Default for Options {
             since_checkpoint: None,
             parallelism: std::thread::available_parallelism().map(|cores| cores.get() * 2).unwrap_or(4),
             allow_empty: false,
+            as_of_micros: None,
+            require_retention_days: None,
         }
     }
 }
@@ -237,6 +299,18 @@ pub async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report
         if entry.count == 0 {
             report.problem(ProblemKind::Malformed, &meta.key, "count is 0: a batch is never empty");
         }
+        if let Some(previous) = entries.last().filter(|previous: &&LedgerEntry| previous.format_version() > entry.format_version()) {
+            report.problem(
+                ProblemKind::Malformed,
+                &meta.key,
+                format!(
+                    "a version {} entry after the version {} entry {}: a log never goes back",
+                    entry.format_version(),
+                    previous.format_version(),
+                    previous.index
+                ),
+            );
+        }
         expected_first = entry.end_seq();
         entry_hashes.push(ledger::entry_hash(&body));
         entries.push(entry);
@@ -245,8 +319,17 @@ pub async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report
 }
 
 /// Fetches and checks one batch; problems go into the returned report.
-async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry) -> Result<(u64, Report), store::Error> {
+async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_micros: i64) -> Result<(u64, Report), store::Error> {
     let mut batch_report = Report::default();
+    let body = match store.get(&entry.object, entry.version.as_deref()).await {
+        Ok(body) => Some(body),
+        Err(store::Error::NotFound { .. }) => None,
+        Err(error) => return Err(error),
+    };
+    if body.is_none() && may_have_expired(&entry, as_of_micros) {
+        batch_report.expired.push(entry.object.clone());
+        return Ok((0, batch_report));
+    }
     // On a versioned store the batch is read at its recorded version; a different current
     // object at the key (a delete marker, or a new object put after one) is an attack worth
     // reporting even though the recorded version still verifies.
@@ -269,13 +352,17 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry) -> Resul
             Err(error) => return Err(error),
         }
     }
-    let body = match store.get(&entry.object, entry.version.as_deref()).await {
-        Ok(body) => body,
-        Err(store::Error::NotFound { .. }) => {
-            batch_report.problem(ProblemKind::Missing, &entry.object, format!("batch of ledger entry {} is missing", entry.index));
-            return Ok((0, batch_report));
-        }
-        Err(error) => return Err(error),
+    let Some(body) = body else {
+        let detail = match entry.retain_until() {
+            Some(until) => format!(
+                "batch of ledger entry {} is missing, before its retain_until {}",
+                entry.index,
+                auditum_format::time::rfc3339_micros(until)
+            ),
+            None => format!("batch of ledger entry {} is missing", entry.index),
+        };
+        batch_report.problem(ProblemKind::Missing, &entry.object, detail);
+        return Ok((0, batch_report));
     };
     let (events, checked) = tokio::task::spawn_blocking(move || {
         let mut checked = Report::default();
@@ -300,17 +387,22 @@ pub async fn verify_log_with(
     use futures::StreamExt;
     let mut report = Report { log: log.to_string(), ..Default::default() };
     let (entries, entry_hashes) = read_ledger(store, log, &mut report).await?;
+    let as_of_micros = options.as_of_micros.unwrap_or_else(|| auditum_format::time::now_micros());
+    for entry in &entries {
+        report.count_retention(entry, options.require_retention_days);
+    }
     let referenced: HashSet<String> = entries.iter().map(|entry| entry.object.clone()).collect();
     let mut state = Progress { entries_total: entries.len() as u64, ..Default::default() };
     progress(&state);
     // `buffered` keeps ledger order, so problems are reported in index order.
-    let mut checks =
-        futures::stream::iter(entries.into_iter().map(|entry| check_entry_batch(store, entry))).buffered(options.parallelism.max(1));
+    let mut checks = futures::stream::iter(entries.into_iter().map(|entry| check_entry_batch(store, entry, as_of_micros)))
+        .buffered(options.parallelism.max(1));
     while let Some(result) = checks.next().await {
         let (events, batch_report) = result?;
         report.events += events;
         report.entries += 1;
         report.problems.extend(batch_report.problems);
+        report.expired.extend(batch_report.expired);
         state.entries_checked = report.entries;
         state.events_checked = report.events;
         progress(&state);

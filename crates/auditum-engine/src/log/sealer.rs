@@ -6,7 +6,7 @@ use super::{Error, Log, LogStatus, Result, Shared, lock};
 use crate::metrics::{self, METRICS};
 use auditum_batch::{self as batch, BuiltBatch};
 use auditum_format::event::EventRecord;
-use auditum_format::ledger::{self, LedgerEntry};
+use auditum_format::ledger::{self, LedgerEntry, Retention};
 use auditum_format::paths;
 use auditum_format::time::now_micros;
 use auditum_store::{self as store, PutOptions, RetentionPolicy};
@@ -145,6 +145,8 @@ impl Log {
             min_received_at: built.min_received_at,
             max_received_at: built.max_received_at,
             sealed_at: sealed_at_micros,
+            // Version 2 from here on (an older version 1 ledger continues in version 2).
+            retention: Retention::RetainUntil(put_options.retention.as_ref().map(|retention| retention.retain_until.timestamp_micros())),
             tenants: built.tenants.clone(),
         };
         let text = entry.to_json_text();
