@@ -143,6 +143,36 @@ fn config_check_prints_the_effective_config_and_names_a_bad_field() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("seal_intervall"), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
+#[test]
+fn config_check_shows_each_tenants_effective_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("retention.toml");
+    std::fs::write(
+        &config,
+        concat!(
+            "store = \"s3://audit/prod\"\nretention_mode = \"governance\"\nretention_days = 365\n",
+            "[[logs]]\nname = \"hipaa\"\ntenants = [\"clinic-a\", \"clinic-b\"]\nretention_mode = \"compliance\"\nretention_days = 2190\n",
+            "[[logs]]\nname = \"smb\"\ntenants = [\"shop\"]\n",
+        ),
+    )
+    .unwrap();
+    let output = auditum().args(["config", "check"]).arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for line in [
+        "#   clinic-a            log hipaa: compliance, 2190 days",
+        "#   clinic-b            log hipaa: compliance, 2190 days",
+        "#   shop                log smb: governance, 365 days",
+        "#   every other tenant  log default: governance, 365 days",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    // The output is still a config file that checks.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, stdout.as_bytes()).unwrap();
+    assert!(auditum().args(["config", "check"]).arg(&again).output().unwrap().status.success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_and_export_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
