@@ -85,6 +85,10 @@ fn a_batch_gone_after_its_retain_until_is_expired_and_before_it_missing() {
             .await
             .unwrap();
 
+        // The next batch gets a delete marker, as an expiration rule's first step would.
+        let second = &entries[1];
+        moto.client().await.delete_object().bucket("vault").key(format!("prod/{}", second.object)).send().await.unwrap();
+
         // Checked now, before its retain_until: tampering.
         let now = verify_as_of(store.as_ref(), &key, None, None).await;
         assert!(
@@ -94,10 +98,11 @@ fn a_batch_gone_after_its_retain_until_is_expired_and_before_it_missing() {
             "{now:#?}"
         );
         assert!(!now.ok() && now.expired.is_empty());
+        assert!(now.problems.iter().any(|problem| problem.kind == ProblemKind::Replaced && problem.object == second.object), "{now:#?}");
         // Checked as of a moment after it: policy. The chain and checkpoints are still checked.
         let later = first.retain_until().unwrap() + 3_600_000_000;
         let expired = verify_as_of(store.as_ref(), &key, Some(later), None).await;
-        assert!(expired.ok(), "{expired:#?}");
+        assert!(expired.ok(), "the delete marker after retain_until is policy too: {expired:#?}");
         assert_eq!(expired.expired, vec![first.object.clone()]);
         assert_eq!((expired.entries, expired.events, expired.checkpoints), (3, 10, 4));
         // An auditor requiring two days flags every entry; one day passes.

@@ -332,8 +332,10 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_mi
     }
     // On a versioned store the batch is read at its recorded version; a different current
     // object at the key (a delete marker, or a new object put after one) is an attack worth
-    // reporting even though the recorded version still verifies.
-    if let Some(version) = &entry.version {
+    // reporting even though the recorded version still verifies. After its retain_until, a
+    // delete marker is how an expiration rule begins removing it: policy, not an attack.
+    let expiring = may_have_expired(&entry, as_of_micros);
+    if let Some(version) = entry.version.as_ref().filter(|_| !expiring) {
         match store.head(&entry.object, None).await {
             Ok(current) if current.version.as_deref() == Some(version.as_str()) => {}
             Ok(current) => batch_report.problem(
