@@ -293,11 +293,12 @@ export class AuditClient {
   }
 
   private admit(e: PreparedEvent): string {
-    const spooled = this.spool?.append(e.bytes);
+    const s = this.spool?.append(e.bytes);
     this.delivery.counters.logged++;
+    // A literal rather than a spread of `s`: the spread's copy was a fifth of what log() allocated.
     this.delivery.enqueue(
-      spooled
-        ? { seq: this.nextSeq++, ...spooled }
+      s
+        ? { seq: this.nextSeq++, bytes: s.bytes, size: s.size, segment: s.segment, ordinal: s.ordinal, offset: s.offset }
         : { seq: this.nextSeq++, bytes: e.bytes, size: e.bytes.length, segment: null, ordinal: 0, offset: 0 },
     );
     return e.id;

@@ -91,8 +91,9 @@ export function prepareEvent(input: AuditEventInput, validate: boolean): Prepare
   const id = input.id ? input.id : newEventId();
   const ambient = currentRequestContext();
   const actor = input.actor ?? ambient?.actor;
-  const outcome: OutcomeInput =
-    typeof input.outcome === "string" ? { result: input.outcome } : (input.outcome ?? ({} as OutcomeInput));
+  // outcome: "success", or { result: "success", errorCode?, reason? }
+  const outcome = typeof input.outcome === "string" ? undefined : (input.outcome as OutcomeInput | undefined);
+  const result = typeof input.outcome === "string" ? input.outcome : outcome?.result;
   const context = mergeContext(ambient, input.context);
 
   if (validate) {
@@ -111,7 +112,7 @@ export function prepareEvent(input: AuditEventInput, validate: boolean): Prepare
     if (actor.type !== undefined && !(actor.type in ACTOR_TYPES)) {
       throw new AuditValidationError("actor.type", `must be one of ${Object.keys(ACTOR_TYPES).join(", ")}`);
     }
-    if (!(outcome.result in OUTCOMES)) {
+    if (!((result as string) in OUTCOMES)) {
       throw new AuditValidationError("outcome.result", `is required: one of ${Object.keys(OUTCOMES).join(", ")}`);
     }
     if (context?.sourceIp && isIP(context.sourceIp) === 0) {
@@ -128,30 +129,25 @@ export function prepareEvent(input: AuditEventInput, validate: boolean): Prepare
     const { scratch, end } = encodeEvent(
       {
         id,
-        tenantId: str(input.tenantId),
+        tenantId: input.tenantId,
         seconds: occurredAt.seconds,
         nanos: occurredAt.nanos,
-        action: str(input.action),
-        actor: actor ? { id: str(actor.id), type: actor.type ? (ACTOR_TYPES[actor.type] ?? 0) : 0, name: str(actor.name) } : undefined,
-        target: input.target ? { type: str(input.target.type), id: str(input.target.id), name: str(input.target.name) } : undefined,
-        outcome: { result: OUTCOMES[outcome.result] ?? 0, errorCode: str(outcome.errorCode), reason: str(outcome.reason) },
-        context: context
-          ? {
-              requestId: str(context.requestId),
-              correlationId: str(context.correlationId),
-              sessionId: str(context.sessionId),
-              sourceIp: str(context.sourceIp),
-              userAgent: str(context.userAgent),
-              service: str(context.service),
-            }
-          : undefined,
+        action: input.action,
+        actor,
+        actorType: actor?.type ? (ACTOR_TYPES[actor.type] ?? 0) : 0,
+        target: input.target,
+        result: OUTCOMES[result as OutcomeResult] ?? 0,
+        errorCode: outcome?.errorCode,
+        reason: outcome?.reason,
+        context,
         before,
         after,
         metadata,
       },
       0,
     );
-    bytes = Buffer.from(scratch.subarray(0, end));
+    bytes = Buffer.allocUnsafe(end);
+    scratch.copy(bytes, 0, 0, end);
   } catch (err) {
     throw new AuditValidationError("event", `cannot be encoded: ${(err as Error).message}`);
   }
@@ -185,13 +181,6 @@ function checkString(field: string, value: unknown, maxBytes: number, required: 
   if (n > maxBytes) throw new AuditValidationError(field, `is ${n} bytes, over the limit of ${maxBytes}`);
 }
 
-/** Strings only (skipLocalValidation may let a non-string through: it must not corrupt the encoding). */
-function str(v: unknown): string {
-  if (v === undefined || v === null) return "";
-  if (typeof v !== "string") throw new AuditValidationError("event", `a string field holds a ${typeof v}`);
-  return v;
-}
-
 function toTimestamp(value: Date | number | string | undefined, validate: boolean): { seconds: number; nanos: number } {
   let ms: number;
   let nanosOverride: number | undefined;
@@ -216,21 +205,49 @@ function toTimestamp(value: Date | number | string | undefined, validate: boolea
 function jsonObject(field: string, value: JsonObject | undefined): JsonObject | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== "object" || Array.isArray(value)) throw new AuditValidationError(field, "must be a plain object");
-  return cleanJson(field, value, 1) as JsonObject;
+  try {
+    return cleanJson(value, 1) as JsonObject;
+  } catch (err) {
+    if (err instanceof JsonPathError) throw new AuditValidationError(field + err.path, err.message);
+    throw err;
+  }
 }
 
-function cleanJson(path: string, value: unknown, depth: number): JsonValue {
+/**
+ * A bad value inside a Struct field. The path (".a.b[2]") is built while the error propagates, so that checking a
+ * good event builds no path strings.
+ */
+class JsonPathError extends Error {
+  constructor(
+    public path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function under(err: unknown, step: string): unknown {
+  if (err instanceof JsonPathError) err.path = step + err.path;
+  return err;
+}
+
+function cleanJson(value: unknown, depth: number): JsonValue {
   if (value === null || typeof value === "string" || typeof value === "boolean") return value;
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) throw new AuditValidationError(path, `must be a finite number (got ${value})`);
+    if (!Number.isFinite(value)) throw new JsonPathError("", `must be a finite number (got ${value})`);
     return value;
   }
-  if (typeof value !== "object") throw new AuditValidationError(path, `is a ${typeof value}: only JSON values are allowed`);
-  if (depth > MAX_STRUCT_DEPTH) throw new AuditValidationError(path, `nests deeper than the limit of ${MAX_STRUCT_DEPTH} levels`);
+  if (typeof value !== "object") throw new JsonPathError("", `is a ${typeof value}: only JSON values are allowed`);
+  if (depth > MAX_STRUCT_DEPTH) throw new JsonPathError("", `nests deeper than the limit of ${MAX_STRUCT_DEPTH} levels`);
   if (Array.isArray(value)) {
     let out: JsonValue[] | undefined;
     for (let i = 0; i < value.length; i++) {
-      const v = cleanJson(`${path}[${i}]`, value[i] === undefined ? null : value[i], depth + 1);
+      let v: JsonValue;
+      try {
+        v = cleanJson(value[i] === undefined ? null : value[i], depth + 1);
+      } catch (err) {
+        throw under(err, `[${i}]`);
+      }
       if (v !== value[i] && !out) out = value.slice(0, i);
       if (out) out.push(v);
     }
@@ -238,19 +255,36 @@ function cleanJson(path: string, value: unknown, depth: number): JsonValue {
   }
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
-    throw new AuditValidationError(path, `is a ${proto?.constructor?.name ?? "non-plain object"}: only JSON values are allowed`);
+    throw new JsonPathError("", `is a ${proto?.constructor?.name ?? "non-plain object"}: only JSON values are allowed`);
   }
+  // Own enumerable keys in Object.keys() order, without the arrays Object.entries() allocates.
+  const obj = value as Record<string, unknown>;
   let out: Record<string, JsonValue> | undefined;
-  const entries = Object.entries(value as Record<string, unknown>);
-  for (let i = 0; i < entries.length; i++) {
-    const [k, v] = entries[i];
+  for (const k in obj) {
+    if (!Object.prototype.hasOwnProperty.call(obj, k)) continue;
+    const v = obj[k];
     if (v === undefined) {
-      if (!out) out = Object.fromEntries(entries.slice(0, i)) as Record<string, JsonValue>;
+      if (!out) out = copyUntil(obj, k);
       continue;
     }
-    const c = cleanJson(`${path}.${k}`, v, depth + 1);
-    if (c !== v && !out) out = Object.fromEntries(entries.slice(0, i)) as Record<string, JsonValue>;
+    let c: JsonValue;
+    try {
+      c = cleanJson(v, depth + 1);
+    } catch (err) {
+      throw under(err, `.${k}`);
+    }
+    if (c !== v && !out) out = copyUntil(obj, k);
     if (out) out[k] = c;
   }
-  return out ?? (value as JsonObject);
+  return out ?? (obj as JsonObject);
+}
+
+/** The members of obj before key `stop` (all of them clean: they are the ones checked already). */
+function copyUntil(obj: Record<string, unknown>, stop: string): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const k in obj) {
+    if (k === stop) break;
+    if (Object.prototype.hasOwnProperty.call(obj, k) && obj[k] !== undefined) out[k] = obj[k] as JsonValue;
+  }
+  return out;
 }

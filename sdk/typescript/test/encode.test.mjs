@@ -58,3 +58,25 @@ test("the worker's AppendResponse reader counts results and duplicates as protob
   assert.deepEqual(countResults(bytes), { results: 300, duplicates: results.filter((r) => r.duplicate).length });
   assert.deepEqual(countResults(new Uint8Array(0)), { results: 0, duplicates: 0 });
 });
+
+test("the AppendResponse reader skips fields it does not know and refuses a truncated response", async () => {
+  const { BinaryWriter, WireType } = await import("@bufbuild/protobuf/wire");
+  const { countResults } = await import("../dist/delivery.js");
+  // Fields a newer server might add, of every wire type, around and inside the results.
+  const unknown = (w) =>
+    w
+      .tag(90, WireType.Varint).uint64(2n ** 63n)
+      .tag(91, WireType.Bit64).fixed64(5n)
+      .tag(92, WireType.Bit32).fixed32(7)
+      .tag(93, WireType.LengthDelimited).bytes(new Uint8Array(300))
+      .tag(94, WireType.StartGroup).tag(1, WireType.Varint).uint32(3).tag(94, WireType.EndGroup);
+  const w = unknown(new BinaryWriter());
+  for (const dup of [true, false, true]) {
+    w.tag(1, WireType.LengthDelimited).fork();
+    unknown(w.tag(1, WireType.Varint).uint64(12n)).tag(3, WireType.Varint).bool(dup);
+    w.tag(5, WireType.LengthDelimited).string("default").join();
+  }
+  const bytes = unknown(w).finish();
+  assert.deepEqual(countResults(bytes), { results: 3, duplicates: 2 });
+  assert.throws(() => countResults(bytes.subarray(0, bytes.length - 20)));
+});

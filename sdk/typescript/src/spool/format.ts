@@ -18,12 +18,16 @@ export function parseSegmentName(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** One framed event record (header + kind byte + event bytes), written with a single write(). */
-export function eventRecord(event: Uint8Array): Buffer {
-  const rec = Buffer.allocUnsafe(HEADER_BYTES + 1 + event.length);
-  rec[HEADER_BYTES] = KIND_EVENT;
-  rec.set(event, HEADER_BYTES + 1);
-  return seal(rec);
+/** The CRC-32 of the kind byte alone: an event record's CRC continues from it over the event bytes. */
+const CRC_KIND_EVENT = crc32(Buffer.of(KIND_EVENT));
+
+/** Frames an event record (header + kind byte + event bytes) into `out`, for a single write(); returns its length. */
+export function writeEventRecord(out: Buffer, event: Uint8Array): number {
+  out.writeUInt32LE(1 + event.length, 0);
+  out.writeUInt32LE(crc32(event, CRC_KIND_EVENT), 4);
+  out[HEADER_BYTES] = KIND_EVENT;
+  out.set(event, HEADER_BYTES + 1);
+  return HEADER_BYTES + 1 + event.length;
 }
 
 export function ackRecord(ordinals: readonly number[]): Buffer {

@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AuditError, SpoolDamagedError } from "../errors.js";
-import { MAGIC, ackRecord, eventRecord, parseSegment, parseSegmentName, segmentName } from "./format.js";
+import { MAGIC, ackRecord, parseSegment, parseSegmentName, segmentName, writeEventRecord } from "./format.js";
 import { SpoolLock } from "./lock.js";
 
 export type SpoolFsync = "always" | "batch" | "never";
@@ -55,6 +55,8 @@ export class Spool {
   private current: Segment | null = null;
   private nextNum = 1;
   private dirDirty = false;
+  /** Where append() frames each record; grows for big events (64 KiB, the limit, unless validation is skipped). */
+  private record = Buffer.allocUnsafe(Spool.recordBytes(64 * 1024));
   private readonly lock: SpoolLock;
   private closed = false;
 
@@ -145,11 +147,14 @@ export class Spool {
   append(bytes: Uint8Array): SpooledEvent {
     let seg = this.current;
     if (!seg || seg.size >= this.opts.segmentMaxBytes) seg = this.startSegment();
-    const rec = eventRecord(bytes);
-    writeAll(seg.fd!, rec);
-    const offset = seg.size + rec.length - bytes.length;
-    seg.size += rec.length;
-    this.bytes += rec.length;
+    // Framed in a reused buffer: log() allocates nothing for the record it writes.
+    const need = Spool.recordBytes(bytes.length);
+    if (this.record.length < need) this.record = Buffer.allocUnsafe(Math.max(need, 2 * this.record.length));
+    const len = writeEventRecord(this.record, bytes);
+    writeAll(seg.fd!, this.record, len);
+    const offset = seg.size + len - bytes.length;
+    seg.size += len;
+    this.bytes += len;
     const ordinal = seg.events++;
     if (this.opts.fsync === "always") fs.fsyncSync(seg.fd!);
     else if (this.opts.fsync === "batch") seg.dirty = true;
@@ -317,9 +322,9 @@ export class Spool {
   }
 }
 
-function writeAll(fd: number, buf: Uint8Array): void {
+function writeAll(fd: number, buf: Uint8Array, length = buf.length): void {
   let off = 0;
-  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+  while (off < length) off += fs.writeSync(fd, buf, off, length - off);
 }
 
 function fsyncDir(dir: string): Promise<void> {
