@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 
 import grpc
 import pytest
 
-from auditum.v1 import event_pb2, query_pb2, query_pb2_grpc
-from auditum_server import Server, auditum_bin, free_port  # noqa: F401  (re-exported for the tests)
+# Test this checkout's package, not an installed copy that may be older: here and in the processes
+# the tests start (tests/producer.py).
+SRC = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from auditum.v1 import event_pb2, query_pb2, query_pb2_grpc  # noqa: E402
+from auditum_server import Server, auditum_bin, free_port  # noqa: E402, F401  (re-exported for the tests)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,7 +29,10 @@ def test_a_torn_tail_is_truncated_and_everything_before_it_delivered(server, tmp
     with caplog.at_level(logging.INFO, logger="auditum"):
         client = AuditClient(server.url, tenant_id="repair", spool_dir=spool, on_error=reported.append)
     assert f"truncated a torn tail of {segment} at byte {intact}" in caplog.text
-    assert os.path.getsize(segment) == intact or not os.path.exists(segment)
+    try:
+        assert os.path.getsize(segment) == intact
+    except FileNotFoundError:  # its events were already delivered and the segment deleted
+        pass
     assert client.flush(timeout=30) and client.close()
     assert reported == [] and not os.path.exists(os.path.join(spool, "damaged"))
     counts = id_counts(server.url, "repair")

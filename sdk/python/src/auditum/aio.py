@@ -20,7 +20,7 @@ from . import retry, transport
 from .client import _UNSET, _Base, _close_at_exit_async, _options, durable_error
 from .engine import Engine, WouldBlock
 from .errors import DurableTimeoutError
-from .events import ActorArg, OutcomeArg, Timestamp
+from .events import ActorArg, OutcomeArg, Timestamp, encode_event
 from .options import GIB, MIB
 from .v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -79,15 +79,14 @@ class AsyncAuditClient(_Base):
         occurred_at: Timestamp = None,
     ) -> str | None:
         """Validates, spools and returns the event id; None only when on_full='drop' dropped it."""
-        event = self._build(dict(action=action, actor=actor, target=target, outcome=outcome, tenant_id=tenant_id,
-                                 before=before, after=after, metadata=metadata, context=context, id=id,
-                                 occurred_at=occurred_at))
-        encoded = event.SerializeToString()
+        options = self.options
+        event_id, encoded = encode_event(action, actor, target, outcome, tenant_id, before, after, metadata, context, id,
+                                         occurred_at, options.tenant_id, options.service, options.validate_locally)
         try:
             accepted = self._engine.submit(encoded, wait=False)
         except WouldBlock:
             accepted = await asyncio.to_thread(self._engine.submit, encoded, True)
-        return event.id if accepted else None
+        return event_id if accepted else None
 
     async def log_durable(
         self,

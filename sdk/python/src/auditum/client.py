@@ -13,7 +13,7 @@ import grpc
 from . import retry, transport
 from .engine import Counters, Engine
 from .errors import DeliveryError, DurableTimeoutError, EventRejectedError
-from .events import ActorArg, OutcomeArg, Timestamp, build_event
+from .events import ActorArg, OutcomeArg, Timestamp, build_event, encode_event
 from .options import GIB, MIB, Options, default_spool_dir
 from .v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -121,11 +121,10 @@ class AuditClient(_Base):
         occurred_at: Timestamp = None,
     ) -> str | None:
         """Validates, spools and returns the event id at once; None only when on_full='drop' dropped it."""
-        event = build_event(
-            action=action, actor=actor, target=target, outcome=outcome, tenant_id=tenant_id, before=before, after=after,
-            metadata=metadata, context=context, id=id, occurred_at=occurred_at, default_tenant=self.options.tenant_id,
-            default_service=self.options.service, validate=self.options.validate_locally)
-        return event.id if self._engine.submit(event.SerializeToString()) else None
+        options = self.options
+        event_id, encoded = encode_event(action, actor, target, outcome, tenant_id, before, after, metadata, context, id,
+                                         occurred_at, options.tenant_id, options.service, options.validate_locally)
+        return event_id if self._engine.submit(encoded) else None
 
     def log_durable(
         self,

@@ -1,18 +1,24 @@
-"""The delivery worker: a background thread that batches spooled events into Append calls.
+"""The delivery worker: background threads that batch spooled events into Append calls.
 
-log() writes to the Store and wakes the worker; the worker takes batches (after `linger`, or at once
-when a batch is full or a flush waits), fsyncs them (spool_fsync='batch'), sends up to
-`max_in_flight` calls, and on each answer acks, dead-letters, or requeues with backoff.
+log() writes to the Store and wakes the dispatcher; the dispatcher takes batches (after `linger`, or
+at once when a batch is full or a flush waits) and hands each to one of `max_in_flight` senders,
+which fsyncs it (spool_fsync='batch'), makes the call and on its answer acks, dead-letters, or
+requeues with backoff.
+
+Senders make blocking calls rather than future(): grpc starts a polling thread for each burst of
+future() calls and answers travel back through callbacks, and every thread hop takes the GIL from
+log() callers, who pay for it in latency.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -20,10 +26,11 @@ from . import retry, transport
 from .deadletter import append_dead_letters, dead_letter_line
 from .errors import AuditError, ClientClosedError, DeliveryError, EventRejectedError, EventsDroppedError, SpoolFullError
 from .options import Options
-from .spool import Run, Store
+from .spool import Run, Segment, Store
 from .v1 import event_pb2, ingest_pb2
 
 log = logging.getLogger("auditum")
+_DUPLICATE_TRUE = b"\x18\x01"
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,15 @@ class Counters:
     pending: int
 
 
+class Batch(NamedTuple):
+    """What the dispatcher hands a sender: the runs of one call, each run's cached request frames (or
+    None), and the sizes to fsync their segments to (spool_fsync='batch')."""
+
+    runs: list[Run]
+    cached: list[list[bytes] | None]
+    sync_to: dict[Segment, int]
+
+
 class WouldBlock(Exception):
     """submit(wait=False) found the spool full under on_full='block' (the async client waits in a thread)."""
 
@@ -50,18 +66,25 @@ class Engine:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.on_error = options.on_error or _default_error_handler
-        self.store = Store(options.spool_dir, options.spool_max_bytes, options.spool_fsync, self._report)
+        self.store = Store(options.spool_dir, options.spool_max_bytes, options.spool_fsync, self._report,
+                           frame_cache_bytes=2 * options.batch_max_bytes)
         self.lock = self.store.lock
-        self.wake = threading.Condition(self.lock)       # the worker waits here
+        self.wake = threading.Condition(self.lock)       # the dispatcher waits here
         self.progress = threading.Condition(self.lock)   # flush() and blocked log() wait here
         self.channel = transport.make_channel(options.url, options.tls_ca, options.tls_client_cert, options.tls_client_key,
                                               transport.channel_options(min(options.retry_max_delay, 2.0)))
+        # Requests are built from encoded events; responses come with their bytes (see _acknowledged).
         self.append = self.channel.unary_unary(transport.APPEND_METHOD, request_serializer=None,
-                                               response_deserializer=ingest_pb2.AppendResponse.FromString)
+                                               response_deserializer=_parse_response)
         self.metadata = transport.call_metadata(options.api_key)
         self.retry: deque[Run] = deque()
-        self.completions: deque[tuple[list[Run], Any]] = deque()
-        self.inflight: set[Any] = set()
+        self.outbox: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self.sending = 0  # batches taken and not yet answered: at most max_in_flight
+        # After taking a batch the dispatcher wakes again `linger` later, and sends then what was logged
+        # in between: log() need not wake it for the first event of the next batch (`armed`).
+        self.next_tick = 0.0
+        self.armed = False
+        self.awaits_sender = False  # the dispatcher waits for a sender to be free
         self.backoff_until = 0.0
         self.attempt = 0
         self.stopped: DeliveryError | None = None
@@ -70,7 +93,10 @@ class Engine:
         self.flushing = 0
         self.logged = self.delivered = self.duplicates = self.retried = self.dead_lettered = self.dropped = 0
         self.thread = threading.Thread(target=self._run, name="auditum-delivery", daemon=True)
-        self.thread.start()
+        self.senders = [threading.Thread(target=self._sender, name=f"auditum-sender-{number}", daemon=True)
+                        for number in range(options.max_in_flight)]
+        for thread in [self.thread, *self.senders]:
+            thread.start()
 
     # -- called by log() -----------------------------------------------------------------------
     def submit(self, event_bytes: bytes, wait: bool = True) -> bool:
@@ -104,7 +130,7 @@ class Engine:
                 was_empty = store.unsent_count == 0
                 segment = store.append(event_bytes)
                 self.logged += 1
-                if was_empty or store.unsent_count == options.batch_max_events:
+                if (was_empty and not self.armed) or store.unsent_count == options.batch_max_events:
                     self.wake.notify()
         if dropped:
             self._report(EventsDroppedError(1, dropped))
@@ -142,16 +168,17 @@ class Engine:
         delivered = self.flush(timeout)
         with self.lock:
             self.closed = self.stopping = True
-            pending = [future for future in self.inflight if future is not None]
             self.wake.notify()
             self.progress.notify_all()
-        for future in pending:
-            future.cancel()
+        self.channel.close()  # cancels the calls still in flight: their events stay spooled
         self.thread.join()
+        for _ in self.senders:
+            self.outbox.put(None)
+        for thread in self.senders:
+            thread.join()
         with self.lock:
             left = self.store.unresolved_count
             self.store.close()
-        self.channel.close()
         if left and self.store.directory:
             log.info("auditum: closed with %d undelivered event(s); they stay in %s for the next client", left, self.store.directory)
         elif left:  # never silent: without a spool these are gone
@@ -164,8 +191,12 @@ class Engine:
                             self.store.total_bytes, self.store.unresolved_count)
 
     # -- the worker ------------------------------------------------------------------------------
+    def _senders_busy(self) -> bool:
+        # While calls fail, one at a time probes the server: the others would only fail alongside it.
+        return self.sending >= (1 if self.attempt else self.options.max_in_flight)
+
     def _ready(self, now: float) -> bool:
-        if self.stopped or self.stopping or len(self.inflight) >= self.options.max_in_flight or now < self.backoff_until:
+        if self.stopped or self.stopping or self._senders_busy() or now < self.backoff_until:
             return False
         if self.retry:
             return True
@@ -174,40 +205,45 @@ class Engine:
             return False
         if store.unsent_count >= self.options.batch_max_events or self.flushing:
             return True
-        return store.first_unsent_at is not None and now - store.first_unsent_at >= self.options.linger
+        first = store.first_unsent_at
+        return first is not None and now >= self._send_at(first)
+
+    def _send_at(self, first: float) -> float:
+        """When a batch whose first event was logged at `first` goes out: at most `linger` later."""
+        if first <= self.next_tick:
+            return min(self.next_tick, first + self.options.linger)
+        return first + self.options.linger
 
     def _wait_time(self, now: float) -> float | None:
-        if self.stopped or self.stopping or len(self.inflight) >= self.options.max_in_flight:
+        if self.stopped or self.stopping or self._senders_busy():
             return None
         if now < self.backoff_until and (self.retry or self.store.unsent_count):
             return self.backoff_until - now
         if self.store.first_unsent_at is not None:
-            return max(0.0, self.store.first_unsent_at + self.options.linger - now)
+            return max(0.0, self._send_at(self.store.first_unsent_at) - now)
+        if now < self.next_tick:
+            return self.next_tick - now
         return None
 
     def _run(self) -> None:
         while True:
             with self.lock:
                 while True:
-                    if self.stopping and not self.inflight and not self.completions:
+                    if self.stopping:
                         return
                     now = time.monotonic()
-                    if self.completions or self._ready(now):
+                    if self._ready(now):
                         break
-                    self.wake.wait(self._wait_time(now))
-                completions = list(self.completions)
-                self.completions.clear()
-                batch = None if completions else self._take(now)
-            try:
-                for items, future in completions:
-                    self._complete(items, future)
-                if batch:
-                    self._send(batch)
-            except Exception as error:  # an I/O error on the spool: report, keep the worker alive
-                self._report(error)
-                time.sleep(self.options.retry_initial_delay)
+                    timeout = self._wait_time(now)
+                    self.armed = timeout is not None
+                    self.awaits_sender = self._senders_busy()
+                    self.wake.wait(timeout)
+                batch = self._take()
+                self.sending += 1
+                self.next_tick = now + self.options.linger
+            self.outbox.put(batch)
 
-    def _take(self, now: float) -> list[Run]:
+    def _take(self) -> Batch:
         options = self.options
         runs: list[Run] = []
         taken = size = 0
@@ -219,53 +255,76 @@ class Engine:
             runs.append(self.retry.popleft())
             taken += run.end - run.start
             size += cost
+        cached: list[list[bytes] | None] = [None] * len(runs)  # retried events are read again
         if taken < options.batch_max_events and size < options.batch_max_bytes:
-            runs.extend(self.store.take(options.batch_max_events - taken, options.batch_max_bytes - size))
-        self.inflight.add(None)  # a placeholder until the call starts, so close() waits for it
-        return runs
+            more, frames = self.store.take(options.batch_max_events - taken, options.batch_max_bytes - size)
+            runs.extend(more)
+            cached.extend(frames)
+        sync_to = {run.segment: run.segment.size for run in runs} if options.spool_fsync == "batch" else {}
+        return Batch(runs, cached, sync_to)
 
-    def _send(self, runs: list[Run]) -> None:
-        try:
-            if self.options.spool_fsync == "batch":
-                self.store.sync({run.segment for run in runs})
-            parts: list[bytes | memoryview] = []
-            for run in runs:
-                for event in self.store.read_run(run):
-                    parts.append(_field_header(len(event)))
-                    parts.append(event)
-                time.sleep(0)  # let log() callers have the GIL between runs
-            future = self.append.future(b"".join(parts), timeout=self.options.call_timeout, metadata=self.metadata)
-        except BaseException:
+    def _sender(self) -> None:
+        while True:
+            batch = self.outbox.get()
+            if batch is None:
+                return
+            try:
+                if self._send(batch):
+                    continue
+            except Exception as error:  # an I/O error on the spool: report it, pause delivery briefly
+                self._report(error)
+                with self.lock:
+                    self.backoff_until = max(self.backoff_until, time.monotonic() + self.options.retry_initial_delay)
+                    self.wake.notify()
             with self.lock:
-                self.inflight.discard(None)
-                self.retry.extendleft(reversed(runs))
-            raise
-        with self.lock:
-            self.inflight.discard(None)
-            self.inflight.add(future)
-            stopping = self.stopping
-        future.add_done_callback(lambda done: self._done(runs, done))
-        if stopping:
-            future.cancel()
+                self._sent()
 
-    def _done(self, runs: list[Run], future: Any) -> None:
-        with self.lock:
-            self.completions.append((runs, future))
+    def _sent(self) -> None:
+        """A sender is free again (called with the lock held)."""
+        self.sending -= 1
+        if self.awaits_sender:
+            self.awaits_sender = False
             self.wake.notify()
 
-    def _complete(self, runs: list[Run], future: Any) -> None:
-        with self.lock:
-            self.inflight.discard(future)
+    def _send(self, batch: Batch) -> bool:
+        """Sends a batch and handles the answer; True when that also freed the sender (_acknowledged)."""
+        runs, cached, sync_to = batch
         try:
-            response = future.result()
-        except grpc.FutureCancelledError:
-            self._requeue(runs, None)
-            return
+            if sync_to:
+                self.store.sync(sync_to)
+            parts: list[bytes | memoryview] = []
+            for run, frames in zip(runs, cached):
+                if frames is None:
+                    parts.extend(self.store.frames(run))
+                    time.sleep(0)  # let log() callers have the GIL between runs read from the file
+                else:
+                    parts.extend(frames)
+            request = b"".join(parts)
+        except BaseException:
+            with self.lock:
+                self.retry.extendleft(reversed(runs))
+            raise
+        try:
+            response = self.append(request, timeout=self.options.call_timeout, metadata=self.metadata)
         except grpc.RpcError as error:
-            self._failed(runs, error)
-            return
+            if self.stopping and error.code() == grpc.StatusCode.CANCELLED:
+                self._requeue(runs, None)  # close() cancelled it
+            else:
+                self._failed(runs, error)
+            return False
+        except Exception:
+            self._requeue(runs, None)
+            if self.stopping:  # close() closed the channel before the call started
+                return False
+            raise
+        self._acknowledged(runs, *response)
+        return True
+
+    def _acknowledged(self, runs: list[Run], raw: bytes, response: Any) -> None:
         results = response.results
-        duplicates = sum(1 for result in results if result.duplicate)
+        # A result with duplicate=true holds the bytes 0x18 0x01 (field 3, true): without them, none is
+        # one, and the usual response needs no loop over its results.
+        duplicates = sum(1 for result in results if result.duplicate) if _DUPLICATE_TRUE in raw else 0
         with self.lock:
             self.store.ack(runs)
             self.delivered += len(results) - duplicates
@@ -274,6 +333,7 @@ class Engine:
                 log.info("auditum: delivery resumed after %d failed attempt(s)", self.attempt)
             self.attempt = 0
             self.progress.notify_all()
+            self._sent()  # last: when ack() raises, _sender frees the sender
 
     def _requeue(self, runs: list[Run], delay: float | None) -> None:
         with self.lock:
@@ -337,18 +397,8 @@ class Engine:
             log.exception("auditum: the on_error handler raised")
 
 
-def _field_header(size: int) -> bytes:
-    """Tag of AppendRequest.events (field 1, length-delimited) and the length varint."""
-    if size < 0x80:
-        return bytes((0x0A, size))
-    if size < 0x4000:
-        return bytes((0x0A, size & 0x7F | 0x80, size >> 7))
-    header = bytearray(b"\x0a")
-    while size > 0x7F:
-        header.append(size & 0x7F | 0x80)
-        size >>= 7
-    header.append(size)
-    return bytes(header)
+def _parse_response(raw: bytes) -> tuple[bytes, Any]:
+    return raw, ingest_pb2.AppendResponse.FromString(raw)
 
 
 def _split(runs: list[Run], index: int) -> tuple[Run, list[Run]]:

@@ -33,6 +33,7 @@ OUTCOMES = {
     "success": event_pb2.OUTCOME_RESULT_SUCCESS, "failure": event_pb2.OUTCOME_RESULT_FAILURE,
     "denied": event_pb2.OUTCOME_RESULT_DENIED,
 }
+_OUTCOME_FIELDS = {name: {"result": value} for name, value in OUTCOMES.items()}  # shared: the constructor only reads them
 
 _AuditEvent, _Actor, _Target, _Outcome, _Context = (
     event_pb2.AuditEvent, event_pb2.Actor, event_pb2.Target, event_pb2.Outcome, event_pb2.Context)
@@ -64,7 +65,17 @@ def _struct(message: Any, value: Mapping[str, Any], field: str) -> None:
     if type(value) is not dict and not isinstance(value, Mapping):
         raise ValidationError(field, f"must be a mapping (a JSON object), got {type(value).__name__}")
     try:
-        message.update(value)
+        # Struct.update() does this per key; strings and numbers (most values) are set here directly,
+        # the rest (None, bools, nested objects and lists, wrong types) through Struct's own rules.
+        fields = message.fields
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                fields[key].string_value = item
+            elif kind is int or kind is float:
+                fields[key].number_value = item
+            else:
+                message[key] = item
     except (ValueError, TypeError, AttributeError) as error:
         raise ValidationError(field, f"not JSON-representable: {error}") from None
 
@@ -95,7 +106,8 @@ def _actor(who: Any, validate: bool) -> dict[str, Any]:
     fields = {"id": who.get("id") or ""}
     kind = who.get("type")
     if kind is not None:
-        fields["type"] = _enum(ACTOR_TYPES, kind, "actor.type", validate)
+        found = ACTOR_TYPES.get(kind) if type(kind) is str else None
+        fields["type"] = found if found is not None else _enum(ACTOR_TYPES, kind, "actor.type", validate)
     if who.get("name"):
         fields["name"] = who["name"]
     return fields
@@ -149,10 +161,53 @@ def build_event(
     validate: bool = True,
 ) -> Any:
     """Returns the AuditEvent; raises ValidationError naming the field when validate is on."""
+    event, _ = _build(action, actor, target, outcome, tenant_id, before, after, metadata, context, id, occurred_at,
+                      default_tenant, default_service, validate)
+    if validate:
+        check_event(event)
+    return event
+
+
+def encode_event(action: str, actor: ActorArg, target: Mapping[str, Any] | None, outcome: OutcomeArg,
+                 tenant_id: str | None, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+                 metadata: Mapping[str, Any] | None, context: Mapping[str, Any] | None, id: str | None,
+                 occurred_at: Timestamp, default_tenant: str | None, default_service: str | None,
+                 validate: bool) -> tuple[str, bytes]:
+    """log()'s build_event (same arguments, positional): the id and the encoded event, serialized once."""
+    event, fields = _build(action, actor, target, outcome, tenant_id, before, after, metadata, context, id, occurred_at,
+                           default_tenant, default_service, validate)
+    encoded = event.SerializeToString()
+    if validate:
+        # Check the values the event was built from (reading them back from the message costs more)
+        # when they are what the message holds: plain strings and an int result.
+        event_id, tenant, name, actor_fields = fields["id"], fields["tenant_id"], fields["action"], fields.get("actor")
+        actor_id = actor_fields["id"] if actor_fields else ""
+        result = fields["outcome"].get("result", 0)
+        if type(event_id) is str and type(tenant) is str and type(name) is str and type(actor_id) is str and type(result) is int:
+            context_fields = fields.get("context")
+            _check(event_id, tenant, name, actor_id, result, context_fields.get("source_ip", "") if context_fields else "",
+                   len(encoded))
+        else:
+            check_event(event, len(encoded))
+    return event.id, encoded
+
+
+def _build(action: str, actor: ActorArg, target: Mapping[str, Any] | None, outcome: OutcomeArg, tenant_id: str | None,
+           before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None,
+           context: Mapping[str, Any] | None, id: str | None, occurred_at: Timestamp, default_tenant: str | None,
+           default_service: str | None, validate: bool) -> tuple[Any, dict[str, Any]]:
+    """The AuditEvent, and the fields (all but the Structs) it was constructed from."""
     ambient = _current.get() or _EMPTY
+    event_id = id or new_id()
+    if occurred_at is None:  # the usual case, without _timestamp()'s checks of a given time
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        stamp: dict[str, int] = {"seconds": seconds, "nanos": nanos}
+    else:
+        stamp = _timestamp(occurred_at, validate)
+    result = _OUTCOME_FIELDS.get(outcome) if type(outcome) is str else None
     fields: dict[str, Any] = {
-        "id": id or new_id(), "tenant_id": tenant_id or default_tenant or "", "action": action or "",
-        "occurred_at": _timestamp(occurred_at, validate), "outcome": _outcome(outcome, validate),
+        "id": event_id, "tenant_id": tenant_id or default_tenant or "", "action": action or "",
+        "occurred_at": stamp, "outcome": result if result is not None else _outcome(outcome, validate),
     }
     who = actor if actor is not None else ambient.get("actor")
     if who is not None:
@@ -172,50 +227,48 @@ def build_event(
         _struct(event.after, after, "after")
     if metadata is not None:
         _struct(event.metadata, metadata, "metadata")
-    if validate:
-        check_event(event)
-    return event
+    return event, fields
 
 
-def check_event(event: Any) -> None:
-    """The field rules of DESIGN §2.1 that need no server state."""
-    if _utf8_len(event.id) > MAX_ID_BYTES:
-        raise ValidationError("id", f"{_utf8_len(event.id)} bytes, over the {MAX_ID_BYTES}-byte limit")
-    pair = (event.tenant_id, event.action)
+def check_event(event: Any, size: int | None = None) -> None:
+    """The field rules of DESIGN §2.1 that need no server state (`size`: the encoded size, when known)."""
+    _check(event.id, event.tenant_id, event.action, event.actor.id, event.outcome.result, event.context.source_ip,
+           event.ByteSize() if size is None else size)
+
+
+def _check(event_id: str, tenant_id: str, action: str, actor_id: str, result: int, source_ip: str, size: int) -> None:
+    if _utf8_len(event_id) > MAX_ID_BYTES:
+        raise ValidationError("id", f"{_utf8_len(event_id)} bytes, over the {MAX_ID_BYTES}-byte limit")
+    pair = (tenant_id, action)
     if pair not in _known_good:
-        _check_names(event)
+        _check_names(tenant_id, action)
         if len(_known_good) < 10_000:
             _known_good.add(pair)
-    _check_rest(event)
-
-
-def _check_names(event: Any) -> None:
-    if not event.tenant_id:
-        raise ValidationError("tenant_id", "required (pass tenant_id= or set it on the client)")
-    if _utf8_len(event.tenant_id) > MAX_TENANT_BYTES:
-        raise ValidationError("tenant_id", f"{_utf8_len(event.tenant_id)} bytes, over the {MAX_TENANT_BYTES}-byte limit")
-    if not _TENANT.match(event.tenant_id):
-        raise ValidationError("tenant_id", f"{event.tenant_id!r} must match [A-Za-z0-9._:-]+")
-    if not event.action:
-        raise ValidationError("action", "required")
-    if _utf8_len(event.action) > MAX_ACTION_BYTES:
-        raise ValidationError("action", f"{_utf8_len(event.action)} bytes, over the {MAX_ACTION_BYTES}-byte limit")
-    if not _ACTION.match(event.action):
-        raise ValidationError("action", f"{event.action!r} is not a lowercase dot-separated verb (^[a-z0-9_-]+(\\.[a-z0-9_-]+)*$)")
-
-
-def _check_rest(event: Any) -> None:
-    if not event.actor.id:
+    if not actor_id:
         raise ValidationError("actor.id", "required (pass actor= or set it in request_context)")
-    if _utf8_len(event.actor.id) > MAX_ACTOR_ID_BYTES:
-        raise ValidationError("actor.id", f"{_utf8_len(event.actor.id)} bytes, over the {MAX_ACTOR_ID_BYTES}-byte limit")
-    if event.outcome.result == event_pb2.OUTCOME_RESULT_UNSPECIFIED:
+    if _utf8_len(actor_id) > MAX_ACTOR_ID_BYTES:
+        raise ValidationError("actor.id", f"{_utf8_len(actor_id)} bytes, over the {MAX_ACTOR_ID_BYTES}-byte limit")
+    if result == event_pb2.OUTCOME_RESULT_UNSPECIFIED:
         raise ValidationError("outcome.result", "required: success, failure or denied")
-    if event.context.source_ip:
+    if source_ip:
         try:
-            ipaddress.ip_address(event.context.source_ip)
+            ipaddress.ip_address(source_ip)
         except ValueError:
-            raise ValidationError("context.source_ip", f"{event.context.source_ip!r} is not an IPv4 or IPv6 address") from None
-    size = event.ByteSize()
+            raise ValidationError("context.source_ip", f"{source_ip!r} is not an IPv4 or IPv6 address") from None
     if size > MAX_EVENT_BYTES:
         raise ValidationError("event", f"encoded size {size} bytes, over the {MAX_EVENT_BYTES}-byte limit (before/after/metadata are the usual cause)")
+
+
+def _check_names(tenant_id: str, action: str) -> None:
+    if not tenant_id:
+        raise ValidationError("tenant_id", "required (pass tenant_id= or set it on the client)")
+    if _utf8_len(tenant_id) > MAX_TENANT_BYTES:
+        raise ValidationError("tenant_id", f"{_utf8_len(tenant_id)} bytes, over the {MAX_TENANT_BYTES}-byte limit")
+    if not _TENANT.match(tenant_id):
+        raise ValidationError("tenant_id", f"{tenant_id!r} must match [A-Za-z0-9._:-]+")
+    if not action:
+        raise ValidationError("action", "required")
+    if _utf8_len(action) > MAX_ACTION_BYTES:
+        raise ValidationError("action", f"{_utf8_len(action)} bytes, over the {MAX_ACTION_BYTES}-byte limit")
+    if not _ACTION.match(action):
+        raise ValidationError("action", f"{action!r} is not a lowercase dot-separated verb (^[a-z0-9_-]+(\\.[a-z0-9_-]+)*$)")

@@ -1,7 +1,7 @@
 """Where events wait until the server acknowledges them: segment files in spool_dir, or memory.
 
-Thread-safety: every method except read() and sync() must be called with `lock` held; those two do
-I/O on events already taken (their segments cannot be deleted before those events are acked).
+Thread-safety: every method except read_run(), frames() and sync() must be called with `lock` held;
+those do I/O on events already taken (their segments cannot be deleted before those events are acked).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import NamedTuple
 from . import spool_format as fmt
 from .errors import AuditError, SpoolDamageError
 from .lock import SpoolLock
+from .transport import request_frame, request_header
 
 log = logging.getLogger("auditum")
 SEGMENT_BYTES = 16 * 1024 * 1024
@@ -33,7 +34,7 @@ class Run(NamedTuple):
 
 class Segment:
     __slots__ = ("number", "path", "fd", "size", "offsets", "lengths", "acked", "n_acked", "low",
-                 "first_serial", "sent_upto", "synced", "dir_synced", "payloads")
+                 "first_serial", "sent_upto", "synced", "dir_synced", "payloads", "frames", "frames_from")
 
     def __init__(self, number: int, path: str | None, fd: int | None, size: int, first_serial: int) -> None:
         self.number, self.path, self.fd, self.size = number, path, fd, size
@@ -47,6 +48,9 @@ class Segment:
         self.synced = size
         self.dir_synced = True
         self.payloads: list[bytes | None] | None = None if path else []
+        # Request frames (see Store.take) of the unsent ordinals frames_from, frames_from + 1, ...
+        self.frames: list[bytes] = []
+        self.frames_from = 0
 
     @property
     def count(self) -> int:
@@ -62,7 +66,8 @@ def _fsync_dir(directory: str) -> None:
 
 
 class Store:
-    def __init__(self, directory: str | None, max_bytes: int, fsync: str, report: Callable[[Exception], None]) -> None:
+    def __init__(self, directory: str | None, max_bytes: int, fsync: str, report: Callable[[Exception], None],
+                 frame_cache_bytes: int = 0) -> None:
         self.directory = os.path.abspath(directory) if directory else None
         self.lock = threading.Lock()
         self.max_bytes = max_bytes
@@ -75,6 +80,12 @@ class Store:
         self.first_unsent_at: float | None = None
         self.total_bytes = 0
         self.bytes_written = 0  # event and ack records, for the benchmark's bytes per event
+        # New events are also kept as request frames, up to this many bytes, until they are taken for
+        # sending: a sender then joins them instead of reading and re-framing every event (a long
+        # stretch of Python holding the GIL, which log() callers wait for). Beyond it, and for retries
+        # and replays, the frames are built from the file (or the payloads).
+        self.frame_cache_bytes = frame_cache_bytes
+        self.cached_bytes = 0
         self.next_serial = 0
         self.next_number = 1
         self.current: Segment
@@ -114,17 +125,19 @@ class Store:
     def append(self, event_bytes: bytes) -> Segment:
         """Writes one event record to the current segment; the caller checked room_for()."""
         current = self.current
-        if current.count and current.size >= self.segment_limit:
+        if current.size >= self.segment_limit and current.count:
             previous = current
             current = self._new_segment()
             self._delete_if_done(previous)
         record = fmt.event_record(event_bytes)
+        size = len(record)
+        ordinal = len(current.lengths)
         if current.fd is not None:
             written = 0
             try:
                 written = os.write(current.fd, record)
-                if written != len(record):
-                    raise OSError(f"short write to {current.path} ({written} of {len(record)} bytes)")
+                if written != size:
+                    raise OSError(f"short write to {current.path} ({written} of {size} bytes)")
             except OSError as error:
                 if written:
                     os.ftruncate(current.fd, current.size)  # never leave half a record mid-file
@@ -133,12 +146,19 @@ class Store:
         else:
             assert current.payloads is not None
             current.payloads.append(event_bytes)
-        current.size += len(record)
-        self.bytes_written += len(record)
-        current.lengths.append(len(record) - 8)
+        current.size += size
+        self.bytes_written += size
+        current.lengths.append(size - 8)
         current.acked.append(0)
-        self.total_bytes += len(record)
+        self.total_bytes += size
         self.next_serial += 1
+        frames = current.frames
+        if not frames:
+            current.frames_from = ordinal
+        if self.cached_bytes < self.frame_cache_bytes and current.frames_from + len(frames) == ordinal:
+            frame = request_frame(event_bytes)
+            frames.append(frame)
+            self.cached_bytes += len(frame)
         if self.unsent_count == 0:
             self.first_unsent_at = time.monotonic()
         self.unsent_count += 1
@@ -153,9 +173,11 @@ class Store:
                 segment.dir_synced = True
 
     # -- sending -------------------------------------------------------------------------------
-    def take(self, max_events: int, max_bytes: int) -> list[Run]:
-        """The next unsent events, oldest first, within the batch limits, as runs of ordinals."""
+    def take(self, max_events: int, max_bytes: int) -> tuple[list[Run], list[list[bytes] | None]]:
+        """The next unsent events, oldest first, within the batch limits, as runs of ordinals, and each
+        run's request frames when they are all cached (else None: frames() reads them)."""
         runs: list[Run] = []
+        cached: list[list[bytes] | None] = []
         taken = size = 0
         while self.unsent and taken < max_events:
             segment = self.unsent[0]
@@ -185,6 +207,7 @@ class Store:
                     cost, end = lengths[start] + 3, start + 1
             if end > start:
                 runs.append(Run(segment, start, end))
+                cached.append(self._take_frames(segment, start, end))
                 taken += end - start
                 size += cost
             segment.sent_upto = end
@@ -193,15 +216,39 @@ class Store:
         self.unsent_count -= taken
         if self.unsent_count == 0:
             self.first_unsent_at = None
-        return runs
+        return runs, cached
 
-    def sync(self, segments: set[Segment]) -> None:
-        """fsync what was written to these segments and is not yet on disk (spool_fsync='batch')."""
-        for segment in segments:
+    def _take_frames(self, segment: Segment, start: int, end: int) -> list[bytes] | None:
+        """Removes the cached frames below `end`; returns those of [start, end) if all are cached."""
+        frames, first = segment.frames, segment.frames_from
+        count = min(end, first + len(frames)) - first
+        if count <= 0:
+            return None
+        taken = frames[:count]
+        del frames[:count]
+        segment.frames_from = first + count
+        self.cached_bytes -= sum(map(len, taken))
+        if first == start and count == end - start:
+            return taken
+        if first < start and first + count == end:
+            return taken[start - first:]
+        return None
+
+    def frames(self, run: Run) -> list[bytes | memoryview]:
+        """The request frames of a run whose frames are not cached, from the file or the payloads."""
+        frames: list[bytes | memoryview] = []
+        for event in self.read_run(run):
+            frames.append(request_header(len(event)))
+            frames.append(event)
+        return frames
+
+    def sync(self, targets: dict[Segment, int]) -> None:
+        """fsync these segments up to these sizes, unless already done (spool_fsync='batch').
+
+        Without the lock: the sizes were read with it, when the events were taken."""
+        for segment, target in targets.items():
             if segment.fd is None:
                 continue
-            with self.lock:
-                target = segment.size
             if segment.synced < target:
                 os.fsync(segment.fd)
                 segment.synced = max(segment.synced, target)

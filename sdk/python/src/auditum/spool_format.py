@@ -29,9 +29,13 @@ def parse_segment_name(name: str) -> int | None:
     return None
 
 
+_EVENT_HEADER = struct.Struct("<IIB")  # the record header and the kind byte of an event payload
+_EVENT_KIND_CRC = zlib.crc32(bytes((KIND_EVENT,)))
+
+
 def event_record(event_bytes: bytes) -> bytes:
-    payload = b"\x01" + event_bytes
-    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    # The CRC of kind + event, continued from the kind's: one concatenation instead of two.
+    return _EVENT_HEADER.pack(len(event_bytes) + 1, zlib.crc32(event_bytes, _EVENT_KIND_CRC), KIND_EVENT) + event_bytes
 
 
 def ack_record(ordinals: Sequence[int]) -> bytes:

@@ -62,3 +62,25 @@ def make_channel(url: str, tls_ca: str | None, tls_client_cert: str | None, tls_
 
 def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
+def request_header(size: int) -> bytes:
+    """Tag of AppendRequest.events (field 1, length-delimited) and the length varint of an event."""
+    if size < 0x80:
+        return bytes((0x0A, size))
+    if size < 0x4000:
+        return bytes((0x0A, size & 0x7F | 0x80, size >> 7))
+    header = bytearray(b"\x0a")
+    while size > 0x7F:
+        header.append(size & 0x7F | 0x80)
+        size >>= 7
+    header.append(size)
+    return bytes(header)
+
+
+def request_frame(event: bytes) -> bytes:
+    """An encoded event as one entry of an encoded AppendRequest: joined frames are the request."""
+    size = len(event)
+    if 0x80 <= size < 0x4000:  # most events: without request_header()'s call
+        return bytes((0x0A, size & 0x7F | 0x80, size >> 7)) + event
+    return request_header(size) + event
