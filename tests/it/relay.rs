@@ -249,11 +249,19 @@ async fn notify_wakes_the_relay_at_once_polling_is_the_fallback_and_a_bad_table_
 
     // What waiting cannot cure stops the relay with the reason.
     setup.batch_execute("CREATE TABLE texty (id text, event text, created_at timestamptz)").await.unwrap();
+    setup
+        .batch_execute(
+            "CREATE TABLE parted (id text, event jsonb, created_at timestamptz) PARTITION BY RANGE (created_at); \
+             CREATE TABLE parted_2026 PARTITION OF parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+        )
+        .await
+        .unwrap();
     let dsn = postgres.dsn();
     for (table, reason) in [
         ("missing", "--table missing: relation \"missing\" does not exist"),
         ("texty", "--table texty: column event is text, expected jsonb (or json)"),
         ("bad;name", "--table \"bad;name\": expected table or schema.table"),
+        ("parted", "--table parted: a partitioned table or one with inheritance children is not supported"),
     ] {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
             .args(["relay", "postgres", "--server", &url, "--dsn", &dsn, "--table", table])
@@ -263,6 +271,7 @@ async fn notify_wakes_the_relay_at_once_polling_is_the_fallback_and_a_bad_table_
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success() && stderr.contains(reason), "{table}: {stderr}");
     }
+    assert_eq!(count(&setup, "pg_tables WHERE tablename = 'missing_dead'").await, 0, "a mistyped --table leaves no dead table behind");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
         .args(["relay", "postgres", "--server", &url, "--dsn", "host=127.0.0.1 port=1 user=postgres", "--table", "quiet"])
         .output()

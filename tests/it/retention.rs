@@ -121,6 +121,24 @@ fn a_batch_gone_after_its_retain_until_is_expired_and_before_it_missing() {
         assert!(stdout.contains("1 batches expired; retention 1 to 1 days, 0 entries without: OK"), "{stdout}");
         let (stdout, _, success) = run_binary(&[&base[..], &["--as-of", &as_of, "--require-retention-days", "365"]].concat());
         assert!(!success && stdout.contains("PROBLEM short retention: ") && stdout.contains("365 are required"), "{stdout}");
+
+        // Only a delete marker is excused after retain_until: another object put at the key is
+        // still a replaced batch.
+        let third = &entries[2];
+        moto.client()
+            .await
+            .put_object()
+            .bucket("vault")
+            .key(format!("prod/{}", third.object))
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"not the batch"))
+            .send()
+            .await
+            .unwrap();
+        let overwritten = verify_as_of(store.as_ref(), &key, Some(later), None).await;
+        assert!(
+            overwritten.problems.iter().any(|problem| problem.kind == ProblemKind::Replaced && problem.object == third.object),
+            "{overwritten:#?}"
+        );
     });
 }
 

@@ -5,7 +5,8 @@
 //! event and a rolled-back one never does; the relay moves committed rows to auditum and deletes
 //! each row only after the server acknowledged it (durable). A row sent twice (a relay killed
 //! between the acknowledgement and its commit) is stored once, because the row's id is the event
-//! id. Several relays may share one table (`FOR UPDATE SKIP LOCKED`).
+//! id, as long as it comes back within the server's `idempotency_window` (1 h by default).
+//! Several relays may share one table (`FOR UPDATE SKIP LOCKED`).
 
 mod outbox;
 pub mod postgres;

@@ -170,6 +170,8 @@ impl Session {
             // The client's next call fails, and the relay reconnects.
             wake.notify_one();
         });
+        // The outbox first: a mistyped --table must not leave a stray dead table behind.
+        let select = client.prepare(&sql.select).await?;
         let exists: Option<String> = client.query_one("SELECT to_regclass($1)::text", &[&options.table.dead_sql()]).await?.get(0);
         if exists.is_none() {
             match client.batch_execute(&sql.create_dead).await {
@@ -182,10 +184,23 @@ impl Session {
         let channel = options.channel.as_deref().unwrap_or(options.table.name());
         let channel = channel_sql(channel).unwrap_or_else(|_| format!("\"{}\"", options.table.name()));
         client.batch_execute(&format!("LISTEN {channel}")).await?;
-        let select = client.prepare(&sql.select).await?;
         let delete = client.prepare(&sql.delete).await?;
         let dead = client.prepare(&sql.dead).await?;
         Ok(Session { client, select, delete, dead, notified, connection })
+    }
+
+    /// A row's ctid is unique only within one physical table: deleting by ctid through a
+    /// partitioned table or one with inheritance children could delete other partitions' rows.
+    async fn check_single_table(&self, table: &TableName) -> Result<()> {
+        let sql = "SELECT c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = c.oid) FROM pg_class c WHERE c.oid = to_regclass($1)";
+        let split: Option<bool> =
+            self.client.query_one(sql, &[&table.sql()]).await.map_err(|error| Error::Postgres(describe(&error)))?.get(0);
+        if split == Some(true) {
+            return Err(Error::Config(format!(
+                "--table {table}: a partitioned table or one with inheritance children is not supported (rows are deleted by ctid, unique only within one table); relay each partition with its own --table"
+            )));
+        }
+        Ok(())
     }
 
     /// The table's `event` column must be json or jsonb: anything else would send every row to
@@ -301,6 +316,7 @@ pub async fn run(options: RelayOptions, client: &AuditClient, shutdown: impl Fut
             }
         })?;
         session.check_event_column(&options.table)?;
+        session.check_single_table(&options.table).await?;
         sessions.push(session);
     }
     tracing::info!(table = %options.table, batch = options.batch, workers = options.workers, poll_ms = options.poll.as_millis() as u64, "relay started");

@@ -10,7 +10,8 @@ use auditum_proto::pb;
 pub struct Sent<K> {
     /// Durable on the server (stored now, or already stored: `duplicates` of them).
     pub acknowledged: Vec<K>,
-    /// Rejected by the server (INVALID_ARGUMENT), with its message.
+    /// Rejected by the server (INVALID_ARGUMENT, or PERMISSION_DENIED naming the event), with its
+    /// message.
     pub rejected: Vec<(K, String)>,
     pub duplicates: usize,
 }
@@ -51,6 +52,12 @@ pub async fn send<K: Copy>(
         let status = match outcome {
             Ok(_) => continue,
             Err(LogError::Rejected { status }) => status,
+            // A key bound to other tenants refuses this event, not the relay: it is the row's fault.
+            Err(LogError::Rpc { status })
+                if status.code() == tonic::Code::PermissionDenied && rejected_index(status.message()).is_some() =>
+            {
+                status
+            }
             Err(other) => return Err(other),
         };
         let message = status.message().to_string();

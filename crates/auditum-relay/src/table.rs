@@ -8,7 +8,8 @@ pub struct TableName {
     name: String,
 }
 
-/// Letters, digits, `_` and `$`, not starting with a digit: Postgres's unquoted identifiers.
+/// Letters, digits, `_` and `$`, not starting with a digit: the characters of Postgres's unquoted
+/// identifiers. They are used quoted, so their case is kept (`Outbox` is not `outbox`).
 fn is_plain_identifier(text: &str) -> bool {
     let mut chars = text.chars();
     matches!(chars.next(), Some(first) if first.is_ascii_alphabetic() || first == '_')

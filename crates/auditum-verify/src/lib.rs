@@ -119,9 +119,10 @@ impl Report {
             None => self.without_retention += 1,
         }
         let Some(required) = required_days else { return };
-        // Rounded: retain-until dates are whole seconds, taken a moment after sealed_at.
+        // A minute of slack: retain-until dates are whole seconds, taken a moment after sealed_at.
+        let slack_days = 60.0 / 86_400.0;
         match days {
-            Some(days) if days.round() >= f64::from(required) => {}
+            Some(days) if days + slack_days >= f64::from(required) => {}
             Some(days) => self.problem(
                 ProblemKind::ShortRetention,
                 &entry.object,
@@ -333,9 +334,9 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_mi
     // On a versioned store the batch is read at its recorded version; a different current
     // object at the key (a delete marker, or a new object put after one) is an attack worth
     // reporting even though the recorded version still verifies. After its retain_until, a
-    // delete marker is how an expiration rule begins removing it: policy, not an attack.
+    // delete marker (and only that) is how an expiration rule begins removing it: policy.
     let expiring = may_have_expired(&entry, as_of_micros);
-    if let Some(version) = entry.version.as_ref().filter(|_| !expiring) {
+    if let Some(version) = &entry.version {
         match store.head(&entry.object, None).await {
             Ok(current) if current.version.as_deref() == Some(version.as_str()) => {}
             Ok(current) => batch_report.problem(
@@ -346,6 +347,7 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_mi
                     current.version
                 ),
             ),
+            Err(store::Error::NotFound { .. }) if expiring => {}
             Err(store::Error::NotFound { .. }) => batch_report.problem(
                 ProblemKind::Replaced,
                 &entry.object,
