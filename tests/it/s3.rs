@@ -339,7 +339,8 @@ async fn outage(moto: &Moto, bucket: &str, arm_between_puts: bool) {
         assert!(errors.iter().any(|status| status.code() == tonic::Code::ResourceExhausted), "the WAL cap was reached: {errors:?}");
         assert!(errors.iter().all(|status| status.code() == tonic::Code::ResourceExhausted), "only the cap refuses appends: {errors:?}");
     }
-    assert!(terminate(&mut child).await.success());
+    let stopped = terminate(&mut child).await;
+    assert!(stopped.success(), "{stopped:?}: {}", std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default());
 
     let store = store::open(&url, &moto.options()).await.unwrap();
     let verifier = Verifier::parse(&std::fs::read_to_string(dir.path().join("keys/default.vkey")).unwrap()).unwrap();
