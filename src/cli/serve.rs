@@ -106,18 +106,25 @@ pub async fn run(config: Config) -> Result<bool, String> {
     Ok(true)
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = terminate.recv() => {}
+/// SIGTERM or Ctrl-C. The handlers are registered when this is called, not when the future is
+/// first polled: a SIGTERM that comes right after "auditum listening on" must stop the process
+/// gracefully, not kill it with the signal's default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = ctrl_c.await;
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM or SIGINT; only Ctrl-C stops the process");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
