@@ -148,7 +148,10 @@ export class Delivery {
 
   private dispatch(): void {
     if (this.closed || this.stoppedBy || this.backoffTimer || this.awaitingConnection) return;
-    if (this.inFlight === 0 && this.waitingCount() > 0 && !this.transport.isConnected()) {
+    // No connection: start no call (it would only sit on the channel until its deadline) and wait for one, also while
+    // calls are in flight: they may be waiting on the channel for their deadline, and the outage must be reported
+    // (once per window, by awaitConnection) now, not when they time out.
+    if ((this.inFlight > 0 || this.waitingCount() > 0) && !this.transport.isConnected()) {
       return this.awaitConnection();
     }
     const limit = this.probing ? 1 : this.opts.maxInFlight;
@@ -221,16 +224,19 @@ export class Delivery {
     const synced = spool ? spool.syncDirty() : Promise.resolve();
     let call: ClientUnaryCall | undefined;
     synced
-      .then(() =>
-        // Wait for a connection rather than fail fast: the channel's reconnect backoff (100 ms to 30 s, jittered)
-        // paces the attempts while the server is unreachable, and the call goes out as soon as it is back.
-        this.transport.unary(APPEND_METHOD, encodeAppend(batch), this.opts.callTimeoutMs, true, (c) => {
+      .then(() => {
+        // The connection went away during the fsync: start no call; the batch goes back to the front of the queue
+        // and dispatch() (below) waits for the connection.
+        if (!this.transport.isConnected()) return null;
+        // Wait for a connection rather than fail fast should it drop as the call starts: the call then goes out as
+        // soon as the channel (reconnect backoff 100 ms to 30 s, jittered) is back, or fails at its deadline.
+        return this.transport.unary(APPEND_METHOD, encodeAppend(batch), this.opts.callTimeoutMs, true, (c) => {
           call = c;
           this.calls.add(c);
-        }),
-      )
+        });
+      })
       .then(
-        (resp) => this.onResponse(batch, resp),
+        (resp) => (resp === null ? this.requeue(batch) : this.onResponse(batch, resp)),
         (err) => this.onFailure(batch, err),
       )
       .catch((err) => this.onError(new DeliveryError("INTERNAL", `delivery bug: ${err}`, true, { cause: err })))
