@@ -43,6 +43,14 @@ enum Command {
     /// Move audit events from where applications write them (a Postgres outbox table) to a server.
     #[command(subcommand)]
     Relay(cli::relay::RelayCommand),
+    /// Legal holds on a log's batches (scope admin): set, clear, list.
+    #[command(subcommand)]
+    Hold(cli::hold::HoldCommand),
+    /// Request restores of archived batches (Glacier, Deep Archive) in a range (scope admin).
+    Restore(cli::restore::RestoreArgs),
+    /// Bucket lifecycle rules for a log's batches: archive tier and expiry after retention.
+    #[command(subcommand)]
+    Lifecycle(cli::lifecycle::LifecycleCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -92,6 +100,9 @@ fn main() -> ExitCode {
             Command::VerifyProof(args) => cli::proof::verify_saved(args),
             Command::Config(command) => cli::config::run(command),
             Command::Relay(command) => cli::relay::run(command).await,
+            Command::Hold(command) => cli::hold::run(command).await,
+            Command::Restore(args) => cli::restore::run(args).await,
+            Command::Lifecycle(command) => cli::lifecycle::run(command).await,
         }
     });
     match outcome {

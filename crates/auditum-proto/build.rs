@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "../../proto/auditum/v1/ingest.proto",
                 "../../proto/auditum/v1/query.proto",
                 "../../proto/auditum/v1/proof.proto",
+                "../../proto/auditum/v1/admin.proto",
             ],
             &["../../proto", include.to_str().ok_or("non-utf8 include path")?],
         )?;

@@ -194,9 +194,22 @@ fn the_cloudformation_template_locks_versions_tiers_and_denies_deletes() {
     assert_eq!(properties["ObjectLockEnabled"], Value::Bool(true));
     assert_eq!(properties["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Mode"], "COMPLIANCE");
     assert_eq!(properties["VersioningConfiguration"]["Status"], "Enabled");
-    let transition = &properties["LifecycleConfiguration"]["Rules"][0]["Transitions"][0];
-    assert_eq!(transition["StorageClass"], "GLACIER_IR");
-    assert_eq!(transition["TransitionInDays"].as_u64(), Some(90));
+    // The lifecycle rules are `auditum lifecycle plan`'s, as parameters: scoped to one log's
+    // batches (the ledger and checkpoints stay in place). serde_yaml indexing looks through the
+    // tags (!If, !Ref, !Sub), so [1] is the "then" branch of each !If.
+    let parameters = &template["Parameters"];
+    assert_eq!(parameters["ArchiveAfterDays"]["Default"].as_u64(), Some(90));
+    assert_eq!(parameters["ArchiveStorageClass"]["Default"], "GLACIER_IR");
+    assert_eq!(parameters["ExpireAfterDays"]["Default"].as_u64(), Some(0), "never expire unless asked");
+    let rules = properties["LifecycleConfiguration"][1]["Rules"].as_sequence().unwrap();
+    let archive = &rules[0][1];
+    assert_eq!(archive["Id"].as_str(), Some("auditum-${LogName}-batches-archive"));
+    assert_eq!(archive["Transitions"][0]["StorageClass"].as_str(), Some("ArchiveStorageClass"));
+    assert_eq!(archive["Transitions"][0]["TransitionInDays"].as_str(), Some("ArchiveAfterDays"));
+    let expire = &rules[1][1];
+    assert_eq!(expire["Id"].as_str(), Some("auditum-${LogName}-batches-expire"));
+    assert_eq!(expire["ExpirationInDays"].as_str(), Some("ExpireAfterDays"));
+    assert!(rules.iter().all(|rule| rule[1]["Prefix"].as_str() == Some("${StorePrefix}/${LogName}/batches/")), "{rules:?}");
     let statements = template["Resources"]["ArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap();
     let denies: Vec<&Value> = statements.iter().filter(|statement| statement["Effect"] == "Deny").collect();
     let denied_actions: Vec<&str> =
@@ -212,7 +225,15 @@ fn the_cloudformation_template_locks_versions_tiers_and_denies_deletes() {
         .flat_map(|statement| statement["Action"].as_sequence().into_iter().flatten())
         .filter_map(Value::as_str)
         .collect();
-    for action in ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"] {
+    for action in [
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
+        "s3:PutObjectLegalHold",
+        "s3:RestoreObject",
+        "s3:GetLifecycleConfiguration",
+    ] {
         assert!(allowed.contains(&action), "{action} allowed");
     }
     assert!(!allowed.iter().any(|action| action.contains("Delete")));

@@ -3,12 +3,14 @@
 
 mod common;
 
+mod archive_tiers;
 mod cli;
 mod config_example;
 mod crash;
 mod deploy;
 mod hardening;
 mod ingest;
+mod legal_hold;
 mod ops;
 mod proof;
 mod properties;

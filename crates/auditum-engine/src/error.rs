@@ -45,6 +45,15 @@ pub enum Error {
     /// A read died mid-way: what was sent is incomplete.
     #[error("{0}")]
     Incomplete(String),
+    /// Batches the call needs are archived and not restored (DESIGN §12).
+    #[error("{0}")]
+    Archived(crate::archive::ArchivedBatches),
+    /// `hold clear` named no active hold.
+    #[error("log {log}: no active legal hold {scope}{}", if active.is_empty() { String::new() } else { format!("; active holds: {}", active.join("; ")) })]
+    NoSuchHold { log: String, scope: String, active: Vec<String> },
+    /// A store call of an admin operation failed.
+    #[error("log {log}: {source}")]
+    Store { log: String, source: auditum_store::Error },
 }
 
 impl Error {

@@ -7,9 +7,12 @@
 //!   `query`: Query and Export; `export`: encoding and the export pipeline;
 //! - `proof` + `proofs`: event and consistency proofs, server-side verification;
 //! - `auth` + `access`: keys, scopes, tenant binding, rate limits, and the meta-audit record;
+//! - `admin`: legal holds and restores; `archive`: batches in archive storage classes;
 //! - `metrics`: the Prometheus registry; `error`: what can go wrong, in domain terms.
 
 pub mod access;
+pub mod admin;
+pub mod archive;
 pub mod auth;
 pub mod dir_lock;
 pub mod error;

@@ -145,7 +145,8 @@ impl Prover {
                     return Err(Error::bad_request("event_id", format!("must be 1 to {MAX_ID_BYTES} bytes")));
                 }
                 // A tenant key looks only among its tenant's events: another tenant's ids stay invisible.
-                let seqs = proof::find_by_id(store, &basis, &id, call.caller.tenant()).await?;
+                let seqs = proof::find_by_id(store, &basis, &id, call.caller.tenant()).await;
+                let seqs = archived_named(log, &basis, seqs).await?;
                 match seqs.as_slice() {
                     [] => {
                         let error = Error::Proof(proof::Error::NoSuchId { log: log.name().to_string(), id });
@@ -157,7 +158,7 @@ impl Prover {
             }
             None => return Err(Error::bad_request("key", "set seq or event_id")),
         };
-        let proof_json = proof::build(store, &self.cache, &basis, seq).await?;
+        let proof_json = archived_named(log, &basis, proof::build(store, &self.cache, &basis, seq).await).await?;
         // The proof carries the whole event: only its tenant's keys may have it.
         let tenant =
             auditum_format::proof::event_tenant(&proof_json).map_err(|error| Error::Incomplete(format!("proof document: {error}")))?;
@@ -255,4 +256,15 @@ fn start_verification(log: Log) -> tokio::sync::mpsc::Receiver<Result<VerifyUpda
         .in_current_span(),
     );
     receiver
+}
+
+/// A proof that needs an archived batch answers with the batch named (DESIGN §12).
+async fn archived_named<T>(log: &Log, basis: &ProofBasis, result: Result<T, proof::Error>) -> Result<T> {
+    match result {
+        Err(proof::Error::Store(auditum_store::Error::Archived { key })) => {
+            let entries: Vec<_> = basis.entries.iter().filter(|entry| entry.object == key).cloned().collect();
+            Err(Error::Archived(crate::archive::name_archived(log.name(), log.store(), &entries).await))
+        }
+        other => Ok(other?),
+    }
 }

@@ -2,6 +2,7 @@
 //! tenant binding and meta-audit record, then the scan on the blocking pool.
 
 use crate::access::{Access, Call, MetaNote, object};
+use crate::archive;
 use crate::error::{Error, Result};
 use crate::export::pipeline::{self, ExportItem, ExportJob};
 use crate::export::{Failure, Format};
@@ -9,7 +10,8 @@ use crate::log::Log;
 use crate::metrics::{METRICS, log_label};
 use crate::read::{self, Filter, FilterSpec, ScanContext, ScanRow};
 use crate::router::Logs;
-use crate::scan::{FooterCache, IoCounters, MAX_DECODE_ROWS, ScanStats};
+use crate::scan::{FooterCache, IoCounters, MAX_DECODE_ROWS, Predicate, ScanStats};
+use auditum_format::ledger::LedgerEntry;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -110,12 +112,19 @@ impl Reader {
         let context = self.context(log, io.clone(), page_size + 1);
         let predicate = filter.predicate(cursor, request.descending);
         let tenant_id = filter.tenant_id.clone();
+        let candidates = candidates(&snapshot.entries, &predicate, &tenant_id);
         let page = tokio::task::spawn_blocking(move || {
             let scan = read::Scan::new(context, &tenant_id, predicate, &snapshot.entries, &snapshot.unsealed);
             read::run_page(scan, page_size, read::merge::MAX_PAGE_BYTES)
         })
         .await
-        .map_err(|error| Error::Task { what: "query", reason: error.to_string() })??;
+        .map_err(|error| Error::Task { what: "query", reason: error.to_string() })?;
+        let page = match page {
+            Err(crate::scan::Error::Store { source, .. }) if archive::is_archived(&source) => {
+                return Err(Error::Archived(archive::name_archived(log.name(), log.store(), &candidates).await));
+            }
+            other => other?,
+        };
         let label = log_label(log.name());
         METRICS.query_latency.get_or_create(&label).observe(started.elapsed().as_secs_f64());
         METRICS.rows_scanned.get_or_create(&label).inc_by(page.stats.rows_read);
@@ -146,15 +155,39 @@ impl Reader {
         self.admit(call, "auditum.export", &filter.tenant_id, request.filter_details, object(details)).await?;
         let io = Arc::new(IoCounters::default());
         let context = self.context(&log, io.clone(), MAX_DECODE_ROWS);
-        Ok(pipeline::start(ExportJob {
+        let predicate = filter.predicate(None, false);
+        let candidates = candidates(&snapshot.entries[..snapshot.checkpoint_size], &predicate, &filter.tenant_id);
+        let mut items = pipeline::start(ExportJob {
             context,
             io,
-            predicate: filter.predicate(None, false),
+            predicate,
             tenant_id: filter.tenant_id,
             snapshot,
             include_unsealed: request.include_unsealed,
             format: request.format,
             started,
-        }))
+        });
+        // The pipeline runs on the blocking pool; naming archived batches takes HEADs, so an
+        // archived batch's failure is rewritten here, on the way out.
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            while let Some(item) = items.recv().await {
+                let item = match item {
+                    Err(failure) if failure.is_archived() => {
+                        Err(Failure::Archived(archive::name_archived(log.name(), log.store(), &candidates).await))
+                    }
+                    other => other,
+                };
+                if sender.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(receiver)
     }
+}
+
+/// The batches a read may need: those the catalog does not prune.
+fn candidates(entries: &[Arc<LedgerEntry>], predicate: &Predicate, tenant_id: &str) -> Vec<Arc<LedgerEntry>> {
+    entries.iter().filter(|entry| predicate.entry_may_match(tenant_id, entry)).cloned().collect()
 }

@@ -55,6 +55,36 @@ pub fn latest_checkpoint_key(log: &str) -> String {
     format!("{log}/checkpoint")
 }
 
+/// Prefix under which a log's legal-hold records live (docs/FORMAT.md, Legal holds).
+pub fn holds_prefix(log: &str) -> String {
+    format!("{log}/holds/")
+}
+
+/// `{log}/holds/{id}.json`: a legal hold as it was set.
+pub fn hold_key(log: &str, id: &str) -> String {
+    format!("{log}/holds/{id}.json")
+}
+
+/// `{log}/holds/{id}.cleared.json`: the record that the hold was cleared.
+pub fn hold_cleared_key(log: &str, id: &str) -> String {
+    format!("{log}/holds/{id}.cleared.json")
+}
+
+/// What a hold key names: `(id, cleared)`; None for any other shape.
+pub fn hold_from_key<'a>(log: &str, key: &'a str) -> Option<(&'a str, bool)> {
+    let name = key.strip_prefix(&holds_prefix(log))?;
+    if let Some(id) = name.strip_suffix(".cleared.json") {
+        return Some((id, true));
+    }
+    Some((name.strip_suffix(".json")?, false))
+}
+
+/// Everything of a log that lifecycle rules must never move to an archive class nor expire:
+/// the server reads it at startup and a verifier needs it for as long as any batch exists.
+pub fn kept_forever_prefixes(log: &str) -> Vec<String> {
+    vec![ledger_prefix(log), checkpoints_prefix(log), latest_checkpoint_key(log), holds_prefix(log)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +100,9 @@ mod tests {
         assert_eq!(checkpoint_note_key("default", 12), "default/checkpoints/000000000012.note");
         assert_eq!(checkpoint_size_from_key("default", "default/checkpoints/000000000012.note"), Some(12));
         assert_eq!(latest_checkpoint_key("default"), "default/checkpoint");
+        assert_eq!(hold_key("default", "h1"), "default/holds/h1.json");
+        assert_eq!(hold_from_key("default", &hold_cleared_key("default", "h1")), Some(("h1", true)));
+        assert_eq!(hold_from_key("default", &hold_key("default", "h1")), Some(("h1", false)));
+        assert_eq!(hold_from_key("default", "default/ledger/000000000007.json"), None);
     }
 }

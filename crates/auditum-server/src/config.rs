@@ -2,7 +2,7 @@
 
 use auditum_engine::auth::{ApiKeySpec, Scope, check_api_key_identity};
 use auditum_format::rules::{self, DEFAULT_REDACT_KEYS};
-use auditum_store::{RetentionMode, RetentionPolicy, S3Options};
+use auditum_store::{RetentionMode, RetentionPolicy, S3Options, StorageClass};
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,7 +65,7 @@ pub enum LogFormat {
 }
 
 /// One log (README, Architecture): its own WAL, sequence, ledger and signing key.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub name: String,
@@ -84,6 +84,19 @@ pub struct LogConfig {
     /// Object Lock retention in days; default: the top-level `retention_days`.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Batches move to `archive_storage_class` this many days after they are written (S3
+    /// lifecycle rules, `auditum lifecycle apply`).
+    #[serde(default)]
+    pub archive_after_days: Option<u32>,
+    /// GLACIER_IR (default; read as usual), GLACIER or DEEP_ARCHIVE (reads need `auditum restore`).
+    #[serde(default)]
+    pub archive_storage_class: Option<StorageClass>,
+    /// Batches are deleted this many days after they are written; at least `retention_days`.
+    #[serde(default)]
+    pub expire_after_days: Option<u32>,
+    /// Storage class batches are written in (S3 only); default the bucket's (Standard).
+    #[serde(default)]
+    pub batch_storage_class: Option<StorageClass>,
 }
 
 /// One API key (docs/API.md): only the SHA-256 of its secret is configured.
@@ -385,6 +398,18 @@ impl Config {
                     retention.days
                 ));
             }
+            if let Some(days) = log.archive_after_days {
+                out.push_str(&format!("archive_after_days = {days}\n"));
+            }
+            if let Some(class) = log.archive_storage_class {
+                out.push_str(&format!("archive_storage_class = {}\n", quoted(class.as_str())));
+            }
+            if let Some(days) = log.expire_after_days {
+                out.push_str(&format!("expire_after_days = {days}\n"));
+            }
+            if let Some(class) = log.batch_storage_class {
+                out.push_str(&format!("batch_storage_class = {}\n", quoted(class.as_str())));
+            }
         }
         out
     }
@@ -409,6 +434,10 @@ impl Config {
                     store: None,
                     retention_mode: None,
                     retention_days: None,
+                    archive_after_days: None,
+                    archive_storage_class: None,
+                    expire_after_days: None,
+                    batch_storage_class: None,
                 },
             );
         }
@@ -476,6 +505,9 @@ impl Config {
                 log.retention_mode,
                 log.retention_days,
             )?;
+            let store = log.store.as_deref().or(self.store.as_deref()).unwrap_or_default();
+            let retention_days = log.retention_days.or(if log.retention_mode.is_none() { self.retention_days } else { None });
+            check_tiers(index, log, store, retention_days)?;
             for tenant in &log.tenants {
                 if !rules::is_valid_tenant_id(tenant) {
                     return Err(invalid(format!("logs[{index}].tenants"), format!("{tenant:?} is not a valid tenant id")));
@@ -547,6 +579,51 @@ impl Config {
     }
 }
 
+/// Archive and expiry settings of `logs[index]` (DESIGN §12): S3 only, within S3's rules, and
+/// never deleting a batch before its retention ends.
+fn check_tiers(index: usize, log: &LogConfig, store: &str, retention_days: Option<u32>) -> Result<()> {
+    let field = |name: &str| format!("logs[{index}].{name}");
+    let on_s3 = store.starts_with("s3://");
+    for (name, set) in [
+        ("archive_after_days", log.archive_after_days.is_some()),
+        ("expire_after_days", log.expire_after_days.is_some()),
+        ("batch_storage_class", log.batch_storage_class.is_some()),
+    ] {
+        if set && !on_s3 {
+            return Err(invalid(field(name), format!("needs an s3:// store (the log's store is {store:?})")));
+        }
+    }
+    if let Some(days) = log.archive_after_days
+        && !(1..=36_500).contains(&days)
+    {
+        return Err(invalid(field("archive_after_days"), "must be between 1 and 36500"));
+    }
+    match (log.archive_after_days, log.archive_storage_class) {
+        (None, Some(_)) => return Err(invalid(field("archive_storage_class"), "needs archive_after_days")),
+        (_, Some(class)) if !matches!(class, StorageClass::GlacierIr | StorageClass::Glacier | StorageClass::DeepArchive) => {
+            return Err(invalid(field("archive_storage_class"), format!("{class} is not GLACIER_IR, GLACIER or DEEP_ARCHIVE")));
+        }
+        _ => {}
+    }
+    if let Some(expire) = log.expire_after_days {
+        let Some(retention) = retention_days else {
+            return Err(invalid(field("expire_after_days"), "needs retention_days: expiry is what happens after the retention ends"));
+        };
+        if expire < retention {
+            return Err(invalid(
+                field("expire_after_days"),
+                format!("{expire} is shorter than retention_days {retention}: batches would be deleted before their retention ends"),
+            ));
+        }
+        if let Some(archive) = log.archive_after_days
+            && expire <= archive
+        {
+            return Err(invalid(field("expire_after_days"), format!("must be after archive_after_days ({archive})")));
+        }
+    }
+    Ok(())
+}
+
 /// Mode and days come together; days within 1..=36500.
 fn check_retention(mode_field: &str, days_field: &str, mode: Option<RetentionMode>, days: Option<u32>) -> Result<()> {
     match (mode, days) {
@@ -561,6 +638,11 @@ fn check_retention(mode_field: &str, days_field: &str, mode: Option<RetentionMod
 impl LogConfig {
     pub fn retention(&self) -> Option<RetentionPolicy> {
         Some(RetentionPolicy { mode: self.retention_mode?, days: self.retention_days? })
+    }
+
+    /// Where batches go, and when: `archive_storage_class` defaults to GLACIER_IR.
+    pub fn archive(&self) -> Option<(u32, StorageClass)> {
+        Some((self.archive_after_days?, self.archive_storage_class.unwrap_or(StorageClass::GlacierIr)))
     }
 }
 
@@ -636,6 +718,26 @@ mod tests {
         assert_eq!(printed_fields, expected, "FIELD_NAMES and the printed effective config list the same fields");
         let bad = Config::from_toml_with_env("", "test", vec![("AUDITUM_BATCH_MAX_EVENTS".to_string(), "lots".to_string())].into_iter());
         assert!(bad.unwrap_err().to_string().contains("batch_max_events"));
+    }
+
+    #[test]
+    fn archive_tiers_need_s3_and_never_expire_before_retention() {
+        let check = |log: &str| {
+            let text = format!("store = \"s3://vault/prod\"\n[[logs]]\nname = \"x\"\n{log}");
+            toml::from_str::<Config>(&text).unwrap().validate().map_err(|error| error.to_string())
+        };
+        assert!(check("retention_mode = \"compliance\"\nretention_days = 2555\narchive_after_days = 90\narchive_storage_class = \"DEEP_ARCHIVE\"\nexpire_after_days = 2557\n").is_ok());
+        let early = check("retention_mode = \"governance\"\nretention_days = 365\nexpire_after_days = 30\n").unwrap_err();
+        assert!(early.contains("logs[0].expire_after_days") && early.contains("before their retention ends"), "{early}");
+        let unbounded = check("expire_after_days = 30\n").unwrap_err();
+        assert!(unbounded.contains("needs retention_days"), "{unbounded}");
+        let class = check("archive_after_days = 30\narchive_storage_class = \"STANDARD_IA\"\n").unwrap_err();
+        assert!(class.contains("archive_storage_class") && class.contains("GLACIER_IR, GLACIER or DEEP_ARCHIVE"), "{class}");
+        assert!(check("archive_storage_class = \"GLACIER\"\n").unwrap_err().contains("needs archive_after_days"));
+        assert!(toml::from_str::<Config>("[[logs]]\nname = \"x\"\nbatch_storage_class = \"COLD\"\n").is_err());
+        let file =
+            toml::from_str::<Config>("[[logs]]\nname = \"x\"\narchive_after_days = 30\n").unwrap().validate().unwrap_err().to_string();
+        assert!(file.contains("logs[0].archive_after_days") && file.contains("needs an s3:// store"), "{file}");
     }
 
     #[test]

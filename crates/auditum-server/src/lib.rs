@@ -9,6 +9,7 @@ mod metrics_http;
 pub mod status;
 
 use auditum_engine::access::Access;
+use auditum_engine::admin::Admin;
 use auditum_engine::dir_lock::DirLock;
 use auditum_engine::ingest::Ingest;
 use auditum_engine::log::{self, Log, LogSettings};
@@ -19,7 +20,7 @@ use auditum_proto::pb;
 use auditum_proto::validate::{MAX_APPEND_BYTES, Redactor, Validator};
 use auditum_store as store;
 use config::Config;
-use grpc::{ingest::IngestApi, proof::ProofApi, query::QueryApi};
+use grpc::{admin::AdminApi, ingest::IngestApi, proof::ProofApi, query::QueryApi};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -78,6 +79,7 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
             idempotency_max_ids: config.idempotency_max_ids,
             retention,
             wal_max_bytes: config.wal_max_bytes,
+            batch_storage_class: log_config.batch_storage_class,
             name: log_config.name,
         };
         let log = Log::open(settings).await?;
@@ -186,10 +188,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     .max_decoding_message_size(max_append_message);
     let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(Reader::new(logs.clone(), access.clone()), access.clone()))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
-    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access))
+    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access.clone()))
+        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(Admin::new(logs.clone(), access.clone()), access))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService"] {
+    for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService", "auditum.v1.AdminService"] {
         health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     }
     let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone()));
@@ -241,6 +245,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .add_service(grpc::limits::CallSizeAnswer(ingest))
             .add_service(query)
             .add_service(proof)
+            .add_service(admin)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })

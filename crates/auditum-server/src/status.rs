@@ -22,10 +22,18 @@ pub fn status_from_engine(error: Error) -> Status {
         Error::NoCheckpoint { .. } => Status::failed_precondition(error.to_string()),
         Error::BeyondCheckpoint { .. } => Status::out_of_range(error.to_string()),
         Error::Unreachable(_) => Status::unavailable(error.to_string()),
+        // The batches must be restored first: retrying as it is cannot help.
+        Error::Archived(_) | Error::Export(export::Failure::Archived(_)) => Status::failed_precondition(error.to_string()),
+        Error::NoSuchHold { .. } => Status::not_found(error.to_string()),
+        Error::Store { ref source, .. } if source.is_transient() => Status::unavailable(format!("{error}; retry later")),
+        Error::Store { source: auditum_store::Error::Unsupported { .. } | auditum_store::Error::Misconfigured { .. }, .. } => {
+            Status::failed_precondition(error.to_string())
+        }
         Error::Scan(_)
         | Error::Export(_)
         | Error::NoLogForTenant { .. }
         | Error::MetaAudit(_)
+        | Error::Store { .. }
         | Error::Task { .. }
         | Error::Incomplete(_) => {
             tracing::error!(%error, "internal error");

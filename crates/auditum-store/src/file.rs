@@ -196,7 +196,7 @@ impl ObjectStore for FileStore {
         let key = key.to_string();
         self.blocking(move || {
             let bytes = fs::read(&path).map_err(io_error(&key))?;
-            Ok(ObjectMeta { key, size: bytes.len() as u64, version: None, etag: Some(etag_of(&bytes)), retention: None })
+            Ok(ObjectMeta { key, size: bytes.len() as u64, etag: Some(etag_of(&bytes)), ..ObjectMeta::default() })
         })
         .await
     }
@@ -237,7 +237,7 @@ impl ObjectStore for FileStore {
                         continue;
                     }
                     let size = entry.metadata().map_err(io_error(key))?.len();
-                    found.push(ObjectMeta { key: key.to_string(), size, version: None, etag: None, retention: None });
+                    found.push(ObjectMeta { key: key.to_string(), size, ..ObjectMeta::default() });
                 }
             }
             found.sort_by(|left, right| left.key.cmp(&right.key));

@@ -3,6 +3,7 @@
 
 pub mod conformance;
 mod file;
+pub mod lifecycle;
 mod s3;
 
 pub use file::FileStore;
@@ -37,6 +38,12 @@ pub enum Error {
     Backend { key: String, message: String, transient: bool },
     #[error("store {url} cannot be used: {reason}")]
     Misconfigured { url: String, reason: String },
+    /// The object is in an archive storage class and has no restored copy (S3 `InvalidObjectState`).
+    #[error("object {key} is archived and must be restored before it can be read")]
+    Archived { key: String },
+    /// The store has no such feature (legal hold and restores on a file store).
+    #[error("store {url} does not support {what}")]
+    Unsupported { url: String, what: &'static str },
 }
 
 impl Error {
@@ -81,6 +88,7 @@ impl RetentionPolicy {
                 mode: policy.mode,
                 retain_until: (Utc::now() + chrono::Duration::days(i64::from(policy.days))).trunc_subsecs(0),
             }),
+            ..PutOptions::default()
         }
     }
 }
@@ -99,6 +107,109 @@ impl std::str::FromStr for RetentionMode {
 #[derive(Debug, Clone, Default)]
 pub struct PutOptions {
     pub retention: Option<Retention>,
+    /// Object Lock legal hold ON from the start (a batch sealed inside an active hold's range).
+    pub legal_hold: bool,
+    /// Storage class of the object; None is the store's default (S3 Standard).
+    pub storage_class: Option<StorageClass>,
+}
+
+/// The S3 storage classes a log may write batches in or archive them to (DESIGN §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+pub enum StorageClass {
+    #[serde(rename = "STANDARD")]
+    Standard,
+    #[serde(rename = "STANDARD_IA")]
+    StandardIa,
+    #[serde(rename = "INTELLIGENT_TIERING")]
+    IntelligentTiering,
+    #[serde(rename = "GLACIER_IR")]
+    GlacierIr,
+    #[serde(rename = "GLACIER")]
+    Glacier,
+    #[serde(rename = "DEEP_ARCHIVE")]
+    DeepArchive,
+}
+
+impl StorageClass {
+    pub const ALL: [StorageClass; 6] = [
+        StorageClass::Standard,
+        StorageClass::StandardIa,
+        StorageClass::IntelligentTiering,
+        StorageClass::GlacierIr,
+        StorageClass::Glacier,
+        StorageClass::DeepArchive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::StandardIa => "STANDARD_IA",
+            StorageClass::IntelligentTiering => "INTELLIGENT_TIERING",
+            StorageClass::GlacierIr => "GLACIER_IR",
+            StorageClass::Glacier => "GLACIER",
+            StorageClass::DeepArchive => "DEEP_ARCHIVE",
+        }
+    }
+
+    /// Glacier Flexible Retrieval and Deep Archive: readable only through a restored copy.
+    /// Glacier Instant Retrieval is read like Standard.
+    pub fn needs_restore(self) -> bool {
+        matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
+    }
+}
+
+impl std::fmt::Display for StorageClass {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StorageClass {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        StorageClass::ALL.into_iter().find(|class| class.as_str() == text).ok_or_else(|| {
+            let names: Vec<&str> = StorageClass::ALL.iter().map(|class| class.as_str()).collect();
+            format!("{text:?} is not one of {}", names.join(", "))
+        })
+    }
+}
+
+/// Where an archived object's restored copy stands (S3 `x-amz-restore`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreState {
+    /// A restore was requested and is not done yet.
+    InProgress,
+    /// A readable copy exists until `expiry` (RFC 1123 text, as S3 gives it).
+    Restored { expiry: Option<String> },
+}
+
+/// How fast (and how dear) a restore is: S3's retrieval tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreTier {
+    Expedited,
+    Standard,
+    Bulk,
+}
+
+impl std::str::FromStr for RestoreTier {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "expedited" => Ok(RestoreTier::Expedited),
+            "standard" => Ok(RestoreTier::Standard),
+            "bulk" => Ok(RestoreTier::Bulk),
+            other => Err(format!("{other:?} is not expedited, standard or bulk")),
+        }
+    }
+}
+
+/// What a restore request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreRequested {
+    /// A new restore was started.
+    Started,
+    /// One is already under way (S3 `RestoreAlreadyInProgress`).
+    AlreadyInProgress,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +219,36 @@ pub struct PutResult {
     pub etag: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
     pub version: Option<String>,
     pub etag: Option<String>,
     pub retention: Option<Retention>,
+    /// Object Lock legal hold (HeadObject only).
+    pub legal_hold: bool,
+    /// None for the default class (S3 Standard, and every file store object).
+    pub storage_class: Option<StorageClass>,
+    /// The restored copy of an archived object (HeadObject only).
+    pub restore: Option<RestoreState>,
+}
+
+impl ObjectMeta {
+    /// In an archive class with no readable restored copy: a GET answers `InvalidObjectState`.
+    pub fn is_archived(&self) -> bool {
+        self.storage_class.is_some_and(StorageClass::needs_restore) && !matches!(self.restore, Some(RestoreState::Restored { .. }))
+    }
+}
+
+/// What a log asks of its store at startup (docs/FORMAT.md, Object layout; DESIGN §12).
+#[derive(Debug, Clone, Default)]
+pub struct ReadyCheck {
+    pub keys: lifecycle::LogKeys,
+    /// The log writes Object Lock retention: the bucket must have Object Lock on.
+    pub object_lock_required: bool,
+    /// The log's retention: no bucket lifecycle rule may delete a batch before it ends.
+    pub retention_days: Option<u32>,
 }
 
 #[async_trait]
@@ -122,8 +256,9 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// The URL the store was opened from.
     fn url(&self) -> &str;
 
-    /// Startup check (docs/FORMAT.md, Object layout): the store can hold this log, with Object Lock when required.
-    async fn check_ready(&self, _object_lock_required: bool) -> Result<()> {
+    /// Startup check (docs/FORMAT.md, Object layout): the store can hold this log, with Object
+    /// Lock when required, and no lifecycle rule deletes its objects before their retention ends.
+    async fn check_ready(&self, _check: &ReadyCheck) -> Result<()> {
         Ok(())
     }
 
@@ -144,6 +279,17 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Every current object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Turns Object Lock legal hold on or off for one object version (the current one when
+    /// `version` is None).
+    async fn set_legal_hold(&self, _key: &str, _version: Option<&str>, _on: bool) -> Result<()> {
+        Err(Error::Unsupported { url: self.url().to_string(), what: "Object Lock legal hold (it needs an S3 bucket with Object Lock)" })
+    }
+
+    /// Asks for a readable copy of an archived object version for `days`.
+    async fn restore(&self, _key: &str, _version: Option<&str>, _days: u32, _tier: RestoreTier) -> Result<RestoreRequested> {
+        Err(Error::Unsupported { url: self.url().to_string(), what: "restores (only S3 has archive storage classes)" })
+    }
 
     /// The local file holding an object, when the store is a file system: readers already on
     /// the blocking pool (queries) then read ranges directly instead of through the runtime.

@@ -2,11 +2,17 @@
 //! `x-amz-checksum-sha256` and, when the log has retention, Object Lock mode and retain-until;
 //! the one mutable object replaced with `If-Match`; reads by recorded version id.
 
-use super::{Error, ObjectMeta, ObjectStore, PutOptions, PutResult, Result, Retention, RetentionMode, validate_key};
+use super::{
+    Error, ObjectMeta, ObjectStore, PutOptions, PutResult, ReadyCheck, RestoreRequested, RestoreState, RestoreTier, Result, Retention,
+    RetentionMode, StorageClass, lifecycle, validate_key,
+};
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime as AwsDateTime};
-use aws_sdk_s3::types::{BucketVersioningStatus, ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketVersioningStatus, ChecksumAlgorithm, GlacierJobParameters, LifecycleRule, ObjectLockEnabled,
+    ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode, RestoreRequest, Tier,
+};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
@@ -52,6 +58,7 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
     let key = key.to_string();
     match status {
         Some(412) => Error::PreconditionFailed { key },
+        Some(403) if code.as_deref() == Some("InvalidObjectState") => Error::Archived { key },
         Some(404) => Error::NotFound { key },
         // Throttling and server errors pass; so do failures to connect or read a response,
         // which name the store: the operator's first question is which one is unreachable.
@@ -74,6 +81,20 @@ fn retention_from(mode: Option<&ObjectLockMode>, until: Option<&AwsDateTime>) ->
     let until = until?;
     let retain_until = Utc.timestamp_opt(until.secs(), until.subsec_nanos()).single()?;
     Some(Retention { mode, retain_until })
+}
+
+/// `x-amz-restore`: `ongoing-request="true"`, or `ongoing-request="false", expiry-date="…"`.
+fn restore_from(header: Option<&str>) -> Option<RestoreState> {
+    let header = header?;
+    if header.contains("ongoing-request=\"true\"") {
+        return Some(RestoreState::InProgress);
+    }
+    let expiry = header.split_once("expiry-date=\"").and_then(|(_, rest)| rest.split_once('"')).map(|(date, _)| date.to_string());
+    Some(RestoreState::Restored { expiry })
+}
+
+fn storage_class_from(class: Option<&aws_sdk_s3::types::StorageClass>) -> Option<StorageClass> {
+    class.and_then(|class| class.as_str().parse().ok()).filter(|class| *class != StorageClass::Standard)
 }
 
 /// One try of a read, up to its response headers.
@@ -140,6 +161,72 @@ impl S3Store {
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
+    }
+
+    /// The key prefix inside the bucket, empty or ending with '/'.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The bucket's lifecycle rules; none when it has no lifecycle configuration.
+    pub async fn lifecycle_rules(&self) -> Result<Vec<LifecycleRule>> {
+        let bucket = &self.bucket;
+        match self.read_client.get_bucket_lifecycle_configuration().bucket(bucket).send().await {
+            Ok(output) => Ok(output.rules().to_vec()),
+            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("NoSuchLifecycleConfiguration") => {
+                Ok(Vec::new())
+            }
+            Err(error) => Err(classify(&self.url, bucket, error)),
+        }
+    }
+
+    /// Replaces the bucket's lifecycle configuration; no rules deletes it.
+    pub async fn put_lifecycle_rules(&self, rules: Vec<LifecycleRule>) -> Result<()> {
+        let bucket = &self.bucket;
+        if rules.is_empty() {
+            self.client.delete_bucket_lifecycle().bucket(bucket).send().await.map_err(|error| classify(&self.url, bucket, error))?;
+            return Ok(());
+        }
+        let configuration = BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(|error| Error::Backend {
+            key: bucket.clone(),
+            message: error.to_string(),
+            transient: false,
+        })?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .lifecycle_configuration(configuration)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|error| classify(&self.url, bucket, error))?;
+        Ok(())
+    }
+
+    /// Refuses a bucket whose lifecycle rules would delete this log's batches before their
+    /// retention ends, or archive what the server reads at startup (DESIGN §12).
+    async fn check_lifecycle(&self, check: &ReadyCheck) -> Result<()> {
+        let rules = match self.lifecycle_rules().await {
+            Ok(rules) => rules,
+            // A role without s3:GetLifecycleConfiguration: say so, and serve.
+            Err(Error::Backend { message, transient: false, .. }) if message.starts_with("AccessDenied") => {
+                tracing::warn!(store = %self.url, log = %check.keys.log, "cannot read the bucket's lifecycle rules (access denied): they are not checked against the log's retention; allow s3:GetLifecycleConfiguration");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let problems = lifecycle::problems(&rules, &self.prefix, &check.keys, check.retention_days, chrono::Utc::now());
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Misconfigured {
+            url: self.url.clone(),
+            reason: format!(
+                "{}; `auditum lifecycle plan --log {}` prints rules that respect the log's retention",
+                problems.join("; "),
+                check.keys.log
+            ),
+        })
     }
 
     /// The bucket must exist with versioning on (the ledger records version ids), and with
@@ -232,8 +319,58 @@ impl ObjectStore for S3Store {
         &self.url
     }
 
-    async fn check_ready(&self, object_lock_required: bool) -> Result<()> {
-        self.check_bucket(object_lock_required).await
+    async fn check_ready(&self, check: &ReadyCheck) -> Result<()> {
+        self.check_bucket(check.object_lock_required).await?;
+        self.check_lifecycle(check).await
+    }
+
+    async fn set_legal_hold(&self, key: &str, version: Option<&str>, on: bool) -> Result<()> {
+        let full = self.full_key(key)?;
+        let status = if on { ObjectLockLegalHoldStatus::On } else { ObjectLockLegalHoldStatus::Off };
+        self.client
+            .put_object_legal_hold()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(str::to_string))
+            .legal_hold(ObjectLockLegalHold::builder().status(status).build())
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|error| classify(&self.url, key, error))?;
+        Ok(())
+    }
+
+    async fn restore(&self, key: &str, version: Option<&str>, days: u32, tier: RestoreTier) -> Result<RestoreRequested> {
+        let full = self.full_key(key)?;
+        let tier = match tier {
+            RestoreTier::Expedited => Tier::Expedited,
+            RestoreTier::Standard => Tier::Standard,
+            RestoreTier::Bulk => Tier::Bulk,
+        };
+        let request = RestoreRequest::builder()
+            .days(days.min(i32::MAX as u32) as i32)
+            .glacier_job_parameters(GlacierJobParameters::builder().tier(tier).build().map_err(|error| Error::Backend {
+                key: key.to_string(),
+                message: error.to_string(),
+                transient: false,
+            })?)
+            .build();
+        let sent = self
+            .client
+            .restore_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(str::to_string))
+            .restore_request(request)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(RestoreRequested::Started),
+            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("RestoreAlreadyInProgress") => {
+                Ok(RestoreRequested::AlreadyInProgress)
+            }
+            Err(error) => Err(classify(&self.url, key, error)),
+        }
     }
 
     async fn put_create_only(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<PutResult> {
@@ -255,6 +392,12 @@ impl ObjectStore for S3Store {
                 RetentionMode::Governance => ObjectLockMode::Governance,
             };
             request = request.object_lock_mode(mode).object_lock_retain_until_date(aws_time(retention.retain_until));
+        }
+        if options.legal_hold {
+            request = request.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
+        }
+        if let Some(class) = options.storage_class {
+            request = request.storage_class(aws_sdk_s3::types::StorageClass::from(class.as_str()));
         }
         match request.send().await {
             Ok(output) => {
@@ -317,6 +460,9 @@ impl ObjectStore for S3Store {
             version: output.version_id().map(str::to_string),
             etag: output.e_tag().map(str::to_string),
             retention: retention_from(output.object_lock_mode(), output.object_lock_retain_until_date()),
+            legal_hold: output.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
+            storage_class: storage_class_from(output.storage_class()),
+            restore: restore_from(output.restore()),
         })
     }
 
@@ -333,7 +479,11 @@ impl ObjectStore for S3Store {
                     size: object.size().unwrap_or_default().max(0) as u64,
                     version: None,
                     etag: object.e_tag().map(str::to_string),
-                    retention: None,
+                    storage_class: object
+                        .storage_class()
+                        .and_then(|class| class.as_str().parse().ok())
+                        .filter(|class| *class != StorageClass::Standard),
+                    ..ObjectMeta::default()
                 });
             }
         }

@@ -28,6 +28,9 @@ pub enum ProblemKind {
     Empty,
     /// An entry committed with less retention than `--require-retention-days` (or none).
     ShortRetention,
+    /// A batch in an archive storage class (Glacier, Deep Archive) without a restored copy: its
+    /// content cannot be checked until it is restored. Not tampering, but not verified either.
+    Archived,
 }
 
 impl fmt::Display for ProblemKind {
@@ -45,6 +48,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::Replaced => "replaced",
             ProblemKind::Empty => "empty",
             ProblemKind::ShortRetention => "short retention",
+            ProblemKind::Archived => "archived",
         };
         formatter.write_str(name)
     }
@@ -325,6 +329,21 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_mi
     let body = match store.get(&entry.object, entry.version.as_deref()).await {
         Ok(body) => Some(body),
         Err(store::Error::NotFound { .. }) => None,
+        Err(store::Error::Archived { .. }) => {
+            let until = entry.max_occurred_at.saturating_add(1);
+            batch_report.problem(
+                ProblemKind::Archived,
+                &entry.object,
+                format!(
+                    "batch of ledger entry {} is in an archive storage class and not restored, so its content was not checked; restore it (`auditum restore --log {} --since {} --until {}`) and verify again",
+                    entry.index,
+                    entry.log,
+                    auditum_format::time::rfc3339_micros(entry.min_occurred_at),
+                    auditum_format::time::rfc3339_micros(until)
+                ),
+            );
+            return Ok((0, batch_report));
+        }
         Err(error) => return Err(error),
     };
     if body.is_none() && may_have_expired(&entry, as_of_micros) {
@@ -391,7 +410,7 @@ pub async fn verify_log_with(
     use futures::StreamExt;
     let mut report = Report { log: log.to_string(), ..Default::default() };
     let (entries, entry_hashes) = read_ledger(store, log, &mut report).await?;
-    let as_of_micros = options.as_of_micros.unwrap_or_else(|| auditum_format::time::now_micros());
+    let as_of_micros = options.as_of_micros.unwrap_or_else(auditum_format::time::now_micros);
     for entry in &entries {
         report.count_retention(entry, options.require_retention_days);
     }

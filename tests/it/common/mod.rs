@@ -33,9 +33,7 @@ pub fn routed_log(name: &str, tenants: &[&str]) -> auditum_server::config::LogCo
         name: name.into(),
         origin: None,
         tenants: tenants.iter().map(|tenant| tenant.to_string()).collect(),
-        store: None,
-        retention_mode: None,
-        retention_days: None,
+        ..Default::default()
     }
 }
 

@@ -16,5 +16,15 @@ pub enum Failure {
     /// A stage died: what was sent is incomplete.
     #[error("{0}")]
     Incomplete(String),
+    /// A batch the export needs is archived (DESIGN §12).
+    #[error("{0}")]
+    Archived(crate::archive::ArchivedBatches),
+}
+
+impl Failure {
+    /// Whether the store answered that a batch is archived.
+    pub fn is_archived(&self) -> bool {
+        matches!(self, Failure::Scan(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(source))
+    }
 }
 pub use pipeline::{ExportItem, ExportSummary};

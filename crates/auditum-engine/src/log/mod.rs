@@ -7,6 +7,7 @@
 //! CPU work (Parquet, hashing) onto the blocking pool.
 
 mod checkpoints;
+pub mod holds;
 mod idempotency;
 mod recovery;
 mod retry;
@@ -21,7 +22,8 @@ use auditum_format::checkpoint::{self, Signer};
 use auditum_format::event::{EventRecord, Seq};
 use auditum_format::ledger::LedgerEntry;
 use auditum_format::merkle::Hash;
-use auditum_store::{self as store, ObjectStore, RetentionPolicy};
+use auditum_store::{self as store, ObjectStore, RetentionPolicy, StorageClass};
+use holds::HoldRecord;
 use idempotency::{IdempotencyIndex, idempotency_key};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -86,6 +88,8 @@ pub struct LogSettings {
     pub retention: Option<RetentionPolicy>,
     /// Appends are refused once the WAL holds this many bytes.
     pub wal_max_bytes: u64,
+    /// Storage class batch objects are written in; None is the store's default.
+    pub batch_storage_class: Option<StorageClass>,
 }
 
 /// What Append answers for one event.
@@ -150,6 +154,10 @@ struct Inner {
     stop: watch::Sender<Option<tokio::time::Instant>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     sealer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Active legal holds; the sealer reads them for every batch.
+    holds: Mutex<Vec<HoldRecord>>,
+    /// One hold change at a time: a clear must see every hold set before it.
+    hold_changes: tokio::sync::Mutex<()>,
 }
 
 /// Handle to a running log; cheap to clone.
@@ -199,10 +207,10 @@ impl Log {
         }
         let replay_first = replay.records.first().map(|record| record.seq);
         let window = settings.idempotency_window;
-        let object_lock = settings.retention.is_some();
+        let ready = recovery::ready_check(&settings);
         // The store's view first; if the store does not answer, the log starts from its WAL and
         // completes the start in the background (see `complete_pending_start`).
-        let (store_state, pending) = match recovery::read_store_state(settings.store.as_ref(), &log_name, object_lock, window).await {
+        let (store_state, pending) = match recovery::read_store_state(settings.store.as_ref(), &ready, window).await {
             Ok(state) => (Some(state), None),
             Err(Error::Store { source, .. }) if source.is_transient() => {
                 let Some(end) = replay.end_seq else {
@@ -281,6 +289,8 @@ impl Log {
             stop,
             writer_thread: Mutex::new(None),
             sealer_task: Mutex::new(None),
+            holds: Mutex::new(store_state.as_ref().map(|state| state.holds.clone()).unwrap_or_default()),
+            hold_changes: tokio::sync::Mutex::new(()),
             settings,
         });
         let log = Log { inner };
@@ -311,6 +321,37 @@ impl Log {
 
     pub fn verifier_key(&self) -> String {
         self.inner.signer.verifier_key()
+    }
+
+    /// Object Lock retention of the log's immutable objects.
+    pub fn retention(&self) -> Option<RetentionPolicy> {
+        self.inner.settings.retention
+    }
+
+    /// The log's active legal holds, oldest first.
+    pub fn active_holds(&self) -> Vec<HoldRecord> {
+        self.inner.holds.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Serializes hold changes: held while one is written and applied.
+    pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.hold_changes.lock().await
+    }
+
+    /// A hold just recorded: batches sealed from now on in its range are put held.
+    pub fn add_hold(&self, record: HoldRecord) {
+        self.inner.holds.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(record);
+    }
+
+    /// Holds just cleared.
+    pub fn remove_holds(&self, ids: &[String]) {
+        self.inner.holds.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|hold| !ids.contains(&hold.id));
+    }
+
+    /// Whether an active hold covers a batch with these bounds and tenants.
+    fn held(&self, min_occurred_at: i64, max_occurred_at: i64, tenants: Option<&[String]>) -> bool {
+        let holds = self.inner.holds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        holds.iter().any(|hold| hold.covers(min_occurred_at, max_occurred_at, tenants))
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

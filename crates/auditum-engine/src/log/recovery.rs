@@ -7,8 +7,10 @@ use auditum_batch as batch;
 use auditum_format::event::Seq;
 use auditum_format::ledger::LedgerEntry;
 use auditum_format::merkle::Hash;
+use auditum_format::paths;
 use auditum_format::time::now_micros;
-use auditum_store::ObjectStore;
+use auditum_store::lifecycle::LogKeys;
+use auditum_store::{ObjectStore, ReadyCheck};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ pub(super) struct StoreState {
     pub entry_hashes: Vec<Hash>,
     /// (key, seq, received_at) of recently sealed events, in seq order.
     pub recent_ids: Vec<(u128, Seq, i64)>,
+    /// Active legal holds.
+    pub holds: Vec<super::holds::HoldRecord>,
 }
 
 impl StoreState {
@@ -55,19 +59,40 @@ impl StoreState {
 
 /// Reads the store's view of a log: bucket checks, the ledger, recent ids. Every call is
 /// bounded by the store's timeouts, so an unreachable store is an error within seconds.
-pub(super) async fn read_store_state(store: &dyn ObjectStore, log: &str, object_lock: bool, window: Duration) -> Result<StoreState> {
-    store.check_ready(object_lock).await.map_err(|source| Error::Store { log: log.to_string(), source })?;
+pub(super) async fn read_store_state(store: &dyn ObjectStore, ready: &ReadyCheck, window: Duration) -> Result<StoreState> {
+    let log = ready.keys.log.as_str();
+    store.check_ready(ready).await.map_err(|source| Error::Store { log: log.to_string(), source })?;
     let (entries, entry_hashes) = load_ledger(store, log).await?;
     let recent_ids = recent_ids(store, log, &entries, window).await?;
-    Ok(StoreState { entries, entry_hashes, recent_ids })
+    let holds = super::holds::load_active(store, log).await?;
+    Ok(StoreState { entries, entry_hashes, recent_ids, holds })
+}
+
+/// What the log asks of its store at start: Object Lock when it has retention, and no lifecycle
+/// rule that deletes its batches early or archives its ledger.
+pub(super) fn ready_check(settings: &super::LogSettings) -> ReadyCheck {
+    let log = &settings.name;
+    ReadyCheck {
+        keys: LogKeys { log: log.clone(), batches: paths::batches_prefix(log), kept_forever: paths::kept_forever_prefixes(log) },
+        object_lock_required: settings.retention.is_some(),
+        retention_days: settings.retention.map(|retention| retention.days),
+    }
 }
 
 async fn recent_ids(store: &dyn ObjectStore, log: &str, entries: &[Arc<LedgerEntry>], window: Duration) -> Result<Vec<(u128, Seq, i64)>> {
     let mut out = Vec::new();
     let horizon = now_micros().saturating_sub(window.as_micros().min(i64::MAX as u128) as i64);
     for entry in entries.iter().filter(|entry| entry.sealed_at >= horizon) {
-        let body =
-            store.get(&entry.object, entry.version.as_deref()).await.map_err(|source| Error::Store { log: log.to_string(), source })?;
+        let body = match store.get(&entry.object, entry.version.as_deref()).await {
+            Ok(body) => body,
+            // A batch written in an archive class: its ids cannot be read back; a retry of one
+            // of its events within the window is then stored again rather than refused.
+            Err(auditum_store::Error::Archived { .. }) => {
+                tracing::warn!(log, object = %entry.object, "a recently sealed batch is archived: its event ids are not loaded for idempotency");
+                continue;
+            }
+            Err(source) => return Err(Error::Store { log: log.to_string(), source }),
+        };
         let mut rows = tokio::task::spawn_blocking(move || batch::read_idempotency_columns(body))
             .await
             .map_err(|error| Error::Task { log: log.to_string(), reason: error.to_string() })?
@@ -91,8 +116,7 @@ pub(super) async fn complete_pending_start(log: super::Log, replay_first: Option
             _ = tokio::time::sleep(delay) => {}
             _ = stop.changed() => return,
         }
-        let object_lock = settings.retention.is_some();
-        let state = match read_store_state(settings.store.as_ref(), log.name(), object_lock, settings.idempotency_window).await {
+        let state = match read_store_state(settings.store.as_ref(), &ready_check(settings), settings.idempotency_window).await {
             Ok(state) => state,
             Err(Error::Store { source, .. }) if source.is_transient() => {
                 tracing::warn!(log = %log.name(), %source, retry_in_s = delay.as_secs(), "the store still does not answer");
@@ -123,6 +147,7 @@ pub(super) async fn complete_pending_start(log: super::Log, replay_first: Option
             let mut shared = lock(&log.inner.shared);
             shared.entries = state.entries.clone();
             shared.entry_hashes = state.entry_hashes.clone();
+            *log.inner.holds.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = state.holds.clone();
             while shared.open.front().is_some_and(|record| record.seq < ledger_next) {
                 if let Some(record) = shared.open.pop_front() {
                     shared.open_bytes -= record.encoded_len_hint();

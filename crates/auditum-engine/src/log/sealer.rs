@@ -110,7 +110,9 @@ impl Log {
             .map_err(|error| Error::Task { log: log.clone(), reason: error.to_string() })?
             .map_err(|error| Error::Archive { log: log.clone(), reason: format!("cannot encode batch: {error}") })?;
         let store = self.inner.settings.store.clone();
-        let put_options = self.put_options();
+        // A batch in an active legal hold's range is held from its first byte, and so is its entry.
+        let held = self.held(built.min_occurred_at, built.max_occurred_at, built.tenants.as_deref());
+        let put_options = PutOptions { legal_hold: held, storage_class: self.inner.settings.batch_storage_class, ..self.put_options() };
         let (index, prev) = {
             let shared = lock(&self.inner.shared);
             (shared.entries.len() as u64, shared.entry_hashes.last().copied().unwrap_or(ledger::GENESIS_PREV))
@@ -152,7 +154,8 @@ impl Log {
         let text = entry.to_json_text();
         let entry_key = paths::ledger_entry_key(&log, index);
         // The commit point: create-only, so a second writer's put of this index fails here.
-        self.put_owned_object("ledger entry", &entry_key, bytes::Bytes::from(text.clone())).await?;
+        let entry_options = PutOptions { legal_hold: held, ..self.put_options() };
+        self.put_owned_object_with("ledger entry", &entry_key, bytes::Bytes::from(text.clone()), &entry_options).await?;
         let entry_hash = ledger::entry_hash(text.as_bytes());
         let end = entry.end_seq();
         {
@@ -180,9 +183,12 @@ impl Log {
     /// Create-only put of an object only this log's writer may write (a ledger entry, a
     /// checkpoint note): other bytes already at the key mean another writer owns the log.
     pub(super) async fn put_owned_object(&self, what: &str, key: &str, body: bytes::Bytes) -> Result<()> {
+        self.put_owned_object_with(what, key, body, &self.put_options()).await
+    }
+
+    async fn put_owned_object_with(&self, what: &str, key: &str, body: bytes::Bytes, put_options: &PutOptions) -> Result<()> {
         let store = &self.inner.settings.store;
-        let put_options = self.put_options();
-        match self.with_retries(what, || store::put_immutable(store.as_ref(), key, body.clone(), &put_options)).await {
+        match self.with_retries(what, || store::put_immutable(store.as_ref(), key, body.clone(), put_options)).await {
             Ok(_) => Ok(()),
             Err(Error::Store { source: store::Error::AlreadyExists { .. }, .. }) => {
                 Err(self.fence(format!("{what} {key} was written by another process")))

@@ -1,6 +1,7 @@
 //! gRPC services (docs/API.md) as thin adapters: each decodes its request into domain terms, calls
 //! the engine, and encodes the answer; every error becomes a status in `crate::status`.
 
+pub mod admin;
 pub mod ingest;
 pub mod limits;
 pub mod proof;
