@@ -35,13 +35,13 @@ pub async fn run(args: RestoreArgs) -> Result<bool, String> {
     for object in &answer.started {
         println!("restore requested: {object}");
     }
+    if answer.started_count > answer.started.len() as u64 {
+        println!("… and {} more", answer.started_count - answer.started.len() as u64);
+    }
+    let gone = if answer.gone > 0 { format!(", {} expired", answer.gone) } else { String::new() };
     println!(
-        "{} restores started, {} already in progress, {} already restored, {} batches not archived; restored copies stay readable for {} days",
-        answer.started.len(),
-        answer.in_progress,
-        answer.already_restored,
-        answer.not_archived,
-        args.days
+        "{} restores started, {} already in progress, {} already restored, {} batches not archived{gone}; restored copies stay readable for {} days",
+        answer.started_count, answer.in_progress, answer.already_restored, answer.not_archived, args.days
     );
     if !answer.started.is_empty() || answer.in_progress > 0 {
         eprintln!(

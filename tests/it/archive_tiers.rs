@@ -27,7 +27,12 @@ fn a_glacier_batch_is_named_until_restored_and_pruned_reads_are_unaffected() {
         let log = running.logs.by_name("default").unwrap().clone();
 
         let sealed_at = now_micros();
-        client.append(request(vec![event("acme", "user.login", "needle"), event("acme", "user.login", "hay")])).await.unwrap();
+        let appended = client
+            .append(request(vec![event("acme", "user.login", "needle"), event("acme", "user.login", "hay")]))
+            .await
+            .unwrap()
+            .into_inner();
+        let needle_id = appended.results[0].id.clone();
         log.seal_now().await.unwrap();
         let entry = log.ledger_snapshot().entries[0].clone();
         let head = log.store().head(&entry.object, entry.version.as_deref()).await.unwrap();
@@ -75,11 +80,27 @@ fn a_glacier_batch_is_named_until_restored_and_pruned_reads_are_unaffected() {
             }
         };
         assert_eq!(export_error.code(), tonic::Code::FailedPrecondition, "{export_error:?}");
-        assert!(export_error.message().contains(&entry.object), "{}", export_error.message());
+        assert!(
+            export_error.message().contains(&entry.object) && export_error.message().contains("auditum restore"),
+            "{}",
+            export_error.message()
+        );
         let mut proofs = pb::proof_service_client::ProofServiceClient::new(channel.clone());
         let proof = pb::GetEventProofRequest { log: String::new(), key: Some(pb::get_event_proof_request::Key::Seq(0)) };
         let proof_error = proofs.get_event_proof(proof.clone()).await.unwrap_err();
         assert_eq!(proof_error.code(), tonic::Code::FailedPrecondition, "{proof_error:?}");
+        let by_id =
+            pb::GetEventProofRequest { log: String::new(), key: Some(pb::get_event_proof_request::Key::EventId(needle_id.clone())) };
+        let by_id_error = proofs.get_event_proof(by_id).await.unwrap_err();
+        assert_eq!(by_id_error.code(), tonic::Code::FailedPrecondition, "{by_id_error:?}");
+        assert!(by_id_error.message().contains(&entry.object), "{}", by_id_error.message());
+        // A legal hold needs Object Lock: this log has no retention, so it is refused before
+        // anything is written (a held batch put on this bucket would be refused and stop sealing).
+        let hold =
+            ["hold", "set", "--server", &server, "--since", "2020-01-01T00:00:00Z", "--until", "2030-01-01T00:00:00Z", "--reason", "x"];
+        let (_, stderr, success) = run_binary(&hold);
+        assert!(!success && stderr.contains("FailedPrecondition") && stderr.contains("legal hold needs Object Lock"), "{stderr}");
+        assert!(log.active_holds().is_empty());
 
         // The offline verifier cannot check it either, and says so (not tampering, not verified).
         let key = log.verifier_key();
@@ -131,9 +152,9 @@ fn lifecycle_plan_for_a_seven_year_log_and_apply_keeps_other_rules() {
         assert_eq!(
             plan,
             serde_json::json!({"Rules": [
-                {"ID": "auditum-compliance-batches-archive", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
+                {"ID": "auditum:prod/compliance/batches/:archive", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
                  "Transitions": [{"Days": 90, "StorageClass": "DEEP_ARCHIVE"}]},
-                {"ID": "auditum-compliance-batches-expire", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
+                {"ID": "auditum:prod/compliance/batches/:expire", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
                  "Expiration": {"Days": 2557}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
             ]})
         );

@@ -203,11 +203,11 @@ fn the_cloudformation_template_locks_versions_tiers_and_denies_deletes() {
     assert_eq!(parameters["ExpireAfterDays"]["Default"].as_u64(), Some(0), "never expire unless asked");
     let rules = properties["LifecycleConfiguration"][1]["Rules"].as_sequence().unwrap();
     let archive = &rules[0][1];
-    assert_eq!(archive["Id"].as_str(), Some("auditum-${LogName}-batches-archive"));
+    assert_eq!(archive["Id"].as_str(), Some("auditum:${StorePrefix}/${LogName}/batches/:archive"));
     assert_eq!(archive["Transitions"][0]["StorageClass"].as_str(), Some("ArchiveStorageClass"));
     assert_eq!(archive["Transitions"][0]["TransitionInDays"].as_str(), Some("ArchiveAfterDays"));
     let expire = &rules[1][1];
-    assert_eq!(expire["Id"].as_str(), Some("auditum-${LogName}-batches-expire"));
+    assert_eq!(expire["Id"].as_str(), Some("auditum:${StorePrefix}/${LogName}/batches/:expire"));
     assert_eq!(expire["ExpirationInDays"].as_str(), Some("ExpireAfterDays"));
     assert!(rules.iter().all(|rule| rule[1]["Prefix"].as_str() == Some("${StorePrefix}/${LogName}/batches/")), "{rules:?}");
     let statements = template["Resources"]["ArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap();

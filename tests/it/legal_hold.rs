@@ -135,6 +135,38 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
             "{stdout}"
         );
 
+        // Overlapping holds: acme's own key holds acme's batches over a wider range (batches 1 to
+        // 3), and the operator holds acme's part of the middle range too.
+        let wide = (rfc3339_micros(at(2) - 60_000_000), rfc3339_micros(at(1) + 60_000_000));
+        let tenant_hold = |command: &str, range: (&str, &str), reason: &str, key: &str| {
+            run_binary(&[
+                "hold",
+                command,
+                "--server",
+                &server,
+                "--api-key",
+                key,
+                "--tenant",
+                "acme",
+                "--since",
+                range.0,
+                "--until",
+                range.1,
+                "--reason",
+                reason,
+            ])
+        };
+        let (stdout, stderr, success) = tenant_hold("set", (&wide.0, &wide.1), "acme's own", &secret("acme-admin"));
+        assert!(success && stdout.contains("3 batch objects"), "{stdout}{stderr}");
+        let (stdout, stderr, success) = tenant_hold("set", (&since, &until), "regulator request", &legal);
+        assert!(success && stdout.contains("2 batch objects"), "{stdout}{stderr}");
+        assert_eq!(held(store.as_ref(), &entries).await, [(false, false), (true, true), (true, true), (true, true)]);
+        // acme's key sees only acme's holds, and cannot clear the one the operator set on its data.
+        let (stdout, _, success) = run_binary(&["hold", "list", "--server", &server, "--api-key", &secret("acme-admin")]);
+        assert!(success && stdout.lines().count() == 2 && !stdout.contains("case 42"), "{stdout}");
+        let (_, stderr, success) = tenant_hold("clear", (&since, &until), "not yours", &secret("acme-admin"));
+        assert!(!success && stderr.contains("PermissionDenied") && stderr.contains("only a platform key may clear it"), "{stderr}");
+
         // The hold survives a restart (its record is in the bucket) and is cleared.
         running.stop().await.unwrap();
         let mut config = test_config(dir.path());
@@ -142,17 +174,45 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
         config.s3_endpoint = Some(moto.endpoint.clone());
         config.retention_mode = Some(RetentionMode::Governance);
         config.retention_days = Some(1);
-        config.api_keys = vec![key_config("legal", "*", &[Scope::Admin]), key_config("reader", "*", &[Scope::Query])];
+        config.api_keys = vec![
+            key_config("legal", "*", &[Scope::Admin]),
+            key_config("acme-admin", "acme", &[Scope::Admin]),
+            key_config("reader", "*", &[Scope::Query]),
+        ];
         let running = auditum_server::start(config).await.unwrap();
         let server = format!("http://{}", running.addr);
         let hold = |command: &str, extra: &[&str]| {
             let base = ["hold", command, "--server", &server, "--api-key", &legal, "--since", &since, "--until", &until];
             run_binary(&[&base[..], extra].concat())
         };
+        // The log-wide hold ends, but its batches stay held by the others.
         let (stdout, stderr, success) = hold("clear", &["--reason", "case 42 settled"]);
         assert!(success, "{stdout}{stderr}");
-        assert!(stdout.contains("2 batch objects released, 0 stay held"), "{stdout}");
-        assert!(held(store.as_ref(), &entries[1..]).await.iter().all(|held| *held == (false, false)));
+        assert!(stdout.contains("0 batch objects released, 2 stay held"), "{stdout}");
+        assert_eq!(held(store.as_ref(), &entries).await, [(false, false), (true, true), (true, true), (true, true)]);
+        let tenant_hold = |command: &str, range: (&str, &str), reason: &str, key: &str| {
+            run_binary(&[
+                "hold",
+                command,
+                "--server",
+                &server,
+                "--api-key",
+                key,
+                "--tenant",
+                "acme",
+                "--since",
+                range.0,
+                "--until",
+                range.1,
+                "--reason",
+                reason,
+            ])
+        };
+        let (stdout, _, success) = tenant_hold("clear", (&since, &until), "regulator satisfied", &legal);
+        assert!(success && stdout.contains("0 batch objects released, 2 stay held"), "{stdout}");
+        let (stdout, _, success) = tenant_hold("clear", (&wide.0, &wide.1), "done", &secret("acme-admin"));
+        assert!(success && stdout.contains("3 batch objects released, 0 stay held"), "{stdout}");
+        assert!(held(store.as_ref(), &entries).await.iter().all(|held| *held == (false, false)));
         let (_, stderr, success) = hold("clear", &["--reason", "again"]);
         assert!(!success && stderr.contains("NotFound") && stderr.contains("no active legal hold"), "{stderr}");
 
@@ -182,17 +242,41 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
         let actions: Vec<&str> = log_wide.iter().map(|(action, _, _)| action.as_str()).collect();
         assert_eq!(
             actions,
-            ["auditum.legal_hold.set", "auditum.legal_hold.set", "auditum.legal_hold.list", "auditum.legal_hold.cleared"],
+            [
+                "auditum.legal_hold.set",
+                "auditum.legal_hold.set",
+                "auditum.legal_hold.list",
+                "auditum.legal_hold.cleared",
+                "auditum.legal_hold.cleared"
+            ],
             "{log_wide:#?}"
         );
-        assert!(log_wide.iter().all(|(_, outcome, _)| outcome == "OUTCOME_RESULT_SUCCESS"));
+        let outcomes: Vec<&str> = log_wide.iter().map(|(_, outcome, _)| outcome.as_str()).collect();
+        // The second clear found no hold: a failure, on the record too.
+        assert_eq!(outcomes[3..], ["OUTCOME_RESULT_SUCCESS", "OUTCOME_RESULT_FAILURE"]);
+        assert!(outcomes[..3].iter().all(|outcome| *outcome == "OUTCOME_RESULT_SUCCESS"));
         let (set, cleared) = (&log_wide[0].2, &log_wide[3].2);
         assert!(set.contains("\"batch_objects\":1") && set.contains("case 42: Acme v. Globex"), "{set}");
         assert!(set.contains(&format!("\"since\":\"{since}\"")) && set.contains(&format!("\"until\":\"{until}\"")), "{set}");
-        assert!(cleared.contains("\"batch_objects\":2") && cleared.contains("case 42 settled"), "{cleared}");
-        // The tenant-bound key's refused attempts are on its tenant's record.
+        assert!(
+            cleared.contains("\"batch_objects\":0") && cleared.contains("\"still_held\":2") && cleared.contains("case 42 settled"),
+            "{cleared}"
+        );
+        // acme's holds, and the tenant-bound key's refused attempts, are on acme's record.
         let acme = recorded(query.query(holds_of("acme")).await.unwrap().into_inner());
-        assert_eq!(acme.iter().filter(|(_, outcome, _)| outcome == "OUTCOME_RESULT_DENIED").count(), 2, "{acme:#?}");
+        assert_eq!(acme.iter().filter(|(_, outcome, _)| outcome == "OUTCOME_RESULT_DENIED").count(), 3, "{acme:#?}");
+        let acme_actions: Vec<&str> =
+            acme.iter().filter(|(_, outcome, _)| outcome.ends_with("SUCCESS")).map(|(action, _, _)| action.as_str()).collect();
+        assert_eq!(
+            acme_actions,
+            [
+                "auditum.legal_hold.set",
+                "auditum.legal_hold.set",
+                "auditum.legal_hold.list",
+                "auditum.legal_hold.cleared",
+                "auditum.legal_hold.cleared"
+            ]
+        );
         running.stop().await.unwrap();
         // Released, the batch is as deletable as one never held (the bypass works).
         bypass_delete(&moto, &entries[0]).await.unwrap();

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 /// HEADs at once while looking for archived batches.
 const CONCURRENT_HEADS: usize = 16;
-/// At most this many candidates are checked when naming the archived batches of a failed read.
-const MAX_NAMING_HEADS: usize = 2000;
+/// At most this many candidates are checked when naming the archived batches of a failed read:
+/// a client retrying a refused read must not cost thousands of HEADs each time.
+const MAX_NAMING_HEADS: usize = 200;
 
 /// A batch a call needs that cannot be read now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,8 @@ pub struct RestoreSummary {
     pub already_restored: u64,
     /// Not in an archive class (readable as they are).
     pub not_archived: u64,
+    /// Batch versions that no longer exist (expired after their retention).
+    pub gone: u64,
 }
 
 enum RestoreStep {
@@ -123,6 +126,7 @@ enum RestoreStep {
     InProgress,
     Restored,
     NotArchived,
+    Gone,
 }
 
 /// Requests a restore of every archived batch among `entries` for `days`.
@@ -136,7 +140,11 @@ pub async fn restore(
         .map(|entry| {
             let store = store.clone();
             async move {
-                let meta = store.head(&entry.object, entry.version.as_deref()).await?;
+                let meta = match store.head(&entry.object, entry.version.as_deref()).await {
+                    Ok(meta) => meta,
+                    Err(store::Error::NotFound { .. }) => return Ok(RestoreStep::Gone),
+                    Err(error) => return Err(error),
+                };
                 if !meta.storage_class.is_some_and(StorageClass::needs_restore) {
                     return Ok(RestoreStep::NotArchived);
                 }
@@ -160,6 +168,7 @@ pub async fn restore(
             RestoreStep::InProgress => summary.in_progress += 1,
             RestoreStep::Restored => summary.already_restored += 1,
             RestoreStep::NotArchived => summary.not_archived += 1,
+            RestoreStep::Gone => summary.gone += 1,
         }
     }
     Ok(summary)

@@ -51,6 +51,9 @@ pub enum Error {
     /// `hold clear` named no active hold.
     #[error("log {log}: no active legal hold {scope}{}", if active.is_empty() { String::new() } else { format!("; active holds: {}", active.join("; ")) })]
     NoSuchHold { log: String, scope: String, active: Vec<String> },
+    /// The call cannot work in this setup (e.g. a legal hold on a log without Object Lock).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A store call of an admin operation failed.
     #[error("log {log}: {source}")]
     Store { log: String, source: auditum_store::Error },

@@ -136,17 +136,38 @@ pub async fn build(store: &dyn ObjectStore, cache: &BatchCache, basis: &ProofBas
         .map_err(|error| Error::Archive(error.to_string()))
 }
 
-/// Every sealed seq in the basis whose event has `id`.
-/// Seqs of sealed events with this id, only among `tenant`'s events when given.
-pub async fn find_by_id(store: &dyn ObjectStore, basis: &ProofBasis, id: &str, tenant: Option<&str>) -> Result<Vec<u64>, Error> {
-    let mut found = Vec::new();
+/// Where an id was looked for.
+#[derive(Debug, Default)]
+pub struct FoundIds {
+    /// Seqs of sealed events with the id.
+    pub seqs: Vec<u64>,
+    /// Batches that could not be read because they are archived (not restored).
+    pub archived: Vec<Arc<LedgerEntry>>,
+}
+
+/// Seqs of sealed events with this id, only among `tenant`'s events when given (batches whose
+/// catalog lists other tenants only are not read). Archived batches are skipped and listed.
+pub async fn find_by_id(store: &dyn ObjectStore, basis: &ProofBasis, id: &str, tenant: Option<&str>) -> Result<FoundIds, Error> {
+    let mut found = FoundIds::default();
     for entry in basis.entries[..basis.checkpoint_size as usize].iter().rev() {
-        let body = store.get(&entry.object, entry.version.as_deref()).await?;
+        if let (Some(tenant), Some(tenants)) = (tenant, &entry.tenants)
+            && !tenants.iter().any(|listed| listed == tenant)
+        {
+            continue;
+        }
+        let body = match store.get(&entry.object, entry.version.as_deref()).await {
+            Ok(body) => body,
+            Err(auditum_store::Error::Archived { .. }) => {
+                found.archived.push(entry.clone());
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         let rows = tokio::task::spawn_blocking(move || batch::read_idempotency_columns(body))
             .await
             .map_err(|error| Error::Archive(error.to_string()))?
             .map_err(|error| Error::Archive(error.to_string()))?;
-        found.extend(
+        found.seqs.extend(
             rows.into_iter().filter(|row| row.id == id && tenant.is_none_or(|tenant| row.tenant_id == tenant)).map(|row| row.seq.0),
         );
     }

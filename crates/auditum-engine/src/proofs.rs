@@ -127,6 +127,14 @@ impl Prover {
         let seq = match key {
             Some(EventKey::Seq(seq)) => {
                 let target = format!("{}/{seq}", log.name());
+                // A tenant's key asking for a seq in a batch that holds none of its tenant's
+                // events gets "not found" before anything is read (or named, if archived).
+                if let Some(own) = call.caller.tenant()
+                    && let Ok(entry) = basis.entry_for_seq(seq)
+                    && entry.tenants.as_ref().is_some_and(|tenants| !tenants.iter().any(|tenant| tenant == own))
+                {
+                    return Err(self.not_found(call, no_such_seq(seq), "event", target, details).await);
+                }
                 if seq >= log.committed_next().0 {
                     // Not sealed yet: say so only to a caller who may see the event.
                     let unsealed = log.unsealed_events();
@@ -145,9 +153,13 @@ impl Prover {
                     return Err(Error::bad_request("event_id", format!("must be 1 to {MAX_ID_BYTES} bytes")));
                 }
                 // A tenant key looks only among its tenant's events: another tenant's ids stay invisible.
-                let seqs = proof::find_by_id(store, &basis, &id, call.caller.tenant()).await;
-                let seqs = archived_named(log, &basis, seqs).await?;
+                let found = proof::find_by_id(store, &basis, &id, call.caller.tenant()).await?;
+                let seqs = found.seqs;
                 match seqs.as_slice() {
+                    // Not among the readable batches, but some could not be read: say which.
+                    [] if !found.archived.is_empty() => {
+                        return Err(Error::Archived(crate::archive::name_archived(log.name(), log.store(), &found.archived).await));
+                    }
                     [] => {
                         let error = Error::Proof(proof::Error::NoSuchId { log: log.name().to_string(), id });
                         return Err(self.not_found(call, error, "event", log.name().to_string(), details).await);

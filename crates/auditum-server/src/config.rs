@@ -507,7 +507,7 @@ impl Config {
             )?;
             let store = log.store.as_deref().or(self.store.as_deref()).unwrap_or_default();
             let retention_days = log.retention_days.or(if log.retention_mode.is_none() { self.retention_days } else { None });
-            check_tiers(index, log, store, retention_days)?;
+            check_tiers(index, log, store, retention_days, self.idempotency_window)?;
             for tenant in &log.tenants {
                 if !rules::is_valid_tenant_id(tenant) {
                     return Err(invalid(format!("logs[{index}].tenants"), format!("{tenant:?} is not a valid tenant id")));
@@ -581,7 +581,7 @@ impl Config {
 
 /// Archive and expiry settings of `logs[index]` (DESIGN §12): S3 only, within S3's rules, and
 /// never deleting a batch before its retention ends.
-fn check_tiers(index: usize, log: &LogConfig, store: &str, retention_days: Option<u32>) -> Result<()> {
+fn check_tiers(index: usize, log: &LogConfig, store: &str, retention_days: Option<u32>, idempotency_window: Duration) -> Result<()> {
     let field = |name: &str| format!("logs[{index}].{name}");
     let on_s3 = store.starts_with("s3://");
     for (name, set) in [
@@ -593,10 +593,23 @@ fn check_tiers(index: usize, log: &LogConfig, store: &str, retention_days: Optio
             return Err(invalid(field(name), format!("needs an s3:// store (the log's store is {store:?})")));
         }
     }
-    if let Some(days) = log.archive_after_days
-        && !(1..=36_500).contains(&days)
+    for (name, days) in [("archive_after_days", log.archive_after_days), ("expire_after_days", log.expire_after_days)] {
+        if let Some(days) = days
+            && !(1..=36_500).contains(&days)
+        {
+            return Err(invalid(field(name), "must be between 1 and 36500"));
+        }
+    }
+    // After a restart, the ids of batches sealed within the idempotency window are read back
+    // from the store: an archived batch cannot be, and a retry of its events would be stored twice.
+    if let Some((days, class)) = log.archive()
+        && class.needs_restore()
+        && Duration::from_secs(u64::from(days) * 86_400) < idempotency_window
     {
-        return Err(invalid(field("archive_after_days"), "must be between 1 and 36500"));
+        return Err(invalid(
+            field("archive_after_days"),
+            format!("{days} days to {class} is shorter than idempotency_window: retries after a restart could not be recognised"),
+        ));
     }
     match (log.archive_after_days, log.archive_storage_class) {
         (None, Some(_)) => return Err(invalid(field("archive_storage_class"), "needs archive_after_days")),

@@ -190,7 +190,14 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access.clone()))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
-    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(Admin::new(logs.clone(), access.clone()), access))
+    let admin_engine = Admin::new(logs.clone(), access.clone());
+    // Active legal holds are put in force again in the background: a set or clear that stopped
+    // half way (a crash, an outage) ends with every covered object held.
+    tokio::spawn({
+        let admin = admin_engine.clone();
+        async move { admin.reapply_holds().await }
+    });
+    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(admin_engine, access))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService", "auditum.v1.AdminService"] {

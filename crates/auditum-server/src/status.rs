@@ -25,6 +25,7 @@ pub fn status_from_engine(error: Error) -> Status {
         // The batches must be restored first: retrying as it is cannot help.
         Error::Archived(_) | Error::Export(export::Failure::Archived(_)) => Status::failed_precondition(error.to_string()),
         Error::NoSuchHold { .. } => Status::not_found(error.to_string()),
+        Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
         Error::Store { ref source, .. } if source.is_transient() => Status::unavailable(format!("{error}; retry later")),
         Error::Store { source: auditum_store::Error::Unsupported { .. } | auditum_store::Error::Misconfigured { .. }, .. } => {
             Status::failed_precondition(error.to_string())

@@ -36,9 +36,14 @@ pub struct LifecyclePlan {
 }
 
 impl LifecyclePlan {
-    /// Every rule id of this log starts with it: `apply` replaces exactly these.
-    pub fn rule_id_prefix(log: &str) -> String {
-        format!("auditum-{log}-")
+    /// A rule's id names the exact key prefix it covers (`auditum:prod/default/batches/:archive`):
+    /// unique per store prefix and log even in a shared bucket, and what `apply` replaces.
+    pub fn rule_id(&self, kind: &str) -> String {
+        format!("auditum:{}:{kind}", self.batches_prefix())
+    }
+
+    fn rule_ids(&self) -> [String; 2] {
+        [self.rule_id("archive"), self.rule_id("expire")]
     }
 
     pub fn batches_prefix(&self) -> String {
@@ -53,7 +58,7 @@ impl LifecyclePlan {
             let transition = Transition::builder().days(days as i32).storage_class(TransitionStorageClass::from(class.as_str())).build();
             rules.push(
                 LifecycleRule::builder()
-                    .id(format!("{}batches-archive", Self::rule_id_prefix(&self.keys.log)))
+                    .id(self.rule_id("archive"))
                     .status(ExpirationStatus::Enabled)
                     .filter(filter())
                     .transitions(transition)
@@ -61,18 +66,20 @@ impl LifecyclePlan {
             );
         }
         if let Some(days) = self.expire_after_days {
+            let days = i32::try_from(days).unwrap_or(i32::MAX);
             rules.push(
                 LifecycleRule::builder()
-                    .id(format!("{}batches-expire", Self::rule_id_prefix(&self.keys.log)))
+                    .id(self.rule_id("expire"))
                     .status(ExpirationStatus::Enabled)
                     .filter(filter())
-                    .expiration(LifecycleExpiration::builder().days(days as i32).build())
+                    .expiration(LifecycleExpiration::builder().days(days).build())
                     // The delete marker leaves the locked version noncurrent: remove it a day later
                     // (Object Lock still keeps it until its retain-until).
                     .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(1).build())
                     .build(),
             );
         }
+        // Building fails only without a status, which every rule here has.
         rules.into_iter().filter_map(Result::ok).collect()
     }
 
@@ -215,9 +222,9 @@ pub fn problems(
 
 /// The bucket's rules with this log's replaced by `plan`'s: every other rule is kept as it is.
 pub fn merged(existing: &[LifecycleRule], plan: &LifecyclePlan) -> Vec<LifecycleRule> {
-    let ours = LifecyclePlan::rule_id_prefix(&plan.keys.log);
+    let ours = plan.rule_ids();
     let mut rules: Vec<LifecycleRule> =
-        existing.iter().filter(|rule| !rule.id().is_some_and(|id| id.starts_with(&ours))).cloned().collect();
+        existing.iter().filter(|rule| !rule.id().is_some_and(|id| ours.iter().any(|own| own == id))).cloned().collect();
     rules.extend(plan.rules());
     rules
 }
@@ -261,9 +268,9 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"Rules": [
-                {"ID": "auditum-compliance-batches-archive", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
+                {"ID": "auditum:prod/compliance/batches/:archive", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
                  "Transitions": [{"Days": 90, "StorageClass": "DEEP_ARCHIVE"}]},
-                {"ID": "auditum-compliance-batches-expire", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
+                {"ID": "auditum:prod/compliance/batches/:expire", "Status": "Enabled", "Filter": {"Prefix": "prod/compliance/batches/"},
                  "Expiration": {"Days": 2557}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
             ]})
         );
@@ -299,11 +306,24 @@ mod tests {
             archive: Some((30, StorageClass::GlacierIr)),
             expire_after_days: None,
         };
-        let stale = LifecycleRule::builder().id("auditum-default-batches-expire").status(ExpirationStatus::Enabled).build().unwrap();
+        let stale = LifecycleRule::builder().id("auditum:default/batches/:expire").status(ExpirationStatus::Enabled).build().unwrap();
+        // Another log whose name starts the same, and the same log under another store prefix.
+        let neighbour =
+            LifecycleRule::builder().id("auditum:default-eu/batches/:archive").status(ExpirationStatus::Enabled).build().unwrap();
+        let staging =
+            LifecycleRule::builder().id("auditum:staging/default/batches/:archive").status(ExpirationStatus::Enabled).build().unwrap();
         let other = expire_all(400, "logs/");
-        let merged = merged(&[stale, other.clone()], &plan);
+        let merged = merged(&[stale, other.clone(), neighbour, staging], &plan);
         let ids: Vec<&str> = merged.iter().filter_map(LifecycleRule::id).collect();
-        assert_eq!(ids, ["cleanup", "auditum-default-batches-archive"]);
+        assert_eq!(
+            ids,
+            [
+                "cleanup",
+                "auditum:default-eu/batches/:archive",
+                "auditum:staging/default/batches/:archive",
+                "auditum:default/batches/:archive"
+            ]
+        );
         assert_eq!(merged[0], other);
     }
 }

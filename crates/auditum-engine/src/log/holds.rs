@@ -24,6 +24,10 @@ pub struct HoldRecord {
     pub set_at: i64,
     /// The API key that set it.
     pub set_by: String,
+    /// The tenant that key is bound to; None for a platform key. A tenant's key may clear only
+    /// the holds its own tenant's keys set, never one an operator set on its data.
+    #[serde(default)]
+    pub set_by_tenant: Option<String>,
 }
 
 /// The record that a hold was cleared.
@@ -105,6 +109,7 @@ mod tests {
             reason: "case 1".into(),
             set_at: 0,
             set_by: "admin".into(),
+            set_by_tenant: None,
         }
     }
 

@@ -333,6 +333,12 @@ impl Log {
         self.inner.holds.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// Waits for an in-flight seal to commit and keeps the next from starting while held: a hold
+    /// change takes it so that no batch is put with a stale view of the active holds.
+    pub async fn pause_sealing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.seal_lock.lock().await
+    }
+
     /// Serializes hold changes: held while one is written and applied.
     pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.inner.hold_changes.lock().await

@@ -14,6 +14,13 @@ use tracing::Instrument;
 
 /// Restored copies stay readable this long when the request says 0.
 const DEFAULT_RESTORE_DAYS: u32 = 7;
+/// Restores started, named in an answer at most (the count is always given).
+const MAX_LISTED_RESTORES: usize = 1000;
+
+fn task_failed(error: tokio::task::JoinError) -> Status {
+    tracing::error!(%error, "admin task failed");
+    Status::internal(format!("admin task failed: {error}"))
+}
 
 #[derive(Clone)]
 pub struct AdminApi {
@@ -58,11 +65,17 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let span = call.span();
         let request = request.into_inner();
         let scope = range_scope(request.scope)?;
-        let change = self.admin.set_hold(&call, scope, request.reason).instrument(span).await.map_err(status_from_engine)?;
+        let admin = self.admin.clone();
+        // Its own task: a client that goes away does not stop a hold half way.
+        let change = tokio::spawn(async move { admin.set_hold(&call, scope, request.reason).await }.instrument(span))
+            .await
+            .map_err(task_failed)?
+            .map_err(status_from_engine)?;
         Ok(Response::new(pb::SetLegalHoldResponse {
             hold_id: change.hold_ids.into_iter().next().unwrap_or_default(),
             batch_objects: change.batch_objects,
             already_active: change.already_active,
+            gone: change.gone,
         }))
     }
 
@@ -71,11 +84,16 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let span = call.span();
         let request = request.into_inner();
         let scope = range_scope(request.scope)?;
-        let change = self.admin.clear_hold(&call, scope, request.reason).instrument(span).await.map_err(status_from_engine)?;
+        let admin = self.admin.clone();
+        let change = tokio::spawn(async move { admin.clear_hold(&call, scope, request.reason).await }.instrument(span))
+            .await
+            .map_err(task_failed)?
+            .map_err(status_from_engine)?;
         Ok(Response::new(pb::ClearLegalHoldResponse {
             hold_ids: change.hold_ids,
             batch_objects: change.batch_objects,
             still_held: change.still_held,
+            gone: change.gone,
         }))
     }
 
@@ -112,12 +130,19 @@ impl pb::admin_service_server::AdminService for AdminApi {
         };
         let days = if request.days == 0 { DEFAULT_RESTORE_DAYS } else { request.days };
         let scope = range_scope(request.scope)?;
-        let summary = self.admin.restore(&call, scope, days, tier).instrument(span).await.map_err(status_from_engine)?;
+        let admin = self.admin.clone();
+        let summary = tokio::spawn(async move { admin.restore(&call, scope, days, tier).await }.instrument(span))
+            .await
+            .map_err(task_failed)?
+            .map_err(status_from_engine)?;
+        let started_count = summary.started.len() as u64;
         Ok(Response::new(pb::RestoreBatchesResponse {
-            started: summary.started,
+            started: summary.started.into_iter().take(MAX_LISTED_RESTORES).collect(),
             in_progress: summary.in_progress,
             already_restored: summary.already_restored,
             not_archived: summary.not_archived,
+            gone: summary.gone,
+            started_count,
         }))
     }
 }
