@@ -33,6 +33,8 @@ enum Command {
     Query(cli::query::QueryArgs),
     /// Export a tenant's events to a file (JSONL, CSV or Parquet) and check the summary hash.
     Export(cli::export::ExportArgs),
+    /// Follow a tenant's events as they become durable, in seq order (resumable with --after-seq).
+    Subscribe(cli::subscribe::SubscribeArgs),
     /// Fetch an event's proof (docs/FORMAT.md, Proofs) from a server and save it.
     Proof(cli::proof::ProofArgs),
     /// Verify a saved event proof offline against a pinned verifier key.
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
             Command::Query(args) => cli::query::run(args).await,
             Command::Export(args) => cli::export::run(args).await,
             Command::Proof(args) => cli::proof::run(args).await,
+            Command::Subscribe(args) => cli::subscribe::run(args).await,
             Command::VerifyProof(args) => cli::proof::verify_saved(args),
             Command::Config(command) => cli::config::run(command),
             Command::Relay(command) => cli::relay::run(command).await,

@@ -13,4 +13,5 @@ pub mod query;
 pub mod relay;
 pub mod restore;
 pub mod serve;
+pub mod subscribe;
 pub mod verify;

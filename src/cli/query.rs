@@ -38,7 +38,7 @@ pub async fn run(args: QueryArgs) -> Result<bool, String> {
     let mut pager = Pager::new(args.connect.channel().await?, filter, args.desc);
     let mut printed = 0;
     if !args.json {
-        println!("{:<27} {:>10} {:<28} {:<24} {:<24} {:<8} SEALED", "OCCURRED_AT", "SEQ", "ACTION", "ACTOR", "TARGET", "OUTCOME");
+        print_header();
     }
     while printed < args.limit {
         let page_size = args.page_size.min((args.limit - printed) as u32);
@@ -49,35 +49,7 @@ pub async fn run(args: QueryArgs) -> Result<bool, String> {
             eprintln!("{stats:?}");
         }
         for stored in &response.events {
-            let Some(event) = &stored.event else { continue };
-            if args.json {
-                let record = record_of(stored).map_err(|error| format!("server sent an event that does not convert: {error}"))?;
-                let mut object = record.to_json();
-                if let Some(map) = object.as_object_mut() {
-                    map.insert("sealed".into(), stored.sealed.into());
-                    map.insert("batch_index".into(), if stored.sealed { stored.batch_index.into() } else { serde_json::Value::Null });
-                    map.insert("log".into(), stored.log.clone().into());
-                    map.insert("leaf_hash".into(), hex::encode(&stored.leaf_hash).into());
-                }
-                println!("{object}");
-            } else {
-                let actor = event.actor.as_ref().map(|actor| actor.id.clone()).unwrap_or_default();
-                let target = event.target.as_ref().map(|target| format!("{}:{}", target.r#type, target.id)).unwrap_or_default();
-                let outcome = event
-                    .outcome
-                    .as_ref()
-                    .map(|outcome| outcome.result().as_str_name().trim_start_matches("OUTCOME_RESULT_").to_lowercase());
-                println!(
-                    "{:<27} {:>10} {:<28} {:<24} {:<24} {:<8} {}",
-                    rfc3339(event.occurred_at.as_ref()),
-                    stored.seq,
-                    event.action,
-                    actor,
-                    target,
-                    outcome.unwrap_or_default(),
-                    if stored.sealed { format!("batch {}", stored.batch_index) } else { "unsealed".into() }
-                );
-            }
+            print_event(stored, args.json)?;
             printed += 1;
         }
     }
@@ -85,4 +57,41 @@ pub async fn run(args: QueryArgs) -> Result<bool, String> {
         eprintln!("(stopped at --limit {}; more events match)", args.limit);
     }
     Ok(true)
+}
+
+/// The table's header line.
+pub fn print_header() {
+    println!("{:<27} {:>10} {:<28} {:<24} {:<24} {:<8} SEALED", "OCCURRED_AT", "SEQ", "ACTION", "ACTOR", "TARGET", "OUTCOME");
+}
+
+/// One event: a table line, or a JSON object with the stored columns plus sealed, batch_index,
+/// log and leaf_hash.
+pub fn print_event(stored: &auditum_proto::pb::StoredEvent, json: bool) -> Result<(), String> {
+    let Some(event) = &stored.event else { return Ok(()) };
+    if json {
+        let record = record_of(stored).map_err(|error| format!("server sent an event that does not convert: {error}"))?;
+        let mut object = record.to_json();
+        if let Some(map) = object.as_object_mut() {
+            map.insert("sealed".into(), stored.sealed.into());
+            map.insert("batch_index".into(), if stored.sealed { stored.batch_index.into() } else { serde_json::Value::Null });
+            map.insert("log".into(), stored.log.clone().into());
+            map.insert("leaf_hash".into(), hex::encode(&stored.leaf_hash).into());
+        }
+        println!("{object}");
+        return Ok(());
+    }
+    let actor = event.actor.as_ref().map(|actor| actor.id.clone()).unwrap_or_default();
+    let target = event.target.as_ref().map(|target| format!("{}:{}", target.r#type, target.id)).unwrap_or_default();
+    let outcome = event.outcome.as_ref().map(|outcome| outcome.result().as_str_name().trim_start_matches("OUTCOME_RESULT_").to_lowercase());
+    println!(
+        "{:<27} {:>10} {:<28} {:<24} {:<24} {:<8} {}",
+        rfc3339(event.occurred_at.as_ref()),
+        stored.seq,
+        event.action,
+        actor,
+        target,
+        outcome.unwrap_or_default(),
+        if stored.sealed { format!("batch {}", stored.batch_index) } else { "unsealed".into() }
+    );
+    Ok(())
 }

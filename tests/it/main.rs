@@ -23,6 +23,7 @@ mod sdk;
 mod security;
 mod startup_checks;
 mod store_conformance;
+mod subscribe;
 mod tamper;
 mod validation;
 mod vectors;

@@ -4,7 +4,8 @@
 //! - `log`: one log's WAL writer (group commit), idempotency index, sealer, checkpoints;
 //! - `router`: tenants → logs; `ingest`: Append over them;
 //! - `read` + `scan`: filters, page tokens, the merge of sealed batches and unsealed events;
-//!   `query`: Query and Export; `export`: encoding and the export pipeline;
+//!   `query`: Query and Export; `export`: encoding and the export pipeline; `subscribe`: the
+//!   seq-ordered stream of durable events;
 //! - `proof` + `proofs`: event and consistency proofs, server-side verification;
 //! - `auth` + `access`: keys, scopes, tenant binding, rate limits, and the meta-audit record;
 //! - `admin`: legal holds and restores; `archive`: batches in archive storage classes;
@@ -26,5 +27,6 @@ pub mod query;
 pub mod read;
 pub mod router;
 pub mod scan;
+pub mod subscribe;
 
 pub use error::{Error, Result};

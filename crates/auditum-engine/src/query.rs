@@ -58,11 +58,29 @@ pub struct Reader {
     logs: Arc<Logs>,
     footers: Arc<FooterCache>,
     access: Arc<Access>,
+    /// Becomes true when the server begins to stop: subscriptions end then.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Reader {
     pub fn new(logs: Arc<Logs>, access: Arc<Access>) -> Reader {
-        Reader { logs, footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)), access }
+        // A sender dropped at once: the value stays false and never changes.
+        let (_, closing) = tokio::sync::watch::channel(false);
+        Reader { logs, footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)), access, closing }
+    }
+
+    /// Ends long-lived streams (subscriptions) when `closing` becomes true.
+    pub fn closing_on(mut self, closing: tokio::sync::watch::Receiver<bool>) -> Reader {
+        self.closing = closing;
+        self
+    }
+
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.clone()
+    }
+
+    pub(crate) fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Tenant binding, then the meta-audit record, for a Query or an Export.
@@ -79,11 +97,11 @@ impl Reader {
         self.access.admit(call, call.caller.require_tenant("filter.tenant_id", tenant_id), note).await
     }
 
-    fn log_for(&self, tenant_id: &str) -> Result<&Log> {
+    pub(crate) fn log_for_tenant(&self, tenant_id: &str) -> Result<&Log> {
         self.logs.for_tenant(tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: tenant_id.to_string() })
     }
 
-    fn context(&self, log: &Log, io: Arc<IoCounters>, decode_rows: usize) -> ScanContext {
+    pub(crate) fn scan_context(&self, log: &Log, io: Arc<IoCounters>, decode_rows: usize) -> ScanContext {
         ScanContext {
             store: log.store().clone(),
             footers: self.footers.clone(),
@@ -98,7 +116,7 @@ impl Reader {
         let filter = Filter::new(&request.filter)?;
         let page_size = read::page_size(request.page_size)?;
         let cursor = read::decode_page_token(&request.page_token, &filter, request.descending)?;
-        let log = self.log_for(&filter.tenant_id)?;
+        let log = self.log_for_tenant(&filter.tenant_id)?;
         log.require_store()?;
         // The snapshot comes first, so a query does not read its own meta-audit record.
         let snapshot = log.read_snapshot();
@@ -109,7 +127,7 @@ impl Reader {
         });
         self.admit(call, "auditum.query", &filter.tenant_id, request.filter_details, object(details)).await?;
         let io = Arc::new(IoCounters::default());
-        let context = self.context(log, io.clone(), page_size + 1);
+        let context = self.scan_context(log, io.clone(), page_size + 1);
         let predicate = filter.predicate(cursor, request.descending);
         let tenant_id = filter.tenant_id.clone();
         let candidates = candidates(&snapshot.entries, &predicate, &tenant_id);
@@ -144,7 +162,7 @@ impl Reader {
     pub async fn export(&self, call: &Call, request: ExportRequest) -> Result<tokio::sync::mpsc::Receiver<Result<ExportItem, Failure>>> {
         let started = std::time::Instant::now();
         let filter = Filter::new(&request.filter)?;
-        let log = self.log_for(&filter.tenant_id)?.clone();
+        let log = self.log_for_tenant(&filter.tenant_id)?.clone();
         log.require_store()?;
         let snapshot = log.read_snapshot();
         let details = serde_json::json!({
@@ -154,7 +172,7 @@ impl Reader {
         });
         self.admit(call, "auditum.export", &filter.tenant_id, request.filter_details, object(details)).await?;
         let io = Arc::new(IoCounters::default());
-        let context = self.context(&log, io.clone(), MAX_DECODE_ROWS);
+        let context = self.scan_context(&log, io.clone(), MAX_DECODE_ROWS);
         let predicate = filter.predicate(None, false);
         let candidates = candidates(&snapshot.entries[..snapshot.checkpoint_size], &predicate, &filter.tenant_id);
         let mut items = pipeline::start(ExportJob {

@@ -186,7 +186,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         access.clone(),
     ))
     .max_decoding_message_size(max_append_message);
-    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(Reader::new(logs.clone(), access.clone()), access.clone()))
+    // Set when the server begins to stop: subscriptions end (UNAVAILABLE, with their cursor) so
+    // the graceful stop does not wait on streams that never finish.
+    let (closing, closing_watch) = tokio::sync::watch::channel(false);
+    let reader = Reader::new(logs.clone(), access.clone()).closing_on(closing_watch);
+    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(reader, access.clone()))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access.clone()))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
@@ -255,6 +259,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .add_service(admin)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
+                let _ = closing.send(true);
             })
             .await;
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;

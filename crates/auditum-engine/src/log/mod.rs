@@ -154,6 +154,8 @@ struct Inner {
     stop: watch::Sender<Option<tokio::time::Instant>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     sealer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The seq after the last durable (acknowledged) event: subscribers wait on it.
+    durable_end: watch::Sender<u64>,
     /// Active legal holds; the sealer reads them for every batch.
     holds: Mutex<Vec<HoldRecord>>,
     /// One hold change at a time: a clear must see every hold set before it.
@@ -170,6 +172,17 @@ impl std::fmt::Debug for Log {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("Log").field("name", &self.inner.settings.name).finish()
     }
+}
+
+/// What a subscriber reads next (see [`Log::tail`]).
+#[derive(Debug, Clone)]
+pub enum TailView {
+    /// The seq is in this committed batch.
+    Sealed(Arc<LedgerEntry>),
+    /// Durable events from the seq on (possibly none), and the seq after the last durable one.
+    Unsealed { events: Vec<Arc<EventRecord>>, durable_end: u64 },
+    /// The seq is not readable yet (the store has not answered since the start).
+    NotYet,
 }
 
 /// A read-only view of the committed ledger, for readers.
@@ -262,6 +275,7 @@ impl Log {
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (committed, _) = watch::channel(ledger_next);
+        let (durable_end, _) = watch::channel(open.back().map(|record: &Arc<EventRecord>| record.seq.0 + 1).unwrap_or(ledger_next.0));
         let (stop, _) = watch::channel(None);
         let wal_bytes = wal_files.total_bytes();
         let inner = Arc::new(Inner {
@@ -289,6 +303,7 @@ impl Log {
             stop,
             writer_thread: Mutex::new(None),
             sealer_task: Mutex::new(None),
+            durable_end,
             holds: Mutex::new(store_state.as_ref().map(|state| state.holds.clone()).unwrap_or_default()),
             hold_changes: tokio::sync::Mutex::new(()),
             settings,
@@ -398,6 +413,42 @@ impl Log {
             checkpoint: shared.latest_checkpoint.clone(),
             checkpoint_size: (shared.checkpoint_size as usize).min(shared.entries.len()),
         }
+    }
+
+    /// What a subscriber reads next from seq `from` (DESIGN §10): the committed batch holding it,
+    /// or up to `max` durable unsealed events from it on.
+    pub fn tail(&self, from: u64, max: usize) -> TailView {
+        let shared = lock(&self.inner.shared);
+        let ledger_end = shared.entries.last().map(|entry| entry.end_seq().0).unwrap_or(0);
+        if from < ledger_end {
+            let position = shared.entries.partition_point(|entry| entry.end_seq().0 <= from);
+            if let Some(entry) = shared.entries.get(position) {
+                return TailView::Sealed(entry.clone());
+            }
+        }
+        let sealing = shared.sealing.iter().flat_map(|batch| batch.iter());
+        let mut unsealed = sealing.chain(shared.open.iter()).peekable();
+        let first = unsealed.peek().map(|record| record.seq.0).unwrap_or(ledger_end);
+        if from < first {
+            // Seqs between the ledger's end and the WAL's first record are not known yet (a
+            // log started while its store did not answer).
+            return TailView::NotYet;
+        }
+        let events: Vec<Arc<EventRecord>> = unsealed.skip((from - first) as usize).take(max).cloned().collect();
+        let durable_end = shared.open.back().map(|record| record.seq.0 + 1).unwrap_or(first.max(ledger_end));
+        let durable_end =
+            shared.sealing.as_ref().and_then(|batch| batch.last()).map(|record| record.seq.0 + 1).unwrap_or(0).max(durable_end);
+        TailView::Unsealed { events, durable_end: durable_end.max(from) }
+    }
+
+    /// Notified whenever events become durable.
+    pub fn watch_durable(&self) -> watch::Receiver<u64> {
+        self.inner.durable_end.subscribe()
+    }
+
+    /// Notified when the log begins to stop.
+    pub fn watch_stop(&self) -> watch::Receiver<Option<tokio::time::Instant>> {
+        self.inner.stop.subscribe()
     }
 
     /// The committed entries covered by the latest published checkpoint, for proofs.

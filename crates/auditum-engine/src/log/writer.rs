@@ -152,11 +152,15 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
             METRICS.append_bytes.get_or_create(&label).inc_by(framed.len() as u64);
             let full = {
                 let mut shared = lock(&inner.shared);
+                let mut durable_end = 0;
                 for record in new_records {
                     shared.open_bytes += record.encoded_len_hint();
+                    durable_end = record.seq.0 + 1;
                     shared.open.push_back(Arc::new(record));
                 }
                 shared.wal_bytes = wal.total_bytes();
+                // Inside the lock: a subscriber woken by it finds the events in `open`.
+                inner.durable_end.send_replace(durable_end);
                 shared.open.len() >= inner.settings.batch_max_events || shared.open_bytes >= inner.settings.batch_max_bytes
             };
             if full {

@@ -1,4 +1,4 @@
-//! `QueryService`: Query and Export.
+//! `QueryService`: Query, Export and Subscribe.
 
 use super::request_meta;
 use crate::status::{Status, status_from_engine, status_from_export};
@@ -8,6 +8,7 @@ use auditum_engine::export::{ExportItem, Format};
 use auditum_engine::query::{ExportRequest, QueryRequest, Reader};
 use auditum_engine::read::{FilterError, FilterSpec};
 use auditum_engine::scan::ScanStats;
+use auditum_engine::subscribe::{Ended, SubscribeItem, SubscribeRequest, SubscribeStart};
 use auditum_proto::convert::{self, actor_type_name, outcome_name, timestamp_ceil_micros};
 use auditum_proto::pb;
 use std::sync::Arc;
@@ -130,6 +131,36 @@ impl QueryApi {
         });
         Ok(Box::pin(stream))
     }
+
+    async fn subscribe(
+        &self,
+        call: &auditum_engine::access::Call,
+        request: pb::SubscribeRequest,
+    ) -> Result<futures::stream::BoxStream<'static, Result<pb::SubscribeResponse, Status>>, Status> {
+        let start = match request.start {
+            Some(pb::subscribe_request::Start::AfterSeq(seq)) => SubscribeStart::AfterSeq(seq),
+            Some(pb::subscribe_request::Start::FromBeginning(true)) => SubscribeStart::FromBeginning,
+            Some(pb::subscribe_request::Start::FromBeginning(false)) | None => SubscribeStart::Next,
+        };
+        let subscribe =
+            SubscribeRequest { filter: filter_spec(request.filter.as_ref())?, filter_details: details(request.filter.as_ref()), start };
+        let subscribed = self.reader.subscribe(call, subscribe).await.map_err(status_from_engine)?;
+        let log = subscribed.log;
+        let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(subscribed.items), move |item| match item {
+            Ok(SubscribeItem::Event(row)) => {
+                let event = convert::stored_event(&row.record, &row.leaf_hash, row.batch_index, &log);
+                Ok(pb::SubscribeResponse { item: Some(pb::subscribe_response::Item::Event(event)) })
+            }
+            Ok(SubscribeItem::Progress(cursor)) => {
+                Ok(pb::SubscribeResponse { item: Some(pb::subscribe_response::Item::Progress(pb::SubscribeProgress { cursor })) })
+            }
+            Err(Ended::ShuttingDown { cursor }) => {
+                Err(Status::unavailable(format!("the server is shutting down; resume with after_seq = {cursor}")))
+            }
+            Err(Ended::Failed(error)) => Err(status_from_engine(error)),
+        });
+        Ok(Box::pin(stream))
+    }
 }
 
 #[tonic::async_trait]
@@ -146,6 +177,14 @@ impl pb::query_service_server::QueryService for QueryApi {
         let call = self.access.open("Export", Scope::Export, 1, request_meta(&request)).map_err(status_from_engine)?;
         let span = call.span();
         QueryApi::export(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
+    }
+
+    type SubscribeStream = futures::stream::BoxStream<'static, Result<pb::SubscribeResponse, Status>>;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let call = self.access.open("Subscribe", Scope::Query, 1, request_meta(&request)).map_err(status_from_engine)?;
+        let span = call.span();
+        QueryApi::subscribe(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 }
 

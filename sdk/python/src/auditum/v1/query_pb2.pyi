@@ -100,3 +100,27 @@ class ExportSummary(_message.Message):
     checkpoint: str
     unsealed_rows: int
     def __init__(self, rows: _Optional[int] = ..., sha256: _Optional[str] = ..., checkpoint: _Optional[str] = ..., unsealed_rows: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("filter", "after_seq", "from_beginning")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FROM_BEGINNING_FIELD_NUMBER: _ClassVar[int]
+    filter: _event_pb2.EventFilter
+    after_seq: int
+    from_beginning: bool
+    def __init__(self, filter: _Optional[_Union[_event_pb2.EventFilter, _Mapping]] = ..., after_seq: _Optional[int] = ..., from_beginning: bool = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("event", "progress")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    event: _event_pb2.StoredEvent
+    progress: SubscribeProgress
+    def __init__(self, event: _Optional[_Union[_event_pb2.StoredEvent, _Mapping]] = ..., progress: _Optional[_Union[SubscribeProgress, _Mapping]] = ...) -> None: ...
+
+class SubscribeProgress(_message.Message):
+    __slots__ = ("cursor",)
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    def __init__(self, cursor: _Optional[int] = ...) -> None: ...

@@ -45,6 +45,11 @@ class QueryServiceStub(object):
                 request_serializer=auditum_dot_v1_dot_query__pb2.ExportRequest.SerializeToString,
                 response_deserializer=auditum_dot_v1_dot_query__pb2.ExportResponse.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/auditum.v1.QueryService/Subscribe',
+                request_serializer=auditum_dot_v1_dot_query__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=auditum_dot_v1_dot_query__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer(object):
@@ -65,6 +70,14 @@ class QueryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request, context):
+        """Streams the events of the filter's tenant in seq order, each once, once durable: a replay
+        from the archive and the WAL, then live appends (DESIGN §10).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=auditum_dot_v1_dot_query__pb2.ExportRequest.FromString,
                     response_serializer=auditum_dot_v1_dot_query__pb2.ExportResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=auditum_dot_v1_dot_query__pb2.SubscribeRequest.FromString,
+                    response_serializer=auditum_dot_v1_dot_query__pb2.SubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class QueryService(object):
             '/auditum.v1.QueryService/Export',
             auditum_dot_v1_dot_query__pb2.ExportRequest.SerializeToString,
             auditum_dot_v1_dot_query__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/auditum.v1.QueryService/Subscribe',
+            auditum_dot_v1_dot_query__pb2.SubscribeRequest.SerializeToString,
+            auditum_dot_v1_dot_query__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
