@@ -144,6 +144,46 @@ fn config_check_prints_the_effective_config_and_names_a_bad_field() {
 }
 
 #[test]
+fn config_check_validates_sinks_alerts_and_streams_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str, secret: Option<&str>| {
+        let path = dir.path().join("delivery.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut command = auditum();
+        command.args(["config", "check"]).arg(&path).env_remove("AUDITUM_TEST_SECRET");
+        if let Some(secret) = secret {
+            command.env("AUDITUM_TEST_SECRET", secret);
+        }
+        let output = command.output().unwrap();
+        (String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string(), output.status.success())
+    };
+    let sink =
+        "[[sinks]]\nname = \"secops\"\nurl = \"https://siem.example/hook\"\nformat = \"json\"\nsecret_env = \"AUDITUM_TEST_SECRET\"\n";
+    let rule = "[[alerts]]\nname = \"brute-force\"\ntenant = \"*\"\nactions = [\"user.login\"]\noutcome = \"failure\"\ngroup_by = \"actor_id\"\nwindow = \"5m\"\nthreshold = 5\nsinks = [\"secops\"]\n";
+    let stream = "[[streams]]\nname = \"siem\"\ntenant = \"*\"\nsink = \"secops\"\n";
+    let (stdout, stderr, success) = check(&format!("{sink}{rule}{stream}"), Some("s3cr3t"));
+    assert!(success, "{stderr}");
+    assert!(
+        stdout.contains("[[alerts]]") && stdout.contains("window = \"300000ms\"") && stdout.contains("cooldown = \"300000ms\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("secret_env = \"AUDITUM_TEST_SECRET\"") && !stdout.contains("s3cr3t"),
+        "the secret is named, never shown: {stdout}"
+    );
+    let (_, stderr, success) = check(&format!("{sink}{rule}"), None);
+    assert!(!success && stderr.contains("sinks[0].secret_env") && stderr.contains("AUDITUM_TEST_SECRET is not set"), "{stderr}");
+    let (_, stderr, success) = check(&format!("{sink}{}", rule.replace("[\"secops\"]", "[\"nowhere\"]")), Some("x"));
+    assert!(!success && stderr.contains("alerts[0].sinks[0]: no sink named \"nowhere\""), "{stderr}");
+    let (_, stderr, success) = check(&format!("{sink}{}", rule.replace("\"5m\"", "\"soon\"")), Some("x"));
+    assert!(!success && stderr.contains("soon"), "{stderr}");
+    let (_, stderr, success) = check(&format!("{sink}{}", rule.replace("\"5m\"", "\"100ms\"")), Some("x"));
+    assert!(!success && stderr.contains("alerts[0].window"), "{stderr}");
+    let (_, stderr, success) = check(&format!("{}{stream}", sink.replace("https://siem.example", "http://siem.example")), Some("x"));
+    assert!(!success && stderr.contains("sinks[0].url: plain http is allowed only to a loopback address"), "{stderr}");
+}
+
+#[test]
 fn config_check_shows_each_tenants_effective_retention() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("retention.toml");

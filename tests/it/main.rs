@@ -3,6 +3,7 @@
 
 mod common;
 
+mod alerts;
 mod archive_tiers;
 mod cli;
 mod config_example;

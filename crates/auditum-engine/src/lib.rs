@@ -18,6 +18,7 @@ pub mod auth;
 pub mod dir_lock;
 pub mod error;
 pub mod export;
+pub mod follow;
 pub mod ingest;
 pub mod log;
 pub mod metrics;

@@ -31,6 +31,17 @@ pub struct KeyLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+    pub log: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthFailure {
     pub code: String,
 }
@@ -73,6 +84,12 @@ pub struct Metrics {
     pub rate_limited: Family<KeyLabel, Counter>,
     pub auth_refused: Family<AuthFailure, Counter>,
     pub meta_audit_events: Family<LogLabel, Counter>,
+    pub delivery_lag_events: Family<SinkLabel, Gauge>,
+    pub delivery_lag_seconds: Family<SinkLabel, Gauge>,
+    pub delivered_events: Family<SinkLabel, Counter>,
+    pub delivery_failures: Family<SinkLabel, Counter>,
+    pub alerts_fired: Family<RuleLabel, Counter>,
+    pub alert_groups_evicted: Family<RuleLabel, Counter>,
 }
 
 impl Metrics {
@@ -101,6 +118,12 @@ impl Metrics {
             rate_limited: Family::default(),
             auth_refused: Family::default(),
             meta_audit_events: Family::default(),
+            delivery_lag_events: Family::default(),
+            delivery_lag_seconds: Family::default(),
+            delivered_events: Family::default(),
+            delivery_failures: Family::default(),
+            alerts_fired: Family::default(),
+            alert_groups_evicted: Family::default(),
             registry: Registry::default(),
         };
         registry.register("append_events", "Events appended (acknowledged, not duplicates)", metrics.append_events.clone());
@@ -133,6 +156,24 @@ impl Metrics {
         registry.register("rate_limited", "Calls refused by a key's rate limit", metrics.rate_limited.clone());
         registry.register("auth_refused", "Calls refused as unauthenticated or not permitted, by gRPC code", metrics.auth_refused.clone());
         registry.register("meta_audit_events", "Audit events recording Query, Export and proof calls", metrics.meta_audit_events.clone());
+        registry.register("delivery_lag_events", "Durable events a sink has not considered yet", metrics.delivery_lag_events.clone());
+        registry.register(
+            "delivery_lag_seconds",
+            "Age of the oldest event a sink has taken but not delivered (0 when caught up)",
+            metrics.delivery_lag_seconds.clone(),
+        );
+        registry.register("delivered_events", "Events a sink acknowledged with a 2xx", metrics.delivered_events.clone());
+        registry.register(
+            "delivery_failures",
+            "Delivery attempts that failed (a non-2xx answer or no answer)",
+            metrics.delivery_failures.clone(),
+        );
+        registry.register("alerts_fired", "Alerts fired, by rule", metrics.alerts_fired.clone());
+        registry.register(
+            "alert_groups_evicted",
+            "Groups a rule stopped tracking because it hit its cap on tracked groups",
+            metrics.alert_groups_evicted.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 

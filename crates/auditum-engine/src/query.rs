@@ -101,6 +101,11 @@ impl Reader {
         self.logs.for_tenant(tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: tenant_id.to_string() })
     }
 
+    /// How a follower of `log` reads its batches (subscriptions, alert rules, deliveries).
+    pub fn follow_context(&self, log: &Log) -> ScanContext {
+        self.scan_context(log, Arc::new(IoCounters::default()), MAX_DECODE_ROWS)
+    }
+
     pub(crate) fn scan_context(&self, log: &Log, io: Arc<IoCounters>, decode_rows: usize) -> ScanContext {
         ScanContext {
             store: log.store().clone(),

@@ -444,6 +444,11 @@ pub struct Predicate {
 }
 
 impl Predicate {
+    /// Passes every row (internal followers filter on their own); use with the tenant "".
+    pub fn match_all() -> Predicate {
+        Predicate { texts: Vec::new(), start: None, end: None, cursor: None, descending: false }
+    }
+
     /// The occurred_at range [low, high) that can hold a passing row.
     pub fn time_bounds(&self) -> (i64, i64) {
         let mut low = self.start.unwrap_or(i64::MIN);
@@ -476,9 +481,11 @@ impl Predicate {
         }
     }
 
-    /// Whether a ledger entry's batch may hold a passing row.
+    /// Whether a ledger entry's batch may hold a passing row. A `tenant_id` of "" (never a valid
+    /// tenant id) stands for every tenant: internal followers (deliveries) read them all.
     pub fn entry_may_match(&self, tenant_id: &str, entry: &LedgerEntry) -> bool {
-        let tenant_listed = entry.tenants.as_ref().is_none_or(|tenants| tenants.binary_search_by(|t| t.as_str().cmp(tenant_id)).is_ok());
+        let tenant_listed = tenant_id.is_empty()
+            || entry.tenants.as_ref().is_none_or(|tenants| tenants.binary_search_by(|t| t.as_str().cmp(tenant_id)).is_ok());
         tenant_listed && self.time_may_overlap(Some(entry.min_occurred_at), Some(entry.max_occurred_at))
     }
 

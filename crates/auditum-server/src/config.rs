@@ -1,9 +1,10 @@
 //! Configuration: a TOML file, overridden by `AUDITUM_*` variables and flags (see README).
 
+use auditum_deliver::config::{AlertRule, SinkConfig, SinkFormat, StreamConfig};
 use auditum_engine::auth::{ApiKeySpec, Scope, check_api_key_identity};
 use auditum_format::rules::{self, DEFAULT_REDACT_KEYS};
 use auditum_store::{RetentionMode, RetentionPolicy, S3Options, StorageClass};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,34 +28,8 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::Invalid { field: field.into(), reason: reason.into() }
 }
 
-/// Parses "500ms", "30s", "1m", "2h" or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|ch: char| !ch.is_ascii_digit() && ch != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 60s, 5m or 1h"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a valid duration"))
-}
-
-fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
-        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
-}
+use auditum_format::time::deserialize_duration;
+pub use auditum_format::time::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +150,12 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: require client certificates signed by it.
     pub tls_client_ca: Option<PathBuf>,
+    /// Where deliveries go (DESIGN §11).
+    pub sinks: Vec<SinkConfig>,
+    /// Alert rules: sliding-window counts that fire `auditum.alert` events.
+    pub alerts: Vec<AlertRule>,
+    /// Continuous forwarding of matching events to a sink.
+    pub streams: Vec<StreamConfig>,
 }
 
 impl Default for Config {
@@ -211,12 +192,15 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            sinks: Vec::new(),
+            alerts: Vec::new(),
+            streams: Vec::new(),
         }
     }
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 31] = [
+pub const FIELD_NAMES: [&str; 34] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -248,6 +232,9 @@ pub const FIELD_NAMES: [&str; 31] = [
     "tls_cert",
     "tls_key",
     "tls_client_ca",
+    "sinks",
+    "alerts",
+    "streams",
 ];
 
 pub fn is_valid_log_name(name: &str) -> bool {
@@ -411,6 +398,58 @@ impl Config {
                 out.push_str(&format!("batch_storage_class = {}\n", quoted(class.as_str())));
             }
         }
+        out.push_str(&self.delivery_toml());
+        out
+    }
+
+    /// `[[sinks]]`, `[[alerts]]` and `[[streams]]` as TOML (secrets are named, never shown).
+    fn delivery_toml(&self) -> String {
+        let quoted = |value: &str| toml::Value::String(value.to_string()).to_string();
+        let list =
+            |values: &[String]| toml::Value::Array(values.iter().map(|value| toml::Value::String(value.clone())).collect()).to_string();
+        let duration = |value: Duration| format!("\"{}ms\"", value.as_millis());
+        let mut out = String::new();
+        for sink in &self.sinks {
+            let format = match sink.format {
+                SinkFormat::Json => "json",
+                SinkFormat::SplunkHec => "splunk_hec",
+            };
+            out.push_str(&format!(
+                "\n[[sinks]]\nname = {}\nurl = {}\nformat = {}\nsecret_env = {}\n",
+                quoted(&sink.name),
+                quoted(&sink.url),
+                quoted(format),
+                quoted(&sink.secret_env)
+            ));
+        }
+        for rule in &self.alerts {
+            out.push_str(&format!(
+                "\n[[alerts]]\nname = {}\ntenant = {}\nactions = {}\n",
+                quoted(&rule.name),
+                quoted(&rule.tenant),
+                list(&rule.actions)
+            ));
+            if let Some(outcome) = &rule.outcome {
+                out.push_str(&format!("outcome = {}\n", quoted(outcome)));
+            }
+            out.push_str(&format!(
+                "group_by = {}\nwindow = {}\nthreshold = {}\ncooldown = {}\nsinks = {}\n",
+                quoted(rule.group_by.as_str()),
+                duration(rule.window),
+                rule.threshold,
+                duration(rule.cooldown()),
+                list(&rule.sinks)
+            ));
+        }
+        for stream in &self.streams {
+            out.push_str(&format!(
+                "\n[[streams]]\nname = {}\ntenant = {}\nactions = {}\nsink = {}\n",
+                quoted(&stream.name),
+                quoted(&stream.tenant),
+                list(&stream.actions),
+                quoted(&stream.sink)
+            ));
+        }
         out
     }
 
@@ -517,6 +556,8 @@ impl Config {
                 }
             }
         }
+        auditum_deliver::config::validate(&self.sinks, &self.alerts, &self.streams, |name| std::env::var(name).ok())
+            .map_err(|error| invalid(error.field, error.reason))?;
         Ok(())
     }
 }

@@ -189,7 +189,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     // Set when the server begins to stop: subscriptions end (UNAVAILABLE, with their cursor) so
     // the graceful stop does not wait on streams that never finish.
     let (closing, closing_watch) = tokio::sync::watch::channel(false);
-    let reader = Reader::new(logs.clone(), access.clone()).closing_on(closing_watch);
+    let reader = Reader::new(logs.clone(), access.clone()).closing_on(closing_watch.clone());
+    let delivery = auditum_deliver::DeliverySettings {
+        data_dir: config.data_dir.clone(),
+        sinks: config.sinks.clone(),
+        alerts: config.alerts.clone(),
+        streams: config.streams.clone(),
+        max_groups: auditum_deliver::config::DEFAULT_MAX_GROUPS,
+    };
+    auditum_deliver::start(logs.clone(), &reader, delivery, |name| std::env::var(name).ok(), closing_watch)
+        .map_err(|error| Error::Task(error.to_string()))?;
     let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(reader, access.clone()))
         .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access.clone()))

@@ -121,6 +121,15 @@ pub async fn spawn_binary(data_dir: &Path, args: &[String]) -> (tokio::process::
 
 /// As [`spawn_binary`], with `--metrics-listen 127.0.0.1:0`; also returns the metrics URL.
 pub async fn spawn_binary_with_metrics(data_dir: &Path, args: &[String]) -> (tokio::process::Child, String, Option<String>) {
+    spawn_binary_with_env(data_dir, args, &[]).await
+}
+
+/// As [`spawn_binary_with_metrics`], with extra environment variables for the server.
+pub async fn spawn_binary_with_env(
+    data_dir: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, Option<String>) {
     use tokio::io::AsyncBufReadExt;
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
@@ -128,6 +137,7 @@ pub async fn spawn_binary_with_metrics(data_dir: &Path, args: &[String]) -> (tok
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true)

@@ -1,0 +1,353 @@
+//! Alert rules (DESIGN §11): sliding-window counts per group (and always per tenant) over
+//! `occurred_at`, a threshold and a cooldown, evaluated on durable events in seq order. A firing
+//! is appended as an `auditum.alert` event in the same tenant, so every alert is in the
+//! tamper-evident record; sinks deliver it from there.
+//!
+//! Memory is bounded: a group keeps at most `threshold` timestamps, and a rule at most
+//! `max_groups` groups (the stalest is forgotten past it, and counted). State survives a restart
+//! by replaying the last window from the log; a firing's event id is derived from the rule and
+//! the seq that fired it, so firing again during the replay stores nothing twice.
+
+use crate::config::{AlertRule, GroupBy, action_matches};
+use crate::cursor::Cursor;
+use auditum_engine::follow::{Follower, Step};
+use auditum_engine::log::Log;
+use auditum_engine::metrics::{METRICS, RuleLabel};
+use auditum_engine::read::ScanContext;
+use auditum_engine::scan::Predicate;
+use auditum_format::event::{EventRecord, Seq};
+use auditum_format::time::now_micros;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const ALERT_ACTION: &str = "auditum.alert";
+
+/// One group's recent events: (occurred_at, seq), oldest first, at most `threshold` of them.
+#[derive(Debug, Default)]
+struct GroupState {
+    times: VecDeque<(i64, u64)>,
+    last_fired: Option<i64>,
+}
+
+/// An alert to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    pub rule: String,
+    pub tenant_id: String,
+    pub group_by: GroupBy,
+    pub group: String,
+    pub count: u32,
+    pub threshold: u32,
+    pub window_seconds: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+pub struct Evaluator {
+    rules: Vec<AlertRule>,
+    groups: Vec<HashMap<(String, String), GroupState>>,
+    max_groups: usize,
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Evaluator {
+    pub fn new(rules: Vec<AlertRule>, max_groups: usize) -> Evaluator {
+        let groups = rules.iter().map(|_| HashMap::new()).collect();
+        Evaluator { rules, groups, max_groups: max_groups.max(1) }
+    }
+
+    /// Widest window plus cooldown: how far back a restart replays.
+    pub fn horizon(&self) -> Duration {
+        self.rules.iter().map(|rule| rule.window + rule.cooldown()).max().unwrap_or_default()
+    }
+
+    /// Counts one durable event; returns the alerts it fires.
+    pub fn observe(&mut self, record: &EventRecord) -> Vec<Firing> {
+        let mut firings = Vec::new();
+        if record.action == ALERT_ACTION {
+            return firings;
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.tenant != "*" && rule.tenant != record.tenant_id {
+                continue;
+            }
+            if !action_matches(&rule.actions, &record.action) || rule.outcome.as_ref().is_some_and(|outcome| *outcome != record.outcome) {
+                continue;
+            }
+            let group = match rule.group_by {
+                GroupBy::ActorId => Some(record.actor_id.as_str()),
+                GroupBy::SourceIp => record.source_ip.as_deref(),
+                GroupBy::TargetId => record.target_id.as_deref(),
+                GroupBy::SessionId => record.session_id.as_deref(),
+                GroupBy::TenantId => Some(record.tenant_id.as_str()),
+            }
+            .unwrap_or("")
+            .to_string();
+            let groups = &mut self.groups[index];
+            let key = (record.tenant_id.clone(), group);
+            if !groups.contains_key(&key) && groups.len() >= self.max_groups {
+                // Forget the group whose newest event is oldest.
+                let stalest = groups.iter().min_by_key(|(_, state)| state.times.back().map(|time| time.0)).map(|(key, _)| key.clone());
+                if let Some(stalest) = stalest {
+                    groups.remove(&stalest);
+                    METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).inc();
+                }
+            }
+            let state = groups.entry(key.clone()).or_default();
+            let point = (record.occurred_at, record.seq.0);
+            let position = state.times.partition_point(|time| *time < point);
+            state.times.insert(position, point);
+            let newest = state.times.back().map(|time| time.0).unwrap_or(record.occurred_at);
+            let window = micros(rule.window);
+            while state.times.front().is_some_and(|time| time.0 <= newest - window) || state.times.len() > rule.threshold as usize {
+                state.times.pop_front();
+            }
+            let count = state.times.len() as u32;
+            let cooled = state.last_fired.is_none_or(|fired| newest - fired >= micros(rule.cooldown()));
+            if count >= rule.threshold && cooled {
+                state.last_fired = Some(newest);
+                firings.push(Firing {
+                    rule: rule.name.clone(),
+                    tenant_id: key.0,
+                    group_by: rule.group_by,
+                    group: key.1,
+                    count,
+                    threshold: rule.threshold,
+                    window_seconds: rule.window.as_secs(),
+                    first_seq: state.times.iter().map(|time| time.1).min().unwrap_or(record.seq.0),
+                    last_seq: record.seq.0,
+                });
+            }
+        }
+        firings
+    }
+}
+
+impl Firing {
+    /// The `auditum.alert` event (DESIGN §11). Its id is derived from the rule and the firing
+    /// seq, so recording the same firing twice (a replay after a restart) stores it once.
+    pub fn record(&self, log: &str) -> EventRecord {
+        let metadata = serde_json::json!({
+            "rule": self.rule,
+            "window_seconds": self.window_seconds,
+            "threshold": self.threshold,
+            "count": self.count,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+        });
+        EventRecord {
+            seq: Seq(0),
+            id: format!("auditum-alert-{log}-{}-{}", self.rule, self.last_seq),
+            tenant_id: self.tenant_id.clone(),
+            occurred_at: now_micros(),
+            received_at: 0,
+            action: ALERT_ACTION.to_string(),
+            actor_id: self.rule.clone(),
+            actor_type: Some("system".to_string()),
+            actor_name: None,
+            target_type: Some(self.group_by.as_str().to_string()),
+            target_id: Some(self.group.clone()).filter(|group| !group.is_empty()),
+            target_name: None,
+            outcome: "success".to_string(),
+            error_code: None,
+            reason: None,
+            request_id: None,
+            correlation_id: None,
+            session_id: None,
+            source_ip: None,
+            user_agent: None,
+            service: Some("auditum".to_string()),
+            before: None,
+            after: None,
+            metadata: Some(auditum_format::json::canonical(&metadata)),
+        }
+    }
+}
+
+/// The rules of one log, following it from a durable cursor.
+pub struct AlertWorker {
+    pub evaluator: Evaluator,
+    pub log: Log,
+    pub context: ScanContext,
+    pub cursor: Cursor,
+    pub closing: watch::Receiver<bool>,
+}
+
+impl AlertWorker {
+    fn stopping(&self) -> bool {
+        *self.closing.borrow() || self.log.watch_stop().borrow().is_some()
+    }
+
+    /// The first seq of the batches received within the horizon: a restart replays from there
+    /// so windows and cooldowns are what they were.
+    fn replay_from(&self, stored: u64) -> u64 {
+        let horizon = now_micros() - micros(self.evaluator.horizon());
+        let entries = self.log.ledger_snapshot().entries;
+        let recent = entries.iter().find(|entry| entry.max_received_at >= horizon).map(|entry| entry.first_seq.0);
+        let ledger_end = entries.last().map(|entry| entry.end_seq().0).unwrap_or(0);
+        recent.unwrap_or(ledger_end).min(stored)
+    }
+
+    pub async fn run(mut self) {
+        let log_name = self.log.name().to_string();
+        let stored = match self.cursor.load() {
+            Ok(Some(next)) => next,
+            Ok(None) => *self.log.watch_durable().borrow(),
+            Err(error) => {
+                tracing::error!(log = %log_name, %error, "cannot read the alert cursor; alert rules are not evaluated");
+                return;
+            }
+        };
+        let start = self.replay_from(stored);
+        tracing::info!(log = %log_name, next_seq = stored, replay_from = start, "alert rules started");
+        let mut follower = Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start);
+        let mut durable = self.log.watch_durable();
+        let mut written = stored;
+        let mut failures = 0u32;
+        loop {
+            if self.stopping() {
+                return;
+            }
+            durable.mark_unchanged();
+            let caught_up = match follower.step().await {
+                Ok(Step::Moved(rows)) => {
+                    for row in rows {
+                        for firing in self.evaluator.observe(&row.record) {
+                            if !self.record(&firing).await {
+                                return;
+                            }
+                        }
+                    }
+                    false
+                }
+                Ok(Step::CaughtUp) => true,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(log = %log_name, %error, "cannot read the log for alert rules; retrying");
+                    let delay = Duration::from_millis(200).saturating_mul(1 << failures.min(7));
+                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = self.closing.changed() => return }
+                    continue;
+                }
+            };
+            failures = 0;
+            let next = follower.next_seq();
+            if next > written && (caught_up || next - written >= 10_000) {
+                match self.cursor.store_async(next).await {
+                    Ok(()) => written = next,
+                    Err(error) => tracing::error!(log = %log_name, %error, "cannot write the alert cursor"),
+                }
+            }
+            if caught_up {
+                tokio::select! {
+                    _ = durable.changed() => {}
+                    _ = self.closing.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    /// Appends the alert event until it is durable; false when the server stops first.
+    async fn record(&mut self, firing: &Firing) -> bool {
+        let record = firing.record(self.log.name());
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.log.append(vec![record.clone()]).await {
+                Ok(appended) => {
+                    let new = appended.first().is_some_and(|appended| !appended.duplicate);
+                    if new {
+                        METRICS.alerts_fired.get_or_create(&RuleLabel { rule: firing.rule.clone() }).inc();
+                        tracing::info!(log = %self.log.name(), rule = %firing.rule, tenant = %firing.tenant_id, group = %firing.group, count = firing.count, last_seq = firing.last_seq, "alert fired");
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(log = %self.log.name(), rule = %firing.rule, %error, "cannot record an alert; retrying");
+                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = self.closing.changed() => return false }
+                    if self.stopping() {
+                        return false;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60_000_000;
+
+    fn rule() -> AlertRule {
+        AlertRule {
+            name: "brute-force".into(),
+            tenant: "*".into(),
+            actions: vec!["user.login".into()],
+            outcome: Some("failure".into()),
+            group_by: GroupBy::ActorId,
+            window: Duration::from_secs(300),
+            threshold: 5,
+            cooldown: None,
+            sinks: vec![],
+        }
+    }
+
+    fn login(seq: u64, at: i64, actor: &str, outcome: &str) -> EventRecord {
+        let mut record = Firing {
+            rule: String::new(),
+            tenant_id: "acme".into(),
+            group_by: GroupBy::ActorId,
+            group: String::new(),
+            count: 0,
+            threshold: 0,
+            window_seconds: 0,
+            first_seq: 0,
+            last_seq: 0,
+        }
+        .record("default");
+        record.seq = Seq(seq);
+        record.occurred_at = at;
+        record.action = "user.login".into();
+        record.actor_id = actor.into();
+        record.outcome = outcome.into();
+        record
+    }
+
+    fn fired(events: &[EventRecord]) -> Vec<Firing> {
+        let mut evaluator = Evaluator::new(vec![rule()], 1000);
+        events.iter().flat_map(|event| evaluator.observe(event)).collect()
+    }
+
+    #[test]
+    fn five_failures_in_the_window_fire_once_four_or_spread_do_not() {
+        let five: Vec<EventRecord> = (0..6).map(|i| login(i, i as i64 * MINUTE / 2, "mallory", "failure")).collect();
+        let firings = fired(&five);
+        assert_eq!(firings.len(), 1, "the sixth is within the cooldown: {firings:?}");
+        assert_eq!((firings[0].count, firings[0].first_seq, firings[0].last_seq, firings[0].group.as_str()), (5, 0, 4, "mallory"));
+        assert!(fired(&five[..4]).is_empty());
+        let spread: Vec<EventRecord> = (0..5).map(|i| login(i, i as i64 * 2 * MINUTE, "mallory", "failure")).collect();
+        assert!(fired(&spread).is_empty(), "8 minutes apart end to end, wider than 5");
+        let other_actors: Vec<EventRecord> = (0..5).map(|i| login(i, i as i64, &format!("u{i}"), "failure")).collect();
+        assert!(fired(&other_actors).is_empty());
+        let successes: Vec<EventRecord> = (0..5).map(|i| login(i, i as i64, "mallory", "success")).collect();
+        assert!(fired(&successes).is_empty());
+        // Out of order within the window still counts.
+        let shuffled: Vec<EventRecord> = [3, 0, 4, 1, 2].iter().map(|&i| login(i, i as i64 * MINUTE / 2, "mallory", "failure")).collect();
+        assert_eq!(fired(&shuffled).len(), 1);
+    }
+
+    #[test]
+    fn a_rule_tracks_at_most_its_cap_of_groups() {
+        let mut evaluator = Evaluator::new(vec![rule()], 3);
+        for i in 0..10 {
+            evaluator.observe(&login(i, i as i64, &format!("u{i}"), "failure"));
+        }
+        assert_eq!(evaluator.groups[0].len(), 3);
+    }
+}

@@ -1,0 +1,239 @@
+//! One sink's delivery from one log (DESIGN §11): follow the log from the durable cursor, keep the
+//! events the sink wants (its streams' matches and its rules' alerts), POST them in batches in
+//! seq order, retry with backoff and jitter until a 2xx, then move the cursor. At least once:
+//! a crash between a 2xx and the cursor write delivers that batch again, with the same
+//! `x-auditum-delivery` id. A sink that is down slows nothing but itself: its backlog stays in
+//! the log and the archive, where it reads from.
+
+use crate::body;
+use crate::config::{SinkConfig, SinkFormat, StreamConfig, action_matches};
+use crate::cursor::Cursor;
+use auditum_engine::follow::{Follower, Step};
+use auditum_engine::log::Log;
+use auditum_engine::metrics::{METRICS, SinkLabel};
+use auditum_engine::read::ScanContext;
+use auditum_engine::scan::Predicate;
+use auditum_format::event::EventRecord;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Events per POST at most.
+const BATCH_EVENTS: usize = 500;
+/// Body bytes per POST, about.
+const BATCH_BYTES: usize = 1 << 20;
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const LAST_RETRY: Duration = Duration::from_secs(30);
+
+/// What a sink delivers: its streams' events and its alert rules' firings.
+#[derive(Debug, Clone)]
+pub struct SinkTarget {
+    pub config: SinkConfig,
+    pub secret: String,
+    pub streams: Vec<StreamConfig>,
+    /// Names of the alert rules whose firings go to this sink.
+    pub rules: Vec<String>,
+}
+
+impl SinkTarget {
+    pub fn wants(&self, record: &EventRecord) -> bool {
+        if record.action == crate::alerts::ALERT_ACTION && self.rules.contains(&record.actor_id) {
+            return true;
+        }
+        self.streams
+            .iter()
+            .any(|stream| (stream.tenant == "*" || stream.tenant == record.tenant_id) && action_matches(&stream.actions, &record.action))
+    }
+}
+
+pub struct SinkWorker {
+    pub target: Arc<SinkTarget>,
+    pub log: Log,
+    pub context: ScanContext,
+    pub cursor: Cursor,
+    pub client: reqwest::Client,
+    pub closing: watch::Receiver<bool>,
+}
+
+impl SinkWorker {
+    fn label(&self) -> SinkLabel {
+        SinkLabel { sink: self.target.config.name.clone(), log: self.log.name().to_string() }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.closing.borrow() || self.log.watch_stop().borrow().is_some()
+    }
+
+    pub async fn run(mut self) {
+        let sink = self.target.config.name.clone();
+        let log_name = self.log.name().to_string();
+        // A new sink starts with the next append: a SIEM wants what happens from now on, not
+        // the whole history at once.
+        let start = match self.cursor.load() {
+            Ok(Some(next)) => next,
+            Ok(None) => {
+                let next = *self.log.watch_durable().borrow();
+                if let Err(error) = self.cursor.store_async(next).await {
+                    tracing::error!(%sink, log = %log_name, %error, "cannot write the delivery cursor; the sink is not started");
+                    return;
+                }
+                next
+            }
+            Err(error) => {
+                tracing::error!(%sink, log = %log_name, %error, "cannot read the delivery cursor; the sink is not started");
+                return;
+            }
+        };
+        tracing::info!(%sink, log = %log_name, next_seq = start, "delivery started");
+        let mut follower = Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start);
+        let mut durable = self.log.watch_durable();
+        let mut pending: Vec<EventRecord> = Vec::new();
+        let mut pending_bytes = 0;
+        let mut stored = start;
+        let mut failures_in_a_row = 0u32;
+        loop {
+            if self.stopping() {
+                return;
+            }
+            durable.mark_unchanged();
+            let step = follower.step().await;
+            let caught_up = match step {
+                Ok(Step::Moved(rows)) => {
+                    for row in rows {
+                        if !self.target.wants(&row.record) {
+                            continue;
+                        }
+                        pending_bytes += row.record.encoded_len_hint();
+                        pending.push(row.record);
+                        if pending.len() >= BATCH_EVENTS || pending_bytes >= BATCH_BYTES {
+                            if !self.deliver(&pending).await {
+                                return;
+                            }
+                            pending.clear();
+                            pending_bytes = 0;
+                        }
+                    }
+                    false
+                }
+                Ok(Step::CaughtUp) => true,
+                Err(error) => {
+                    failures_in_a_row += 1;
+                    tracing::warn!(%sink, log = %log_name, %error, "cannot read the log for delivery; retrying");
+                    if !self.pause(backoff(failures_in_a_row)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            failures_in_a_row = 0;
+            // Everything before the follower's position is delivered or not wanted once nothing
+            // is pending: only then may the cursor move.
+            if caught_up && !pending.is_empty() {
+                if !self.deliver(&pending).await {
+                    return;
+                }
+                pending.clear();
+                pending_bytes = 0;
+            }
+            let next = follower.next_seq();
+            if pending.is_empty() && next != stored {
+                match self.cursor.store_async(next).await {
+                    Ok(()) => stored = next,
+                    Err(error) => tracing::error!(%sink, log = %log_name, %error, "cannot write the delivery cursor"),
+                }
+            }
+            let durable_end = *durable.borrow();
+            METRICS.delivery_lag_events.get_or_create(&self.label()).set(durable_end.saturating_sub(next) as i64);
+            if caught_up {
+                METRICS.delivery_lag_seconds.get_or_create(&self.label()).set(0);
+                tokio::select! {
+                    _ = durable.changed() => {}
+                    _ = self.closing.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    /// Sleeps, unless the server stops first (false then).
+    async fn pause(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => !self.stopping(),
+            _ = self.closing.changed() => false,
+        }
+    }
+
+    /// POSTs a batch until a 2xx; false when the server stops first (the cursor has not moved,
+    /// so the batch goes again after the restart).
+    async fn deliver(&mut self, records: &[EventRecord]) -> bool {
+        let target = self.target.clone();
+        let config = &target.config;
+        let log = self.log.name().to_string();
+        let (Some(first), Some(last)) = (records.first(), records.last()) else { return true };
+        let body = match config.format {
+            SinkFormat::Json => body::json_body(&config.name, &log, records),
+            SinkFormat::SplunkHec => body::hec_body(&log, records),
+        };
+        // The same batch is retried with the same id, so a receiver can drop a repeat.
+        let delivery_id = format!("{}-{log}-{}-{}", config.name, first.seq.0, last.seq.0);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut request = self
+                .client
+                .post(&config.url)
+                .header("content-type", "application/json")
+                .header("x-auditum-delivery", &delivery_id)
+                .body(body.clone());
+            request = match config.format {
+                SinkFormat::Json => request.header("x-auditum-signature", body::signature(target.secret.as_bytes(), &body)),
+                SinkFormat::SplunkHec => request.header("authorization", format!("Splunk {}", target.secret)),
+            };
+            let oldest = records.iter().map(|record| record.received_at).min().unwrap_or_default();
+            let lag = (auditum_format::time::now_micros() - oldest).max(0) / 1_000_000;
+            METRICS.delivery_lag_seconds.get_or_create(&self.label()).set(lag);
+            let outcome = match request.send().await {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(format!("answered {}", response.status())),
+                Err(error) => Err(format!("no answer: {error}")),
+            };
+            match outcome {
+                Ok(()) => {
+                    METRICS.delivered_events.get_or_create(&self.label()).inc_by(records.len() as u64);
+                    if attempt > 1 {
+                        tracing::info!(sink = %config.name, %log, delivery = %delivery_id, attempt, "delivered after retries");
+                    }
+                    return true;
+                }
+                Err(reason) => {
+                    METRICS.delivery_failures.get_or_create(&self.label()).inc();
+                    let delay = backoff(attempt);
+                    tracing::warn!(sink = %config.name, %log, delivery = %delivery_id, events = records.len(), attempt, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; retrying");
+                    if !self.pause(delay).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Exponential from 200 ms to 30 s, with full jitter on the upper half (retries of many sinks
+/// do not fall in step).
+fn backoff(attempt: u32) -> Duration {
+    let exponential = FIRST_RETRY.saturating_mul(1u32 << attempt.saturating_sub(1).min(10)).min(LAST_RETRY);
+    let half = exponential / 2;
+    half + half.mul_f64(rand::thread_rng().r#gen::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        assert!(backoff(1) <= FIRST_RETRY && backoff(1) >= FIRST_RETRY / 2);
+        assert!(backoff(30) <= LAST_RETRY && backoff(30) >= LAST_RETRY / 2);
+    }
+}

@@ -1,0 +1,103 @@
+//! Following a log in seq order (DESIGN §10), for subscriptions, alert rules and deliveries: the
+//! committed batch holding the next seq is read from the archive, durable unsealed events from
+//! memory, each event once. A follower reads a step only when asked, so one that falls behind
+//! reads the archive instead of holding what it has not taken.
+
+use crate::error::{Error, Result};
+use crate::log::{Log, TailView};
+use crate::read::{self, ScanContext, ScanRow};
+use crate::scan::Predicate;
+use auditum_format::ledger::LedgerEntry;
+use std::sync::Arc;
+
+/// Unsealed events taken from the log per step.
+const UNSEALED_STEP: usize = 512;
+
+/// What a step found.
+#[derive(Debug)]
+pub enum Step {
+    /// The follower moved on; these rows matched (possibly none), in seq order.
+    Moved(Vec<ScanRow>),
+    /// Nothing durable beyond the cursor yet.
+    CaughtUp,
+}
+
+pub struct Follower {
+    log: Log,
+    context: ScanContext,
+    /// The tenant whose events are followed; "" follows every tenant (never a valid tenant id).
+    tenant_id: String,
+    predicate: Predicate,
+    /// The next seq to consider.
+    next: u64,
+}
+
+impl Follower {
+    pub fn new(log: Log, context: ScanContext, tenant_id: String, predicate: Predicate, next: u64) -> Follower {
+        Follower { log, context, tenant_id, predicate, next }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The next seq to consider: every seq before it has been.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Considers the next committed batch, or the next slice of durable unsealed events.
+    pub async fn step(&mut self) -> Result<Step> {
+        match self.log.tail(self.next, UNSEALED_STEP) {
+            TailView::Sealed(entry) => {
+                let end = entry.end_seq().0;
+                let may_match = self.predicate.entry_may_match(&self.tenant_id, &entry);
+                let rows = if may_match { self.read_batch(entry).await? } else { Vec::new() };
+                let from = self.next;
+                self.next = end;
+                Ok(Step::Moved(rows.into_iter().filter(|row| row.record.seq.0 >= from).collect()))
+            }
+            TailView::Unsealed { events, durable_end } => {
+                let Some(last) = events.last() else {
+                    self.next = self.next.max(durable_end);
+                    return Ok(Step::CaughtUp);
+                };
+                self.next = last.seq.0 + 1;
+                let rows = events
+                    .iter()
+                    .filter(|record| read::matches(&self.predicate, record))
+                    .map(|record| ScanRow { leaf_hash: record.leaf_hash(), record: record.as_ref().clone(), batch_index: None })
+                    .collect();
+                Ok(Step::Moved(rows))
+            }
+            TailView::NotYet => Ok(Step::CaughtUp),
+        }
+    }
+
+    /// The batch's rows matching the predicate, in seq order (a batch is sorted by tenant, time).
+    async fn read_batch(&self, entry: Arc<LedgerEntry>) -> Result<Vec<ScanRow>> {
+        let context = self.context.clone();
+        let predicate = self.predicate.clone();
+        let tenant_id = self.tenant_id.clone();
+        let candidates = vec![entry];
+        let scanned = candidates.clone();
+        let rows = tokio::task::spawn_blocking(move || -> Result<Vec<ScanRow>, crate::scan::Error> {
+            let mut scan = read::Scan::new(context, &tenant_id, predicate, &scanned, &[]);
+            let mut rows = Vec::new();
+            while let Some(row) = scan.next_row()? {
+                rows.push(row);
+            }
+            rows.sort_by_key(|row| row.record.seq);
+            Ok(rows)
+        })
+        .await
+        .map_err(|error| Error::Task { what: "follow", reason: error.to_string() })?;
+        match rows {
+            Ok(rows) => Ok(rows),
+            Err(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(&source) => {
+                Err(Error::Archived(crate::archive::name_archived(self.log.name(), self.log.store(), &candidates).await))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
