@@ -5,12 +5,14 @@
 //!
 //! Memory is bounded: a group keeps at most `threshold` timestamps, and a rule at most
 //! `max_groups` groups (the stalest is forgotten past it, and counted). State survives a restart
-//! by replaying the last window from the log; a firing's event id is derived from the rule and
-//! the seq that fired it, so firing again during the replay stores nothing twice.
+//! by replaying the last window (and cooldown) from the log up to the durable cursor without
+//! recording again what fired before it; a firing's event id is derived from the rule and the
+//! seq that fired it, so one recorded just before a crash (the cursor not yet moved) is stored
+//! once.
 
 use crate::config::{AlertRule, GroupBy, action_matches};
 use crate::cursor::Cursor;
-use auditum_engine::follow::{Follower, Step};
+use auditum_engine::follow::{Follower, Step, closed, log_stopping};
 use auditum_engine::log::Log;
 use auditum_engine::metrics::{METRICS, RuleLabel};
 use auditum_engine::read::ScanContext;
@@ -47,8 +49,12 @@ pub struct Firing {
 pub struct Evaluator {
     rules: Vec<AlertRule>,
     groups: Vec<HashMap<(String, String), GroupState>>,
-    max_groups: usize,
+    /// Per rule: groups tracked at most (fewer for a high threshold, so timestamps stay bounded).
+    max_groups: Vec<usize>,
 }
+
+/// Timestamps one rule keeps at most, over all its groups (16 bytes each).
+const MAX_TIMESTAMPS_PER_RULE: usize = 4_000_000;
 
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
@@ -57,7 +63,34 @@ fn micros(duration: Duration) -> i64 {
 impl Evaluator {
     pub fn new(rules: Vec<AlertRule>, max_groups: usize) -> Evaluator {
         let groups = rules.iter().map(|_| HashMap::new()).collect();
-        Evaluator { rules, groups, max_groups: max_groups.max(1) }
+        let max_groups =
+            rules.iter().map(|rule| max_groups.min(MAX_TIMESTAMPS_PER_RULE / (rule.threshold.max(1) as usize)).max(1)).collect();
+        Evaluator { rules, groups, max_groups }
+    }
+
+    /// Makes room for a new group of rule `index`: first forgets the groups whose newest event
+    /// left the window and cooldown long ago, then, if still full, the stalest tenth (one pass
+    /// for many new groups, so a burst of new groups does not scan the map each time).
+    fn make_room(&mut self, index: usize, now: i64) {
+        let rule = &self.rules[index];
+        let groups = &mut self.groups[index];
+        let horizon = now - micros(rule.window + rule.cooldown());
+        groups.retain(|_, state| state.times.back().is_some_and(|time| time.0 > horizon));
+        let cap = self.max_groups[index];
+        if groups.len() < cap {
+            return;
+        }
+        let mut by_age: Vec<(i64, (String, String))> =
+            groups.iter().map(|(key, state)| (state.times.back().map(|time| time.0).unwrap_or(i64::MIN), key.clone())).collect();
+        let evict = (cap / 10).clamp(1, by_age.len());
+        if evict < by_age.len() {
+            by_age.select_nth_unstable_by_key(evict, |(newest, _)| *newest);
+        }
+        for (_, key) in &by_age[..evict] {
+            groups.remove(key);
+        }
+        let evicted = evict as u64;
+        METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).inc_by(evicted);
     }
 
     /// Widest window plus cooldown: how far back a restart replays.
@@ -71,33 +104,29 @@ impl Evaluator {
         if record.action == ALERT_ACTION {
             return firings;
         }
-        for (index, rule) in self.rules.iter().enumerate() {
+        for index in 0..self.rules.len() {
+            let rule = &self.rules[index];
             if rule.tenant != "*" && rule.tenant != record.tenant_id {
                 continue;
             }
             if !action_matches(&rule.actions, &record.action) || rule.outcome.as_ref().is_some_and(|outcome| *outcome != record.outcome) {
                 continue;
             }
+            // Events without the grouping field are not one group: they are not counted.
             let group = match rule.group_by {
                 GroupBy::ActorId => Some(record.actor_id.as_str()),
                 GroupBy::SourceIp => record.source_ip.as_deref(),
                 GroupBy::TargetId => record.target_id.as_deref(),
                 GroupBy::SessionId => record.session_id.as_deref(),
                 GroupBy::TenantId => Some(record.tenant_id.as_str()),
+            };
+            let Some(group) = group.filter(|group| !group.is_empty()) else { continue };
+            let key = (record.tenant_id.clone(), group.to_string());
+            if !self.groups[index].contains_key(&key) && self.groups[index].len() >= self.max_groups[index] {
+                self.make_room(index, record.occurred_at);
             }
-            .unwrap_or("")
-            .to_string();
-            let groups = &mut self.groups[index];
-            let key = (record.tenant_id.clone(), group);
-            if !groups.contains_key(&key) && groups.len() >= self.max_groups {
-                // Forget the group whose newest event is oldest.
-                let stalest = groups.iter().min_by_key(|(_, state)| state.times.back().map(|time| time.0)).map(|(key, _)| key.clone());
-                if let Some(stalest) = stalest {
-                    groups.remove(&stalest);
-                    METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).inc();
-                }
-            }
-            let state = groups.entry(key.clone()).or_default();
+            let rule = &self.rules[index];
+            let state = self.groups[index].entry(key.clone()).or_default();
             let point = (record.occurred_at, record.seq.0);
             let position = state.times.partition_point(|time| *time < point);
             state.times.insert(position, point);
@@ -182,18 +211,31 @@ impl AlertWorker {
         *self.closing.borrow() || self.log.watch_stop().borrow().is_some()
     }
 
-    /// The first seq of the batches received within the horizon: a restart replays from there
-    /// so windows and cooldowns are what they were.
+    /// Where a restart replays from so windows and cooldowns are what they were: the batches
+    /// received within the horizon before the cursor's own batch (the downtime does not count).
     fn replay_from(&self, stored: u64) -> u64 {
-        let horizon = now_micros() - micros(self.evaluator.horizon());
         let entries = self.log.ledger_snapshot().entries;
-        let recent = entries.iter().find(|entry| entry.max_received_at >= horizon).map(|entry| entry.first_seq.0);
         let ledger_end = entries.last().map(|entry| entry.end_seq().0).unwrap_or(0);
+        let anchor =
+            entries.iter().rev().find(|entry| entry.first_seq.0 < stored).map(|entry| entry.max_received_at).unwrap_or_else(now_micros);
+        let horizon = anchor - micros(self.evaluator.horizon());
+        let recent = entries.iter().find(|entry| entry.max_received_at >= horizon).map(|entry| entry.first_seq.0);
         recent.unwrap_or(ledger_end).min(stored)
+    }
+
+    /// Waits until the log's ledger is loaded (a log started while its store did not answer).
+    async fn ready(&mut self) -> bool {
+        while self.log.require_store().is_err() {
+            tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = closed(&mut self.closing) => return false }
+        }
+        true
     }
 
     pub async fn run(mut self) {
         let log_name = self.log.name().to_string();
+        if !self.ready().await {
+            return;
+        }
         let stored = match self.cursor.load() {
             Ok(Some(next)) => next,
             Ok(None) => *self.log.watch_durable().borrow(),
@@ -206,6 +248,7 @@ impl AlertWorker {
         tracing::info!(log = %log_name, next_seq = stored, replay_from = start, "alert rules started");
         let mut follower = Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start);
         let mut durable = self.log.watch_durable();
+        let mut stopping = self.log.watch_stop();
         let mut written = stored;
         let mut failures = 0u32;
         loop {
@@ -217,19 +260,36 @@ impl AlertWorker {
                 Ok(Step::Moved(rows)) => {
                     for row in rows {
                         for firing in self.evaluator.observe(&row.record) {
+                            // Replayed to rebuild the windows: what fired before the cursor was
+                            // recorded then (however old, whatever the idempotency window).
+                            if firing.last_seq < stored {
+                                continue;
+                            }
                             if !self.record(&firing).await {
                                 return;
                             }
+                            // Recorded: a restart must not record it again.
+                            if let Err(error) = self.cursor.store_async(firing.last_seq + 1).await {
+                                tracing::error!(log = %log_name, %error, "cannot write the alert cursor");
+                            }
+                            written = written.max(firing.last_seq + 1);
                         }
                     }
                     false
                 }
                 Ok(Step::CaughtUp) => true,
+                // Replaying only to rebuild counts, an archived batch is skipped (its counts are
+                // lost, said once); past the cursor it is waited for.
+                Err(auditum_engine::Error::Archived(archived)) if follower.next_seq() < stored => {
+                    tracing::warn!(log = %log_name, %archived, "a batch of the alert replay is archived: skipped");
+                    follower.skip_batch();
+                    continue;
+                }
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(log = %log_name, %error, "cannot read the log for alert rules; retrying");
                     let delay = Duration::from_millis(200).saturating_mul(1 << failures.min(7));
-                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = self.closing.changed() => return }
+                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = closed(&mut self.closing) => return }
                     continue;
                 }
             };
@@ -244,7 +304,8 @@ impl AlertWorker {
             if caught_up {
                 tokio::select! {
                     _ = durable.changed() => {}
-                    _ = self.closing.changed() => {}
+                    _ = closed(&mut self.closing) => {}
+                    _ = log_stopping(&mut stopping) => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
@@ -267,7 +328,7 @@ impl AlertWorker {
                 }
                 Err(error) => {
                     tracing::warn!(log = %self.log.name(), rule = %firing.rule, %error, "cannot record an alert; retrying");
-                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = self.closing.changed() => return false }
+                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = closed(&mut self.closing) => return false }
                     if self.stopping() {
                         return false;
                     }

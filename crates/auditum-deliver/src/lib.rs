@@ -69,6 +69,8 @@ pub fn start(
             tokio::spawn(worker.run());
         }
     }
+    // reqwest takes the process's rustls provider: aws-lc, as tonic's (an error means one is set).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))

@@ -1,14 +1,14 @@
 //! One sink's delivery from one log (DESIGN §11): follow the log from the durable cursor, keep the
 //! events the sink wants (its streams' matches and its rules' alerts), POST them in batches in
 //! seq order, retry with backoff and jitter until a 2xx, then move the cursor. At least once:
-//! a crash between a 2xx and the cursor write delivers that batch again, with the same
-//! `x-auditum-delivery` id. A sink that is down slows nothing but itself: its backlog stays in
+//! a crash between a 2xx and the cursor write delivers those events again (a retry within one
+//! run keeps its `x-auditum-delivery` id; after a restart batches may be cut differently). A sink that is down slows nothing but itself: its backlog stays in
 //! the log and the archive, where it reads from.
 
 use crate::body;
 use crate::config::{SinkConfig, SinkFormat, StreamConfig, action_matches};
 use crate::cursor::Cursor;
-use auditum_engine::follow::{Follower, Step};
+use auditum_engine::follow::{Follower, Step, closed, log_stopping};
 use auditum_engine::log::Log;
 use auditum_engine::metrics::{METRICS, SinkLabel};
 use auditum_engine::read::ScanContext;
@@ -27,13 +27,25 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// What a sink delivers: its streams' events and its alert rules' firings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SinkTarget {
     pub config: SinkConfig,
     pub secret: String,
     pub streams: Vec<StreamConfig>,
     /// Names of the alert rules whose firings go to this sink.
     pub rules: Vec<String>,
+}
+
+impl std::fmt::Debug for SinkTarget {
+    // The secret is never printed.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SinkTarget")
+            .field("config", &self.config)
+            .field("streams", &self.streams)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SinkTarget {
@@ -88,6 +100,7 @@ impl SinkWorker {
         tracing::info!(%sink, log = %log_name, next_seq = start, "delivery started");
         let mut follower = Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start);
         let mut durable = self.log.watch_durable();
+        let mut stopping = self.log.watch_stop();
         let mut pending: Vec<EventRecord> = Vec::new();
         let mut pending_bytes = 0;
         let mut stored = start;
@@ -136,8 +149,10 @@ impl SinkWorker {
                 pending.clear();
                 pending_bytes = 0;
             }
-            let next = follower.next_seq();
-            if pending.is_empty() && next != stored {
+            // Everything before the first pending event is delivered or not wanted: the cursor
+            // may move that far even while a batch is still being filled.
+            let next = pending.first().map(|record| record.seq.0).unwrap_or_else(|| follower.next_seq());
+            if next > stored {
                 match self.cursor.store_async(next).await {
                     Ok(()) => stored = next,
                     Err(error) => tracing::error!(%sink, log = %log_name, %error, "cannot write the delivery cursor"),
@@ -149,7 +164,8 @@ impl SinkWorker {
                 METRICS.delivery_lag_seconds.get_or_create(&self.label()).set(0);
                 tokio::select! {
                     _ = durable.changed() => {}
-                    _ = self.closing.changed() => {}
+                    _ = closed(&mut self.closing) => {}
+                    _ = log_stopping(&mut stopping) => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
@@ -160,7 +176,7 @@ impl SinkWorker {
     async fn pause(&mut self, delay: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(delay) => !self.stopping(),
-            _ = self.closing.changed() => false,
+            _ = closed(&mut self.closing) => false,
         }
     }
 
@@ -196,7 +212,8 @@ impl SinkWorker {
             let outcome = match request.send().await {
                 Ok(response) if response.status().is_success() => Ok(()),
                 Ok(response) => Err(format!("answered {}", response.status())),
-                Err(error) => Err(format!("no answer: {error}")),
+                // Without the URL: it may carry a token.
+                Err(error) => Err(format!("no answer: {}", error.without_url())),
             };
             match outcome {
                 Ok(()) => {

@@ -46,6 +46,14 @@ impl Follower {
         self.next
     }
 
+    /// Moves past the committed batch holding the next seq without reading it (a reader that may
+    /// lose it, e.g. an archived batch during an alert replay).
+    pub fn skip_batch(&mut self) {
+        if let TailView::Sealed(entry) = self.log.tail(self.next, 0) {
+            self.next = entry.end_seq().0;
+        }
+    }
+
     /// Considers the next committed batch, or the next slice of durable unsealed events.
     pub async fn step(&mut self) -> Result<Step> {
         match self.log.tail(self.next, UNSEALED_STEP) {
@@ -98,6 +106,31 @@ impl Follower {
                 Err(Error::Archived(crate::archive::name_archived(self.log.name(), self.log.store(), &candidates).await))
             }
             Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Resolves once `closing` is true; never when its sender is gone while still false (a
+/// dropped sender must not wake a waiter in a loop).
+pub async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *closing.borrow_and_update() {
+            return;
+        }
+        if closing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Resolves when the log begins to stop; never if its stop signal is gone.
+pub async fn log_stopping(stopping: &mut tokio::sync::watch::Receiver<Option<tokio::time::Instant>>) {
+    loop {
+        if stopping.borrow_and_update().is_some() {
+            return;
+        }
+        if stopping.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }

@@ -60,18 +60,26 @@ pub struct Reader {
     access: Arc<Access>,
     /// Becomes true when the server begins to stop: subscriptions end then.
     closing: tokio::sync::watch::Receiver<bool>,
+    /// The sender of a reader made without one, kept so `closing` never reports a closed channel.
+    _never_closing: Option<Arc<tokio::sync::watch::Sender<bool>>>,
 }
 
 impl Reader {
     pub fn new(logs: Arc<Logs>, access: Arc<Access>) -> Reader {
-        // A sender dropped at once: the value stays false and never changes.
-        let (_, closing) = tokio::sync::watch::channel(false);
-        Reader { logs, footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)), access, closing }
+        let (never_closing, closing) = tokio::sync::watch::channel(false);
+        Reader {
+            logs,
+            footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)),
+            access,
+            closing,
+            _never_closing: Some(Arc::new(never_closing)),
+        }
     }
 
     /// Ends long-lived streams (subscriptions) when `closing` becomes true.
     pub fn closing_on(mut self, closing: tokio::sync::watch::Receiver<bool>) -> Reader {
         self.closing = closing;
+        self._never_closing = None;
         self
     }
 

@@ -9,7 +9,7 @@
 
 use crate::access::{Call, MetaNote, object};
 use crate::error::{Error, Result};
-use crate::follow::{Follower, Step};
+use crate::follow::{Follower, Step, closed, log_stopping};
 use crate::query::Reader;
 use crate::read::{Filter, FilterSpec, ScanRow};
 use crate::scan::{IoCounters, MAX_DECODE_ROWS};
@@ -86,7 +86,7 @@ impl Reader {
         let context = self.scan_context(&log, Arc::new(IoCounters::default()), MAX_DECODE_ROWS);
         let log_name = log.name().to_string();
         let follower = Follower::new(log, context, filter.tenant_id.clone(), filter.predicate(None, false), start);
-        let subscription = Subscription { follower, sender, closing: self.closing() };
+        let subscription = Subscription { follower, considered: start.checked_sub(1), sender, closing: self.closing() };
         tokio::spawn(subscription.run());
         Ok(Subscribed { log: log_name, items: receiver })
     }
@@ -100,20 +100,35 @@ pub struct Subscribed {
 
 struct Subscription {
     follower: Follower,
+    /// Every seq up to this one has been considered and what matched was sent.
+    considered: Option<u64>,
     sender: mpsc::Sender<Result<SubscribeItem, Ended>>,
     closing: watch::Receiver<bool>,
 }
 
 impl Subscription {
+    /// Sends one item unless the server begins to stop first; false when the stream is over.
+    async fn send(&mut self, item: SubscribeItem) -> bool {
+        tokio::select! {
+            sent = self.sender.send(Ok(item)) => sent.is_ok(),
+            _ = closed(&mut self.closing) => false,
+        }
+    }
+
     async fn run(mut self) {
         let mut durable = self.follower.log().watch_durable();
         let mut stopping = self.follower.log().watch_stop();
+        // The start, said at once: a client that is cut off before anything matches resumes
+        // from here instead of from "the next append" again.
+        if let Some(cursor) = self.cursor()
+            && !self.send(SubscribeItem::Progress(cursor)).await
+        {
+            return self.end().await;
+        }
         let mut last_sent = tokio::time::Instant::now();
         loop {
             if *self.closing.borrow() || stopping.borrow().is_some() {
-                let cursor = self.cursor().map(|seq| seq.to_string()).unwrap_or_else(|| "none: use from_beginning".into());
-                let _ = self.sender.send(Err(Ended::ShuttingDown { cursor })).await;
-                return;
+                return self.end().await;
             }
             durable.mark_unchanged();
             let rows = match self.follower.step().await {
@@ -123,14 +138,14 @@ impl Subscription {
                     let deadline = last_sent + PROGRESS_INTERVAL;
                     tokio::select! {
                         _ = durable.changed() => {}
-                        _ = stopping.changed() => {}
-                        _ = self.closing.changed() => {}
+                        _ = log_stopping(&mut stopping) => {}
+                        _ = closed(&mut self.closing) => {}
                         _ = self.sender.closed() => return,
                         _ = tokio::time::sleep_until(deadline) => {
                             if let Some(cursor) = self.cursor()
-                                && self.sender.send(Ok(SubscribeItem::Progress(cursor))).await.is_err()
+                                && !self.send(SubscribeItem::Progress(cursor)).await
                             {
-                                return;
+                                return self.end().await;
                             }
                             last_sent = tokio::time::Instant::now();
                         }
@@ -144,26 +159,37 @@ impl Subscription {
             };
             let sent = !rows.is_empty();
             for row in rows {
-                if self.sender.send(Ok(SubscribeItem::Event(Box::new(row)))).await.is_err() {
-                    return;
+                let seq = row.record.seq.0;
+                if !self.send(SubscribeItem::Event(Box::new(row))).await {
+                    return self.end().await;
                 }
+                self.considered = Some(seq);
             }
+            self.considered = self.follower.next_seq().checked_sub(1).max(self.considered);
             if sent {
                 last_sent = tokio::time::Instant::now();
             } else if last_sent.elapsed() >= PROGRESS_INTERVAL
                 && let Some(cursor) = self.cursor()
             {
                 // Catching up through batches with nothing for this filter: say how far it got.
-                if self.sender.send(Ok(SubscribeItem::Progress(cursor))).await.is_err() {
-                    return;
+                if !self.send(SubscribeItem::Progress(cursor)).await {
+                    return self.end().await;
                 }
                 last_sent = tokio::time::Instant::now();
             }
         }
     }
 
-    /// Every seq up to this one has been considered; None before seq 0 has been.
+    /// The server is stopping (or the client left): say where to resume, if anyone listens.
+    /// Never waits on a client that does not read.
+    async fn end(&self) {
+        let cursor = self.cursor().map(|seq| seq.to_string()).unwrap_or_else(|| "none: use from_beginning".into());
+        let _ = self.sender.try_send(Err(Ended::ShuttingDown { cursor }));
+    }
+
+    /// Every seq up to this one has been considered and sent; None before seq 0 has been (the
+    /// follower may be ahead of it while a step's rows are being sent).
     fn cursor(&self) -> Option<u64> {
-        self.follower.next_seq().checked_sub(1)
+        self.considered
     }
 }

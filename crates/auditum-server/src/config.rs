@@ -760,6 +760,24 @@ mod tests {
                     rate_per_second: None,
                     burst: Some(5.0),
                 }],
+                sinks: vec![SinkConfig {
+                    name: "secops".into(),
+                    url: "https://siem.example".into(),
+                    format: SinkFormat::Json,
+                    secret_env: "S".into(),
+                }],
+                alerts: vec![AlertRule {
+                    name: "brute-force".into(),
+                    tenant: "*".into(),
+                    actions: vec!["user.login".into()],
+                    outcome: Some("failure".into()),
+                    group_by: auditum_deliver::config::GroupBy::ActorId,
+                    window: Duration::from_secs(300),
+                    threshold: 5,
+                    cooldown: None,
+                    sinks: vec!["secops".into()],
+                }],
+                streams: vec![StreamConfig { name: "siem".into(), tenant: "*".into(), actions: vec![], sink: "secops".into() }],
                 ..config
             }
             .to_toml(),

@@ -116,6 +116,9 @@ async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthRepor
     }
 }
 
+/// How long a stopping server lets open streams (subscriptions, exports) finish.
+const STREAM_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Query, Export and proof requests are small: a filter or a key.
 pub const MAX_READ_REQUEST_BYTES: usize = 256 * 1024;
 
@@ -258,7 +261,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                 }
             })
         });
-        let served = builder
+        let mut stream_grace = closing.subscribe();
+        let serving = builder
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -269,8 +273,19 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
                 let _ = closing.send(true);
-            })
-            .await;
+            });
+        // A graceful stop waits for open streams; a subscriber that stopped reading would hold
+        // it forever. Past the grace period the connections are dropped.
+        let served = tokio::select! {
+            served = serving => served,
+            _ = async {
+                auditum_engine::follow::closed(&mut stream_grace).await;
+                tokio::time::sleep(STREAM_GRACE).await;
+            } => {
+                tracing::warn!(grace_s = STREAM_GRACE.as_secs(), "streams still open after the grace period: closing their connections");
+                Ok(())
+            }
+        };
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health_reporter.set_not_serving::<pb::ingest_service_server::IngestServiceServer<IngestApi>>().await;
         let mut result = served.map_err(Error::from);
