@@ -246,10 +246,12 @@ impl AlertWorker {
         };
         let start = self.replay_from(stored);
         tracing::info!(log = %log_name, next_seq = stored, replay_from = start, "alert rules started");
-        let mut follower = Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start);
+        let mut follower =
+            Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start).without_leaf_hashes();
         let mut durable = self.log.watch_durable();
         let mut stopping = self.log.watch_stop();
         let mut written = stored;
+        let mut written_at = tokio::time::Instant::now();
         let mut failures = 0u32;
         loop {
             if self.stopping() {
@@ -294,10 +296,15 @@ impl AlertWorker {
                 }
             };
             failures = 0;
+            // An fsync per group commit would cost the write path; once a second is enough (a
+            // restart replays the window anyway, and firings store the cursor themselves).
             let next = follower.next_seq();
-            if next > written && (caught_up || next - written >= 10_000) {
+            if next > written && written_at.elapsed() >= Duration::from_secs(1) {
                 match self.cursor.store_async(next).await {
-                    Ok(()) => written = next,
+                    Ok(()) => {
+                        written = next;
+                        written_at = tokio::time::Instant::now();
+                    }
                     Err(error) => tracing::error!(log = %log_name, %error, "cannot write the alert cursor"),
                 }
             }

@@ -15,7 +15,7 @@ pub fn event_object(record: &EventRecord, log: &str) -> serde_json::Value {
     object
 }
 
-pub fn json_body(sink: &str, log: &str, records: &[EventRecord]) -> Vec<u8> {
+pub fn json_body(sink: &str, log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
     let events: Vec<serde_json::Value> = records.iter().map(|record| event_object(record, log)).collect();
     serde_json::json!({ "sink": sink, "events": events }).to_string().into_bytes()
 }
@@ -30,7 +30,7 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 
 /// HEC's event format: `time` in epoch seconds (µs precision), `source`, `sourcetype` and the
 /// event; several objects per request, newline-separated (what `/services/collector/event` takes).
-pub fn hec_body(log: &str, records: &[EventRecord]) -> Vec<u8> {
+pub fn hec_body(log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
     let mut body = Vec::new();
     for record in records {
         let object = serde_json::json!({

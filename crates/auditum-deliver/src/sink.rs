@@ -23,6 +23,11 @@ use tokio::sync::watch;
 const BATCH_EVENTS: usize = 500;
 /// Body bytes per POST, about.
 const BATCH_BYTES: usize = 1 << 20;
+/// A caught-up sink waits this long for more events before it POSTs a part-filled batch: one
+/// request per group commit would cost the receiver and this server far more than the delay.
+const LINGER: Duration = Duration::from_millis(200);
+/// Cursor writes (an fsync each) at most this often; a crash redelivers at most this much.
+const CURSOR_INTERVAL: Duration = Duration::from_secs(1);
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
@@ -98,12 +103,15 @@ impl SinkWorker {
             }
         };
         tracing::info!(%sink, log = %log_name, next_seq = start, "delivery started");
-        let mut follower = Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start);
+        let mut follower =
+            Follower::new(self.log.clone(), self.context.clone(), String::new(), Predicate::match_all(), start).without_leaf_hashes();
         let mut durable = self.log.watch_durable();
         let mut stopping = self.log.watch_stop();
-        let mut pending: Vec<EventRecord> = Vec::new();
+        let mut pending: Vec<Arc<EventRecord>> = Vec::new();
         let mut pending_bytes = 0;
         let mut stored = start;
+        let mut stored_at = tokio::time::Instant::now();
+        let mut pending_since: Option<tokio::time::Instant> = None;
         let mut failures_in_a_row = 0u32;
         loop {
             if self.stopping() {
@@ -119,12 +127,14 @@ impl SinkWorker {
                         }
                         pending_bytes += row.record.encoded_len_hint();
                         pending.push(row.record);
+                        pending_since.get_or_insert_with(tokio::time::Instant::now);
                         if pending.len() >= BATCH_EVENTS || pending_bytes >= BATCH_BYTES {
                             if !self.deliver(&pending).await {
                                 return;
                             }
                             pending.clear();
                             pending_bytes = 0;
+                            pending_since = None;
                         }
                     }
                     false
@@ -142,31 +152,46 @@ impl SinkWorker {
             failures_in_a_row = 0;
             // Everything before the follower's position is delivered or not wanted once nothing
             // is pending: only then may the cursor move.
-            if caught_up && !pending.is_empty() {
+            // Alerts go at once: detection latency is what they are for.
+            let lingered = pending_since.is_some_and(|since| since.elapsed() >= LINGER)
+                || pending.iter().any(|record| record.action == crate::alerts::ALERT_ACTION);
+            if caught_up && !pending.is_empty() && (lingered || self.stopping()) {
                 if !self.deliver(&pending).await {
                     return;
                 }
                 pending.clear();
                 pending_bytes = 0;
+                pending_since = None;
             }
             // Everything before the first pending event is delivered or not wanted: the cursor
             // may move that far even while a batch is still being filled.
             let next = pending.first().map(|record| record.seq.0).unwrap_or_else(|| follower.next_seq());
-            if next > stored {
+            if next > stored && stored_at.elapsed() >= CURSOR_INTERVAL {
                 match self.cursor.store_async(next).await {
-                    Ok(()) => stored = next,
+                    Ok(()) => {
+                        stored = next;
+                        stored_at = tokio::time::Instant::now();
+                    }
                     Err(error) => tracing::error!(%sink, log = %log_name, %error, "cannot write the delivery cursor"),
                 }
             }
             let durable_end = *durable.borrow();
             METRICS.delivery_lag_events.get_or_create(&self.label()).set(durable_end.saturating_sub(next) as i64);
             if caught_up {
-                METRICS.delivery_lag_seconds.get_or_create(&self.label()).set(0);
+                if pending.is_empty() {
+                    METRICS.delivery_lag_seconds.get_or_create(&self.label()).set(0);
+                }
+                // Wake for new events, the linger deadline of what is pending, or the next
+                // cursor write.
+                let wake = match pending_since {
+                    Some(since) => since + LINGER,
+                    None => tokio::time::Instant::now() + CURSOR_INTERVAL,
+                };
                 tokio::select! {
                     _ = durable.changed() => {}
                     _ = closed(&mut self.closing) => {}
                     _ = log_stopping(&mut stopping) => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep_until(wake) => {}
                 }
             }
         }
@@ -182,7 +207,7 @@ impl SinkWorker {
 
     /// POSTs a batch until a 2xx; false when the server stops first (the cursor has not moved,
     /// so the batch goes again after the restart).
-    async fn deliver(&mut self, records: &[EventRecord]) -> bool {
+    async fn deliver(&mut self, records: &[Arc<EventRecord>]) -> bool {
         let target = self.target.clone();
         let config = &target.config;
         let log = self.log.name().to_string();

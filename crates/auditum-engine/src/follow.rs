@@ -7,17 +7,34 @@ use crate::error::{Error, Result};
 use crate::log::{Log, TailView};
 use crate::read::{self, ScanContext, ScanRow};
 use crate::scan::Predicate;
+use auditum_format::event::{EventRecord, LeafHash};
 use auditum_format::ledger::LedgerEntry;
 use std::sync::Arc;
 
 /// Unsealed events taken from the log per step.
 const UNSEALED_STEP: usize = 512;
 
+/// One event a follower found: shared with the log while unsealed, never copied on the way.
+#[derive(Debug, Clone)]
+pub struct FollowedRow {
+    pub record: Arc<EventRecord>,
+    pub leaf_hash: LeafHash,
+    /// The batch holding it; None while unsealed.
+    pub batch_index: Option<u64>,
+}
+
+impl FollowedRow {
+    /// As a read's row (a copy of the event).
+    pub fn to_scan_row(&self) -> ScanRow {
+        ScanRow { record: self.record.as_ref().clone(), leaf_hash: self.leaf_hash, batch_index: self.batch_index }
+    }
+}
+
 /// What a step found.
 #[derive(Debug)]
 pub enum Step {
     /// The follower moved on; these rows matched (possibly none), in seq order.
-    Moved(Vec<ScanRow>),
+    Moved(Vec<FollowedRow>),
     /// Nothing durable beyond the cursor yet.
     CaughtUp,
 }
@@ -30,11 +47,20 @@ pub struct Follower {
     predicate: Predicate,
     /// The next seq to consider.
     next: u64,
+    /// Whether unsealed rows carry their leaf hash (a SHA-256 per event): subscribers show it;
+    /// rules and deliveries never read it, and on the busy path it is the dearest part.
+    leaf_hashes: bool,
 }
 
 impl Follower {
     pub fn new(log: Log, context: ScanContext, tenant_id: String, predicate: Predicate, next: u64) -> Follower {
-        Follower { log, context, tenant_id, predicate, next }
+        Follower { log, context, tenant_id, predicate, next, leaf_hashes: true }
+    }
+
+    /// Unsealed rows come with an all-zero leaf hash: for followers that never read it.
+    pub fn without_leaf_hashes(mut self) -> Follower {
+        self.leaf_hashes = false;
+        self
     }
 
     pub fn log(&self) -> &Log {
@@ -63,7 +89,12 @@ impl Follower {
                 let rows = if may_match { self.read_batch(entry).await? } else { Vec::new() };
                 let from = self.next;
                 self.next = end;
-                Ok(Step::Moved(rows.into_iter().filter(|row| row.record.seq.0 >= from).collect()))
+                let rows = rows
+                    .into_iter()
+                    .filter(|row| row.record.seq.0 >= from)
+                    .map(|row| FollowedRow { record: Arc::new(row.record), leaf_hash: row.leaf_hash, batch_index: row.batch_index })
+                    .collect();
+                Ok(Step::Moved(rows))
             }
             TailView::Unsealed { events, durable_end } => {
                 let Some(last) = events.last() else {
@@ -74,7 +105,11 @@ impl Follower {
                 let rows = events
                     .iter()
                     .filter(|record| read::matches(&self.predicate, record))
-                    .map(|record| ScanRow { leaf_hash: record.leaf_hash(), record: record.as_ref().clone(), batch_index: None })
+                    .map(|record| FollowedRow {
+                        leaf_hash: if self.leaf_hashes { record.leaf_hash() } else { [0; 32] },
+                        record: record.clone(),
+                        batch_index: None,
+                    })
                     .collect();
                 Ok(Step::Moved(rows))
             }

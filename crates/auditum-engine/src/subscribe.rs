@@ -160,7 +160,7 @@ impl Subscription {
             let sent = !rows.is_empty();
             for row in rows {
                 let seq = row.record.seq.0;
-                if !self.send(SubscribeItem::Event(Box::new(row))).await {
+                if !self.send(SubscribeItem::Event(Box::new(row.to_scan_row()))).await {
                     return self.end().await;
                 }
                 self.considered = Some(seq);

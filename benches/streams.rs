@@ -1,0 +1,267 @@
+//! Streams and alerts benchmark: `cargo bench --bench streams` (results in BENCHMARKS.md).
+//!
+//! Against the release `auditum serve` on 127.0.0.1:
+//! 1. Subscribe catch-up from the archive: a BENCH_EVENTS (default 1,000,000) event archive over
+//!    200 tenants; one subscription `from_beginning` for the busiest tenant, timed until its
+//!    cursor reaches the end. Rates: seqs considered per second, events delivered per second.
+//! 2. Detection latency: 20 alert rules sending to a webhook on 127.0.0.1, a background load of
+//!    1,000 events/s; every 200 ms a fresh actor reaches one rule's threshold. Latency: from the
+//!    Append acknowledgement of the threshold-reaching event to the webhook's receipt of its alert.
+//! 3. Ingest throughput with those 20 rules and one stream of every event to the webhook, against
+//!    the same server with none (4 clients, 100 events per call, 15 s each).
+
+mod support;
+
+use auditum_proto::pb;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// A webhook on 127.0.0.1 that notes when each alert arrives, by its target (the actor); with
+/// `parse` off it only reads the bodies (a SIEM's own parsing is not auditum's cost).
+async fn webhook(parse: bool) -> (String, Arc<Mutex<HashMap<String, Instant>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let alerts: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = alerts.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let arrived = Instant::now();
+                    if !parse {
+                    } else if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) {
+                        for event in body["events"].as_array().into_iter().flatten() {
+                            if event["action"] == "auditum.alert" {
+                                let actor = event["target_id"].as_str().unwrap_or_default().to_string();
+                                seen.lock().unwrap().entry(actor).or_insert(arrived);
+                            }
+                        }
+                    }
+                    if reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, alerts)
+}
+
+fn rules_config(url: &str, with_stream: bool) -> String {
+    let mut text = format!("[[sinks]]\nname = \"hook\"\nurl = \"{url}\"\nformat = \"json\"\nsecret_env = \"BENCH_SINK_SECRET\"\n");
+    for rule in 0..20 {
+        text.push_str(&format!(
+            "\n[[alerts]]\nname = \"rule-{rule}\"\ntenant = \"*\"\nactions = [\"bench.action{rule}\"]\noutcome = \"failure\"\ngroup_by = \"actor_id\"\nwindow = \"1m\"\nthreshold = 5\nsinks = [\"hook\"]\n"
+        ));
+    }
+    if with_stream {
+        text.push_str("\n[[streams]]\nname = \"all\"\ntenant = \"*\"\nsink = \"hook\"\n");
+    }
+    text
+}
+
+fn failed(tenant: &str, action: &str, actor: &str) -> pb::AuditEvent {
+    pb::AuditEvent {
+        tenant_id: tenant.into(),
+        occurred_at: Some(auditum_proto::convert::now_timestamp()),
+        action: action.into(),
+        actor: Some(pb::Actor { id: actor.into(), r#type: pb::ActorType::User as i32, name: String::new() }),
+        outcome: Some(pb::Outcome { result: pb::OutcomeResult::Failure as i32, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The release `auditum serve` on `dir` with `config` as its config file.
+async fn spawn_with_config(dir: &std::path::Path, config: &str) -> (tokio::process::Child, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("auditum.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("BENCH_SINK_SECRET", "bench-secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(addr) = line.strip_prefix("auditum listening on ") {
+            return (child, format!("http://{addr}"));
+        }
+    }
+    panic!("server exited before listening");
+}
+
+async fn catch_up(events: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("archive");
+    std::fs::create_dir_all(&data).unwrap();
+    let start_time = support::build_archive(&data, events, 100_000, 4096).await;
+    // The busiest tenant of the mix, from a sample of the stream.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for event in support::event_chunk(&support::mix(), 0, events, start_time) {
+        *counts.entry(event.tenant_id).or_default() += 1;
+    }
+    let tenant = counts.into_iter().max_by_key(|(_, count)| *count).map(|(tenant, _)| tenant).unwrap();
+    let (mut server, url) = support::spawn_server(&data, &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let mut client = pb::query_service_client::QueryServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let filter = pb::EventFilter { tenant_id: tenant.clone(), ..Default::default() };
+    let request = pb::SubscribeRequest { filter: Some(filter), start: Some(pb::subscribe_request::Start::FromBeginning(true)) };
+    let started = Instant::now();
+    let mut stream = client.subscribe(request).await.unwrap().into_inner();
+    let mut delivered = 0u64;
+    let last = events as u64 - 1;
+    while let Some(message) = stream.message().await.unwrap() {
+        match message.item {
+            Some(pb::subscribe_response::Item::Event(stored)) => {
+                delivered += 1;
+                if stored.seq >= last {
+                    break;
+                }
+            }
+            Some(pb::subscribe_response::Item::Progress(progress)) if progress.cursor >= last => break,
+            _ => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "| Subscribe catch-up, {tenant}, {events} events archived | {:.0} seqs considered/s | {:.0} events delivered/s ({delivered} events, {seconds:.2} s) | target ≥ 500,000/s |",
+        events as f64 / seconds,
+        delivered as f64 / seconds
+    );
+    server.kill().await.unwrap();
+}
+
+async fn detection_latency() {
+    let (url, alerts) = webhook(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, server_url) = spawn_with_config(&dir.path().join("server"), &rules_config(&url, false)).await;
+    let mut background = auditum_client::connect(&server_url).await.unwrap();
+    let mut trigger = auditum_client::connect(&server_url).await.unwrap();
+    // 1,000 events/s of unrelated traffic, 50 every 50 ms.
+    let load = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for round in 0..400u64 {
+            tick.tick().await;
+            let events = (0..50).map(|i| failed(&format!("tenant-{}", i % 20), "bench.noise", &format!("n{round}-{i}"))).collect();
+            background.append(pb::AppendRequest { events, wait_for_seal: false }).await.unwrap();
+        }
+    });
+    let mut acks: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    for round in 0..90 {
+        tick.tick().await;
+        let rule = round % 20;
+        let actor = format!("attacker-{round}");
+        let action = format!("bench.action{rule}");
+        let four = (0..4).map(|_| failed("tenant-1", &action, &actor)).collect();
+        trigger.append(pb::AppendRequest { events: four, wait_for_seal: false }).await.unwrap();
+        trigger.append(pb::AppendRequest { events: vec![failed("tenant-1", &action, &actor)], wait_for_seal: false }).await.unwrap();
+        acks.insert(actor, Instant::now());
+    }
+    load.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let received = alerts.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = acks
+        .iter()
+        .filter_map(|(actor, acked)| received.get(actor).map(|arrived| arrived.saturating_duration_since(*acked).as_secs_f64() * 1000.0))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    println!(
+        "| detection latency, 20 rules, 1,000 events/s background | p50 {:.0} ms | p99 {:.0} ms | {} of {} alerts arrived | target p99 ≤ 1,000 ms |",
+        percentile(0.5),
+        percentile(0.99),
+        latencies.len(),
+        acks.len()
+    );
+    server.kill().await.unwrap();
+}
+
+async fn ingest(url: &str) -> f64 {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    let mut tasks = Vec::new();
+    for client_index in 0..4 {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut client = auditum_client::connect(&url).await.unwrap();
+            let mut sent = 0u64;
+            let mut round = 0u64;
+            while Instant::now() < deadline {
+                let events = (0..100)
+                    .map(|i| {
+                        failed(&format!("tenant-{}", i % 20), &format!("bench.action{}", i % 25), &format!("u{client_index}-{round}-{i}"))
+                    })
+                    .collect();
+                client.append(pb::AppendRequest { events, wait_for_seal: false }).await.unwrap();
+                sent += 100;
+                round += 1;
+            }
+            sent
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn ingest_overhead() {
+    let (url, _) = webhook(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plain, plain_url) = spawn_with_config(&dir.path().join("plain"), "").await;
+    let without = ingest(&plain_url).await;
+    plain.kill().await.unwrap();
+    let (mut ruled, ruled_url) = spawn_with_config(&dir.path().join("ruled"), &rules_config(&url, true)).await;
+    let with = ingest(&ruled_url).await;
+    ruled.kill().await.unwrap();
+    println!(
+        "| ingest, 4 clients × 100 events per call | {without:.0} events/s with nothing | {with:.0} events/s with 20 rules and one stream | {:+.1} % | target ≥ −10 % |",
+        (with / without - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        println!("| measurement | result | | | target |");
+        println!("|---|---|---|---|---|");
+        detection_latency().await;
+        ingest_overhead().await;
+        catch_up(events).await;
+    });
+}
