@@ -13,12 +13,10 @@ use auditum_store::{self as store, ObjectStore, RetentionMode};
 
 const HOUR: i64 = 3_600_000_000;
 
-async fn ledger(store: &dyn ObjectStore) -> Vec<LedgerEntry> {
-    let mut entries = Vec::new();
-    for meta in store.list(&paths::ledger_prefix("default")).await.unwrap() {
-        entries.push(LedgerEntry::parse(std::str::from_utf8(&store.get(&meta.key, None).await.unwrap()).unwrap()).unwrap());
-    }
-    entries
+/// `auditum hold COMMAND --tenant acme` over `range` with `key`: (stdout, stderr, success).
+fn acme_hold(server: &str, command: &str, range: (&str, &str), reason: &str, key: &str) -> (String, String, bool) {
+    let args = ["hold", command, "--server", server, "--api-key", key, "--tenant", "acme", "--since", range.0, "--until", range.1];
+    run_binary(&[&args[..], &["--reason", reason]].concat())
 }
 
 /// (batch object held, ledger entry held) for each entry.
@@ -87,7 +85,7 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
             log.seal_now().await.unwrap();
         }
         let store = store::open(url, &moto.options()).await.unwrap();
-        let entries = ledger(store.as_ref()).await;
+        let entries = ledger_entries(store.as_ref(), "default").await;
         assert_eq!(entries.len(), 3);
 
         // The middle batch's range, through the command line.
@@ -122,7 +120,7 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
         late.occurred_at = Some(timestamp(at(2)));
         client.append(request(vec![late])).await.unwrap();
         log.seal_now().await.unwrap();
-        let entries = ledger(store.as_ref()).await;
+        let entries = ledger_entries(store.as_ref(), "default").await;
         assert_eq!(held(store.as_ref(), &entries[3..]).await, [(true, true)]);
 
         // Setting the same scope again changes nothing but holds again; the list shows one hold.
@@ -138,33 +136,15 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
         // Overlapping holds: acme's own key holds acme's batches over a wider range (batches 1 to
         // 3), and the operator holds acme's part of the middle range too.
         let wide = (rfc3339_micros(at(2) - 60_000_000), rfc3339_micros(at(1) + 60_000_000));
-        let tenant_hold = |command: &str, range: (&str, &str), reason: &str, key: &str| {
-            run_binary(&[
-                "hold",
-                command,
-                "--server",
-                &server,
-                "--api-key",
-                key,
-                "--tenant",
-                "acme",
-                "--since",
-                range.0,
-                "--until",
-                range.1,
-                "--reason",
-                reason,
-            ])
-        };
-        let (stdout, stderr, success) = tenant_hold("set", (&wide.0, &wide.1), "acme's own", &secret("acme-admin"));
+        let (stdout, stderr, success) = acme_hold(&server, "set", (&wide.0, &wide.1), "acme's own", &secret("acme-admin"));
         assert!(success && stdout.contains("3 batch objects"), "{stdout}{stderr}");
-        let (stdout, stderr, success) = tenant_hold("set", (&since, &until), "regulator request", &legal);
+        let (stdout, stderr, success) = acme_hold(&server, "set", (&since, &until), "regulator request", &legal);
         assert!(success && stdout.contains("2 batch objects"), "{stdout}{stderr}");
         assert_eq!(held(store.as_ref(), &entries).await, [(false, false), (true, true), (true, true), (true, true)]);
         // acme's key sees only acme's holds, and cannot clear the one the operator set on its data.
         let (stdout, _, success) = run_binary(&["hold", "list", "--server", &server, "--api-key", &secret("acme-admin")]);
         assert!(success && stdout.lines().count() == 2 && !stdout.contains("case 42"), "{stdout}");
-        let (_, stderr, success) = tenant_hold("clear", (&since, &until), "not yours", &secret("acme-admin"));
+        let (_, stderr, success) = acme_hold(&server, "clear", (&since, &until), "not yours", &secret("acme-admin"));
         assert!(!success && stderr.contains("PermissionDenied") && stderr.contains("only a platform key may clear it"), "{stderr}");
 
         // The hold survives a restart (its record is in the bucket) and is cleared.
@@ -190,27 +170,9 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
         assert!(success, "{stdout}{stderr}");
         assert!(stdout.contains("0 batch objects released, 2 stay held"), "{stdout}");
         assert_eq!(held(store.as_ref(), &entries).await, [(false, false), (true, true), (true, true), (true, true)]);
-        let tenant_hold = |command: &str, range: (&str, &str), reason: &str, key: &str| {
-            run_binary(&[
-                "hold",
-                command,
-                "--server",
-                &server,
-                "--api-key",
-                key,
-                "--tenant",
-                "acme",
-                "--since",
-                range.0,
-                "--until",
-                range.1,
-                "--reason",
-                reason,
-            ])
-        };
-        let (stdout, _, success) = tenant_hold("clear", (&since, &until), "regulator satisfied", &legal);
+        let (stdout, _, success) = acme_hold(&server, "clear", (&since, &until), "regulator satisfied", &legal);
         assert!(success && stdout.contains("0 batch objects released, 2 stay held"), "{stdout}");
-        let (stdout, _, success) = tenant_hold("clear", (&wide.0, &wide.1), "done", &secret("acme-admin"));
+        let (stdout, _, success) = acme_hold(&server, "clear", (&wide.0, &wide.1), "done", &secret("acme-admin"));
         assert!(success && stdout.contains("3 batch objects released, 0 stay held"), "{stdout}");
         assert!(held(store.as_ref(), &entries).await.iter().all(|held| *held == (false, false)));
         let (_, stderr, success) = hold("clear", &["--reason", "again"]);

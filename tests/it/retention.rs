@@ -24,14 +24,6 @@ async fn append_and_seal(running: &auditum_server::RunningServer, client: &mut I
     }
 }
 
-async fn entries(store: &dyn ObjectStore) -> Vec<LedgerEntry> {
-    let mut entries = Vec::new();
-    for meta in store.list(&paths::ledger_prefix("default")).await.unwrap() {
-        entries.push(LedgerEntry::parse(std::str::from_utf8(&store.get(&meta.key, None).await.unwrap()).unwrap()).unwrap());
-    }
-    entries
-}
-
 async fn verify_as_of(store: &dyn ObjectStore, key: &str, as_of_micros: Option<i64>, require_days: Option<u32>) -> Report {
     let options = Options { as_of_micros, require_retention_days: require_days, ..Options::default() };
     verify::verify_log_with(store, "default", &Verifier::parse(key).unwrap(), &options, |_| {}).await.unwrap()
@@ -56,7 +48,7 @@ fn a_batch_gone_after_its_retain_until_is_expired_and_before_it_missing() {
 
         // Each entry is version 2 and records exactly the retain-until its batch object carries.
         let store = store::open(url, &moto.options()).await.unwrap();
-        let entries = entries(store.as_ref()).await;
+        let entries = ledger_entries(store.as_ref(), "default").await;
         assert_eq!(entries.len(), 3);
         for entry in &entries {
             assert_eq!(entry.format_version(), 2);
@@ -181,7 +173,7 @@ async fn a_version_1_ledger_continues_in_version_2_and_a_downgrade_is_caught() {
     let key = running.logs.by_name("default").unwrap().verifier_key();
     running.stop().await.unwrap();
     let store = store::open(&format!("file://{}", dir.path().join("store").display()), &Default::default()).await.unwrap();
-    assert!(entries(store.as_ref()).await.iter().all(|entry| entry.retention == Retention::RetainUntil(None)));
+    assert!(ledger_entries(store.as_ref(), "default").await.iter().all(|entry| entry.retention == Retention::RetainUntil(None)));
 
     // The archive as a version 1 writer left it: it verifies, and records no retention.
     rewrite_ledger(dir.path(), |_| Retention::NotRecorded);
@@ -193,13 +185,13 @@ async fn a_version_1_ledger_continues_in_version_2_and_a_downgrade_is_caught() {
     let (running, mut client) = start(test_config(dir.path())).await;
     append_and_seal(&running, &mut client, 1).await;
     running.stop().await.unwrap();
-    let versions: Vec<u8> = entries(store.as_ref()).await.iter().map(LedgerEntry::format_version).collect();
+    let versions: Vec<u8> = ledger_entries(store.as_ref(), "default").await.iter().map(LedgerEntry::format_version).collect();
     assert_eq!(versions, [1, 1, 2]);
     let mixed = verify_as_of(store.as_ref(), &key, None, None).await;
     assert!(mixed.ok() && mixed.entries == 3 && mixed.events == 15, "{mixed:#?}");
 
     // A batch whose entry records no retain_until (null) is missing however late the check.
-    let last = entries(store.as_ref()).await.pop().unwrap();
+    let last = ledger_entries(store.as_ref(), "default").await.pop().unwrap();
     std::fs::remove_file(dir.path().join("store").join(&last.object)).unwrap();
     let far = verify_as_of(store.as_ref(), &key, Some(auditum_format::time::now_micros() + 36_500 * DAY_MICROS), None).await;
     assert!(far.problems.iter().any(|problem| problem.kind == ProblemKind::Missing && problem.object == last.object), "{far:#?}");

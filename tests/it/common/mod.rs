@@ -211,3 +211,13 @@ pub async fn stored_ids(url: &str, tenant: &str) -> BTreeMap<String, usize> {
     }
     counts
 }
+
+/// Every ledger entry of `log` in the store, in index order.
+pub async fn ledger_entries(store: &dyn auditum_store::ObjectStore, log: &str) -> Vec<auditum_format::ledger::LedgerEntry> {
+    let mut entries = Vec::new();
+    for meta in store.list(&auditum_format::paths::ledger_prefix(log)).await.unwrap() {
+        let body = store.get(&meta.key, None).await.unwrap();
+        entries.push(auditum_format::ledger::LedgerEntry::parse(std::str::from_utf8(&body).unwrap()).unwrap());
+    }
+    entries
+}
