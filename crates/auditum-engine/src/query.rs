@@ -143,7 +143,8 @@ impl Reader {
         let context = self.scan_context(log, io.clone(), page_size + 1);
         let predicate = filter.predicate(cursor, request.descending);
         let tenant_id = filter.tenant_id.clone();
-        let candidates = candidates(&snapshot.entries, &predicate, &tenant_id);
+        // Kept to name archived batches should the scan meet one (worked out only then).
+        let naming = (predicate.clone(), snapshot.entries.len());
         let page = tokio::task::spawn_blocking(move || {
             let scan = read::Scan::new(context, &tenant_id, predicate, &snapshot.entries, &snapshot.unsealed);
             read::run_page(scan, page_size, read::merge::MAX_PAGE_BYTES)
@@ -152,6 +153,9 @@ impl Reader {
         .map_err(|error| Error::Task { what: "query", reason: error.to_string() })?;
         let page = match page {
             Err(crate::scan::Error::Store { source, .. }) if archive::is_archived(&source) => {
+                let (predicate, entries) = naming;
+                let snapshot = log.ledger_snapshot().entries;
+                let candidates = candidates(&snapshot[..entries.min(snapshot.len())], &predicate, &filter.tenant_id);
                 return Err(Error::Archived(archive::name_archived(log.name(), log.store(), &candidates).await));
             }
             other => other?,
@@ -187,7 +191,8 @@ impl Reader {
         let io = Arc::new(IoCounters::default());
         let context = self.scan_context(&log, io.clone(), MAX_DECODE_ROWS);
         let predicate = filter.predicate(None, false);
-        let candidates = candidates(&snapshot.entries[..snapshot.checkpoint_size], &predicate, &filter.tenant_id);
+        // Kept to name archived batches should the export meet one (worked out only then).
+        let naming = (predicate.clone(), filter.tenant_id.clone(), snapshot.checkpoint_size);
         let mut items = pipeline::start(ExportJob {
             context,
             io,
@@ -205,6 +210,9 @@ impl Reader {
             while let Some(item) = items.recv().await {
                 let item = match item {
                     Err(failure) if failure.is_archived() => {
+                        let (predicate, tenant_id, covered) = &naming;
+                        let entries = log.ledger_snapshot().entries;
+                        let candidates = candidates(&entries[..(*covered).min(entries.len())], predicate, tenant_id);
                         Err(Failure::Archived(archive::name_archived(log.name(), log.store(), &candidates).await))
                     }
                     other => other,
