@@ -2,6 +2,7 @@
 //! each is authenticated (scope `admin`) and recorded in the archive.
 
 use super::args::ConnectArgs;
+use super::query::rfc3339;
 use auditum_proto::convert::{parse_timestamp, timestamp_micros};
 use auditum_proto::pb;
 use auditum_proto::pb::admin_service_client::AdminServiceClient;
@@ -74,11 +75,8 @@ pub fn status_text(status: tonic::Status) -> String {
 }
 
 fn describe(scope: &pb::TimeRangeScope) -> String {
-    let time = |value: &Option<prost_types::Timestamp>| {
-        value.as_ref().and_then(|value| timestamp_micros(value).ok()).map(auditum_format::time::rfc3339_micros).unwrap_or_default()
-    };
     let tenant = if scope.tenant_id.is_empty() { "every tenant".to_string() } else { format!("tenant {}", scope.tenant_id) };
-    format!("log {}, {tenant}, [{}, {})", scope.log, time(&scope.since), time(&scope.until))
+    format!("log {}, {tenant}, [{}, {})", scope.log, rfc3339(scope.since.as_ref()), rfc3339(scope.until.as_ref()))
 }
 
 pub async fn run(command: HoldCommand) -> Result<bool, String> {
@@ -119,13 +117,13 @@ pub async fn run(command: HoldCommand) -> Result<bool, String> {
                 println!("no active legal holds");
             }
             for hold in answer.holds {
-                let set_at = hold.set_at.as_ref().and_then(|time| timestamp_micros(time).ok()).map(auditum_format::time::rfc3339_micros);
+                let set_at = rfc3339(hold.set_at.as_ref());
                 println!(
                     "{}  {}  {} batch objects  set {} by {}  reason: {}",
                     hold.hold_id,
                     hold.scope.as_ref().map(describe).unwrap_or_default(),
                     hold.batch_objects,
-                    set_at.unwrap_or_default(),
+                    set_at,
                     hold.set_by,
                     hold.reason
                 );

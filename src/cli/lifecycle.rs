@@ -3,10 +3,9 @@
 //! `apply` writes them into the bucket, keeping every other rule, and refuses a result that
 //! `serve` would refuse.
 
-use auditum_format::paths;
 use auditum_server::config::{Config, LogConfig};
 use auditum_store::S3Store;
-use auditum_store::lifecycle::{self, LifecyclePlan, LogKeys};
+use auditum_store::lifecycle::{self, LifecyclePlan};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -42,24 +41,14 @@ fn load(args: &LifecycleArgs) -> Result<(Config, LogConfig, String), String> {
     Ok((config, log, url))
 }
 
-/// The store prefix inside the bucket, as the S3 store reads it from the URL.
-fn store_prefix(url: &str) -> String {
-    let rest = url.trim_start_matches("s3://");
-    let prefix = rest.split_once('/').map(|(_, prefix)| prefix.trim_matches('/')).unwrap_or("");
-    if prefix.is_empty() { String::new() } else { format!("{prefix}/") }
-}
-
-fn plan_for(log: &LogConfig, url: &str) -> LifecyclePlan {
-    LifecyclePlan {
-        keys: LogKeys {
-            log: log.name.clone(),
-            batches: paths::batches_prefix(&log.name),
-            kept_forever: paths::kept_forever_prefixes(&log.name),
-        },
-        store_prefix: store_prefix(url),
+fn plan_for(log: &LogConfig, url: &str) -> Result<LifecyclePlan, String> {
+    let (_, store_prefix) = auditum_store::parse_s3_url(url).map_err(|error| error.to_string())?;
+    Ok(LifecyclePlan {
+        keys: auditum_engine::log::log_keys(&log.name),
+        store_prefix,
         archive: log.archive(),
         expire_after_days: log.expire_after_days,
-    }
+    })
 }
 
 fn summary(log: &LogConfig, plan: &LifecyclePlan) -> String {
@@ -74,7 +63,7 @@ pub async fn run(command: LifecycleCommand) -> Result<bool, String> {
     match command {
         LifecycleCommand::Plan(args) => {
             let (_, log, url) = load(&args)?;
-            let plan = plan_for(&log, &url);
+            let plan = plan_for(&log, &url)?;
             eprintln!("{}", summary(&log, &plan));
             if plan.rules().is_empty() {
                 eprintln!("no rules: set archive_after_days or expire_after_days on the log to add some");
@@ -85,7 +74,7 @@ pub async fn run(command: LifecycleCommand) -> Result<bool, String> {
         }
         LifecycleCommand::Apply(args) => {
             let (config, log, url) = load(&args)?;
-            let plan = plan_for(&log, &url);
+            let plan = plan_for(&log, &url)?;
             eprintln!("{}", summary(&log, &plan));
             let store = S3Store::open(&url, &config.s3_options()).await.map_err(|error| error.to_string())?;
             let existing = store.lifecycle_rules().await.map_err(|error| error.to_string())?;

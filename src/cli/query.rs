@@ -29,7 +29,8 @@ pub struct QueryArgs {
     stats: bool,
 }
 
-fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> String {
+/// A wire timestamp as RFC 3339 with microseconds; "" when unset or invalid.
+pub fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> String {
     timestamp.and_then(|time| timestamp_micros(time).ok()).map(rfc3339_micros).unwrap_or_default()
 }
 

@@ -100,8 +100,7 @@ fn keyed_config(dir: &Path) -> Config {
 }
 
 async fn proof_client(url: &str, id: &str) -> pb::proof_service_client::ProofServiceClient<auditum_client::AuthChannel> {
-    let options = auditum_client::ConnectOptions { api_key: Some(secret(id)), ..Default::default() };
-    pb::proof_service_client::ProofServiceClient::new(auditum_client::channel(url, &options).await.unwrap())
+    pb::proof_service_client::ProofServiceClient::new(keyed_channel(url, id).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,8 +108,7 @@ async fn another_tenants_seq_id_or_log_answers_exactly_like_one_that_does_not_ex
     let dir = tempfile::tempdir().unwrap();
     let (running, _) = start(keyed_config(dir.path())).await;
     let url = format!("http://{}", running.addr);
-    let options = auditum_client::ConnectOptions { api_key: Some(secret("writer")), ..Default::default() };
-    let mut writer = pb::ingest_service_client::IngestServiceClient::new(auditum_client::channel(&url, &options).await.unwrap());
+    let mut writer = pb::ingest_service_client::IngestServiceClient::new(keyed_channel(&url, "writer").await);
     let sealed = writer.append(request(vec![with_id(event("globex", "user.login", "g"), "globex-1")])).await.unwrap().into_inner();
     running.logs.by_name("default").unwrap().seal_now().await.unwrap();
     let unsealed = writer.append(request(vec![event("globex", "user.login", "g")])).await.unwrap().into_inner();

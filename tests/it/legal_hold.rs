@@ -3,13 +3,13 @@
 //! batches sealed later in it; a held object resists even a governance bypass delete; `hold
 //! clear` releases; both are recorded in the archive; only an admin key may do it.
 
-use crate::common::s3::{Moto, runtime};
+use crate::common::s3::{Moto, governed_config, runtime};
 use crate::common::*;
 use auditum_engine::auth::Scope;
 use auditum_format::ledger::LedgerEntry;
 use auditum_format::paths;
 use auditum_format::time::rfc3339_micros;
-use auditum_store::{self as store, ObjectStore, RetentionMode};
+use auditum_store::{self as store, ObjectStore};
 
 const HOUR: i64 = 3_600_000_000;
 
@@ -44,11 +44,6 @@ async fn bypass_delete(moto: &Moto, entry: &LedgerEntry) -> Result<(), String> {
         .map_err(|error| format!("{error:?}"))
 }
 
-async fn keyed_channel(server: &str, key: &str) -> auditum_client::AuthChannel {
-    let options = auditum_client::ConnectOptions { api_key: Some(secret(key)), ..Default::default() };
-    auditum_client::channel(server, &options).await.unwrap()
-}
-
 #[test]
 fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
     runtime().block_on(async {
@@ -56,17 +51,12 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
         moto.locked_bucket("vault").await;
         let dir = tempfile::tempdir().unwrap();
         let url = "s3://vault/prod";
-        let mut config = test_config(dir.path());
-        config.store = Some(url.to_string());
-        config.s3_endpoint = Some(moto.endpoint.clone());
-        config.retention_mode = Some(RetentionMode::Governance);
-        config.retention_days = Some(1);
+        let mut config = governed_config(dir.path(), &moto, url);
         config.api_keys = vec![
             key_config("writer", "*", &[Scope::Append, Scope::Query]),
             key_config("legal", "*", &[Scope::Admin]),
             key_config("acme-admin", "acme", &[Scope::Admin]),
         ];
-        config.listen = "127.0.0.1:0".parse().unwrap();
         let running = auditum_server::start(config).await.unwrap();
         let server = format!("http://{}", running.addr);
         let writer = keyed_channel(&server, "writer").await;
@@ -149,11 +139,7 @@ fn hold_set_holds_exactly_the_overlapping_batches_and_clear_releases_them() {
 
         // The hold survives a restart (its record is in the bucket) and is cleared.
         running.stop().await.unwrap();
-        let mut config = test_config(dir.path());
-        config.store = Some(url.to_string());
-        config.s3_endpoint = Some(moto.endpoint.clone());
-        config.retention_mode = Some(RetentionMode::Governance);
-        config.retention_days = Some(1);
+        let mut config = governed_config(dir.path(), &moto, url);
         config.api_keys = vec![
             key_config("legal", "*", &[Scope::Admin]),
             key_config("acme-admin", "acme", &[Scope::Admin]),

@@ -3,12 +3,12 @@
 //! policy) from one gone before it or without one (missing, tampering); a version 1 ledger
 //! continues in version 2, and a version downgrade is caught.
 
-use crate::common::s3::{Moto, runtime};
+use crate::common::s3::{Moto, governed_config, runtime};
 use crate::common::*;
 use auditum_format::checkpoint::{Signer, Verifier, signing_key_path};
 use auditum_format::ledger::{self, LedgerEntry, Retention};
 use auditum_format::{merkle, paths};
-use auditum_store::{self as store, ObjectStore, RetentionMode};
+use auditum_store::{self as store, ObjectStore};
 use auditum_verify::{self as verify, Options, ProblemKind, Report};
 use std::path::Path;
 
@@ -36,11 +36,7 @@ fn a_batch_gone_after_its_retain_until_is_expired_and_before_it_missing() {
         moto.locked_bucket("vault").await;
         let dir = tempfile::tempdir().unwrap();
         let url = "s3://vault/prod";
-        let mut config = test_config(dir.path());
-        config.store = Some(url.to_string());
-        config.s3_endpoint = Some(moto.endpoint.clone());
-        config.retention_mode = Some(RetentionMode::Governance);
-        config.retention_days = Some(1);
+        let config = governed_config(dir.path(), &moto, url);
         let (running, mut client) = start(config).await;
         append_and_seal(&running, &mut client, 3).await;
         let key = running.logs.by_name("default").unwrap().verifier_key();

@@ -265,8 +265,7 @@ async fn another_tenants_key_is_refused_and_the_cli_prints_events_and_its_cursor
     config.api_keys = vec![key_config("acme-reader", "acme", &[Scope::Query]), key_config("writer", "*", &[Scope::Append, Scope::Query])];
     let running = auditum_server::start(config).await.unwrap();
     let url = format!("http://{}", running.addr);
-    let options = |key: &str| auditum_client::ConnectOptions { api_key: Some(secret(key)), ..Default::default() };
-    let writer = auditum_client::channel(&url, &options("writer")).await.unwrap();
+    let writer = keyed_channel(&url, "writer").await;
     let mut ingest = pb::ingest_service_client::IngestServiceClient::new(writer);
     ingest
         .append(request(vec![event("acme", "user.login", "u1"), event("globex", "user.login", "g1"), event("acme", "doc.read", "u2")]))
@@ -276,7 +275,7 @@ async fn another_tenants_key_is_refused_and_the_cli_prints_events_and_its_cursor
     running.logs.by_name("default").unwrap().seal_now().await.unwrap();
     ingest.append(request(vec![event("acme", "user.logout", "u1")])).await.unwrap();
 
-    let reader = auditum_client::channel(&url, &options("acme-reader")).await.unwrap();
+    let reader = keyed_channel(&url, "acme-reader").await;
     let other = pb::SubscribeRequest {
         filter: Some(pb::EventFilter { tenant_id: "globex".into(), ..Default::default() }),
         start: Some(pb::subscribe_request::Start::FromBeginning(true)),
@@ -304,7 +303,7 @@ async fn another_tenants_key_is_refused_and_the_cli_prints_events_and_its_cursor
     assert!(next["seq"].as_u64().unwrap() > 3);
     // A graceful stop ends open subscriptions (UNAVAILABLE, naming the cursor) instead of
     // waiting on them.
-    let channel = auditum_client::channel(&url, &options("writer")).await.unwrap();
+    let channel = keyed_channel(&url, "writer").await;
     let open = pb::SubscribeRequest {
         filter: Some(pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }),
         start: Some(pb::subscribe_request::Start::AfterSeq(3)),

@@ -349,42 +349,20 @@ impl AlertWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::rule;
 
     const MINUTE: i64 = 60_000_000;
 
-    fn rule() -> AlertRule {
-        AlertRule {
-            name: "brute-force".into(),
-            tenant: "*".into(),
-            actions: vec!["user.login".into()],
-            outcome: Some("failure".into()),
-            group_by: GroupBy::ActorId,
-            window: Duration::from_secs(300),
-            threshold: 5,
-            cooldown: None,
-            sinks: vec![],
-        }
-    }
-
     fn login(seq: u64, at: i64, actor: &str, outcome: &str) -> EventRecord {
-        let mut record = Firing {
-            rule: String::new(),
+        EventRecord {
+            seq: Seq(seq),
             tenant_id: "acme".into(),
-            group_by: GroupBy::ActorId,
-            group: String::new(),
-            count: 0,
-            threshold: 0,
-            window_seconds: 0,
-            first_seq: 0,
-            last_seq: 0,
+            occurred_at: at,
+            action: "user.login".into(),
+            actor_id: actor.into(),
+            outcome: outcome.into(),
+            ..EventRecord::default()
         }
-        .record("default");
-        record.seq = Seq(seq);
-        record.occurred_at = at;
-        record.action = "user.login".into();
-        record.actor_id = actor.into();
-        record.outcome = outcome.into();
-        record
     }
 
     fn fired(events: &[EventRecord]) -> Vec<Firing> {

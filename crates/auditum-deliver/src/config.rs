@@ -223,14 +223,15 @@ pub fn validate(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn sink(url: &str) -> SinkConfig {
         SinkConfig { name: "secops".into(), url: url.into(), format: SinkFormat::Json, secret_env: "SECRET".into() }
     }
 
-    fn rule() -> AlertRule {
+    /// DESIGN §11's example rule: 5 failed logins of one actor within 5 minutes.
+    pub(crate) fn rule() -> AlertRule {
         AlertRule {
             name: "brute-force".into(),
             tenant: "*".into(),

@@ -3,7 +3,6 @@
 //! needs and the restore command; `restore` asks the store for the copies.
 
 use auditum_format::ledger::LedgerEntry;
-use auditum_format::time::rfc3339_micros;
 use auditum_store::{self as store, ObjectStore, RestoreRequested, RestoreState, RestoreTier, StorageClass};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -59,15 +58,14 @@ impl std::fmt::Display for ArchivedBatches {
         let until = self.batches.iter().map(|batch| batch.max_occurred_at).max().unwrap_or_default().saturating_add(1);
         write!(
             formatter,
-            "log {log}: {} batch{} this call needs {} in an archive storage class and not restored: {}{}{}; run `auditum restore --log {log} --since {} --until {}` and retry once the restore is done (minutes to hours, by tier)",
+            "log {log}: {} batch{} this call needs {} in an archive storage class and not restored: {}{}{}; run `{}` and retry once the restore is done (minutes to hours, by tier)",
             self.batches.len(),
             if self.batches.len() == 1 { "" } else { "es" },
             if self.batches.len() == 1 { "is" } else { "are" },
             named.join(", "),
             if more > 0 { format!(", and {more} more") } else { String::new() },
             if self.more_unchecked { " (further batches were not checked)" } else { "" },
-            rfc3339_micros(since),
-            rfc3339_micros(until),
+            auditum_verify::restore_command(log, since, until),
         )
     }
 }

@@ -7,7 +7,7 @@ pub mod lifecycle;
 mod s3;
 
 pub use file::FileStore;
-pub use s3::{S3Options, S3Store};
+pub use s3::{S3Options, S3Store, parse_url as parse_s3_url};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -189,18 +189,6 @@ pub enum RestoreTier {
     Expedited,
     Standard,
     Bulk,
-}
-
-impl std::str::FromStr for RestoreTier {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "expedited" => Ok(RestoreTier::Expedited),
-            "standard" => Ok(RestoreTier::Standard),
-            "bulk" => Ok(RestoreTier::Bulk),
-            other => Err(format!("{other:?} is not expedited, standard or bulk")),
-        }
-    }
 }
 
 /// What a restore request found.

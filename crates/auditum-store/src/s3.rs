@@ -93,8 +93,22 @@ fn restore_from(header: Option<&str>) -> Option<RestoreState> {
     Some(RestoreState::Restored { expiry })
 }
 
-fn storage_class_from(class: Option<&aws_sdk_s3::types::StorageClass>) -> Option<StorageClass> {
-    class.and_then(|class| class.as_str().parse().ok()).filter(|class| *class != StorageClass::Standard)
+/// The class S3 names (HeadObject and ListObjects use different types); None for Standard.
+fn storage_class_named(name: Option<&str>) -> Option<StorageClass> {
+    name.and_then(|name| name.parse().ok()).filter(|class| *class != StorageClass::Standard)
+}
+
+/// `s3://bucket/prefix` → (bucket, key prefix empty or ending with '/').
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let invalid = |reason: &str| Error::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
+    let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("expected s3://bucket/prefix"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.len() < 3 || !bucket.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'.') {
+        return Err(invalid("the bucket name must be 3+ characters of a-z, 0-9, '-' and '.'"));
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    Ok((bucket.to_string(), prefix))
 }
 
 /// One try of a read, up to its response headers.
@@ -105,16 +119,7 @@ const READ_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 impl S3Store {
     /// `s3://bucket/prefix`.
     pub async fn open(url: &str, options: &S3Options) -> Result<S3Store> {
-        let invalid = |reason: &str| Error::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
-        let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("expected s3://bucket/prefix"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.len() < 3
-            || !bucket.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'.')
-        {
-            return Err(invalid("the bucket name must be 3+ characters of a-z, 0-9, '-' and '.'"));
-        }
-        let prefix = prefix.trim_matches('/');
-        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        let (bucket, prefix) = parse_url(url)?;
         // The region is always explicit, so the SDK never asks the instance metadata service.
         let region = options
             .region
@@ -147,7 +152,7 @@ impl S3Store {
             .operation_attempt_timeout(READ_ATTEMPT_TIMEOUT)
             .operation_timeout(READ_OPERATION_TIMEOUT)
             .build();
-        Ok(S3Store { url: url.to_string(), bucket: bucket.to_string(), prefix, client: client(writes), read_client: client(reads) })
+        Ok(S3Store { url: url.to_string(), bucket, prefix, client: client(writes), read_client: client(reads) })
     }
 
     fn full_key(&self, key: &str) -> Result<String> {
@@ -461,7 +466,7 @@ impl ObjectStore for S3Store {
             etag: output.e_tag().map(str::to_string),
             retention: retention_from(output.object_lock_mode(), output.object_lock_retain_until_date()),
             legal_hold: output.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
-            storage_class: storage_class_from(output.storage_class()),
+            storage_class: storage_class_named(output.storage_class().map(|class| class.as_str())),
             restore: restore_from(output.restore()),
         })
     }
@@ -479,10 +484,7 @@ impl ObjectStore for S3Store {
                     size: object.size().unwrap_or_default().max(0) as u64,
                     version: None,
                     etag: object.e_tag().map(str::to_string),
-                    storage_class: object
-                        .storage_class()
-                        .and_then(|class| class.as_str().parse().ok())
-                        .filter(|class| *class != StorageClass::Standard),
+                    storage_class: storage_class_named(object.storage_class().map(|class| class.as_str())),
                     ..ObjectMeta::default()
                 });
             }

@@ -323,6 +323,12 @@ pub async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report
     Ok((entries, entry_hashes))
 }
 
+/// The command that restores a log's archived batches with events in [since, until) (µs).
+pub fn restore_command(log: &str, since: i64, until: i64) -> String {
+    use auditum_format::time::rfc3339_micros;
+    format!("auditum restore --log {log} --since {} --until {}", rfc3339_micros(since), rfc3339_micros(until))
+}
+
 /// Fetches and checks one batch; problems go into the returned report.
 async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_micros: i64) -> Result<(u64, Report), store::Error> {
     let mut batch_report = Report::default();
@@ -335,11 +341,9 @@ async fn check_entry_batch(store: &dyn ObjectStore, entry: LedgerEntry, as_of_mi
                 ProblemKind::Archived,
                 &entry.object,
                 format!(
-                    "batch of ledger entry {} is in an archive storage class and not restored, so its content was not checked; restore it (`auditum restore --log {} --since {} --until {}`) and verify again",
+                    "batch of ledger entry {} is in an archive storage class and not restored, so its content was not checked; restore it (`{}`) and verify again",
                     entry.index,
-                    entry.log,
-                    auditum_format::time::rfc3339_micros(entry.min_occurred_at),
-                    auditum_format::time::rfc3339_micros(until)
+                    restore_command(&entry.log, entry.min_occurred_at, until)
                 ),
             );
             return Ok((0, batch_report));

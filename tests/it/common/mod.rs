@@ -66,6 +66,12 @@ pub fn key_config(id: &str, tenant: &str, scopes: &[auditum_engine::auth::Scope]
     }
 }
 
+/// A channel to `server` that sends the bearer secret of test key `key`.
+pub async fn keyed_channel(server: &str, key: &str) -> auditum_client::AuthChannel {
+    let options = auditum_client::ConnectOptions { api_key: Some(secret(key)), ..Default::default() };
+    auditum_client::channel(server, &options).await.unwrap()
+}
+
 /// Runs the real binary and returns (stdout, stderr, success).
 pub fn run_binary(args: &[&str]) -> (String, String, bool) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_auditum")).args(args).output().unwrap();

@@ -95,6 +95,17 @@ impl Moto {
     }
 }
 
+/// A test server config for a log on `url` through moto, with governance retention of a day
+/// (so a test can delete with a governance bypass).
+pub fn governed_config(dir: &std::path::Path, moto: &Moto, url: &str) -> auditum_server::config::Config {
+    let mut config = super::test_config(dir);
+    config.store = Some(url.to_string());
+    config.s3_endpoint = Some(moto.endpoint.clone());
+    config.retention_mode = Some(auditum_store::RetentionMode::Governance);
+    config.retention_days = Some(1);
+    config
+}
+
 /// `auditum serve` arguments for a log on `url` through `endpoint`, with governance retention of a day.
 pub fn serve_args(url: &str, endpoint: &str, seal_interval: &str) -> Vec<String> {
     ["--seal-interval", seal_interval, "--store", url, "--s3-endpoint", endpoint, "--retention-mode", "governance", "--retention-days", "1"]

@@ -174,6 +174,16 @@ impl std::fmt::Debug for Log {
     }
 }
 
+/// A log's key prefixes as lifecycle rules and their checks see them.
+pub fn log_keys(log: &str) -> auditum_store::lifecycle::LogKeys {
+    use auditum_format::paths;
+    auditum_store::lifecycle::LogKeys {
+        log: log.to_string(),
+        batches: paths::batches_prefix(log),
+        kept_forever: paths::kept_forever_prefixes(log),
+    }
+}
+
 /// What a subscriber reads next (see [`Log::tail`]).
 #[derive(Debug, Clone)]
 pub enum TailView {
@@ -435,9 +445,8 @@ impl Log {
             return TailView::NotYet;
         }
         let events: Vec<Arc<EventRecord>> = unsealed.skip((from - first) as usize).take(max).cloned().collect();
-        let durable_end = shared.open.back().map(|record| record.seq.0 + 1).unwrap_or(first.max(ledger_end));
-        let durable_end =
-            shared.sealing.as_ref().and_then(|batch| batch.last()).map(|record| record.seq.0 + 1).unwrap_or(0).max(durable_end);
+        let last = shared.open.back().or_else(|| shared.sealing.as_ref().and_then(|batch| batch.last()));
+        let durable_end = last.map(|record| record.seq.0 + 1).unwrap_or(ledger_end);
         TailView::Unsealed { events, durable_end: durable_end.max(from) }
     }
 

@@ -7,9 +7,7 @@ use auditum_batch as batch;
 use auditum_format::event::Seq;
 use auditum_format::ledger::LedgerEntry;
 use auditum_format::merkle::Hash;
-use auditum_format::paths;
 use auditum_format::time::now_micros;
-use auditum_store::lifecycle::LogKeys;
 use auditum_store::{ObjectStore, ReadyCheck};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +71,7 @@ pub(super) async fn read_store_state(store: &dyn ObjectStore, ready: &ReadyCheck
 pub(super) fn ready_check(settings: &super::LogSettings) -> ReadyCheck {
     let log = &settings.name;
     ReadyCheck {
-        keys: LogKeys { log: log.clone(), batches: paths::batches_prefix(log), kept_forever: paths::kept_forever_prefixes(log) },
+        keys: super::log_keys(log),
         object_lock_required: settings.retention.is_some(),
         retention_days: settings.retention.map(|retention| retention.days),
     }
