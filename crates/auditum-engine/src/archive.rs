@@ -40,7 +40,7 @@ impl std::fmt::Display for ArchivedBatches {
         if self.batches.is_empty() {
             return write!(
                 formatter,
-                "log {log}: a batch this call needs is in an archive storage class and not restored yet; retry later"
+                "log {log}: a batch this call needs is in an archive storage class and not restored (it could not be named); run `auditum restore --log {log}` over the call's time range, and retry once the restore is done"
             );
         }
         let named: Vec<String> = self
