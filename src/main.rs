@@ -53,6 +53,11 @@ enum Command {
     /// Bucket lifecycle rules for a log's batches: archive tier and expiry after retention.
     #[command(subcommand)]
     Lifecycle(cli::lifecycle::LifecycleCommand),
+    /// Erase a data subject's (or a whole tenant's) encrypted fields by destroying its keys (scope admin).
+    Erase(cli::erase::EraseArgs),
+    /// The keyring's key-encryption key: create one, rotate to a new one.
+    #[command(subcommand)]
+    Keyring(cli::keyring::KeyringCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -106,6 +111,8 @@ fn main() -> ExitCode {
             Command::Hold(command) => cli::hold::run(command).await,
             Command::Restore(args) => cli::restore::run(args).await,
             Command::Lifecycle(command) => cli::lifecycle::run(command).await,
+            Command::Erase(args) => cli::erase::run(args).await,
+            Command::Keyring(command) => cli::keyring::run(command).await,
         }
     });
     match outcome {

@@ -137,7 +137,8 @@ pub async fn query_all(client: &mut QueryClient, filter: &pb::EventFilter) -> (u
 
 /// A JSONL export: (rows, bytes).
 pub async fn export_jsonl(client: &mut QueryClient, filter: &pb::EventFilter) -> (u64, usize) {
-    let request = pb::ExportRequest { filter: Some(filter.clone()), format: pb::ExportFormat::Jsonl as i32, include_unsealed: false };
+    let request =
+        pb::ExportRequest { filter: Some(filter.clone()), format: pb::ExportFormat::Jsonl as i32, include_unsealed: false, raw: false };
     let mut stream = client.export(request).await.unwrap().into_inner();
     let (mut rows, mut bytes) = (0, 0usize);
     while let Some(message) = stream.message().await.unwrap() {

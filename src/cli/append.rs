@@ -77,6 +77,7 @@ fn event_from_flags(args: &AppendArgs) -> Result<pb::AuditEvent, String> {
         None => now_timestamp(),
     };
     Ok(pb::AuditEvent {
+        subject_id: String::new(),
         id: args.id.clone().unwrap_or_default(),
         tenant_id: args.tenant.clone().unwrap_or_default(),
         occurred_at: Some(occurred_at),

@@ -23,6 +23,10 @@ pub struct ExportArgs {
     /// Also export events not yet sealed (not covered by the summary's checkpoint).
     #[arg(long)]
     include_unsealed: bool,
+    /// Encrypted fields as stored (`auditum:enc:v1:…`), not decrypted: the values the leaf
+    /// hashes cover.
+    #[arg(long)]
+    raw: bool,
 }
 
 pub async fn run(args: ExportArgs) -> Result<bool, String> {
@@ -33,7 +37,7 @@ pub async fn run(args: ExportArgs) -> Result<bool, String> {
         "parquet" => pb::ExportFormat::Parquet,
         other => return Err(format!("--format {other:?}: use jsonl, csv or parquet")),
     };
-    let request = pb::ExportRequest { filter: Some(filter), format: format as i32, include_unsealed: args.include_unsealed };
+    let request = pb::ExportRequest { filter: Some(filter), format: format as i32, include_unsealed: args.include_unsealed, raw: args.raw };
     let started = std::time::Instant::now();
     let mut last_report = started;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -24,16 +24,16 @@ struct Received {
 /// An HTTP/1.1 receiver on 127.0.0.1 that records every request and answers 200, or 500 while
 /// `failing` is set.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<Received>>>,
-    failing: Arc<AtomicBool>,
+    pub(crate) failing: Arc<AtomicBool>,
     /// Milliseconds to wait before answering (a slow receiver).
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let receiver = Receiver { url, received: Arc::default(), failing: Arc::default(), delay_ms: Arc::default() };
@@ -93,7 +93,7 @@ impl Receiver {
     }
 
     /// Every event object received, in arrival order, from json bodies.
-    fn json_events(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn json_events(&self) -> Vec<serde_json::Value> {
         let received = self.received.lock().unwrap();
         received
             .iter()
@@ -117,7 +117,7 @@ fn config_file(dir: &std::path::Path, text: &str) -> Vec<String> {
     vec!["--config".into(), path.display().to_string(), "--seal-interval".into(), "1s".into()]
 }
 
-async fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "{what} within {seconds} s");

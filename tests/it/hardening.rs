@@ -196,6 +196,7 @@ async fn integers_beyond_two_to_the_53_are_stored_without_a_fraction() {
         filter: Some(pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }),
         format: pb::ExportFormat::Jsonl as i32,
         include_unsealed: true,
+        raw: false,
     };
     let mut stream = query.export(export).await.unwrap().into_inner();
     let mut text = Vec::new();

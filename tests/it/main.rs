@@ -9,6 +9,7 @@ mod cli;
 mod config_example;
 mod crash;
 mod deploy;
+mod erasure;
 mod hardening;
 mod ingest;
 mod legal_hold;

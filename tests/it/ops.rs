@@ -70,6 +70,7 @@ async fn health_reflection_and_metrics_answer_and_move() {
         filter: Some(filter),
         format: auditum_proto::pb::ExportFormat::Csv as i32,
         include_unsealed: false,
+        raw: false,
     };
     let mut stream = query.export(export).await.unwrap().into_inner();
     while stream.message().await.unwrap().is_some() {}

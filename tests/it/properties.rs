@@ -90,6 +90,7 @@ fn any_event() -> impl Strategy<Value = pb::AuditEvent> {
                 context,
                 (before, after, metadata),
             )| pb::AuditEvent {
+                subject_id: String::new(),
                 id,
                 tenant_id,
                 occurred_at,
@@ -128,6 +129,7 @@ fn valid_event() -> impl Strategy<Value = pb::AuditEvent> {
         valid_struct(),
     )
         .prop_map(|(id, tenant_id, occurred_at, action, actor_id, actor_type, result, texts, source_ip, metadata)| pb::AuditEvent {
+            subject_id: String::new(),
             id,
             tenant_id,
             occurred_at: Some(auditum_proto::convert::timestamp_from_micros(occurred_at)),

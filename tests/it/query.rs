@@ -204,7 +204,7 @@ async fn bad_requests_name_the_field() {
     assert_eq!(second.events.len(), 1);
     assert_ne!(second.events[0].seq, first.events[0].seq);
     assert!(second.next_page_token.is_empty());
-    let export = client.export(pb::ExportRequest { filter: Some(acme), format: 0, include_unsealed: false }).await.unwrap_err();
+    let export = client.export(pb::ExportRequest { filter: Some(acme), format: 0, include_unsealed: false, raw: false }).await.unwrap_err();
     assert_eq!(export.code(), tonic::Code::InvalidArgument);
     assert!(export.message().starts_with("format"));
     running.stop().await.unwrap();
@@ -216,7 +216,7 @@ async fn export(
     format: pb::ExportFormat,
     include_unsealed: bool,
 ) -> (Vec<u8>, pb::ExportSummary, usize) {
-    let request = pb::ExportRequest { filter: Some(filter.clone()), format: format as i32, include_unsealed };
+    let request = pb::ExportRequest { filter: Some(filter.clone()), format: format as i32, include_unsealed, raw: false };
     let mut stream = client.export(request).await.unwrap().into_inner();
     let (mut bytes, mut summary, mut chunks) = (Vec::new(), None, 0);
     while let Some(message) = stream.message().await.unwrap() {

@@ -64,7 +64,12 @@ async fn query_all(clients: &mut Clients, filter: pb::EventFilter) -> Result<Vec
 
 /// The whole export as bytes, or the first error.
 async fn export_all(clients: &mut Clients, tenant: &str) -> Result<(Vec<u8>, pb::ExportSummary), tonic::Status> {
-    let request = pb::ExportRequest { filter: Some(tenant_filter(tenant)), format: pb::ExportFormat::Jsonl as i32, include_unsealed: true };
+    let request = pb::ExportRequest {
+        filter: Some(tenant_filter(tenant)),
+        format: pb::ExportFormat::Jsonl as i32,
+        include_unsealed: true,
+        raw: false,
+    };
     let mut stream = clients.query.export(request).await?.into_inner();
     let mut bytes = Vec::new();
     while let Some(message) = stream.message().await? {

@@ -61,6 +61,13 @@ impl Event {
         self.0.actor = Some(pb::Actor { id: id.into(), r#type: actor_type as i32, name: String::new() });
         self
     }
+    /// The person this event's personal data is about, whose key encrypts the server's
+    /// `encrypt_fields` (and whose erasure shreds them); default: the actor.
+    pub fn subject(mut self, subject_id: impl Into<String>) -> Event {
+        self.0.subject_id = subject_id.into();
+        self
+    }
+
     pub fn actor_name(mut self, name: impl Into<String>) -> Event {
         self.0.actor.get_or_insert_with(Default::default).name = name.into();
         self

@@ -43,7 +43,7 @@ pub fn event_from_json(value: &Value, now: prost_types::Timestamp) -> Result<pb:
     let event = object(value, "event")?;
     check_keys(
         event,
-        &["id", "tenant_id", "occurred_at", "action", "actor", "target", "outcome", "context", "before", "after", "metadata"],
+        &["id", "tenant_id", "occurred_at", "action", "actor", "target", "outcome", "context", "before", "after", "metadata", "subject_id"],
         "",
     )?;
     let occurred_at = match event.get("occurred_at") {
@@ -108,6 +108,7 @@ pub fn event_from_json(value: &Value, now: prost_types::Timestamp) -> Result<pb:
         }
     };
     Ok(pb::AuditEvent {
+        subject_id: text(event, "subject_id", "")?,
         id: text(event, "id", "")?,
         tenant_id: text(event, "tenant_id", "")?,
         occurred_at: Some(occurred_at),

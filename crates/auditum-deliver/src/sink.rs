@@ -197,6 +197,32 @@ impl SinkWorker {
         }
     }
 
+    /// The records with their encrypted fields decrypted (DESIGN §14), retrying while the
+    /// keyring does not answer; None when the server stops first.
+    async fn decrypted(&mut self, records: &[Arc<EventRecord>]) -> Option<Vec<Arc<EventRecord>>> {
+        let Some(keyring) = self.log.encryption().map(|encryption| encryption.keyring.clone()) else { return Some(records.to_vec()) };
+        let mut failures_in_a_row = 0u32;
+        loop {
+            let mut decrypted = Vec::with_capacity(records.len());
+            let mut failure = None;
+            for record in records {
+                match keyring.decrypt_shared(record).await {
+                    Ok(record) => decrypted.push(record),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            let Some(error) = failure else { return Some(decrypted) };
+            failures_in_a_row += 1;
+            tracing::warn!(sink = %self.target.config.name, log = %self.log.name(), %error, "cannot read the keyring to decrypt a delivery; retrying");
+            if !self.pause(backoff(failures_in_a_row)).await {
+                return None;
+            }
+        }
+    }
+
     /// Sleeps, unless the server stops first (false then).
     async fn pause(&mut self, delay: Duration) -> bool {
         tokio::select! {
@@ -212,6 +238,8 @@ impl SinkWorker {
         let config = &target.config;
         let log = self.log.name().to_string();
         let (Some(first), Some(last)) = (records.first(), records.last()) else { return true };
+        let Some(records) = self.decrypted(records).await else { return false };
+        let records = &records[..];
         let body = match config.format {
             SinkFormat::Json => body::json_body(&config.name, &log, records),
             SinkFormat::SplunkHec => body::hec_body(&log, records),

@@ -384,7 +384,7 @@ impl Admin {
     }
 }
 
-fn check_reason(reason: &str) -> Result<()> {
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
     if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
         return Err(Error::bad_request("reason", format!("must be 1 to {MAX_REASON_BYTES} bytes (say why, e.g. the case number)")));
     }

@@ -20,6 +20,14 @@ pub struct Appended {
     pub log: String,
 }
 
+/// One log's part of an Append call: its events, their indexes in the call, their subjects.
+struct LogShare {
+    log: Log,
+    indexes: Vec<usize>,
+    records: Vec<EventRecord>,
+    subjects: Vec<Option<String>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ingest {
     logs: Arc<Logs>,
@@ -33,20 +41,34 @@ impl Ingest {
 
     /// Appends a call's records (validated, in request order); with `wait_for_seal`, answers once
     /// they are committed and covered by a checkpoint.
-    pub async fn append(&self, call: &Call, records: Vec<EventRecord>, wait_for_seal: bool) -> Result<Vec<Appended>> {
+    /// `subjects[i]` is the data subject of `records[i]` (DESIGN §14; None or missing: the actor).
+    pub async fn append(
+        &self,
+        call: &Call,
+        records: Vec<EventRecord>,
+        subjects: Vec<Option<String>>,
+        wait_for_seal: bool,
+    ) -> Result<Vec<Appended>> {
         let event_count = records.len();
-        let mut per_log: HashMap<String, (Log, Vec<usize>, Vec<EventRecord>)> = HashMap::new();
+        let mut subjects = subjects.into_iter();
+        let mut per_log: HashMap<String, LogShare> = HashMap::new();
         for (index, record) in records.into_iter().enumerate() {
             self.access.require_append_tenant(call, &format!("events[{index}].tenant_id"), &record.tenant_id)?;
             let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: record.tenant_id.clone() })?;
-            let slot = per_log.entry(log.name().to_string()).or_insert_with(|| (log.clone(), Vec::new(), Vec::new()));
-            slot.1.push(index);
-            slot.2.push(record);
+            let share = per_log.entry(log.name().to_string()).or_insert_with(|| LogShare {
+                log: log.clone(),
+                indexes: Vec::new(),
+                records: Vec::new(),
+                subjects: Vec::new(),
+            });
+            share.indexes.push(index);
+            share.records.push(record);
+            share.subjects.push(subjects.next().flatten());
         }
         let mut results: Vec<Option<Appended>> = vec![None; event_count];
         let started = std::time::Instant::now();
-        let appends = per_log.into_values().map(|(log, indexes, records)| async move {
-            let appended = log.append(records).await?;
+        let appends = per_log.into_values().map(|LogShare { log, indexes, records, subjects }| async move {
+            let appended = log.append_for_subjects(records, &subjects).await?;
             METRICS.append_latency.get_or_create(&log_label(log.name())).observe(started.elapsed().as_secs_f64());
             if wait_for_seal {
                 let end = appended.iter().map(|result| result.seq.next()).max().unwrap_or(Seq(0));

@@ -8,7 +8,9 @@
 //!   seq-ordered stream of durable events;
 //! - `proof` + `proofs`: event and consistency proofs, server-side verification;
 //! - `auth` + `access`: keys, scopes, tenant binding, rate limits, and the meta-audit record;
-//! - `admin`: legal holds and restores; `archive`: batches in archive storage classes;
+//! - `encryption` + `erasure`: per-subject field encryption (the keyring), decryption on reads,
+//!   crypto-shredding;
+//! - `admin`: legal holds, restores and erasures; `archive`: batches in archive storage classes;
 //! - `metrics`: the Prometheus registry; `error`: what can go wrong, in domain terms.
 
 pub mod access;
@@ -16,6 +18,8 @@ pub mod admin;
 pub mod archive;
 pub mod auth;
 pub mod dir_lock;
+pub mod encryption;
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod follow;

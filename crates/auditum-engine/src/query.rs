@@ -3,6 +3,7 @@
 
 use crate::access::{Access, Call, MetaNote, object};
 use crate::archive;
+use crate::encryption;
 use crate::error::{Error, Result};
 use crate::export::pipeline::{self, ExportItem, ExportJob};
 use crate::export::{Failure, Format};
@@ -51,6 +52,8 @@ pub struct ExportRequest {
     /// The format's wire name, for the meta-audit record.
     pub format_name: String,
     pub include_unsealed: bool,
+    /// Encrypted fields as stored instead of decrypted (DESIGN §14).
+    pub raw: bool,
 }
 
 #[derive(Clone)]
@@ -130,6 +133,7 @@ impl Reader {
         let page_size = read::page_size(request.page_size)?;
         let cursor = read::decode_page_token(&request.page_token, &filter, request.descending)?;
         let log = self.log_for_tenant(&filter.tenant_id)?;
+        encryption::refuse_encrypted_filters(log, &request.filter)?;
         log.require_store()?;
         // The snapshot comes first, so a query does not read its own meta-audit record.
         let snapshot = log.read_snapshot();
@@ -160,6 +164,8 @@ impl Reader {
             }
             other => other?,
         };
+        let mut page = page;
+        encryption::decrypt_rows(log, &mut page.rows).await?;
         let label = log_label(log.name());
         METRICS.query_latency.get_or_create(&label).observe(started.elapsed().as_secs_f64());
         METRICS.rows_scanned.get_or_create(&label).inc_by(page.stats.rows_read);
@@ -180,11 +186,13 @@ impl Reader {
         let started = std::time::Instant::now();
         let filter = Filter::new(&request.filter)?;
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
+        encryption::refuse_encrypted_filters(&log, &request.filter)?;
         log.require_store()?;
         let snapshot = log.read_snapshot();
         let details = serde_json::json!({
             "format": request.format_name,
             "include_unsealed": request.include_unsealed,
+            "raw": request.raw,
             "checkpoint_size": snapshot.checkpoint_size,
         });
         self.admit(call, "auditum.export", &filter.tenant_id, request.filter_details, object(details)).await?;
@@ -202,6 +210,7 @@ impl Reader {
             include_unsealed: request.include_unsealed,
             format: request.format,
             started,
+            decrypt: if request.raw { None } else { log.encryption().map(|encryption| encryption.keyring.clone()) },
         });
         // The pipeline runs on the blocking pool; naming archived batches takes HEADs, so an
         // archived batch's failure is rewritten here, on the way out.

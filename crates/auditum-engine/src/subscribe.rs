@@ -64,6 +64,7 @@ impl Reader {
     pub async fn subscribe(&self, call: &Call, request: SubscribeRequest) -> Result<Subscribed> {
         let filter = Filter::new(&request.filter)?;
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
+        crate::encryption::refuse_encrypted_filters(&log, &request.filter)?;
         log.require_store()?;
         // Taken before the record is appended: "the next append" is after this call's own record.
         let start = match request.start {
@@ -160,7 +161,13 @@ impl Subscription {
             let sent = !rows.is_empty();
             for row in rows {
                 let seq = row.record.seq.0;
-                if !self.send(SubscribeItem::Event(Box::new(row.to_scan_row()))).await {
+                let mut event = [row.to_scan_row()];
+                if let Err(error) = crate::encryption::decrypt_rows(self.follower.log(), &mut event).await {
+                    let _ = self.sender.send(Err(Ended::Failed(error))).await;
+                    return;
+                }
+                let [event] = event;
+                if !self.send(SubscribeItem::Event(Box::new(event))).await {
                     return self.end().await;
                 }
                 self.considered = Some(seq);

@@ -20,6 +20,12 @@ pub const DEFAULT_REDACT_KEYS: [&str; 7] = ["password", "secret", "token", "api_
 pub const RESERVED_ACTION_NAMESPACE: &str = "auditum";
 pub const RESERVED_ACTION_PREFIX: &str = "auditum.";
 
+/// Stored values beginning with this are auditum's ciphertexts (DESIGN §14); clients cannot
+/// send such a value, so a read never mistakes client text for a ciphertext or the reverse.
+pub const ENCRYPTED_VALUE_PREFIX: &str = "auditum:enc:";
+/// At most this long: the data subject of an event (the wire `subject_id`).
+pub const MAX_SUBJECT_ID_BYTES: usize = 256;
+
 /// Stored actor types and outcomes (docs/FORMAT.md, Stored columns), lowercase.
 pub const ACTOR_TYPES: [&str; 5] = ["user", "service", "api_key", "system", "anonymous"];
 pub const OUTCOMES: [&str; 3] = ["success", "failure", "denied"];

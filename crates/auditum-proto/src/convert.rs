@@ -107,8 +107,18 @@ pub fn json_to_struct(fields: &serde_json::Map<String, Value>) -> prost_types::S
 
 /// The Struct of stored JSON text (an object), None when absent.
 pub fn struct_from_json(text: Option<&str>) -> Option<prost_types::Struct> {
-    let Value::Object(object) = serde_json::from_str(text?).ok()? else { return None };
-    Some(json_to_struct(&object))
+    let text = text?;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(object)) => Some(json_to_struct(&object)),
+        // Not an object: "[erased]" (DESIGN §14), "[undecryptable]", or a ciphertext read without
+        // its keyring. Shown as `{"<text>": true}` rather than dropped, so it is never mistaken
+        // for an absent value.
+        _ => Some(prost_types::Struct {
+            fields: [(text.to_string(), prost_types::Value { kind: Some(prost_types::value::Kind::BoolValue(true)) })]
+                .into_iter()
+                .collect(),
+        }),
+    }
 }
 
 /// The filter as meta-audit metadata: its set fields only.
@@ -156,6 +166,7 @@ pub fn audit_event(record: &EventRecord) -> pb::AuditEvent {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     let any = |values: &[&Option<String>]| values.iter().any(|value| value.is_some());
     pb::AuditEvent {
+        subject_id: String::new(),
         id: record.id.clone(),
         tenant_id: record.tenant_id.clone(),
         occurred_at: Some(timestamp_from_micros(record.occurred_at)),

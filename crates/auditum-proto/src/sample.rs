@@ -50,6 +50,7 @@ pub fn realistic_event(rng: &mut impl Rng, occurred_at_micros: i64) -> pb::Audit
     let after_role = *ROLES.choose(rng).unwrap_or(&"admin");
     let denied = rng.gen_bool(0.05);
     pb::AuditEvent {
+        subject_id: String::new(),
         id: String::new(),
         tenant_id: tenant.to_string(),
         occurred_at: Some(prost_types::Timestamp {

@@ -180,6 +180,21 @@ impl Validator {
         let before = struct_to_canonical_json(event.before.as_ref(), redactor, index, "before")?;
         let after = struct_to_canonical_json(event.after.as_ref(), redactor, index, "after")?;
         let metadata = struct_to_canonical_json(event.metadata.as_ref(), redactor, index, "metadata")?;
+        check_length(index, "subject_id", &event.subject_id, MAX_SUBJECT_ID_BYTES)?;
+        for (field, value) in [
+            ("actor.name", &actor.name),
+            ("target.name", &target.name),
+            ("outcome.reason", &outcome.reason),
+            ("context.user_agent", &context.user_agent),
+        ] {
+            if value.starts_with(ENCRYPTED_VALUE_PREFIX) {
+                return Err(violation(
+                    index,
+                    field,
+                    format!("values beginning with {ENCRYPTED_VALUE_PREFIX:?} are reserved for auditum's ciphertexts"),
+                ));
+            }
+        }
         let id = if event.id.is_empty() { uuid::Uuid::now_v7().to_string() } else { event.id };
         Ok(EventRecord {
             seq: Seq(0),

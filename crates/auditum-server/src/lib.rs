@@ -36,6 +36,8 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error("log {log}: cannot open store {url}: {source}")]
     Store { log: String, url: String, source: store::Error },
+    #[error("log {log}: keyring {url}: {source}")]
+    Keyring { log: String, url: String, source: auditum_keyring::Error },
     #[error(transparent)]
     Log(#[from] log::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -57,6 +59,14 @@ pub async fn open_logs(config: &Config) -> Result<Logs> {
 }
 
 async fn open_valid_logs(config: &Config) -> Result<Logs> {
+    // Every keyring first: a missing or wrong key-encryption key stops the server before any
+    // log's WAL or store is touched.
+    let mut encryptions = std::collections::HashMap::new();
+    for log_config in config.resolved_logs() {
+        if let Some(encryption) = open_encryption(config, &log_config).await? {
+            encryptions.insert(log_config.name.clone(), encryption);
+        }
+    }
     let mut logs = Vec::new();
     for log_config in config.resolved_logs() {
         let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
@@ -80,6 +90,7 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
             retention,
             wal_max_bytes: config.wal_max_bytes,
             batch_storage_class: log_config.batch_storage_class,
+            encryption: encryptions.remove(&log_config.name),
             name: log_config.name,
         };
         let log = Log::open(settings).await?;
@@ -87,6 +98,31 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
         logs.push(log);
     }
     Ok(Logs::new(logs, config.tenant_routes()))
+}
+
+/// A log's keyring (DESIGN §14), opened and checked: the store keeps no old versions, and the
+/// key-encryption key opens what the keyring holds.
+async fn open_encryption(config: &Config, log_config: &config::LogConfig) -> Result<Option<auditum_engine::encryption::Encryption>> {
+    use auditum_keyring::{EncryptedColumns, Kek, Keyring};
+    let Some(url) = &log_config.keyring else { return Ok(None) };
+    let keyring_error = |source| Error::Keyring { log: log_config.name.clone(), url: url.clone(), source };
+    let columns = EncryptedColumns::parse(log_config.encrypt_fields.as_deref().unwrap_or_default())
+        .map_err(|reason| Error::Config(config::Error::Invalid { field: "encrypt_fields".into(), reason }))?;
+    let kek = match (&log_config.kek_file, &log_config.kek_env) {
+        (Some(path), _) => Kek::from_file(path),
+        (None, Some(variable)) => Kek::from_env(variable),
+        (None, None) => {
+            return Err(Error::Config(config::Error::Invalid {
+                field: "kek_file".into(),
+                reason: "a keyring needs kek_file or kek_env".into(),
+            }));
+        }
+    }
+    .map_err(keyring_error)?;
+    let store = store::open(url, &config.s3_options()).await.map_err(|source| keyring_error(auditum_keyring::Error::Store(source)))?;
+    let keyring = Keyring::open(store, &log_config.name, kek, config.key_cache_entries).await.map_err(keyring_error)?;
+    tracing::info!(log = %log_config.name, keyring = %url, encrypt_fields = ?columns.names(), "keyring open");
+    Ok(Some(auditum_engine::encryption::Encryption { keyring: Arc::new(keyring), columns }))
 }
 
 /// gRPC health service name of a log: NOT_SERVING while it is fenced, failed or its WAL is full.
@@ -213,8 +249,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let admin = admin_engine.clone();
         async move { admin.reapply_holds().await }
     });
-    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(admin_engine, access))
-        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(
+        admin_engine,
+        auditum_engine::erasure::Eraser::new(logs.clone(), access.clone()),
+        access,
+    ))
+    .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService", "auditum.v1.AdminService"] {
         health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;

@@ -76,6 +76,9 @@ pub fn status_from_log(error: log::Error) -> Status {
         log::Error::Fenced { .. } | log::Error::Failed { .. } | log::Error::ShuttingDown { .. } | log::Error::StoreUnavailable { .. } => {
             Status::unavailable(error.to_string())
         }
+        // The keyring did not answer: nothing was written, so a retry is safe.
+        log::Error::Keyring { source, .. } if source.is_transient() => Status::unavailable(format!("{error}; retry later")),
+        log::Error::Keyring { source: auditum_keyring::Error::InvalidTenant { .. }, .. } => Status::invalid_argument(error.to_string()),
         log::Error::WalFull { .. } => {
             let mut status = Status::resource_exhausted(error.to_string());
             // A hint for clients and proxies: sealing retries within seconds.

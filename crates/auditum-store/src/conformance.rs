@@ -1,6 +1,6 @@
 //! The one conformance suite every storage backend runs (the file store and S3 on moto, in
 //! `tests/it/store_conformance.rs`): create-only puts, conditional replace of the one mutable
-//! object, ranged reads, listing, and keys that never escape the store.
+//! object, ranged reads, listing, deletion, and keys that never escape the store.
 //!
 //! It panics on the first broken promise, like a test: call it from a test.
 
@@ -57,6 +57,25 @@ pub async fn run(store: &dyn ObjectStore) {
     let listed: Vec<String> = store.list("log/ledger/").await.unwrap().into_iter().map(|meta| meta.key).collect();
     assert_eq!(listed, ["log/ledger/000000000000.json", "log/ledger/000000000001.json", "log/ledger/000000000002.json"]);
     assert!(store.list("nothing/here/").await.unwrap().is_empty());
+
+    // Delete: the object is gone (for reads, heads and lists), deleting it again succeeds, and
+    // the key can be written anew, whether it was created only-once or replaced.
+    store.put_create_only("keyring/keys/t/a", Bytes::from_static(b"key a"), &options).await.unwrap();
+    let mutable = store.put_if_match("keyring/keys/t/b", Bytes::from_static(b"key b"), None).await.unwrap();
+    store.put_if_match("keyring/keys/t/b", Bytes::from_static(b"key b2"), Some(&mutable.etag)).await.unwrap();
+    store.delete("keyring/keys/t/a").await.unwrap();
+    assert!(matches!(store.get("keyring/keys/t/a", None).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.head("keyring/keys/t/a", None).await, Err(Error::NotFound { .. })));
+    let listed: Vec<String> = store.list("keyring/keys/t/").await.unwrap().into_iter().map(|meta| meta.key).collect();
+    assert_eq!(listed, ["keyring/keys/t/b"]);
+    store.delete("keyring/keys/t/a").await.unwrap();
+    store.delete("keyring/never/written").await.unwrap();
+    store.delete("keyring/keys/t/b").await.unwrap();
+    assert!(store.list("keyring/keys/t/").await.unwrap().is_empty());
+    store.put_create_only("keyring/keys/t/a", Bytes::from_static(b"key a2"), &options).await.unwrap();
+    assert_eq!(store.get("keyring/keys/t/a", None).await.unwrap(), Bytes::from_static(b"key a2"));
+    store.put_if_match("keyring/keys/t/b", Bytes::from_static(b"key b3"), None).await.unwrap();
+    assert!(matches!(store.delete("../escape").await, Err(Error::InvalidKey { .. })));
 
     // Keys never escape the store.
     for key in ["../escape", "/absolute", "a//b", "a/./b", ""] {

@@ -165,6 +165,25 @@ impl ObjectStore for FileStore {
         .await
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        let lock = self.replace_lock.clone();
+        self.blocking(move || {
+            // Under the replace lock: a put_if_match never sees the object vanish between its check and its rename.
+            let _guard = lock.lock().map_err(|_| Error::Task("file store lock poisoned".into()))?;
+            // A read-only file goes too: removal needs only the directory writable.
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(error) => return Err(Error::Io { key, source: error }),
+            }
+            let dir = path.parent().ok_or_else(|| Error::InvalidKey { key: key.clone(), reason: "no parent" })?;
+            sync_dir(dir).map_err(|source| Error::Io { key, source })
+        })
+        .await
+    }
+
     async fn get(&self, key: &str, _version: Option<&str>) -> Result<Bytes> {
         let path = self.path_of(key)?;
         let key = key.to_string();
@@ -244,5 +263,25 @@ impl ObjectStore for FileStore {
             Ok(found)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conforms_and_deletes_read_only_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        let store = FileStore::open(&format!("file://{path}"), path).unwrap();
+        crate::conformance::run(&store).await;
+        // Immutable objects are read-only files; deleting one needs only the directory.
+        store.put_create_only("keyring/erased/t/k", Bytes::new(), &PutOptions::default()).await.unwrap();
+        let file = dir.path().join("keyring/erased/t/k");
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o444);
+        store.delete("keyring/erased/t/k").await.unwrap();
+        assert!(!file.exists());
+        store.check_keyring_ready().await.unwrap();
     }
 }

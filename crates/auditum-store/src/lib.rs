@@ -256,6 +256,16 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Replaces a mutable object if its etag is still `expected_etag`; `None` means it must not exist.
     async fn put_if_match(&self, key: &str, body: Bytes, expected_etag: Option<&str>) -> Result<PutResult>;
 
+    /// Removes an object (its current version); removing a missing object succeeds. Only the
+    /// keyring deletes (erasure destroys keys): the log's own objects are never deleted.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Startup check of a keyring store: a deleted key must be gone, so no versioning (an old
+    /// version would keep it) and no Object Lock.
+    async fn check_keyring_ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Reads a whole object, at a version when given.
     async fn get(&self, key: &str, version: Option<&str>) -> Result<Bytes>;
 

@@ -329,6 +329,60 @@ impl ObjectStore for S3Store {
         self.check_lifecycle(check).await
     }
 
+    async fn check_keyring_ready(&self) -> Result<()> {
+        let bucket = &self.bucket;
+        let misconfigured = |reason: String| Error::Misconfigured { url: self.url.clone(), reason };
+        // Object Lock first: such a bucket is versioned too, and the lock is the more precise reason.
+        let locked = match self.read_client.get_object_lock_configuration().bucket(bucket).send().await {
+            Ok(output) => {
+                output.object_lock_configuration().and_then(|config| config.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled)
+            }
+            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("ObjectLockConfigurationNotFoundError") => {
+                false
+            }
+            Err(error) => return Err(classify(&self.url, bucket, error)),
+        };
+        if locked {
+            return Err(misconfigured(format!(
+                "Object Lock is enabled on bucket {bucket}: keyring keys must be deletable; use a bucket without versioning or Object Lock for the keyring"
+            )));
+        }
+        let status = match self.read_client.get_bucket_versioning().bucket(bucket).send().await {
+            Ok(output) => output.status().map(|status| status.as_str().to_string()),
+            // moto's response root element is refused by the SDK (see check_bucket): read the raw body.
+            Err(error) => {
+                match error.raw_response().filter(|response| response.status().is_success()).and_then(|response| response.body().bytes()) {
+                    Some(body) => {
+                        let body = String::from_utf8_lossy(body);
+                        ["Enabled", "Suspended"]
+                            .into_iter()
+                            .find(|status| body.contains(&format!("<Status>{status}</Status>")))
+                            .map(str::to_string)
+                    }
+                    None => return Err(classify(&self.url, bucket, error)),
+                }
+            }
+        };
+        if let Some(status) = status.filter(|status| status == "Enabled" || status == "Suspended") {
+            return Err(misconfigured(format!(
+                "versioning is {} on bucket {bucket}: a deleted key would survive as an old version, so erasure would not erase; use a bucket without versioning for the keyring",
+                status.to_lowercase()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full_key(key)?;
+        match self.client.delete_object().bucket(&self.bucket).key(&full).send().await {
+            Ok(_) => Ok(()),
+            Err(error) => match classify(&self.url, key, error) {
+                Error::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn set_legal_hold(&self, key: &str, version: Option<&str>, on: bool) -> Result<()> {
         let full = self.full_key(key)?;
         let status = if on { ObjectLockLegalHoldStatus::On } else { ObjectLockLegalHoldStatus::Off };

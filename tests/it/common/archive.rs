@@ -70,6 +70,7 @@ pub fn random_event(rng: &mut StdRng, occurred_at: i64) -> pb::AuditEvent {
         );
     }
     pb::AuditEvent {
+        subject_id: String::new(),
         id: String::new(),
         tenant_id: weighted_tenant(rng).to_string(),
         occurred_at: Some(auditum_proto::convert::timestamp_from_micros(occurred_at)),

@@ -95,6 +95,7 @@ pub fn timestamp(micros: i64) -> prost_types::Timestamp {
 /// A minimal valid event.
 pub fn event(tenant: &str, action: &str, actor: &str) -> pb::AuditEvent {
     pb::AuditEvent {
+        subject_id: String::new(),
         id: String::new(),
         tenant_id: tenant.to_string(),
         occurred_at: Some(timestamp(now_micros())),

@@ -40,6 +40,8 @@ pub struct ExportJob {
     pub include_unsealed: bool,
     pub format: Format,
     pub started: std::time::Instant,
+    /// The log's keyring, unless the export is raw: rows are decrypted before encoding.
+    pub decrypt: Option<Arc<auditum_keyring::Keyring>>,
 }
 
 /// Starts the export on the blocking pool; its chunks, then its summary (or an error), arrive on
@@ -68,7 +70,8 @@ pub fn start(job: ExportJob) -> mpsc::Receiver<Result<ExportItem, Error>> {
 
 /// The export itself; None when the client went away.
 fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Result<Option<ExportSummary>, Error> {
-    let ExportJob { context, tenant_id, predicate, snapshot, include_unsealed, format, .. } = job;
+    let ExportJob { context, tenant_id, predicate, snapshot, include_unsealed, format, decrypt, .. } = job;
+    let runtime = context.runtime.clone();
     // Sealed rows come only from batches the starting checkpoint covers, so the summary's
     // checkpoint vouches for every sealed row sent.
     let entries = &snapshot.entries[..snapshot.checkpoint_size];
@@ -81,16 +84,27 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
         let scanner = scope.spawn(move || {
             let mut scan = Scan::new(context, &tenant_id, predicate, entries, unsealed);
             let mut rows = Vec::with_capacity(EXPORT_HANDOFF_ROWS);
+            // Decrypted here, on the scan's thread, so encoding never waits on the keyring.
+            let decrypted = |mut rows: Vec<ScanRow>| -> Result<Vec<ScanRow>, Error> {
+                if let Some(keyring) = &decrypt {
+                    for row in &mut rows {
+                        runtime
+                            .block_on(keyring.decrypt_records(std::slice::from_mut(&mut row.record)))
+                            .map_err(|error| Error::Incomplete(format!("keyring: {error}; the export is incomplete")))?;
+                    }
+                }
+                Ok(rows)
+            };
             loop {
                 match scan.next_row() {
                     Ok(Some(row)) => {
                         rows.push(row);
-                        if rows.len() == EXPORT_HANDOFF_ROWS && rows_sender.send(Ok(std::mem::take(&mut rows))).is_err() {
+                        if rows.len() == EXPORT_HANDOFF_ROWS && rows_sender.send(decrypted(std::mem::take(&mut rows))).is_err() {
                             break;
                         }
                     }
                     Ok(None) => {
-                        let _ = rows_sender.send(Ok(rows));
+                        let _ = rows_sender.send(decrypted(rows));
                         break;
                     }
                     Err(error) => {

@@ -67,6 +67,8 @@ pub enum Error {
     StoreUnavailable { log: String, reason: String },
     #[error("log {log}: background task failed: {reason}")]
     Task { log: String, reason: String },
+    #[error("log {log}: keyring: {source}")]
+    Keyring { log: String, source: auditum_keyring::Error },
 }
 
 /// Everything a log needs, resolved from the config.
@@ -90,6 +92,22 @@ pub struct LogSettings {
     pub wal_max_bytes: u64,
     /// Storage class batch objects are written in; None is the store's default.
     pub batch_storage_class: Option<StorageClass>,
+    /// The keyring and the columns encrypted before the WAL (DESIGN §14); None: nothing is.
+    pub encryption: Option<Encryption>,
+}
+
+/// A log's keyring and the columns it encrypts (possibly none: a keyring without
+/// `encrypt_fields` still decrypts what earlier settings encrypted, and still erases).
+#[derive(Clone)]
+pub struct Encryption {
+    pub keyring: Arc<auditum_keyring::Keyring>,
+    pub columns: auditum_keyring::EncryptedColumns,
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Encryption").field("columns", &self.columns.names()).finish()
+    }
 }
 
 /// What Append answers for one event.
@@ -389,6 +407,11 @@ impl Log {
         &self.inner.settings.store
     }
 
+    /// The log's keyring and encrypted columns, when it has a keyring.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.inner.settings.encryption.as_ref()
+    }
+
     /// Reads need the store's ledger: refused while the log's start is pending.
     pub fn require_store(&self) -> Result<()> {
         match self.status() {
@@ -507,8 +530,32 @@ impl Log {
     /// Appends validated events (seq and received_at are assigned here) and returns once they
     /// are fsync'd to the WAL.
     pub async fn append(&self, events: Vec<EventRecord>) -> Result<Vec<Appended>> {
+        self.append_for_subjects(events, &[]).await
+    }
+
+    /// [`Log::append`], with the data subject of each event (`subjects[i]`, or the actor when
+    /// absent) whose key encrypts its personal fields.
+    pub async fn append_for_subjects(&self, mut events: Vec<EventRecord>, subjects: &[Option<String>]) -> Result<Vec<Appended>> {
         if let Some(error) = self.status_error(&self.status()) {
             return Err(error);
+        }
+        // Before the WAL: the plaintext of an encrypted field never reaches disk.
+        if let Some(encryption) = &self.inner.settings.encryption
+            && !encryption.columns.is_empty()
+        {
+            let mut all_subjects;
+            let subjects = if subjects.len() == events.len() {
+                subjects
+            } else {
+                all_subjects = subjects.to_vec();
+                all_subjects.resize(events.len(), None);
+                &all_subjects[..]
+            };
+            encryption
+                .keyring
+                .encrypt_records(&mut events, subjects, encryption.columns)
+                .await
+                .map_err(|source| Error::Keyring { log: self.name().to_string(), source })?;
         }
         let (reply, answer) = oneshot::channel();
         let shutting_down = || Error::ShuttingDown { log: self.name().to_string() };

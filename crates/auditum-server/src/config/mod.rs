@@ -74,6 +74,18 @@ pub struct LogConfig {
     /// Storage class batches are written in (S3 only); default the bucket's (Standard).
     #[serde(default)]
     pub batch_storage_class: Option<StorageClass>,
+    /// Columns encrypted per data subject (DESIGN §14); default: the top-level `encrypt_fields`.
+    #[serde(default)]
+    pub encrypt_fields: Option<Vec<String>>,
+    /// Store URL of the keyring (no versioning, no Object Lock); default: the top-level `keyring`.
+    #[serde(default)]
+    pub keyring: Option<String>,
+    /// File holding the 32-byte key-encryption key (mode 0600); default: the top-level one.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+    /// Variable holding the key-encryption key (hex or base64); default: the top-level one.
+    #[serde(default)]
+    pub kek_env: Option<String>,
 }
 
 /// One API key (docs/API.md): only the SHA-256 of its secret is configured.
@@ -133,6 +145,17 @@ pub struct Config {
     pub retention_mode: Option<RetentionMode>,
     /// Default Object Lock retention of every log, in days.
     pub retention_days: Option<u32>,
+    /// Columns encrypted per data subject in every log (DESIGN §14): a subset of actor_name,
+    /// target_name, reason, source_ip, user_agent, before, after, metadata. Empty: none.
+    pub encrypt_fields: Vec<String>,
+    /// Store URL of the keyring: `file:///…`, or `s3://` on a bucket without versioning.
+    pub keyring: Option<String>,
+    /// File holding the 32-byte key-encryption key (mode 0600).
+    pub kek_file: Option<PathBuf>,
+    /// Environment variable holding the key-encryption key (64 hex characters or base64).
+    pub kek_env: Option<String>,
+    /// Unwrapped keys kept in memory per log at most.
+    pub key_cache_entries: usize,
     pub logs: Vec<LogConfig>,
     /// API keys; none = development mode, allowed only on a loopback `listen`.
     pub api_keys: Vec<ApiKeyConfig>,
@@ -184,6 +207,11 @@ impl Default for Config {
             s3_force_path_style: None,
             retention_mode: None,
             retention_days: None,
+            encrypt_fields: Vec::new(),
+            keyring: None,
+            kek_file: None,
+            kek_env: None,
+            key_cache_entries: 100_000,
             logs: Vec::new(),
             api_keys: Vec::new(),
             key_rate_per_second: 100_000.0,
@@ -202,7 +230,7 @@ impl Default for Config {
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 34] = [
+pub const FIELD_NAMES: [&str; 39] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -224,6 +252,11 @@ pub const FIELD_NAMES: [&str; 34] = [
     "s3_force_path_style",
     "retention_mode",
     "retention_days",
+    "encrypt_fields",
+    "keyring",
+    "kek_file",
+    "kek_env",
+    "key_cache_entries",
     "logs",
     "api_keys",
     "key_rate_per_second",
@@ -349,6 +382,13 @@ impl Config {
         line("s3_force_path_style", self.s3_force_path_style.map(|value| value.to_string()));
         line("retention_mode", self.retention_mode.map(|mode| quoted(&format!("{mode:?}").to_lowercase())));
         line("retention_days", self.retention_days.map(|days| days.to_string()));
+        let list =
+            |values: &[String]| toml::Value::Array(values.iter().map(|value| toml::Value::String(value.clone())).collect()).to_string();
+        line("encrypt_fields", Some(list(&self.encrypt_fields)));
+        line("keyring", self.keyring.as_deref().map(quoted));
+        line("kek_file", self.kek_file.as_ref().map(|path| quoted(&path.display().to_string())));
+        line("kek_env", self.kek_env.as_deref().map(quoted));
+        line("key_cache_entries", Some(self.key_cache_entries.to_string()));
         line("key_rate_per_second", Some(toml::Value::Float(self.key_rate_per_second).to_string()));
         line("key_rate_burst", Some(toml::Value::Float(self.key_rate_burst).to_string()));
         line("max_concurrent_requests_per_connection", Some(self.max_concurrent_requests_per_connection.to_string()));
@@ -398,6 +438,18 @@ impl Config {
             }
             if let Some(class) = log.batch_storage_class {
                 out.push_str(&format!("batch_storage_class = {}\n", quoted(class.as_str())));
+            }
+            if let Some(fields) = log.encrypt_fields.as_ref().filter(|fields| !fields.is_empty()) {
+                out.push_str(&format!("encrypt_fields = {}\n", list(fields)));
+            }
+            if let Some(keyring) = &log.keyring {
+                out.push_str(&format!("keyring = {}\n", quoted(keyring)));
+            }
+            if let Some(path) = &log.kek_file {
+                out.push_str(&format!("kek_file = {}\n", quoted(&path.display().to_string())));
+            }
+            if let Some(variable) = &log.kek_env {
+                out.push_str(&format!("kek_env = {}\n", quoted(variable)));
             }
         }
         out.push_str(&self.delivery_toml());
@@ -479,6 +531,10 @@ impl Config {
                     archive_storage_class: None,
                     expire_after_days: None,
                     batch_storage_class: None,
+                    encrypt_fields: None,
+                    keyring: None,
+                    kek_file: None,
+                    kek_env: None,
                 },
             );
         }
@@ -486,6 +542,14 @@ impl Config {
             if log.retention_mode.is_none() && log.retention_days.is_none() {
                 log.retention_mode = self.retention_mode;
                 log.retention_days = self.retention_days;
+            }
+            log.encrypt_fields.get_or_insert_with(|| self.encrypt_fields.clone());
+            if log.keyring.is_none() {
+                log.keyring = self.keyring.clone();
+            }
+            if log.kek_file.is_none() && log.kek_env.is_none() {
+                log.kek_file = self.kek_file.clone();
+                log.kek_env = self.kek_env.clone();
             }
             log.origin.get_or_insert_with(|| format!("auditum/{}", log.name));
             log.store.get_or_insert_with(|| self.store.clone().unwrap_or_else(|| self.default_store_url()));
@@ -566,6 +630,9 @@ mod tests {
                 tls_cert: Some("cert.pem".into()),
                 tls_key: Some("key.pem".into()),
                 tls_client_ca: Some("ca.pem".into()),
+                keyring: Some("file:///keys".into()),
+                kek_file: Some("kek".into()),
+                kek_env: Some("KEK".into()),
                 api_keys: vec![ApiKeyConfig {
                     id: "billing".into(),
                     secret_sha256: "ab".repeat(32),

@@ -31,6 +31,9 @@ impl Config {
             return Err(invalid("wal_max_bytes", "must be at least two WAL segments"));
         }
         check_retention("retention_mode", "retention_days", self.retention_mode, self.retention_days)?;
+        if self.key_cache_entries < 16 {
+            return Err(invalid("key_cache_entries", "must be at least 16"));
+        }
         self.validate_security()?;
         let mut names = std::collections::HashSet::new();
         let mut tenants: HashMap<&str, &str> = HashMap::new();
@@ -66,11 +69,80 @@ impl Config {
         }
         auditum_deliver::config::validate(&self.sinks, &self.alerts, &self.streams, |name| std::env::var(name).ok())
             .map_err(|error| invalid(error.field, error.reason))?;
+        self.check_encryption()?;
         Ok(())
     }
 }
 
 impl Config {
+    /// DESIGN §14, for the top-level defaults and each log as it resolves: known fields, a
+    /// keyring that is not the archive store, and one source for the key-encryption key. Errors
+    /// name the field where it is set.
+    fn check_encryption(&self) -> Result<()> {
+        self.check_encryption_of(None)?;
+        for (index, log) in self.logs.iter().enumerate() {
+            self.check_encryption_of(Some((index, log)))?;
+        }
+        for (index, rule) in self.alerts.iter().enumerate() {
+            if rule.group_by != auditum_deliver::config::GroupBy::SourceIp {
+                continue;
+            }
+            let log_name = self.tenant_routes().get(&rule.tenant).cloned().unwrap_or_else(|| super::DEFAULT_LOG.to_string());
+            let encrypted = self.resolved_logs().into_iter().find(|log| log.name == log_name).is_some_and(|log| {
+                auditum_keyring::EncryptedColumns::parse(log.encrypt_fields.as_deref().unwrap_or_default())
+                    .is_ok_and(|columns| columns.contains("source_ip"))
+            });
+            if encrypted {
+                return Err(invalid(
+                    format!("alerts[{index}].group_by"),
+                    format!("source_ip is encrypted in log {log_name:?} (encrypt_fields), so events cannot be grouped by it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_encryption_of(&self, log: Option<(usize, &LogConfig)>) -> Result<()> {
+        let field = |name: &str, set_on_log: bool| match log {
+            Some((index, _)) if set_on_log => format!("logs[{index}].{name}"),
+            _ => name.to_string(),
+        };
+        let log_config = log.map(|(_, log)| log);
+        let log_fields = log_config.and_then(|log| log.encrypt_fields.as_ref());
+        let fields = log_fields.unwrap_or(&self.encrypt_fields);
+        let columns = auditum_keyring::EncryptedColumns::parse(fields)
+            .map_err(|reason| invalid(field("encrypt_fields", log_fields.is_some()), reason))?;
+        let log_keyring = log_config.and_then(|log| log.keyring.as_ref());
+        let keyring = log_keyring.or(self.keyring.as_ref());
+        let kek_on_log = log_config.is_some_and(|log| log.kek_file.is_some() || log.kek_env.is_some());
+        let (kek_file, kek_env) = match log_config {
+            Some(log) if kek_on_log => (&log.kek_file, &log.kek_env),
+            _ => (&self.kek_file, &self.kek_env),
+        };
+        if !columns.is_empty() && keyring.is_none() {
+            return Err(invalid(
+                field("encrypt_fields", log_fields.is_some()),
+                "needs a keyring (the store URL of the keys: file:///… or s3:// on a bucket without versioning)",
+            ));
+        }
+        let Some(keyring) = keyring else { return Ok(()) };
+        if kek_file.is_some() && kek_env.is_some() {
+            return Err(invalid(field("kek_env", kek_on_log), "set kek_file or kek_env, not both"));
+        }
+        if kek_file.is_none() && kek_env.is_none() {
+            return Err(invalid(field("keyring", log_keyring.is_some()), "needs kek_file or kek_env (the key-encryption key)"));
+        }
+        let store = log_config.and_then(|log| log.store.clone()).or(self.store.clone()).unwrap_or_else(|| self.default_store_url());
+        let trimmed = |url: &str| url.trim_end_matches('/').to_string();
+        if trimmed(keyring) == trimmed(&store) {
+            return Err(invalid(
+                field("keyring", log_keyring.is_some()),
+                "must not be the archive store: keys must be deletable, and the archive is not",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_security(&self) -> Result<()> {
         if !(self.key_rate_per_second.is_finite() && self.key_rate_per_second > 0.0) {
             return Err(invalid("key_rate_per_second", "must be a positive number"));
@@ -194,5 +266,39 @@ fn check_retention(mode_field: &str, days_field: &str, mode: Option<RetentionMod
         (None, Some(_)) => Err(invalid(mode_field, format!("required when {days_field} is set (compliance or governance)"))),
         (Some(_), Some(days)) if !(1..=36_500).contains(&days) => Err(invalid(days_field, "must be between 1 and 36500")),
         (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> std::result::Result<(), String> {
+        toml::from_str::<Config>(text).unwrap().validate().map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn encryption_needs_known_fields_a_keyring_that_is_not_the_archive_and_one_kek() {
+        let keyring = "keyring = \"file:///var/lib/auditum-keys\"\nkek_file = \"/etc/auditum/kek\"\n";
+        assert!(check(&format!("encrypt_fields = [\"actor_name\", \"before\"]\n{keyring}")).is_ok());
+        let unknown = check(&format!("encrypt_fields = [\"actor_id\"]\n{keyring}")).unwrap_err();
+        assert!(unknown.contains("config field encrypt_fields") && unknown.contains("actor_id"), "{unknown}");
+        let without = check("encrypt_fields = [\"reason\"]\n").unwrap_err();
+        assert!(without.contains("encrypt_fields") && without.contains("needs a keyring"), "{without}");
+        let no_kek = check("encrypt_fields = [\"reason\"]\nkeyring = \"file:///k\"\n").unwrap_err();
+        assert!(no_kek.contains("keyring") && no_kek.contains("kek_file or kek_env"), "{no_kek}");
+        let both = check(&format!("{keyring}kek_env = \"KEK\"\n")).unwrap_err();
+        assert!(both.contains("kek_env") && both.contains("not both"), "{both}");
+        let archive = check("store = \"file:///srv/vault\"\nkeyring = \"file:///srv/vault/\"\nkek_env = \"KEK\"\n").unwrap_err();
+        assert!(archive.contains("keyring") && archive.contains("archive store"), "{archive}");
+        // Per log: the field is named where it is set.
+        let per_log = check(&format!("{keyring}[[logs]]\nname = \"hr\"\nencrypt_fields = [\"salary\"]\n")).unwrap_err();
+        assert!(per_log.contains("logs[0].encrypt_fields") && per_log.contains("salary"), "{per_log}");
+        // Grouping alerts by an encrypted column cannot work.
+        let sink = "[[sinks]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\nformat = \"json\"\nsecret_env = \"PATH\"\n";
+        let rule = "[[alerts]]\nname = \"r\"\ntenant = \"acme\"\nactions = [\"user.login\"]\ngroup_by = \"source_ip\"\nwindow = \"5m\"\nthreshold = 5\nsinks = [\"s\"]\n";
+        let grouped = check(&format!("encrypt_fields = [\"source_ip\"]\n{keyring}{sink}{rule}")).unwrap_err();
+        assert!(grouped.contains("alerts[0].group_by") && grouped.contains("encrypted"), "{grouped}");
+        assert!(check(&format!("encrypt_fields = [\"reason\"]\n{keyring}{sink}{rule}")).is_ok());
     }
 }

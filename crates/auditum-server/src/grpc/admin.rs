@@ -1,10 +1,12 @@
-//! `AdminService` (scope `admin`): legal holds and restores of archived batches (DESIGN §12).
+//! `AdminService` (scope `admin`): legal holds and restores of archived batches (DESIGN §12),
+//! erasure by crypto-shredding (DESIGN §14).
 
 use super::request_meta;
 use crate::status::{Status, status_from_engine};
-use auditum_engine::access::Access;
+use auditum_engine::access::{Access, Call};
 use auditum_engine::admin::{Admin, RangeScope};
 use auditum_engine::auth::Scope;
+use auditum_engine::erasure::{Erased, Eraser, ErasureScope};
 use auditum_proto::convert::{timestamp_from_micros, timestamp_micros};
 use auditum_proto::pb;
 use auditum_store::RestoreTier;
@@ -25,12 +27,24 @@ fn task_failed(error: tokio::task::JoinError) -> Status {
 #[derive(Clone)]
 pub struct AdminApi {
     admin: Admin,
+    eraser: Eraser,
     access: Arc<Access>,
 }
 
 impl AdminApi {
-    pub fn new(admin: Admin, access: Arc<Access>) -> Self {
-        AdminApi { admin, access }
+    pub fn new(admin: Admin, eraser: Eraser, access: Arc<Access>) -> Self {
+        AdminApi { admin, eraser, access }
+    }
+
+    async fn erase(&self, call: Call, tenant_id: String, scope: ErasureScope, reason: String) -> Result<Erased, Status> {
+        let span = call.span();
+        let eraser = self.eraser.clone();
+        // Its own task: a client that goes away does not stop an erasure half way.
+        let erased: Erased = tokio::spawn(async move { eraser.erase(&call, &tenant_id, scope, &reason).await }.instrument(span))
+            .await
+            .map_err(task_failed)?
+            .map_err(status_from_engine)?;
+        Ok(erased)
     }
 }
 
@@ -60,6 +74,20 @@ fn wire_scope(log: &str, tenant_id: Option<&str>, since: i64, until: i64) -> pb:
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
+    async fn erase_subject(&self, request: Request<pb::EraseSubjectRequest>) -> Result<Response<pb::EraseSubjectResponse>, Status> {
+        let call = self.access.open("EraseSubject", Scope::Admin, 1, request_meta(&request)).map_err(status_from_engine)?;
+        let request = request.into_inner();
+        let erased = self.erase(call, request.tenant_id, ErasureScope::Subject(request.subject_id), request.reason).await?;
+        Ok(Response::new(pb::EraseSubjectResponse { log: erased.log, kids: erased.kids }))
+    }
+
+    async fn erase_tenant(&self, request: Request<pb::EraseTenantRequest>) -> Result<Response<pb::EraseTenantResponse>, Status> {
+        let call = self.access.open("EraseTenant", Scope::Admin, 1, request_meta(&request)).map_err(status_from_engine)?;
+        let request = request.into_inner();
+        let erased = self.erase(call, request.tenant_id, ErasureScope::Tenant, request.reason).await?;
+        Ok(Response::new(pb::EraseTenantResponse { log: erased.log, keys_erased: erased.keys_erased }))
+    }
+
     async fn set_legal_hold(&self, request: Request<pb::SetLegalHoldRequest>) -> Result<Response<pb::SetLegalHoldResponse>, Status> {
         let call = self.access.open("SetLegalHold", Scope::Admin, 1, request_meta(&request)).map_err(status_from_engine)?;
         let span = call.span();

@@ -37,6 +37,9 @@ impl pb::ingest_service_server::IngestService for IngestApi {
             validate::check_append_request(&request).map_err(status_from_validation)?;
             let now = auditum_format::time::now_micros();
             // Validate every event before appending any: a bad event rejects the whole call.
+            // The data subject is not stored: it only chooses the key of encrypted fields.
+            let subjects: Vec<Option<String>> =
+                request.events.iter().map(|event| (!event.subject_id.is_empty()).then(|| event.subject_id.clone())).collect();
             let records = request
                 .events
                 .into_iter()
@@ -44,7 +47,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 .map(|(index, event)| self.validator.prepare(index, event, now))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(status_from_validation)?;
-            let appended = self.ingest.append(&call, records, request.wait_for_seal).await.map_err(status_from_engine)?;
+            let appended = self.ingest.append(&call, records, subjects, request.wait_for_seal).await.map_err(status_from_engine)?;
             let results = appended
                 .into_iter()
                 .map(|result| pb::AppendResult {

@@ -115,6 +115,7 @@ impl QueryApi {
             format,
             format_name: pb::ExportFormat::try_from(request.format).map(|format| format.as_str_name()).unwrap_or_default().to_string(),
             include_unsealed: request.include_unsealed,
+            raw: request.raw,
         };
         let items = self.reader.export(call, export).await.map_err(status_from_engine)?;
         let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(items), |item| match item {

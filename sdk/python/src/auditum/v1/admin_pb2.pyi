@@ -126,3 +126,37 @@ class RestoreBatchesResponse(_message.Message):
     gone: int
     started_count: int
     def __init__(self, started: _Optional[_Iterable[str]] = ..., in_progress: _Optional[int] = ..., already_restored: _Optional[int] = ..., not_archived: _Optional[int] = ..., gone: _Optional[int] = ..., started_count: _Optional[int] = ...) -> None: ...
+
+class EraseSubjectRequest(_message.Message):
+    __slots__ = ("tenant_id", "subject_id", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    subject_id: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EraseTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EraseSubjectResponse(_message.Message):
+    __slots__ = ("log", "kids")
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    KIDS_FIELD_NUMBER: _ClassVar[int]
+    log: str
+    kids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, log: _Optional[str] = ..., kids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EraseTenantResponse(_message.Message):
+    __slots__ = ("log", "keys_erased")
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    KEYS_ERASED_FIELD_NUMBER: _ClassVar[int]
+    log: str
+    keys_erased: int
+    def __init__(self, log: _Optional[str] = ..., keys_erased: _Optional[int] = ...) -> None: ...

@@ -56,6 +56,16 @@ class AdminServiceStub(object):
                 request_serializer=auditum_dot_v1_dot_admin__pb2.RestoreBatchesRequest.SerializeToString,
                 response_deserializer=auditum_dot_v1_dot_admin__pb2.RestoreBatchesResponse.FromString,
                 _registered_method=True)
+        self.EraseSubject = channel.unary_unary(
+                '/auditum.v1.AdminService/EraseSubject',
+                request_serializer=auditum_dot_v1_dot_admin__pb2.EraseSubjectRequest.SerializeToString,
+                response_deserializer=auditum_dot_v1_dot_admin__pb2.EraseSubjectResponse.FromString,
+                _registered_method=True)
+        self.EraseTenant = channel.unary_unary(
+                '/auditum.v1.AdminService/EraseTenant',
+                request_serializer=auditum_dot_v1_dot_admin__pb2.EraseTenantRequest.SerializeToString,
+                response_deserializer=auditum_dot_v1_dot_admin__pb2.EraseTenantResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer(object):
@@ -96,6 +106,23 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseSubject(self, request, context):
+        """Crypto-shredding (DESIGN §14): deletes every data key of one subject of a tenant, so the
+        subject's encrypted fields read "[erased]" everywhere while every hash and proof stays
+        valid; records `auditum.erasure`. The subject's later events get a new key. The tenant's
+        log needs `encrypt_fields` (FAILED_PRECONDITION otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseTenant(self, request, context):
+        """Deletes the tenant's secret and every data key of the tenant; records `auditum.erasure`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +145,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RestoreBatches,
                     request_deserializer=auditum_dot_v1_dot_admin__pb2.RestoreBatchesRequest.FromString,
                     response_serializer=auditum_dot_v1_dot_admin__pb2.RestoreBatchesResponse.SerializeToString,
+            ),
+            'EraseSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseSubject,
+                    request_deserializer=auditum_dot_v1_dot_admin__pb2.EraseSubjectRequest.FromString,
+                    response_serializer=auditum_dot_v1_dot_admin__pb2.EraseSubjectResponse.SerializeToString,
+            ),
+            'EraseTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseTenant,
+                    request_deserializer=auditum_dot_v1_dot_admin__pb2.EraseTenantRequest.FromString,
+                    response_serializer=auditum_dot_v1_dot_admin__pb2.EraseTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +267,60 @@ class AdminService(object):
             '/auditum.v1.AdminService/RestoreBatches',
             auditum_dot_v1_dot_admin__pb2.RestoreBatchesRequest.SerializeToString,
             auditum_dot_v1_dot_admin__pb2.RestoreBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/auditum.v1.AdminService/EraseSubject',
+            auditum_dot_v1_dot_admin__pb2.EraseSubjectRequest.SerializeToString,
+            auditum_dot_v1_dot_admin__pb2.EraseSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/auditum.v1.AdminService/EraseTenant',
+            auditum_dot_v1_dot_admin__pb2.EraseTenantRequest.SerializeToString,
+            auditum_dot_v1_dot_admin__pb2.EraseTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,29 +26,29 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61uditum/v1/event.proto\x12\nauditum.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x02\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12 \n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x11.auditum.v1.Actor\x12\"\n\x06target\x18\x06 \x01(\x0b\x32\x12.auditum.v1.Target\x12$\n\x07outcome\x18\x07 \x01(\x0b\x32\x13.auditum.v1.Outcome\x12$\n\x07\x63ontext\x18\x08 \x01(\x0b\x32\x13.auditum.v1.Context\x12\'\n\x06\x62\x65\x66ore\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05\x61\x66ter\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\"F\n\x05\x41\x63tor\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.auditum.v1.ActorType\x12\x0c\n\x04name\x18\x03 \x01(\t\"0\n\x06Target\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"X\n\x07Outcome\x12)\n\x06result\x18\x01 \x01(\x0e\x32\x19.auditum.v1.OutcomeResult\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x81\x01\n\x07\x43ontext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x11\n\tsource_ip\x18\x04 \x01(\t\x12\x12\n\nuser_agent\x18\x05 \x01(\t\x12\x0f\n\x07service\x18\x06 \x01(\t\"\xf3\x02\n\x0b\x45ventFilter\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12)\n\nactor_type\x18\x05 \x01(\x0e\x32\x15.auditum.v1.ActorType\x12\x0f\n\x07\x61\x63tions\x18\x06 \x03(\t\x12\x13\n\x0btarget_type\x18\x07 \x01(\t\x12\x11\n\ttarget_id\x18\x08 \x01(\t\x12*\n\x07outcome\x18\t \x01(\x0e\x32\x19.auditum.v1.OutcomeResult\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x11\n\tsource_ip\x18\r \x01(\t\"\xb7\x01\n\x0bStoredEvent\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.auditum.v1.AuditEvent\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06sealed\x18\x04 \x01(\x08\x12\x13\n\x0b\x62\x61tch_index\x18\x05 \x01(\x04\x12\x11\n\tleaf_hash\x18\x06 \x01(\x0c\x12\x0b\n\x03log\x18\x07 \x01(\t*\x9d\x01\n\tActorType\x12\x1a\n\x16\x41\x43TOR_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TOR_TYPE_USER\x10\x01\x12\x16\n\x12\x41\x43TOR_TYPE_SERVICE\x10\x02\x12\x16\n\x12\x41\x43TOR_TYPE_API_KEY\x10\x03\x12\x15\n\x11\x41\x43TOR_TYPE_SYSTEM\x10\x04\x12\x18\n\x14\x41\x43TOR_TYPE_ANONYMOUS\x10\x05*\x82\x01\n\rOutcomeResult\x12\x1e\n\x1aOUTCOME_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n\x16OUTCOME_RESULT_SUCCESS\x10\x01\x12\x1a\n\x16OUTCOME_RESULT_FAILURE\x10\x02\x12\x19\n\x15OUTCOME_RESULT_DENIED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61uditum/v1/event.proto\x12\nauditum.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x03\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12 \n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x11.auditum.v1.Actor\x12\"\n\x06target\x18\x06 \x01(\x0b\x32\x12.auditum.v1.Target\x12$\n\x07outcome\x18\x07 \x01(\x0b\x32\x13.auditum.v1.Outcome\x12$\n\x07\x63ontext\x18\x08 \x01(\x0b\x32\x13.auditum.v1.Context\x12\'\n\x06\x62\x65\x66ore\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05\x61\x66ter\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nsubject_id\x18\x0c \x01(\t\"F\n\x05\x41\x63tor\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.auditum.v1.ActorType\x12\x0c\n\x04name\x18\x03 \x01(\t\"0\n\x06Target\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"X\n\x07Outcome\x12)\n\x06result\x18\x01 \x01(\x0e\x32\x19.auditum.v1.OutcomeResult\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x81\x01\n\x07\x43ontext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x11\n\tsource_ip\x18\x04 \x01(\t\x12\x12\n\nuser_agent\x18\x05 \x01(\t\x12\x0f\n\x07service\x18\x06 \x01(\t\"\xf3\x02\n\x0b\x45ventFilter\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12)\n\nactor_type\x18\x05 \x01(\x0e\x32\x15.auditum.v1.ActorType\x12\x0f\n\x07\x61\x63tions\x18\x06 \x03(\t\x12\x13\n\x0btarget_type\x18\x07 \x01(\t\x12\x11\n\ttarget_id\x18\x08 \x01(\t\x12*\n\x07outcome\x18\t \x01(\x0e\x32\x19.auditum.v1.OutcomeResult\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x11\n\tsource_ip\x18\r \x01(\t\"\xb7\x01\n\x0bStoredEvent\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.auditum.v1.AuditEvent\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06sealed\x18\x04 \x01(\x08\x12\x13\n\x0b\x62\x61tch_index\x18\x05 \x01(\x04\x12\x11\n\tleaf_hash\x18\x06 \x01(\x0c\x12\x0b\n\x03log\x18\x07 \x01(\t*\x9d\x01\n\tActorType\x12\x1a\n\x16\x41\x43TOR_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TOR_TYPE_USER\x10\x01\x12\x16\n\x12\x41\x43TOR_TYPE_SERVICE\x10\x02\x12\x16\n\x12\x41\x43TOR_TYPE_API_KEY\x10\x03\x12\x15\n\x11\x41\x43TOR_TYPE_SYSTEM\x10\x04\x12\x18\n\x14\x41\x43TOR_TYPE_ANONYMOUS\x10\x05*\x82\x01\n\rOutcomeResult\x12\x1e\n\x1aOUTCOME_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n\x16OUTCOME_RESULT_SUCCESS\x10\x01\x12\x1a\n\x16OUTCOME_RESULT_FAILURE\x10\x02\x12\x19\n\x15OUTCOME_RESULT_DENIED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'auditum.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTORTYPE']._serialized_start=1387
-  _globals['_ACTORTYPE']._serialized_end=1544
-  _globals['_OUTCOMERESULT']._serialized_start=1547
-  _globals['_OUTCOMERESULT']._serialized_end=1677
+  _globals['_ACTORTYPE']._serialized_start=1407
+  _globals['_ACTORTYPE']._serialized_end=1564
+  _globals['_OUTCOMERESULT']._serialized_start=1567
+  _globals['_OUTCOMERESULT']._serialized_end=1697
   _globals['_AUDITEVENT']._serialized_start=102
-  _globals['_AUDITEVENT']._serialized_end=480
-  _globals['_ACTOR']._serialized_start=482
-  _globals['_ACTOR']._serialized_end=552
-  _globals['_TARGET']._serialized_start=554
-  _globals['_TARGET']._serialized_end=602
-  _globals['_OUTCOME']._serialized_start=604
-  _globals['_OUTCOME']._serialized_end=692
-  _globals['_CONTEXT']._serialized_start=695
-  _globals['_CONTEXT']._serialized_end=824
-  _globals['_EVENTFILTER']._serialized_start=827
-  _globals['_EVENTFILTER']._serialized_end=1198
-  _globals['_STOREDEVENT']._serialized_start=1201
-  _globals['_STOREDEVENT']._serialized_end=1384
+  _globals['_AUDITEVENT']._serialized_end=500
+  _globals['_ACTOR']._serialized_start=502
+  _globals['_ACTOR']._serialized_end=572
+  _globals['_TARGET']._serialized_start=574
+  _globals['_TARGET']._serialized_end=622
+  _globals['_OUTCOME']._serialized_start=624
+  _globals['_OUTCOME']._serialized_end=712
+  _globals['_CONTEXT']._serialized_start=715
+  _globals['_CONTEXT']._serialized_end=844
+  _globals['_EVENTFILTER']._serialized_start=847
+  _globals['_EVENTFILTER']._serialized_end=1218
+  _globals['_STOREDEVENT']._serialized_start=1221
+  _globals['_STOREDEVENT']._serialized_end=1404
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ OUTCOME_RESULT_FAILURE: OutcomeResult
 OUTCOME_RESULT_DENIED: OutcomeResult
 
 class AuditEvent(_message.Message):
-    __slots__ = ("id", "tenant_id", "occurred_at", "action", "actor", "target", "outcome", "context", "before", "after", "metadata")
+    __slots__ = ("id", "tenant_id", "occurred_at", "action", "actor", "target", "outcome", "context", "before", "after", "metadata", "subject_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class AuditEvent(_message.Message):
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     occurred_at: _timestamp_pb2.Timestamp
@@ -61,7 +62,8 @@ class AuditEvent(_message.Message):
     before: _struct_pb2.Struct
     after: _struct_pb2.Struct
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., before: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., after: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    subject_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., before: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., after: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., subject_id: _Optional[str] = ...) -> None: ...
 
 class Actor(_message.Message):
     __slots__ = ("id", "type", "name")

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from auditum.v1 import event_pb2 as auditum_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61uditum/v1/query.proto\x12\nauditum.v1\x1a\x16\x61uditum/v1/event.proto\"r\n\x0cQueryRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\ndescending\x18\x04 \x01(\x08\"x\n\rQueryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.auditum.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12%\n\x05stats\x18\x03 \x01(\x0b\x32\x16.auditum.v1.QueryStats\"\xd5\x02\n\nQueryStats\x12\x1a\n\x12\x62\x61tches_considered\x18\x01 \x01(\x04\x12\x16\n\x0e\x62\x61tches_pruned\x18\x02 \x01(\x04\x12\x1d\n\x15row_groups_considered\x18\x03 \x01(\x04\x12\x19\n\x11row_groups_pruned\x18\x04 \x01(\x04\x12\x17\n\x0frows_considered\x18\x05 \x01(\x04\x12\x13\n\x0brows_pruned\x18\x06 \x01(\x04\x12\x11\n\trows_read\x18\x07 \x01(\x04\x12\x16\n\x0e\x62\x61tches_opened\x18\x08 \x01(\x04\x12\"\n\x1arow_groups_pruned_by_bloom\x18\t \x01(\x04\x12\x14\n\x0crows_matched\x18\n \x01(\x04\x12\x1b\n\x13unsealed_considered\x18\x0b \x01(\x04\x12\x12\n\nbytes_read\x18\x0c \x01(\x04\x12\x15\n\rread_requests\x18\r \x01(\x04\"|\n\rExportRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12(\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x18.auditum.v1.ExportFormat\x12\x18\n\x10include_unsealed\x18\x03 \x01(\x08\"W\n\x0e\x45xportResponse\x12\x0f\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00\x12,\n\x07summary\x18\x02 \x01(\x0b\x32\x19.auditum.v1.ExportSummaryH\x00\x42\x06\n\x04item\"X\n\rExportSummary\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x15\n\runsealed_rows\x18\x04 \x01(\x04\"s\n\x10SubscribeRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x13\n\tafter_seq\x18\x02 \x01(\x04H\x00\x12\x18\n\x0e\x66rom_beginning\x18\x03 \x01(\x08H\x00\x42\x07\n\x05start\"x\n\x11SubscribeResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.auditum.v1.StoredEventH\x00\x12\x31\n\x08progress\x18\x02 \x01(\x0b\x32\x1d.auditum.v1.SubscribeProgressH\x00\x42\x06\n\x04item\"#\n\x11SubscribeProgress\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04*x\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x12\x19\n\x15\x45XPORT_FORMAT_PARQUET\x10\x03\x32\xdb\x01\n\x0cQueryService\x12<\n\x05Query\x12\x18.auditum.v1.QueryRequest\x1a\x19.auditum.v1.QueryResponse\x12\x41\n\x06\x45xport\x12\x19.auditum.v1.ExportRequest\x1a\x1a.auditum.v1.ExportResponse0\x01\x12J\n\tSubscribe\x12\x1c.auditum.v1.SubscribeRequest\x1a\x1d.auditum.v1.SubscribeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61uditum/v1/query.proto\x12\nauditum.v1\x1a\x16\x61uditum/v1/event.proto\"r\n\x0cQueryRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\ndescending\x18\x04 \x01(\x08\"x\n\rQueryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.auditum.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12%\n\x05stats\x18\x03 \x01(\x0b\x32\x16.auditum.v1.QueryStats\"\xd5\x02\n\nQueryStats\x12\x1a\n\x12\x62\x61tches_considered\x18\x01 \x01(\x04\x12\x16\n\x0e\x62\x61tches_pruned\x18\x02 \x01(\x04\x12\x1d\n\x15row_groups_considered\x18\x03 \x01(\x04\x12\x19\n\x11row_groups_pruned\x18\x04 \x01(\x04\x12\x17\n\x0frows_considered\x18\x05 \x01(\x04\x12\x13\n\x0brows_pruned\x18\x06 \x01(\x04\x12\x11\n\trows_read\x18\x07 \x01(\x04\x12\x16\n\x0e\x62\x61tches_opened\x18\x08 \x01(\x04\x12\"\n\x1arow_groups_pruned_by_bloom\x18\t \x01(\x04\x12\x14\n\x0crows_matched\x18\n \x01(\x04\x12\x1b\n\x13unsealed_considered\x18\x0b \x01(\x04\x12\x12\n\nbytes_read\x18\x0c \x01(\x04\x12\x15\n\rread_requests\x18\r \x01(\x04\"\x89\x01\n\rExportRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12(\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x18.auditum.v1.ExportFormat\x12\x18\n\x10include_unsealed\x18\x03 \x01(\x08\x12\x0b\n\x03raw\x18\x04 \x01(\x08\"W\n\x0e\x45xportResponse\x12\x0f\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00\x12,\n\x07summary\x18\x02 \x01(\x0b\x32\x19.auditum.v1.ExportSummaryH\x00\x42\x06\n\x04item\"X\n\rExportSummary\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x15\n\runsealed_rows\x18\x04 \x01(\x04\"s\n\x10SubscribeRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x13\n\tafter_seq\x18\x02 \x01(\x04H\x00\x12\x18\n\x0e\x66rom_beginning\x18\x03 \x01(\x08H\x00\x42\x07\n\x05start\"x\n\x11SubscribeResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.auditum.v1.StoredEventH\x00\x12\x31\n\x08progress\x18\x02 \x01(\x0b\x32\x1d.auditum.v1.SubscribeProgressH\x00\x42\x06\n\x04item\"#\n\x11SubscribeProgress\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04*x\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x12\x19\n\x15\x45XPORT_FORMAT_PARQUET\x10\x03\x32\xdb\x01\n\x0cQueryService\x12<\n\x05Query\x12\x18.auditum.v1.QueryRequest\x1a\x19.auditum.v1.QueryResponse\x12\x41\n\x06\x45xport\x12\x19.auditum.v1.ExportRequest\x1a\x1a.auditum.v1.ExportResponse0\x01\x12J\n\tSubscribe\x12\x1c.auditum.v1.SubscribeRequest\x1a\x1d.auditum.v1.SubscribeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'auditum.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTFORMAT']._serialized_start=1225
-  _globals['_EXPORTFORMAT']._serialized_end=1345
+  _globals['_EXPORTFORMAT']._serialized_start=1239
+  _globals['_EXPORTFORMAT']._serialized_end=1359
   _globals['_QUERYREQUEST']._serialized_start=62
   _globals['_QUERYREQUEST']._serialized_end=176
   _globals['_QUERYRESPONSE']._serialized_start=178
   _globals['_QUERYRESPONSE']._serialized_end=298
   _globals['_QUERYSTATS']._serialized_start=301
   _globals['_QUERYSTATS']._serialized_end=642
-  _globals['_EXPORTREQUEST']._serialized_start=644
-  _globals['_EXPORTREQUEST']._serialized_end=768
-  _globals['_EXPORTRESPONSE']._serialized_start=770
-  _globals['_EXPORTRESPONSE']._serialized_end=857
-  _globals['_EXPORTSUMMARY']._serialized_start=859
-  _globals['_EXPORTSUMMARY']._serialized_end=947
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=949
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1064
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1066
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1186
-  _globals['_SUBSCRIBEPROGRESS']._serialized_start=1188
-  _globals['_SUBSCRIBEPROGRESS']._serialized_end=1223
-  _globals['_QUERYSERVICE']._serialized_start=1348
-  _globals['_QUERYSERVICE']._serialized_end=1567
+  _globals['_EXPORTREQUEST']._serialized_start=645
+  _globals['_EXPORTREQUEST']._serialized_end=782
+  _globals['_EXPORTRESPONSE']._serialized_start=784
+  _globals['_EXPORTRESPONSE']._serialized_end=871
+  _globals['_EXPORTSUMMARY']._serialized_start=873
+  _globals['_EXPORTSUMMARY']._serialized_end=961
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=963
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1078
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1080
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1200
+  _globals['_SUBSCRIBEPROGRESS']._serialized_start=1202
+  _globals['_SUBSCRIBEPROGRESS']._serialized_end=1237
+  _globals['_QUERYSERVICE']._serialized_start=1362
+  _globals['_QUERYSERVICE']._serialized_end=1581
 # @@protoc_insertion_point(module_scope)

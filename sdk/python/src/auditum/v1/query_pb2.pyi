@@ -72,14 +72,16 @@ class QueryStats(_message.Message):
     def __init__(self, batches_considered: _Optional[int] = ..., batches_pruned: _Optional[int] = ..., row_groups_considered: _Optional[int] = ..., row_groups_pruned: _Optional[int] = ..., rows_considered: _Optional[int] = ..., rows_pruned: _Optional[int] = ..., rows_read: _Optional[int] = ..., batches_opened: _Optional[int] = ..., row_groups_pruned_by_bloom: _Optional[int] = ..., rows_matched: _Optional[int] = ..., unsealed_considered: _Optional[int] = ..., bytes_read: _Optional[int] = ..., read_requests: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ("filter", "format", "include_unsealed")
+    __slots__ = ("filter", "format", "include_unsealed", "raw")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_UNSEALED_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
     filter: _event_pb2.EventFilter
     format: ExportFormat
     include_unsealed: bool
-    def __init__(self, filter: _Optional[_Union[_event_pb2.EventFilter, _Mapping]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., include_unsealed: bool = ...) -> None: ...
+    raw: bool
+    def __init__(self, filter: _Optional[_Union[_event_pb2.EventFilter, _Mapping]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., include_unsealed: bool = ..., raw: bool = ...) -> None: ...
 
 class ExportResponse(_message.Message):
     __slots__ = ("chunk", "summary")
