@@ -260,8 +260,17 @@ fn main() {
     runtime.block_on(async {
         println!("| measurement | result | | | target |");
         println!("|---|---|---|---|---|");
-        detection_latency().await;
-        ingest_overhead().await;
-        catch_up(events).await;
+        // BENCH_ONLY=latency|ingest|catch-up runs one part (for profiling); unset runs all.
+        let only = std::env::var("BENCH_ONLY").ok();
+        let runs = |part: &str| only.as_deref().is_none_or(|only| only == part);
+        if runs("latency") {
+            detection_latency().await;
+        }
+        if runs("ingest") {
+            ingest_overhead().await;
+        }
+        if runs("catch-up") {
+            catch_up(events).await;
+        }
     });
 }

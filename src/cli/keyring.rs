@@ -15,9 +15,9 @@ pub enum KeyringCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Re-wrap every key of the configured logs' keyrings under a new KEK. Idempotent: a run cut
-    /// off half way is finished by running it again. Then point kek_file at the new key and
-    /// restart the server (and run this once more if the server created keys meanwhile).
+    /// Re-wrap every key of the configured logs' keyrings under a new KEK, with the server
+    /// stopped. Idempotent: a run cut off half way is finished by running it again (until then
+    /// the server refuses to start). Then point kek_file (or kek_env) at the new key and start it.
     RotateKek(RotateArgs),
 }
 
@@ -57,6 +57,10 @@ pub async fn run(command: KeyringCommand) -> Result<bool, String> {
 async fn rotate(args: RotateArgs) -> Result<bool, String> {
     let config = Config::from_file(&args.config).map_err(|error| error.to_string())?;
     let new = Kek::from_file(&args.new_kek_file).map_err(|error| error.to_string())?;
+    // A running server would create keys under the old KEK meanwhile, and read re-wrapped ones
+    // with it: rotation takes the data directory's lock, as the server does.
+    let _server_stopped = auditum_engine::dir_lock::DirLock::acquire(&config.data_dir)
+        .map_err(|error| format!("{error}; stop the server (it holds the lock) and run this again"))?;
     let logs: Vec<LogConfig> = config
         .resolved_logs()
         .into_iter()
@@ -70,21 +74,37 @@ async fn rotate(args: RotateArgs) -> Result<bool, String> {
     }
     for log in logs {
         let old = current_kek(&log)?;
+        if old.fingerprint() == new.fingerprint() {
+            return Err(format!(
+                "log {}: --new-kek-file holds the kek already configured ({}): give the new key",
+                log.name,
+                new.fingerprint()
+            ));
+        }
         let url = log.keyring.clone().unwrap_or_default();
         let store =
             auditum_store::open(&url, &config.s3_options()).await.map_err(|error| format!("log {}: keyring {url}: {error}", log.name))?;
         eprintln!("log {}: re-wrapping keyring {url} from kek {} to kek {}", log.name, old.fingerprint(), new.fingerprint());
+        let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let every = if interactive { std::time::Duration::from_millis(200) } else { std::time::Duration::from_secs(5) };
         let mut last_shown = std::time::Instant::now();
         let report = auditum_keyring::rotate_kek(store.as_ref(), &log.name, &old, &new, |done, total| {
-            if last_shown.elapsed() >= std::time::Duration::from_secs(1) || done == total {
-                eprint!("\r  {done}/{total} keys");
+            if last_shown.elapsed() >= every || done == total {
+                let line = format!("  {done}/{total} keys re-wrapped or checked");
+                if interactive {
+                    eprint!("\r{line}")
+                } else {
+                    eprintln!("{line}")
+                }
                 let _ = std::io::stderr().flush();
                 last_shown = std::time::Instant::now();
             }
         })
         .await
         .map_err(|error| format!("log {}: {error}", log.name))?;
-        eprintln!();
+        if interactive && report.rewrapped + report.already_new > 0 {
+            eprintln!();
+        }
         println!(
             "log {}: {} keys re-wrapped, {} already under the new kek {}",
             log.name,

@@ -271,9 +271,15 @@ async fn erasing_a_subject_shreds_it_on_every_read_path_and_proofs_still_verify(
     // Filtering on an encrypted column cannot work: refused, naming the field.
     let mut query = QueryServiceClient::new(auditum_client::channel(&url, &Default::default()).await.unwrap());
     let filter = pb::EventFilter { tenant_id: "acme".into(), source_ip: "203.0.113.10".into(), ..Default::default() };
-    let refused = query.query(pb::QueryRequest { filter: Some(filter), ..Default::default() }).await.unwrap_err();
+    let refused = query.query(pb::QueryRequest { filter: Some(filter.clone()), ..Default::default() }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("filter.source_ip") && refused.message().contains("encrypted"), "{}", refused.message());
+    let export = pb::ExportRequest { filter: Some(filter.clone()), format: pb::ExportFormat::Jsonl as i32, ..Default::default() };
+    let refused = query.export(export).await.unwrap_err();
+    assert!(refused.code() == tonic::Code::InvalidArgument && refused.message().contains("filter.source_ip"), "{refused:?}");
+    let subscribe = pb::SubscribeRequest { filter: Some(filter), start: Some(pb::subscribe_request::Start::FromBeginning(true)) };
+    let refused = query.subscribe(subscribe).await.unwrap_err();
+    assert!(refused.code() == tonic::Code::InvalidArgument && refused.message().contains("filter.source_ip"), "{refused:?}");
 
     let (stdout, stderr, success) =
         run_binary(&["erase", "--server", &url, "--tenant", "acme", "--subject", "ada", "--reason", "gdpr request 4411"]);
@@ -334,6 +340,15 @@ async fn erasing_a_subject_shreds_it_on_every_read_path_and_proofs_still_verify(
     }
     assert!(shows_plaintext(by_id(&events, "acme-ada-20"), "ada", 20), "{:?}", personal_values(by_id(&events, "acme-ada-20")));
     assert!(shows_plaintext(by_id(&events, "acme-bob-6"), "bob", 6));
+    // Under a new key: the next generation's kid, not the erased one.
+    let raw_lines: Vec<serde_json::Value> =
+        export_jsonl(&url, "acme", true).await.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let kid_of = |id: &str| -> String {
+        let line = raw_lines.iter().find(|line| line["id"] == id).unwrap_or_else(|| panic!("{id} in the raw export"));
+        line["actor_name"].as_str().unwrap().split(':').nth(3).unwrap().to_string()
+    };
+    assert_eq!(kid_of("acme-ada-0"), kid_of("acme-ada-4"), "ada's events about her, by her or an admin, share her key");
+    assert_ne!(kid_of("acme-ada-20"), kid_of("acme-ada-0"));
     running.stop().await.unwrap();
 }
 
@@ -354,6 +369,13 @@ async fn erasing_a_tenant_shreds_all_of_it_and_nothing_of_another() {
     for stored in stored(&url, "acme").await {
         assert!(all_erased(&stored), "{:?}", personal_values(&stored));
     }
+    // The record of the erasure outlives it: the server's own records keep their metadata
+    // readable.
+    let channel = auditum_client::channel(&url, &Default::default()).await.unwrap();
+    let filter = pb::EventFilter { tenant_id: "acme".into(), actions: vec!["auditum.erasure".into()], ..Default::default() };
+    let page = auditum_client::query::Pager::new(channel, filter, false).next_page(10).await.unwrap().unwrap();
+    let metadata = format!("{:?}", page.events[0].event.as_ref().unwrap().metadata);
+    assert!(metadata.contains("contract ended") && metadata.contains("tenant"), "{metadata}");
     let globex = stored(&url, "globex").await;
     for n in 6..9 {
         assert!(shows_plaintext(by_id(&globex, &format!("globex-gina-{n}")), "gina", n));
@@ -402,7 +424,7 @@ async fn a_missing_or_wrong_kek_stops_serve_before_anything_is_touched_and_rotat
     let other = new_kek(dir.path(), "other.kek");
     std::fs::rename(&other, &kek).unwrap();
     let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0"]);
-    assert!(!success && stderr.contains("default/tenants/acme"), "{stderr}");
+    assert!(!success && stderr.contains("default/kek.json") && stderr.contains("kek"), "{stderr}");
     std::fs::rename(dir.path().join("kek.away"), &kek).unwrap();
     let mut after = snapshot(dir.path());
     after.retain(|(path, _)| path.file_name() != Some("other.kek".as_ref()));
@@ -439,7 +461,7 @@ async fn a_missing_or_wrong_kek_stops_serve_before_anything_is_touched_and_rotat
 }
 
 #[test]
-fn a_keyring_on_a_versioned_bucket_is_refused() {
+fn a_keyring_on_a_versioned_or_locked_bucket_is_refused() {
     runtime().block_on(async {
         let moto = Moto::start().await;
         moto.versioned_bucket("keys").await;
@@ -451,6 +473,10 @@ fn a_keyring_on_a_versioned_bucket_is_refused() {
         config.s3_region = Some("us-east-1".into());
         let error = auditum_server::start(config.clone()).await.err().expect("refused").to_string();
         assert!(error.contains("versioning") && error.contains("keys"), "{error}");
+        moto.locked_bucket("lockedkeys").await;
+        config.keyring = Some("s3://lockedkeys/auditum".into());
+        let error = auditum_server::start(config.clone()).await.err().expect("refused").to_string();
+        assert!(error.contains("Object Lock") && error.contains("lockedkeys"), "{error}");
         assert!(!dir.path().join("wal").exists(), "nothing was started: {:?}", files(dir.path()));
         // A bucket without versioning is a keyring.
         moto.plain_bucket("plainkeys").await;

@@ -2,22 +2,83 @@
 //! "log">, …]}`, signed with `x-auditum-signature: sha256=<hex HMAC-SHA256(secret, body)>`.
 //! `splunk_hec`: Splunk's HTTP Event Collector format, one JSON object per event.
 
-use auditum_format::event::EventRecord;
+use auditum_format::event::{COLUMN_NAMES, ColumnBytes, EventRecord, HASHED_COLUMNS};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The §7 event object of a record, plus the log it is in.
-pub fn event_object(record: &EventRecord, log: &str) -> serde_json::Value {
-    let mut object = record.to_json();
-    if let Some(map) = object.as_object_mut() {
-        map.insert("log".into(), log.into());
+/// The stored columns' positions in the order their names sort, and where "log" goes among
+/// them: [`write_event_object`] writes the §7 event object plus "log" with the bytes a
+/// `serde_json::Value` of it gives (its objects sort their keys), without building a `Value` per
+/// event, which the write path cannot afford for every streamed event.
+struct KeyOrder {
+    /// Column indexes of the 24 hashed columns, by name.
+    columns: [usize; HASHED_COLUMNS],
+    /// How many of them sort before "log".
+    before_log: usize,
+}
+
+static KEY_ORDER: std::sync::LazyLock<KeyOrder> = std::sync::LazyLock::new(|| {
+    let mut columns: [usize; HASHED_COLUMNS] = std::array::from_fn(|index| index);
+    columns.sort_by_key(|&index| COLUMN_NAMES[index]);
+    let before_log = columns.iter().filter(|&&index| COLUMN_NAMES[index] < "log").count();
+    KeyOrder { columns, before_log }
+});
+
+/// Appends the JSON text of the §7 event object of `record`, plus the log it is in, to `out`.
+pub fn write_event_object(out: &mut Vec<u8>, record: &EventRecord, log: &str) {
+    let values = record.column_values();
+    let order = &*KEY_ORDER;
+    out.push(b'{');
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, name: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(out, name);
+        out.push(b':');
+    };
+    for (position, &index) in order.columns.iter().enumerate() {
+        if position == order.before_log {
+            key(out, "log");
+            write_string(out, log);
+        }
+        let name = COLUMN_NAMES[index];
+        key(out, name);
+        match &values[index] {
+            ColumnBytes::Null => out.extend_from_slice(b"null"),
+            ColumnBytes::Text(text) => write_string(out, text),
+            ColumnBytes::Integer(bytes) if name == "seq" => out.extend_from_slice(u64::from_be_bytes(*bytes).to_string().as_bytes()),
+            ColumnBytes::Integer(bytes) => out.extend_from_slice(i64::from_be_bytes(*bytes).to_string().as_bytes()),
+        }
     }
-    object
+    if order.before_log == HASHED_COLUMNS {
+        key(out, "log");
+        write_string(out, log);
+    }
+    out.push(b'}');
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 pub fn json_body(sink: &str, log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
-    let events: Vec<serde_json::Value> = records.iter().map(|record| event_object(record, log)).collect();
-    serde_json::json!({ "sink": sink, "events": events }).to_string().into_bytes()
+    // {"events":[…],"sink":…}: the keys in serde_json's (sorted) order, as before.
+    let mut body = Vec::with_capacity(64 + records.iter().map(|record| record.encoded_len_hint() + 400).sum::<usize>());
+    body.extend_from_slice(b"{\"events\":[");
+    for (index, record) in records.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        write_event_object(&mut body, record, log);
+    }
+    body.extend_from_slice(b"],\"sink\":");
+    write_string(&mut body, sink);
+    body.push(b'}');
+    body
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, body).
@@ -31,17 +92,18 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 /// HEC's event format: `time` in epoch seconds (µs precision), `source`, `sourcetype` and the
 /// event; several objects per request, newline-separated (what `/services/collector/event` takes).
 pub fn hec_body(log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
+    // {"event":…,"host":…,"source":…,"sourcetype":…,"time":…}: sorted keys, as serde_json wrote them.
+    let mut source = String::from("auditum:");
+    source.push_str(log);
     let mut body = Vec::new();
     for record in records {
-        let object = serde_json::json!({
-            "time": record.occurred_at as f64 / 1e6,
-            "host": "auditum",
-            "source": format!("auditum:{log}"),
-            "sourcetype": "auditum:event",
-            "event": event_object(record, log),
-        });
-        body.extend_from_slice(object.to_string().as_bytes());
-        body.push(b'\n');
+        body.extend_from_slice(b"{\"event\":");
+        write_event_object(&mut body, record, log);
+        body.extend_from_slice(b",\"host\":\"auditum\",\"source\":");
+        write_string(&mut body, &source);
+        body.extend_from_slice(b",\"sourcetype\":\"auditum:event\",\"time\":");
+        let _ = serde_json::to_writer(&mut body, &(record.occurred_at as f64 / 1e6));
+        body.extend_from_slice(b"}\n");
     }
     body
 }
@@ -49,6 +111,53 @@ pub fn hec_body(log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference form: the §7 event object plus "log", as a `Value`.
+    fn event_object(record: &EventRecord, log: &str) -> serde_json::Value {
+        let mut object = record.to_json();
+        if let Some(map) = object.as_object_mut() {
+            map.insert("log".into(), log.into());
+        }
+        object
+    }
+
+    fn record(seq: u64, reason: Option<&str>) -> std::sync::Arc<EventRecord> {
+        std::sync::Arc::new(EventRecord {
+            seq: auditum_format::event::Seq(seq),
+            id: format!("e-{seq}"),
+            tenant_id: "acme".into(),
+            occurred_at: 1_764_000_000_123_456,
+            received_at: -5,
+            action: "user.login".into(),
+            actor_id: "ada \"the\" \u{1F600}\n".into(),
+            reason: reason.map(str::to_string),
+            metadata: Some("{\"k\":[1,2]}".into()),
+            ..Default::default()
+        })
+    }
+
+    /// The bodies written directly are the bytes the `serde_json::Value` form gives.
+    #[test]
+    fn bodies_are_the_bytes_of_their_json_values() {
+        let records = vec![record(0, None), record(u64::MAX, Some("\u{7}tab\there"))];
+        let events: Vec<serde_json::Value> = records.iter().map(|record| event_object(record, "main-log")).collect();
+        let expected = serde_json::json!({ "sink": "siem \"x\"", "events": events }).to_string();
+        assert_eq!(String::from_utf8(json_body("siem \"x\"", "main-log", &records)).unwrap(), expected);
+        let mut expected_hec = String::new();
+        for record in &records {
+            let object = serde_json::json!({
+                "time": record.occurred_at as f64 / 1e6,
+                "host": "auditum",
+                "source": "auditum:main-log",
+                "sourcetype": "auditum:event",
+                "event": event_object(record, "main-log"),
+            });
+            expected_hec.push_str(&object.to_string());
+            expected_hec.push('\n');
+        }
+        assert_eq!(String::from_utf8(hec_body("main-log", &records)).unwrap(), expected_hec);
+        assert_eq!(String::from_utf8(json_body("s", "l", &[])).unwrap(), serde_json::json!({ "sink": "s", "events": [] }).to_string());
+    }
 
     #[test]
     fn the_signature_is_rfc_4231_hmac_sha256() {

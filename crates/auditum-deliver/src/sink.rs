@@ -238,17 +238,22 @@ impl SinkWorker {
         let config = &target.config;
         let log = self.log.name().to_string();
         let (Some(first), Some(last)) = (records.first(), records.last()) else { return true };
-        let Some(records) = self.decrypted(records).await else { return false };
-        let records = &records[..];
-        let body = match config.format {
-            SinkFormat::Json => body::json_body(&config.name, &log, records),
-            SinkFormat::SplunkHec => body::hec_body(&log, records),
-        };
         // The same batch is retried with the same id, so a receiver can drop a repeat.
         let delivery_id = format!("{}-{log}-{}-{}", config.name, first.seq.0, last.seq.0);
+        let encrypted = self.log.encryption().is_some();
+        let mut body = Vec::new();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // Decrypted (DESIGN §14) on every attempt of a log with a keyring: a retry after an
+            // erasure carries "[erased]", never the plaintext read before it.
+            if attempt == 1 || encrypted {
+                let Some(decrypted) = self.decrypted(records).await else { return false };
+                body = match config.format {
+                    SinkFormat::Json => body::json_body(&config.name, &log, &decrypted),
+                    SinkFormat::SplunkHec => body::hec_body(&log, &decrypted),
+                };
+            }
             let mut request = self
                 .client
                 .post(&config.url)

@@ -230,7 +230,10 @@ fn meta_audit_record(call: &Call, note: MetaNote, outcome: Outcome<'_>, now: i64
         correlation_id: None,
         session_id: None,
         source_ip: non_empty(call.source_ip.clone()),
-        user_agent: non_empty(call.user_agent.clone()),
+        // As sent, unless it poses as a ciphertext (DESIGN §14): reads must never take it for one.
+        user_agent: non_empty(call.user_agent.clone()).map(|agent| {
+            if agent.starts_with(auditum_format::rules::ENCRYPTED_VALUE_PREFIX) { format!("[as sent] {agent}") } else { agent }
+        }),
         service: Some("auditum".to_string()),
         before: None,
         after: None,

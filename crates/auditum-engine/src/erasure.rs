@@ -76,6 +76,7 @@ impl Eraser {
         match outcome {
             Ok(erased) => {
                 let kid = match scope {
+                    ErasureScope::Subject(_) if erased.kids.is_empty() => "none".to_string(),
                     ErasureScope::Subject(_) => erased.kids.join(","),
                     ErasureScope::Tenant => "tenant".to_string(),
                 };
@@ -87,7 +88,14 @@ impl Eraser {
                 Ok(erased)
             }
             Err(error) => {
-                let code = if matches!(error, Error::FailedPrecondition(_)) { "FailedPrecondition" } else { "Unavailable" };
+                let code = match &error {
+                    Error::FailedPrecondition(_) => "FailedPrecondition",
+                    Error::Log(crate::log::Error::Keyring { source, .. }) if source.is_transient() => "Unavailable",
+                    Error::Log(crate::log::Error::Keyring { source: auditum_keyring::Error::InvalidTenant { .. }, .. }) => {
+                        "InvalidArgument"
+                    }
+                    _ => "Internal",
+                };
                 if let Err(recording) = self.access.record_failure(call, note(details), code, &error.to_string()).await {
                     tracing::warn!(parent: &call.span(), error = %recording, "cannot record the failed erasure");
                 }

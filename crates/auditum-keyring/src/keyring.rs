@@ -24,11 +24,12 @@ pub struct Keyring {
     store: Arc<dyn ObjectStore>,
     log: String,
     kek: Kek,
-    /// Encryption and cache fills read, erasure writes: nothing encrypted after an erase
-    /// returns uses an erased key, and no fill puts an erased key back in a cache.
-    erase_lock: tokio::sync::RwLock<()>,
-    /// One key creation at a time in this process.
-    create_lock: tokio::sync::Mutex<()>,
+    /// Encryption (until its events are durable: [`KeysInUse`]) and cache fills read, erasure
+    /// writes: nothing acknowledged after an erase returns uses an erased key, and no fill puts
+    /// an erased key back in a cache.
+    erase_lock: Arc<tokio::sync::RwLock<()>>,
+    /// One key creation at a time per (tenant, subject) shard in this process.
+    create_locks: [tokio::sync::Mutex<()>; CREATE_SHARDS],
     /// tenant → secret (as its HMAC key).
     tenants: Mutex<Fifo<Arc<hmac::Key>>>,
     /// pair_key(tenant, subject) → the subject's current key.
@@ -42,6 +43,14 @@ impl std::fmt::Debug for Keyring {
         formatter.debug_struct("Keyring").field("store", &self.store.url()).field("log", &self.log).field("kek", &self.kek).finish()
     }
 }
+
+/// Key creations that may run at once (different subjects), each a few store round trips.
+const CREATE_SHARDS: usize = 64;
+
+/// Held by an append from the encryption of its events until they are durable: an erasure
+/// waits for it, so no event acknowledged after an erasure returns carries an erased key.
+#[must_use = "hold it until the encrypted events are durable"]
+pub struct KeysInUse(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>);
 
 /// A poisoned cache is still a valid cache (every update is a single map operation).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,29 +70,40 @@ impl Keyring {
             store,
             log: log.to_string(),
             kek,
-            erase_lock: tokio::sync::RwLock::new(()),
-            create_lock: tokio::sync::Mutex::new(()),
+            erase_lock: Arc::new(tokio::sync::RwLock::new(())),
+            create_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             tenants: Mutex::new(Fifo::new(cache_capacity)),
             subjects: Mutex::new(Fifo::new(cache_capacity)),
             kids: Mutex::new(Fifo::new(cache_capacity)),
         };
-        let prefix = paths::tenants_prefix(log);
-        let listed = keyring.store.list(&prefix).await?;
-        if let Some(tenant) = listed.iter().find_map(|meta| paths::child(&meta.key, &prefix)) {
-            keyring.tenant_secret(tenant, false).await?;
+        match crate::marker::read(keyring.store.as_ref(), log).await? {
+            Some((marker, _)) => crate::marker::check(log, &marker, &keyring.kek)?,
+            // No marker yet (an empty keyring): a tenant secret, if any, must open.
+            None => {
+                let prefix = paths::tenants_prefix(log);
+                let listed = keyring.store.list(&prefix).await?;
+                if let Some(tenant) = listed.iter().find_map(|meta| paths::child(&meta.key, &prefix)) {
+                    keyring.tenant_secret(tenant, false).await?;
+                }
+            }
         }
         Ok(keyring)
     }
 
     /// Encrypts the `columns` of each record in place under its subject's key (`subjects[i]`,
-    /// or `records[i].actor_id` when None), creating keys on first use. A value already in the
-    /// reserved `auditum:enc:` form is left as it is (the validator refuses such values on
-    /// ingest, so it is this keyring's ciphertext).
-    pub async fn encrypt_records(&self, records: &mut [EventRecord], subjects: &[Option<String>], columns: EncryptedColumns) -> Result<()> {
+    /// or `records[i].actor_id` when None), creating keys on first use. Every value is
+    /// encrypted, one that looks like a ciphertext too. Hold the returned guard until the
+    /// records are durable.
+    pub async fn encrypt_records(
+        &self,
+        records: &mut [EventRecord],
+        subjects: &[Option<String>],
+        columns: EncryptedColumns,
+    ) -> Result<KeysInUse> {
+        let reading = KeysInUse(self.erase_lock.clone().read_owned().await);
         if columns.is_empty() || records.is_empty() {
-            return Ok(());
+            return Ok(reading);
         }
-        let _reading = self.erase_lock.read().await;
         let values = records
             .iter()
             .map(|record| (0..ENCRYPTABLE_COLUMNS.len()).filter(|index| columns.has(*index) && column(record, *index).is_some()).count())
@@ -111,12 +131,12 @@ impl Keyring {
                 }
             }
         }
-        Ok(())
+        Ok(reading)
     }
 
     /// Decrypts in place every encryptable column holding an `auditum:enc:v1:` value: the
-    /// plaintext, ERASED when its key is gone, UNDECRYPTABLE when it is malformed or fails
-    /// authentication. Only an unreachable keyring (or a key wrapped under another KEK) is Err.
+    /// plaintext, ERASED when its key is gone, UNDECRYPTABLE when it is malformed, fails
+    /// authentication or its key cannot be read (logged). Only an unreachable keyring is Err.
     pub async fn decrypt_records(&self, records: &mut [EventRecord]) -> Result<()> {
         let (mut cache_key, mut aad, mut sealed) = (String::new(), Vec::new(), Vec::new());
         for record in records.iter_mut() {
@@ -130,9 +150,16 @@ impl Keyring {
                         tracing::warn!(log = %self.log, event = %record.id, column = name, reason, "encrypted value is malformed: shown as {UNDECRYPTABLE}");
                         UNDECRYPTABLE.to_string()
                     }
-                    Ok(kid) => match self.key_for_read(&record.tenant_id, kid, &mut cache_key).await? {
-                        None => ERASED.to_string(),
-                        Some(key) => {
+                    Ok(kid) => match self.key_for_read(&record.tenant_id, kid, &mut cache_key).await {
+                        // An unreachable keyring is the caller's to retry; a damaged key is one
+                        // value's problem, not the whole read's.
+                        Err(error) if error.is_transient() => return Err(error),
+                        Err(error) => {
+                            tracing::error!(log = %self.log, event = %record.id, column = name, kid, %error, "cannot read the data key: shown as {UNDECRYPTABLE}");
+                            UNDECRYPTABLE.to_string()
+                        }
+                        Ok(None) => ERASED.to_string(),
+                        Ok(Some(key)) => {
                             envelope::field_aad(&mut aad, &record.tenant_id, &record.id, name);
                             envelope::open_value(&key, &aad, &mut sealed).unwrap_or_else(|| {
                                 tracing::warn!(log = %self.log, event = %record.id, column = name, kid, "encrypted value fails authentication (altered, or moved from another event or column): shown as {UNDECRYPTABLE}");
@@ -167,10 +194,14 @@ impl Keyring {
         check_tenant(tenant_id)?;
         let _erasing = self.erase_lock.write().await;
         let mut erased = Vec::new();
-        let Some(secret) = self.tenant_secret(tenant_id, false).await? else { return Ok(erased) };
         let mut cache_key = String::new();
+        // Forgotten before anything is deleted: an erasure cut off half way never leaves a
+        // destroyed key in use from the cache.
+        lock(&self.subjects).remove(pair_key(&mut cache_key, tenant_id, subject_id));
+        let Some(secret) = self.tenant_secret(tenant_id, false).await? else { return Ok(erased) };
         for generation in 0u64.. {
             let kid = envelope::derive_kid(&secret, subject_id, generation);
+            lock(&self.kids).insert(pair_key(&mut cache_key, tenant_id, &kid).to_string(), None);
             let key_path = paths::data_key(&self.log, tenant_id, &kid);
             let has_key = self.exists(&key_path).await?;
             if has_key {
@@ -178,14 +209,14 @@ impl Keyring {
                 self.store.delete(&key_path).await?;
                 tracing::info!(log = %self.log, tenant = tenant_id, kid, "erased a subject's data key");
             } else if !self.exists(&paths::tombstone(&self.log, tenant_id, &kid)).await? {
+                // The first generation never created: forget the guess.
+                lock(&self.kids).remove(pair_key(&mut cache_key, tenant_id, &kid));
                 break;
             }
-            lock(&self.kids).insert(pair_key(&mut cache_key, tenant_id, &kid).to_string(), None);
             if has_key {
                 erased.push(kid);
             }
         }
-        lock(&self.subjects).remove(pair_key(&mut cache_key, tenant_id, subject_id));
         Ok(erased)
     }
 
@@ -194,6 +225,12 @@ impl Keyring {
     pub async fn erase_tenant(&self, tenant_id: &str) -> Result<u64> {
         check_tenant(tenant_id)?;
         let _erasing = self.erase_lock.write().await;
+        // Forgotten before anything is deleted (see erase_subject); reads fill the cache again
+        // from the store, where tombstones say what is gone.
+        let tenant_prefix = pair_prefix(tenant_id);
+        lock(&self.tenants).remove(tenant_id);
+        lock(&self.subjects).retain(|key| !key.starts_with(&tenant_prefix));
+        lock(&self.kids).retain(|key| !key.starts_with(&tenant_prefix));
         let prefix = paths::tenant_keys_prefix(&self.log, tenant_id);
         let listed = self.store.list(&prefix).await?;
         let mut count = 0u64;
@@ -203,10 +240,6 @@ impl Keyring {
             count += 1;
         }
         self.store.delete(&paths::tenant_secret(&self.log, tenant_id)).await?;
-        let tenant_prefix = pair_prefix(tenant_id);
-        lock(&self.tenants).remove(tenant_id);
-        lock(&self.subjects).retain(|key| !key.starts_with(&tenant_prefix));
-        lock(&self.kids).retain(|key| !key.starts_with(&tenant_prefix));
         tracing::info!(log = %self.log, tenant = tenant_id, keys = count, "erased a tenant's keyring");
         Ok(count)
     }
@@ -230,8 +263,14 @@ impl Keyring {
 
     /// The subject's current key, loaded or created (caller holds the erase lock for reading).
     async fn resolve_subject(&self, tenant: &str, subject: &str) -> Result<SubjectKey> {
-        let _creating = self.create_lock.lock().await;
         let mut cache_key = String::new();
+        let shard = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            pair_key(&mut cache_key, tenant, subject).hash(&mut hasher);
+            hasher.finish() as usize % CREATE_SHARDS
+        };
+        let _creating = self.create_locks[shard].lock().await;
         if let Some(current) = lock(&self.subjects).get(pair_key(&mut cache_key, tenant, subject)) {
             return Ok(current.clone());
         }
@@ -265,10 +304,17 @@ impl Keyring {
         if let Some(cached) = lock(&self.kids).get(pair_key(cache_key, tenant, kid)) {
             return Ok(cached.clone());
         }
-        let key = if paths::is_valid_tenant(tenant) { self.load_key(tenant, kid).await? } else { None };
-        if key.is_none() && paths::is_valid_tenant(tenant) && !self.exists(&paths::tombstone(&self.log, tenant, kid)).await? {
-            tracing::warn!(log = %self.log, tenant, kid, "data key is missing and has no tombstone: its values read as {ERASED}");
-        }
+        // The tombstone first: an erasure cut off between it and the key's deletion is still an
+        // erasure.
+        let key = if !paths::is_valid_tenant(tenant) || self.exists(&paths::tombstone(&self.log, tenant, kid)).await? {
+            None
+        } else {
+            let key = self.load_key(tenant, kid).await?;
+            if key.is_none() {
+                tracing::warn!(log = %self.log, tenant, kid, "data key is missing and has no tombstone: its values read as {ERASED}");
+            }
+            key
+        };
         lock(&self.kids).insert(pair_key(cache_key, tenant, kid).to_string(), key.clone());
         Ok(key)
     }
@@ -307,6 +353,8 @@ impl Keyring {
         let bytes = match self.store.get(&object_key, None).await {
             Ok(body) => envelope::unwrap(&self.kek, &object_key, &body)?,
             Err(StoreError::NotFound { .. }) if create => {
+                // The keyring's first key names its KEK (checked at every start).
+                crate::marker::ensure(self.store.as_ref(), &self.log, &self.kek).await?;
                 let bytes = crate::kek::random_32();
                 let body = envelope::wrap(&self.kek, &object_key, &bytes)?;
                 match self.store.put_create_only(&object_key, Bytes::from(body), &PutOptions::default()).await {

@@ -14,13 +14,14 @@ mod cache;
 mod envelope;
 mod kek;
 mod keyring;
+mod marker;
 pub mod paths;
 mod rotate;
 #[cfg(test)]
 mod tests;
 
 pub use kek::Kek;
-pub use keyring::Keyring;
+pub use keyring::{Keyring, KeysInUse};
 pub use rotate::{RotateReport, rotate_kek};
 
 use auditum_format::event::EventRecord;
@@ -40,6 +41,10 @@ pub enum Error {
     Corrupt { key: String, reason: String },
     #[error("tenant id {tenant:?} cannot name keyring objects (letters, digits and . _ : - only)")]
     InvalidTenant { tenant: String },
+    #[error(
+        "keyring {key}: a rotation from kek {from} to kek {to} did not finish: run `auditum keyring rotate-kek` again with the old kek configured and --new-kek-file the new one"
+    )]
+    RotationIncomplete { key: String, from: String, to: String },
     #[error("aes-256-gcm failed: {0}")]
     Crypto(&'static str),
 }
@@ -91,6 +96,14 @@ impl EncryptedColumns {
 
     pub fn names(&self) -> Vec<&'static str> {
         ENCRYPTABLE_COLUMNS.iter().enumerate().filter(|(index, _)| self.has(*index)).map(|(_, name)| *name).collect()
+    }
+
+    /// These columns but `column`.
+    pub fn without(self, column: &str) -> EncryptedColumns {
+        match ENCRYPTABLE_COLUMNS.iter().position(|name| *name == column) {
+            Some(index) => EncryptedColumns(self.0 & !(1 << index)),
+            None => self,
+        }
     }
 
     pub(crate) fn has(&self, index: usize) -> bool {

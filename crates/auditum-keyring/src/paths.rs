@@ -10,6 +10,11 @@ pub fn tenant_secret(log: &str, tenant: &str) -> String {
     format!("{log}/tenants/{tenant}")
 }
 
+/// `{log}/kek.json`: which KEK the keyring is wrapped under, and a rotation in progress.
+pub fn kek_marker(log: &str) -> String {
+    format!("{log}/kek.json")
+}
+
 /// `{log}/keys/`: every data key of the log.
 pub fn keys_root(log: &str) -> String {
     format!("{log}/keys/")

@@ -2,7 +2,8 @@
 
 use crate::envelope;
 use crate::kek::Kek;
-use crate::{Result, paths};
+use crate::marker::{self, KekMarker};
+use crate::{Error, Result, paths};
 use auditum_store::{Error as StoreError, ObjectStore};
 use bytes::Bytes;
 
@@ -27,6 +28,29 @@ pub async fn rotate_kek(
     new: &Kek,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RotateReport> {
+    // The marker says a rotation is under way before any key changes, and names the new KEK
+    // only once every key is under it: a start in between is refused.
+    let (marker, etag) = match marker::read(store, log).await? {
+        Some((marker, etag)) => (Some(marker), etag),
+        None => (None, None),
+    };
+    let marker_key = paths::kek_marker(log);
+    match &marker {
+        Some(KekMarker { kek, rotating_to: Some(to) }) if *kek == old.fingerprint() && *to == new.fingerprint() => {}
+        Some(KekMarker { kek, rotating_to: Some(to) }) => {
+            return Err(Error::RotationIncomplete { key: marker_key, from: kek.clone(), to: to.clone() });
+        }
+        Some(KekMarker { kek, rotating_to: None }) if *kek != old.fingerprint() && *kek != new.fingerprint() => {
+            return Err(Error::WrongKek { key: marker_key, wrapped: kek.clone(), configured: old.fingerprint() });
+        }
+        _ => {}
+    }
+    // Already under the new KEK (a rerun after the rotation finished): only counted.
+    let finished = matches!(&marker, Some(KekMarker { kek, rotating_to: None }) if *kek == new.fingerprint());
+    let rotating = KekMarker { kek: old.fingerprint(), rotating_to: Some(new.fingerprint()) };
+    if !finished && marker.as_ref() != Some(&rotating) {
+        marker::write(store, log, &rotating, etag.as_deref()).await?;
+    }
     let mut objects = Vec::new();
     let tenants = paths::tenants_prefix(log);
     objects.extend(store.list(&tenants).await?.into_iter().filter(|meta| paths::child(&meta.key, &tenants).is_some()).map(|meta| meta.key));
@@ -50,6 +74,8 @@ pub async fn rotate_kek(
         rotate_one(store, object_key, old, new, &mut report).await?;
         progress(done as u64 + 1, total);
     }
+    let etag = marker::read(store, log).await?.and_then(|(_, etag)| etag);
+    marker::write(store, log, &KekMarker { kek: new.fingerprint(), rotating_to: None }, etag.as_deref()).await?;
     tracing::info!(
         log,
         rewrapped = report.rewrapped,

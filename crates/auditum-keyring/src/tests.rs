@@ -45,7 +45,7 @@ fn is_value_format(value: &str) -> bool {
 async fn encrypted(keyring: &Keyring, records: &[EventRecord]) -> Vec<EventRecord> {
     let mut records = records.to_vec();
     let subjects = vec![None; records.len()];
-    keyring.encrypt_records(&mut records, &subjects, EncryptedColumns::ALL).await.unwrap();
+    drop(keyring.encrypt_records(&mut records, &subjects, EncryptedColumns::ALL).await.unwrap());
     records
 }
 
@@ -90,7 +90,7 @@ async fn round_trip_of_every_column_with_nulls_kept_and_associated_data_bound() 
     let plain = vec![record("acme", "e1", "alice"), record("acme", "e2", "bob"), record("other", "e3", "alice")];
     let mut sealed = plain.clone();
     // An explicit subject for the second record.
-    keyring.encrypt_records(&mut sealed, &[None, Some("carol".into()), None], EncryptedColumns::ALL).await.unwrap();
+    drop(keyring.encrypt_records(&mut sealed, &[None, Some("carol".into()), None], EncryptedColumns::ALL).await.unwrap());
     for record in &sealed {
         assert!(record.before.is_none(), "a null stays null");
         for index in (0..8).filter(|index| *index != 5) {
@@ -103,13 +103,17 @@ async fn round_trip_of_every_column_with_nulls_kept_and_associated_data_bound() 
     // After a restart too.
     assert_eq!(decrypted(&open(&store, [1; 32]).await, &sealed).await, plain);
 
-    // Only the configured columns are encrypted; a ciphertext is not encrypted twice.
+    // Only the configured columns are encrypted; every value is, one that looks like a
+    // ciphertext too (it decrypts to what it was).
     let mut partial = vec![record("acme", "e4", "alice")];
     let columns = EncryptedColumns::parse(&["reason".to_string(), "source_ip".to_string()]).unwrap();
-    keyring.encrypt_records(&mut partial, &[None], columns).await.unwrap();
+    drop(keyring.encrypt_records(&mut partial, &[None], columns).await.unwrap());
     let once = partial.clone();
-    keyring.encrypt_records(&mut partial, &[None], columns).await.unwrap();
-    assert_eq!(partial, once);
+    drop(keyring.encrypt_records(&mut partial, &[None], columns).await.unwrap());
+    assert_ne!(partial, once);
+    let mut twice = partial.clone();
+    keyring.decrypt_records(&mut twice).await.unwrap();
+    assert_eq!(twice, once);
     assert!(partial[0].reason.as_deref().unwrap().starts_with(VALUE_PREFIX));
     assert_eq!(partial[0].actor_name.as_deref(), Some("actor_name of e4 ✓"));
 
@@ -220,10 +224,7 @@ async fn open_with_the_wrong_kek_names_the_object() {
     assert!(matches!(error, Error::WrongKek { .. }), "{error}");
     let text = error.to_string();
     let (old, new) = (Kek::from_bytes([1; 32]).fingerprint(), Kek::from_bytes([2; 32]).fingerprint());
-    assert!(
-        text.contains("default/tenants/acme") && text.contains(&format!("wrapped under kek {old}; the configured kek is {new}")),
-        "{text}"
-    );
+    assert!(text.contains("default/kek.json") && text.contains(&format!("wrapped under kek {old}; the configured kek is {new}")), "{text}");
 }
 
 #[tokio::test]
@@ -310,10 +311,59 @@ async fn encryption_on_a_cache_hit_is_cheap() {
     let subjects = vec![None; batch.len()];
     let mut records = batch.clone();
     let started = std::time::Instant::now();
-    keyring.encrypt_records(&mut records, &subjects, EncryptedColumns::ALL).await.unwrap();
+    drop(keyring.encrypt_records(&mut records, &subjects, EncryptedColumns::ALL).await.unwrap());
     let per_event = started.elapsed() / batch.len() as u32;
     let started = std::time::Instant::now();
     keyring.decrypt_records(&mut records).await.unwrap();
     println!("encrypt: {per_event:?} per event of 7 values; decrypt: {:?}", started.elapsed() / batch.len() as u32);
     assert_eq!(records, batch);
+}
+
+#[tokio::test]
+async fn an_erasure_waits_for_the_appends_using_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let keyring = Arc::new(open(&store, [1; 32]).await);
+    let mut records = vec![record("acme", "e1", "alice")];
+    // An append holds its keys until its events are durable...
+    let in_use = keyring.encrypt_records(&mut records, &[None], EncryptedColumns::ALL).await.unwrap();
+    let erasing = tokio::spawn({
+        let keyring = keyring.clone();
+        async move { keyring.erase_subject("acme", "alice").await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!erasing.is_finished(), "the erasure waits while the key is in use");
+    // ...then the erasure runs, and the next append of the subject gets a new key.
+    drop(in_use);
+    let erased = erasing.await.unwrap();
+    assert_eq!(erased.len(), 1);
+    let mut later = vec![record("acme", "e2", "alice")];
+    drop(keyring.encrypt_records(&mut later, &[None], EncryptedColumns::ALL).await.unwrap());
+    assert_ne!(kid_of(later[0].actor_name.as_deref().unwrap()), erased[0]);
+    let mut both = vec![records[0].clone(), later[0].clone()];
+    keyring.decrypt_records(&mut both).await.unwrap();
+    assert_eq!(both[0].actor_name.as_deref(), Some(ERASED));
+    assert_eq!(both[1].actor_name.as_deref(), Some("actor_name of e2 ✓"));
+}
+
+#[tokio::test]
+async fn a_rotation_cut_off_half_way_stops_open_until_it_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let (old, new) = (Kek::from_bytes([1; 32]), Kek::from_bytes([2; 32]));
+    encrypted(&open(&store, [1; 32]).await, &[record("acme", "e1", "alice"), record("globex", "e2", "bob")]).await;
+    // The marker of a rotation that began and did not finish.
+    let (_, etag) = crate::marker::read(store.as_ref(), LOG).await.unwrap().unwrap();
+    let rotating = crate::marker::KekMarker { kek: old.fingerprint(), rotating_to: Some(new.fingerprint()) };
+    crate::marker::write(store.as_ref(), LOG, &rotating, etag.as_deref()).await.unwrap();
+    for kek in [[1; 32], [2; 32]] {
+        let error = Keyring::open(store.clone(), LOG, Kek::from_bytes(kek), 8).await.unwrap_err();
+        assert!(matches!(error, Error::RotationIncomplete { .. }) && error.to_string().contains("rotate-kek"), "{error}");
+    }
+    // Running it again finishes it; another KEK pair is refused meanwhile.
+    let third = Kek::from_bytes([3; 32]);
+    assert!(matches!(rotate_kek(store.as_ref(), LOG, &old, &third, |_, _| {}).await, Err(Error::RotationIncomplete { .. })));
+    rotate_kek(store.as_ref(), LOG, &old, &new, |_, _| {}).await.unwrap();
+    open(&store, [2; 32]).await;
+    assert!(matches!(Keyring::open(store.clone(), LOG, old, 8).await, Err(Error::WrongKek { .. })));
 }

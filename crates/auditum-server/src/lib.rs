@@ -37,7 +37,7 @@ pub enum Error {
     #[error("log {log}: cannot open store {url}: {source}")]
     Store { log: String, url: String, source: store::Error },
     #[error("log {log}: keyring {url}: {source}")]
-    Keyring { log: String, url: String, source: auditum_keyring::Error },
+    Keyring { log: String, url: String, source: Box<auditum_keyring::Error> },
     #[error(transparent)]
     Log(#[from] log::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -105,7 +105,7 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
 async fn open_encryption(config: &Config, log_config: &config::LogConfig) -> Result<Option<auditum_engine::encryption::Encryption>> {
     use auditum_keyring::{EncryptedColumns, Kek, Keyring};
     let Some(url) = &log_config.keyring else { return Ok(None) };
-    let keyring_error = |source| Error::Keyring { log: log_config.name.clone(), url: url.clone(), source };
+    let keyring_error = |source| Error::Keyring { log: log_config.name.clone(), url: url.clone(), source: Box::new(source) };
     let columns = EncryptedColumns::parse(log_config.encrypt_fields.as_deref().unwrap_or_default())
         .map_err(|reason| Error::Config(config::Error::Invalid { field: "encrypt_fields".into(), reason }))?;
     let kek = match (&log_config.kek_file, &log_config.kek_env) {

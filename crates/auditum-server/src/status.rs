@@ -17,6 +17,9 @@ pub fn status_from_engine(error: Error) -> Status {
         Error::Log(error) => status_from_log(error),
         Error::Scan(error) if error.is_transient() => Status::unavailable(format!("{error}; retry later")),
         Error::Export(export::Failure::Scan(error)) if error.is_transient() => Status::unavailable(format!("{error}; retry later")),
+        Error::Export(export::Failure::Keyring(ref source)) if source.is_transient() => {
+            Status::unavailable(format!("{error}; retry later"))
+        }
         Error::Proof(error) => status_from_proof(error),
         Error::NoSuchLog { .. } => Status::not_found(error.to_string()),
         Error::NoCheckpoint { .. } => Status::failed_precondition(error.to_string()),

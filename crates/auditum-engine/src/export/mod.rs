@@ -19,6 +19,9 @@ pub enum Failure {
     /// A batch the export needs is archived (DESIGN §12).
     #[error("{0}")]
     Archived(crate::archive::ArchivedBatches),
+    /// The keyring could not be read to decrypt (DESIGN §14): what was sent is incomplete.
+    #[error("keyring: {0}; the export is incomplete")]
+    Keyring(#[from] auditum_keyring::Error),
 }
 
 impl Failure {

@@ -88,9 +88,7 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
             let decrypted = |mut rows: Vec<ScanRow>| -> Result<Vec<ScanRow>, Error> {
                 if let Some(keyring) = &decrypt {
                     for row in &mut rows {
-                        runtime
-                            .block_on(keyring.decrypt_records(std::slice::from_mut(&mut row.record)))
-                            .map_err(|error| Error::Incomplete(format!("keyring: {error}; the export is incomplete")))?;
+                        runtime.block_on(keyring.decrypt_records(std::slice::from_mut(&mut row.record)))?;
                     }
                 }
                 Ok(rows)

@@ -539,23 +539,24 @@ impl Log {
         if let Some(error) = self.status_error(&self.status()) {
             return Err(error);
         }
-        // Before the WAL: the plaintext of an encrypted field never reaches disk.
+        // Before the WAL: the plaintext of an encrypted field never reaches disk. The keys stay
+        // in use until the events are durable, so an erasure waits for them.
+        let mut _keys_in_use = None;
         if let Some(encryption) = &self.inner.settings.encryption
             && !encryption.columns.is_empty()
         {
-            let mut all_subjects;
-            let subjects = if subjects.len() == events.len() {
-                subjects
-            } else {
-                all_subjects = subjects.to_vec();
-                all_subjects.resize(events.len(), None);
-                &all_subjects[..]
-            };
-            encryption
-                .keyring
-                .encrypt_records(&mut events, subjects, encryption.columns)
-                .await
-                .map_err(|source| Error::Keyring { log: self.name().to_string(), source })?;
+            // The server's own records (meta-audit, alerts, holds, erasures; clients cannot
+            // send `auditum.*`) keep their metadata readable: it holds identifiers, counts and
+            // reasons, never personal data, and must outlive a tenant's erasure as evidence.
+            let server_records = events.iter().all(|event| event.action.starts_with(auditum_format::rules::RESERVED_ACTION_PREFIX));
+            let columns = if server_records { encryption.columns.without("metadata") } else { encryption.columns };
+            _keys_in_use = Some(
+                encryption
+                    .keyring
+                    .encrypt_records(&mut events, subjects, columns)
+                    .await
+                    .map_err(|source| Error::Keyring { log: self.name().to_string(), source })?,
+            );
         }
         let (reply, answer) = oneshot::channel();
         let shutting_down = || Error::ShuttingDown { log: self.name().to_string() };

@@ -439,7 +439,8 @@ impl Config {
             if let Some(class) = log.batch_storage_class {
                 out.push_str(&format!("batch_storage_class = {}\n", quoted(class.as_str())));
             }
-            if let Some(fields) = log.encrypt_fields.as_ref().filter(|fields| !fields.is_empty()) {
+            // Empty is shown too: a log's `[]` overrides the top-level list.
+            if let Some(fields) = &log.encrypt_fields {
                 out.push_str(&format!("encrypt_fields = {}\n", list(fields)));
             }
             if let Some(keyring) = &log.keyring {

@@ -79,23 +79,31 @@ impl Config {
     /// keyring that is not the archive store, and one source for the key-encryption key. Errors
     /// name the field where it is set.
     fn check_encryption(&self) -> Result<()> {
-        self.check_encryption_of(None)?;
+        // The top-level settings as such apply to `default` when it is not listed.
+        if !self.logs.iter().any(|log| log.name == super::DEFAULT_LOG) {
+            self.check_encryption_of(None)?;
+        }
         for (index, log) in self.logs.iter().enumerate() {
             self.check_encryption_of(Some((index, log)))?;
         }
+        let resolved = self.resolved_logs();
+        let routes = self.tenant_routes();
         for (index, rule) in self.alerts.iter().enumerate() {
             if rule.group_by != auditum_deliver::config::GroupBy::SourceIp {
                 continue;
             }
-            let log_name = self.tenant_routes().get(&rule.tenant).cloned().unwrap_or_else(|| super::DEFAULT_LOG.to_string());
-            let encrypted = self.resolved_logs().into_iter().find(|log| log.name == log_name).is_some_and(|log| {
-                auditum_keyring::EncryptedColumns::parse(log.encrypt_fields.as_deref().unwrap_or_default())
-                    .is_ok_and(|columns| columns.contains("source_ip"))
+            // A rule for "*" runs on every log.
+            let encrypting = resolved.iter().find(|log| {
+                let routed =
+                    rule.tenant == "*" || routes.get(&rule.tenant).map_or(log.name == super::DEFAULT_LOG, |name| *name == log.name);
+                routed
+                    && auditum_keyring::EncryptedColumns::parse(log.encrypt_fields.as_deref().unwrap_or_default())
+                        .is_ok_and(|columns| columns.contains("source_ip"))
             });
-            if encrypted {
+            if let Some(log) = encrypting {
                 return Err(invalid(
                     format!("alerts[{index}].group_by"),
-                    format!("source_ip is encrypted in log {log_name:?} (encrypt_fields), so events cannot be grouped by it"),
+                    format!("source_ip is encrypted in log {:?} (encrypt_fields), so events cannot be grouped by it", log.name),
                 ));
             }
         }
@@ -132,13 +140,21 @@ impl Config {
         if kek_file.is_none() && kek_env.is_none() {
             return Err(invalid(field("keyring", log_keyring.is_some()), "needs kek_file or kek_env (the key-encryption key)"));
         }
-        let store = log_config.and_then(|log| log.store.clone()).or(self.store.clone()).unwrap_or_else(|| self.default_store_url());
+        // Not inside (or around) any log's archive: keys must be deletable, archives are not.
         let trimmed = |url: &str| url.trim_end_matches('/').to_string();
-        if trimmed(keyring) == trimmed(&store) {
-            return Err(invalid(
-                field("keyring", log_keyring.is_some()),
-                "must not be the archive store: keys must be deletable, and the archive is not",
-            ));
+        let keyring = trimmed(keyring);
+        for log in self.resolved_logs() {
+            let store = trimmed(log.store.as_deref().unwrap_or_default());
+            let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+            if inside(&store, &keyring) || inside(&keyring, &store) {
+                return Err(invalid(
+                    field("keyring", log_keyring.is_some()),
+                    format!(
+                        "must not be in or around the archive store of log {:?} ({store}): keys must be deletable, and the archive is not",
+                        log.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -300,5 +316,16 @@ mod tests {
         let grouped = check(&format!("encrypt_fields = [\"source_ip\"]\n{keyring}{sink}{rule}")).unwrap_err();
         assert!(grouped.contains("alerts[0].group_by") && grouped.contains("encrypted"), "{grouped}");
         assert!(check(&format!("encrypt_fields = [\"reason\"]\n{keyring}{sink}{rule}")).is_ok());
+        // A rule for every tenant runs on every log: one encrypting source_ip is enough.
+        let everyone = rule.replace("tenant = \"acme\"", "tenant = \"*\"");
+        let hr = "[[logs]]\nname = \"hr\"\ntenants = [\"hr\"]\nencrypt_fields = [\"source_ip\"]\n";
+        let star = check(&format!("{keyring}{sink}{everyone}{hr}")).unwrap_err();
+        assert!(star.contains("alerts[0].group_by") && star.contains("\"hr\""), "{star}");
+        // A keyring inside an archive is refused too.
+        let inside = check("store = \"file:///srv/vault\"\nkeyring = \"file:///srv/vault/keys\"\nkek_env = \"KEK\"\n").unwrap_err();
+        assert!(inside.contains("keyring") && inside.contains("archive store"), "{inside}");
+        // Every log with its own keyring: the top-level list needs none of its own.
+        let own = "[[logs]]\nname = \"default\"\nkeyring = \"file:///k\"\nkek_env = \"KEK\"\n";
+        assert!(check(&format!("encrypt_fields = [\"reason\"]\n{own}")).is_ok());
     }
 }

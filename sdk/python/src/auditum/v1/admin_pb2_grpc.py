@@ -110,7 +110,7 @@ class AdminServiceServicer(object):
         """Crypto-shredding (DESIGN §14): deletes every data key of one subject of a tenant, so the
         subject's encrypted fields read "[erased]" everywhere while every hash and proof stays
         valid; records `auditum.erasure`. The subject's later events get a new key. The tenant's
-        log needs `encrypt_fields` (FAILED_PRECONDITION otherwise).
+        log needs a keyring (FAILED_PRECONDITION otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
