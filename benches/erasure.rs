@@ -33,7 +33,7 @@ async fn spawn(dir: &std::path::Path, encrypted: bool) -> (tokio::process::Child
     let path = dir.join("auditum.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--seal-interval", "24h", "--config"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--seal-interval", "5s", "--config"])
         .arg(&path)
         .arg("--data-dir")
         .arg(dir)
@@ -86,7 +86,7 @@ async fn ingest(url: &str) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Seals what is open: a wait_for_seal append of one event.
+/// Waits for what is open to be sealed (the next 5 s seal): a wait_for_seal append of one event.
 async fn seal(url: &str) {
     let mut client = auditum_client::connect(url).await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);

@@ -122,11 +122,12 @@ impl Evaluator {
             };
             let Some(group) = group.filter(|group| !group.is_empty()) else { continue };
             let key = (record.tenant_id.clone(), group.to_string());
-            if !self.groups[index].contains_key(&key) && self.groups[index].len() >= self.max_groups[index] {
+            // The common case (room to spare) hashes the key once and copies it never.
+            if self.groups[index].len() >= self.max_groups[index] && !self.groups[index].contains_key(&key) {
                 self.make_room(index, record.occurred_at);
             }
             let rule = &self.rules[index];
-            let state = self.groups[index].entry(key.clone()).or_default();
+            let state = self.groups[index].entry(key).or_default();
             let point = (record.occurred_at, record.seq.0);
             let position = state.times.partition_point(|time| *time < point);
             state.times.insert(position, point);
@@ -141,9 +142,9 @@ impl Evaluator {
                 state.last_fired = Some(newest);
                 firings.push(Firing {
                     rule: rule.name.clone(),
-                    tenant_id: key.0,
+                    tenant_id: record.tenant_id.clone(),
                     group_by: rule.group_by,
-                    group: key.1,
+                    group: group.to_string(),
                     count,
                     threshold: rule.threshold,
                     window_seconds: rule.window.as_secs(),

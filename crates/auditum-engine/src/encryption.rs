@@ -24,10 +24,12 @@ pub fn refuse_encrypted_filters(log: &Log, filter: &FilterSpec) -> Result<()> {
 /// Decrypts the rows of a read in place (no-op for a log without a keyring).
 pub async fn decrypt_rows(log: &Log, rows: &mut [ScanRow]) -> Result<()> {
     let Some(encryption) = log.encryption() else { return Ok(()) };
-    for row in rows {
-        encryption.keyring.decrypt_records(std::slice::from_mut(&mut row.record)).await.map_err(|source| keyring_error(log, source))?;
-    }
-    Ok(())
+    encryption.keyring.decrypt_each(rows.iter_mut().map(record_of)).await.map_err(|source| keyring_error(log, source))
+}
+
+/// A named fn, not a closure: a closure's lifetimes are not general enough for a spawned future.
+pub(crate) fn record_of(row: &mut ScanRow) -> &mut auditum_format::event::EventRecord {
+    &mut row.record
 }
 
 pub(crate) fn keyring_error(log: &Log, source: auditum_keyring::Error) -> Error {

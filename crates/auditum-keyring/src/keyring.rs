@@ -138,8 +138,14 @@ impl Keyring {
     /// plaintext, ERASED when its key is gone, UNDECRYPTABLE when it is malformed, fails
     /// authentication or its key cannot be read (logged). Only an unreachable keyring is Err.
     pub async fn decrypt_records(&self, records: &mut [EventRecord]) -> Result<()> {
+        self.decrypt_each(records.iter_mut()).await
+    }
+
+    /// [`Keyring::decrypt_records`] over records wherever they are (rows of a read): one call
+    /// for a whole page or export chunk, reusing its buffers.
+    pub async fn decrypt_each<'a>(&self, records: impl IntoIterator<Item = &'a mut EventRecord> + Send) -> Result<()> {
         let (mut cache_key, mut aad, mut sealed) = (String::new(), Vec::new(), Vec::new());
-        for record in records.iter_mut() {
+        for record in records {
             for (column_index, name) in ENCRYPTABLE_COLUMNS.iter().enumerate() {
                 let Some(value) = column(record, column_index) else { continue };
                 if !value.starts_with(VALUE_PREFIX) {
