@@ -24,12 +24,8 @@ pub fn refuse_encrypted_filters(log: &Log, filter: &FilterSpec) -> Result<()> {
 /// Decrypts the rows of a read in place (no-op for a log without a keyring).
 pub async fn decrypt_rows(log: &Log, rows: &mut [ScanRow]) -> Result<()> {
     let Some(encryption) = log.encryption() else { return Ok(()) };
-    encryption.keyring.decrypt_each(rows.iter_mut().map(record_of)).await.map_err(|source| keyring_error(log, source))
-}
-
-/// A named fn, not a closure: a closure's lifetimes are not general enough for a spawned future.
-pub(crate) fn record_of(row: &mut ScanRow) -> &mut auditum_format::event::EventRecord {
-    &mut row.record
+    // A named fn, not a closure: a closure's lifetimes are not general enough for a spawned future.
+    encryption.keyring.decrypt_each(rows.iter_mut().map(ScanRow::record_mut)).await.map_err(|source| keyring_error(log, source))
 }
 
 pub(crate) fn keyring_error(log: &Log, source: auditum_keyring::Error) -> Error {

@@ -247,17 +247,7 @@ impl S3Store {
                 other => other,
             });
         }
-        let versioning_enabled = match self.read_client.get_bucket_versioning().bucket(bucket).send().await {
-            Ok(output) => output.status() == Some(&BucketVersioningStatus::Enabled),
-            // moto answers with the root element GetBucketVersioningResponse, which the SDK
-            // refuses to decode: read the status from a successful response's raw body.
-            Err(error) => {
-                match error.raw_response().filter(|response| response.status().is_success()).and_then(|response| response.body().bytes()) {
-                    Some(body) => String::from_utf8_lossy(body).contains("<Status>Enabled</Status>"),
-                    None => return Err(classify(&self.url, bucket, error)),
-                }
-            }
-        };
+        let versioning_enabled = self.versioning_status().await?.as_deref() == Some(BucketVersioningStatus::Enabled.as_str());
         if !versioning_enabled {
             return Err(misconfigured(format!(
                 "versioning is not enabled on bucket {bucket}: auditum records and reads version ids; enable it with `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`"
@@ -266,16 +256,7 @@ impl S3Store {
         if !object_lock_required {
             return Ok(());
         }
-        let enabled = match self.read_client.get_object_lock_configuration().bucket(bucket).send().await {
-            Ok(output) => {
-                output.object_lock_configuration().and_then(|config| config.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled)
-            }
-            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("ObjectLockConfigurationNotFoundError") => {
-                false
-            }
-            Err(error) => return Err(classify(&self.url, bucket, error)),
-        };
-        if !enabled {
+        if !self.object_lock_enabled().await? {
             return Err(misconfigured(format!(
                 "Object Lock is not enabled on bucket {bucket}, but the log's retention needs it: create a bucket with `aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket` (Object Lock cannot be turned on for most existing buckets), or remove retention_mode from the log"
             )));
@@ -285,6 +266,42 @@ impl S3Store {
 }
 
 impl S3Store {
+    /// The bucket's versioning status (`Enabled`, `Suspended`), None when never enabled.
+    async fn versioning_status(&self) -> Result<Option<String>> {
+        let bucket = &self.bucket;
+        match self.read_client.get_bucket_versioning().bucket(bucket).send().await {
+            Ok(output) => Ok(output.status().map(|status| status.as_str().to_string())),
+            // moto answers with the root element GetBucketVersioningResponse, which the SDK
+            // refuses to decode: read the status from a successful response's raw body.
+            Err(error) => {
+                match error.raw_response().filter(|response| response.status().is_success()).and_then(|response| response.body().bytes()) {
+                    Some(body) => {
+                        let body = String::from_utf8_lossy(body);
+                        Ok(["Enabled", "Suspended"]
+                            .into_iter()
+                            .find(|status| body.contains(&format!("<Status>{status}</Status>")))
+                            .map(str::to_string))
+                    }
+                    None => Err(classify(&self.url, bucket, error)),
+                }
+            }
+        }
+    }
+
+    /// Whether the bucket was created with Object Lock.
+    async fn object_lock_enabled(&self) -> Result<bool> {
+        let bucket = &self.bucket;
+        match self.read_client.get_object_lock_configuration().bucket(bucket).send().await {
+            Ok(output) => {
+                Ok(output.object_lock_configuration().and_then(|config| config.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled))
+            }
+            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("ObjectLockConfigurationNotFoundError") => {
+                Ok(false)
+            }
+            Err(error) => Err(classify(&self.url, bucket, error)),
+        }
+    }
+
     /// GetObject of a key (at a version, over an HTTP range when given), body collected.
     async fn get_object_bytes(&self, key: &str, version: Option<&str>, range: Option<String>) -> Result<Bytes> {
         let full = self.full_key(key)?;
@@ -333,36 +350,12 @@ impl ObjectStore for S3Store {
         let bucket = &self.bucket;
         let misconfigured = |reason: String| Error::Misconfigured { url: self.url.clone(), reason };
         // Object Lock first: such a bucket is versioned too, and the lock is the more precise reason.
-        let locked = match self.read_client.get_object_lock_configuration().bucket(bucket).send().await {
-            Ok(output) => {
-                output.object_lock_configuration().and_then(|config| config.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled)
-            }
-            Err(error) if error.as_service_error().and_then(|service| service.code()) == Some("ObjectLockConfigurationNotFoundError") => {
-                false
-            }
-            Err(error) => return Err(classify(&self.url, bucket, error)),
-        };
-        if locked {
+        if self.object_lock_enabled().await? {
             return Err(misconfigured(format!(
                 "Object Lock is enabled on bucket {bucket}: keyring keys must be deletable; use a bucket without versioning or Object Lock for the keyring"
             )));
         }
-        let status = match self.read_client.get_bucket_versioning().bucket(bucket).send().await {
-            Ok(output) => output.status().map(|status| status.as_str().to_string()),
-            // moto's response root element is refused by the SDK (see check_bucket): read the raw body.
-            Err(error) => {
-                match error.raw_response().filter(|response| response.status().is_success()).and_then(|response| response.body().bytes()) {
-                    Some(body) => {
-                        let body = String::from_utf8_lossy(body);
-                        ["Enabled", "Suspended"]
-                            .into_iter()
-                            .find(|status| body.contains(&format!("<Status>{status}</Status>")))
-                            .map(str::to_string)
-                    }
-                    None => return Err(classify(&self.url, bucket, error)),
-                }
-            }
-        };
+        let status = self.versioning_status().await?;
         if let Some(status) = status.filter(|status| status == "Enabled" || status == "Suspended") {
             return Err(misconfigured(format!(
                 "versioning is {} on bucket {bucket}: a deleted key would survive as an old version, so erasure would not erase; use a bucket without versioning for the keyring",

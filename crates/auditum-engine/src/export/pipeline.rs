@@ -87,7 +87,7 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
             // Decrypted here, on the scan's thread, so encoding never waits on the keyring.
             let decrypted = |mut rows: Vec<ScanRow>| -> Result<Vec<ScanRow>, Error> {
                 if let Some(keyring) = &decrypt {
-                    runtime.block_on(keyring.decrypt_each(rows.iter_mut().map(crate::encryption::record_of)))?;
+                    runtime.block_on(keyring.decrypt_each(rows.iter_mut().map(ScanRow::record_mut)))?;
                 }
                 Ok(rows)
             };

@@ -37,6 +37,10 @@ pub struct ScanRow {
 }
 
 impl ScanRow {
+    pub fn record_mut(&mut self) -> &mut EventRecord {
+        &mut self.record
+    }
+
     pub fn key(&self) -> (i64, u64) {
         (self.record.occurred_at, self.record.seq.0)
     }
