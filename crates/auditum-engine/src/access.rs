@@ -177,10 +177,20 @@ impl Access {
         }
     }
 
+    /// Records an operation the archive must show whatever `meta_audit` says: an erasure
+    /// (DESIGN §14) is how an auditor tells policy from tampering.
+    pub async fn record_always(&self, call: &Call, note: MetaNote) -> Result<()> {
+        self.append_record(call, note, Outcome::Success).await
+    }
+
     async fn write(&self, call: &Call, note: MetaNote, outcome: Outcome<'_>) -> Result<()> {
         if !self.meta_audit {
             return Ok(());
         }
+        self.append_record(call, note, outcome).await
+    }
+
+    async fn append_record(&self, call: &Call, note: MetaNote, outcome: Outcome<'_>) -> Result<()> {
         let record = meta_audit_record(call, note, outcome, now_micros())?;
         let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: record.tenant_id.clone() })?;
         log.append(vec![record]).await?;

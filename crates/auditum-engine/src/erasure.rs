@@ -1,7 +1,8 @@
 //! Erasure by crypto-shredding (DESIGN §14), scope `admin`: deleting a subject's (or a whole
 //! tenant's) keys makes its encrypted fields read "[erased]" on every read path, while the
 //! archive, its hashes, proofs and checkpoints stay as they were. Each erasure is recorded as
-//! `auditum.erasure` with the kids and the reason, never the subject id.
+//! `auditum.erasure` with the kids and the reason, never the subject id (whatever `meta_audit`
+//! says: it is how an auditor tells an erasure from tampering).
 
 use crate::access::{Access, Call, MetaNote, object};
 use crate::error::{Error, Result};
@@ -83,7 +84,7 @@ impl Eraser {
                 details.insert("kid".into(), kid.into());
                 details.insert("kids".into(), erased.kids.clone().into());
                 details.insert("keys_erased".into(), erased.keys_erased.into());
-                self.access.record(call, note(details)).await?;
+                self.access.record_always(call, note(details)).await?;
                 tracing::info!(parent: &call.span(), log = %log.name(), tenant = %tenant_id, keys_erased = erased.keys_erased, "erased");
                 Ok(erased)
             }
