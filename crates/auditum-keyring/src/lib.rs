@@ -39,7 +39,9 @@ pub enum Error {
     WrongKek { key: String, wrapped: String, configured: String },
     #[error("keyring object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
-    #[error("tenant id {tenant:?} cannot name keyring objects (letters, digits and . _ : - only)")]
+    #[error(
+        "tenant id {tenant:?} cannot name keyring objects: with encryption a tenant id is letters, digits and . _ : -, and not \".\", \"..\" or \".tmp-…\""
+    )]
     InvalidTenant { tenant: String },
     #[error(
         "keyring {key}: a rotation from kek {from} to kek {to} did not finish: run `auditum keyring rotate-kek` again with the old kek configured and --new-kek-file the new one"
