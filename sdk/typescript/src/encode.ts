@@ -31,6 +31,7 @@ export interface EventFields {
   before?: Record<string, JsonValue>;
   after?: Record<string, JsonValue>;
   metadata?: Record<string, JsonValue>;
+  subjectId?: unknown;
 }
 
 let buf = Buffer.allocUnsafe(64 * 1024);
@@ -227,6 +228,7 @@ export function encodeEvent(e: EventFields, headerBytes: number): { scratch: Buf
   if (e.before) struct(0x4a, e.before);
   if (e.after) struct(0x52, e.after);
   if (e.metadata) struct(0x5a, e.metadata);
+  text(0x62, e.subjectId); // subject_id = 12
   return { scratch: buf, end: pos };
 }
 

@@ -55,6 +55,11 @@ export interface AuditEventInput {
   id?: string;
   /** When it happened: a Date, milliseconds since the epoch, or an RFC 3339 string. Default: now. */
   occurredAt?: Date | number | string;
+  /**
+   * The person this event's personal data is about (at most 256 bytes; not stored): the key of the server's
+   * `encrypt_fields`, so erasing the subject (`auditum erase`) shreds the event. Default: the actor.
+   */
+  subjectId?: string;
 }
 
 const MAX_EVENT_BYTES = 64 * 1024;
@@ -115,6 +120,7 @@ export function prepareEvent(input: AuditEventInput, validate: boolean): Prepare
     if (!((result as string) in OUTCOMES)) {
       throw new AuditValidationError("outcome.result", `is required: one of ${Object.keys(OUTCOMES).join(", ")}`);
     }
+    checkString("subject_id", input.subjectId, 256, false);
     if (context?.sourceIp && isIP(context.sourceIp) === 0) {
       throw new AuditValidationError("context.source_ip", `must be an IPv4 or IPv6 address (got ${JSON.stringify(context.sourceIp)})`);
     }
@@ -143,6 +149,7 @@ export function prepareEvent(input: AuditEventInput, validate: boolean): Prepare
         before,
         after,
         metadata,
+        subjectId: input.subjectId,
       },
       0,
     );

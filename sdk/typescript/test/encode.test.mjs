@@ -18,6 +18,7 @@ const cases = [
     after: { nested: { a: [1, "two", null, { three: [3] }], "ключ": "значение" }, empty: "" },
     metadata: { ticket: 4411, long: "x".repeat(20_000), emoji: "😀" },
     occurredAt: "2024-05-01T10:00:00.123456789Z",
+    subjectId: "patient-7",
   },
   { tenantId: "acme", action: "a", actor: { id: "u", type: "system" }, outcome: "failure", occurredAt: new Date(0) },
   { tenantId: "acme", action: "a", actor: { id: "u" }, outcome: "success", occurredAt: -1500, context: {} },
@@ -34,6 +35,12 @@ test("the event encoder writes protobuf-es's bytes", () => {
     assert.equal(json.tenantId, input.tenantId);
     for (const k of ["before", "after", "metadata"]) if (input[k]) assert.deepEqual(json[k], input[k]);
   }
+});
+
+test("subject_id is sent (field 12) and checked against its 256-byte limit", () => {
+  assert.equal(fromBinary(AuditEventSchema, prepareEvent(cases[1], true).bytes).subjectId, "patient-7");
+  assert.equal(fromBinary(AuditEventSchema, prepareEvent(cases[0], true).bytes).subjectId, "");
+  assert.throws(() => prepareEvent({ ...cases[0], subjectId: "s".repeat(257) }, true), /subject_id/);
 });
 
 test("occurred_at keeps microseconds from an RFC 3339 string and milliseconds from a Date", () => {

@@ -77,11 +77,13 @@ class AsyncAuditClient(_Base):
         context: Mapping[str, Any] | None = None,
         id: str | None = None,
         occurred_at: Timestamp = None,
+        subject_id: str | None = None,
     ) -> str | None:
         """Validates, spools and returns the event id; None only when on_full='drop' dropped it."""
         options = self.options
         event_id, encoded = encode_event(action, actor, target, outcome, tenant_id, before, after, metadata, context, id,
-                                         occurred_at, options.tenant_id, options.service, options.validate_locally)
+                                         occurred_at, options.tenant_id, options.service, options.validate_locally,
+                                         subject_id)
         try:
             accepted = self._engine.submit(encoded, wait=False)
         except WouldBlock:
@@ -102,13 +104,14 @@ class AsyncAuditClient(_Base):
         context: Mapping[str, Any] | None = None,
         id: str | None = None,
         occurred_at: Timestamp = None,
+        subject_id: str | None = None,
         wait_for_seal: bool = False,
         timeout: float | None = None,
     ) -> Any:
         """As AuditClient.log_durable, awaited."""
         event = self._build(dict(action=action, actor=actor, target=target, outcome=outcome, tenant_id=tenant_id,
                                  before=before, after=after, metadata=metadata, context=context, id=id,
-                                 occurred_at=occurred_at))
+                                 occurred_at=occurred_at, subject_id=subject_id))
         request = ingest_pb2.AppendRequest(events=[event], wait_for_seal=wait_for_seal)
         options = self.options
         if self._aio_channel is None:

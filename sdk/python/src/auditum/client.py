@@ -119,11 +119,13 @@ class AuditClient(_Base):
         context: Mapping[str, Any] | None = None,
         id: str | None = None,
         occurred_at: Timestamp = None,
+        subject_id: str | None = None,
     ) -> str | None:
         """Validates, spools and returns the event id at once; None only when on_full='drop' dropped it."""
         options = self.options
         event_id, encoded = encode_event(action, actor, target, outcome, tenant_id, before, after, metadata, context, id,
-                                         occurred_at, options.tenant_id, options.service, options.validate_locally)
+                                         occurred_at, options.tenant_id, options.service, options.validate_locally,
+                                         subject_id)
         return event_id if self._engine.submit(encoded) else None
 
     def log_durable(
@@ -140,6 +142,7 @@ class AuditClient(_Base):
         context: Mapping[str, Any] | None = None,
         id: str | None = None,
         occurred_at: Timestamp = None,
+        subject_id: str | None = None,
         wait_for_seal: bool = False,
         timeout: float | None = None,
     ) -> Any:
@@ -149,7 +152,7 @@ class AuditClient(_Base):
         DurableTimeoutError; a rejection raises EventRejectedError, a key problem DeliveryError.
         """
         fields = dict(action=action, actor=actor, target=target, outcome=outcome, tenant_id=tenant_id, before=before,
-                      after=after, metadata=metadata, context=context, id=id, occurred_at=occurred_at)
+                      after=after, metadata=metadata, context=context, id=id, occurred_at=occurred_at, subject_id=subject_id)
         event = self._build(fields)
         request = ingest_pb2.AppendRequest(events=[event], wait_for_seal=wait_for_seal)
         if self._durable_append is None:

@@ -16,6 +16,7 @@ from .v1 import event_pb2
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ID_BYTES = 128
+MAX_SUBJECT_ID_BYTES = 256
 MAX_TENANT_BYTES = 128
 MAX_ACTION_BYTES = 128
 MAX_ACTOR_ID_BYTES = 256
@@ -159,10 +160,11 @@ def build_event(
     default_tenant: str | None = None,
     default_service: str | None = None,
     validate: bool = True,
+    subject_id: str | None = None,
 ) -> Any:
     """Returns the AuditEvent; raises ValidationError naming the field when validate is on."""
     event, _ = _build(action, actor, target, outcome, tenant_id, before, after, metadata, context, id, occurred_at,
-                      default_tenant, default_service, validate)
+                      default_tenant, default_service, validate, subject_id)
     if validate:
         check_event(event)
     return event
@@ -172,10 +174,10 @@ def encode_event(action: str, actor: ActorArg, target: Mapping[str, Any] | None,
                  tenant_id: str | None, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
                  metadata: Mapping[str, Any] | None, context: Mapping[str, Any] | None, id: str | None,
                  occurred_at: Timestamp, default_tenant: str | None, default_service: str | None,
-                 validate: bool) -> tuple[str, bytes]:
+                 validate: bool, subject_id: str | None = None) -> tuple[str, bytes]:
     """log()'s build_event (same arguments, positional): the id and the encoded event, serialized once."""
     event, fields = _build(action, actor, target, outcome, tenant_id, before, after, metadata, context, id, occurred_at,
-                           default_tenant, default_service, validate)
+                           default_tenant, default_service, validate, subject_id)
     encoded = event.SerializeToString()
     if validate:
         # Check the values the event was built from (reading them back from the message costs more)
@@ -195,7 +197,7 @@ def encode_event(action: str, actor: ActorArg, target: Mapping[str, Any] | None,
 def _build(action: str, actor: ActorArg, target: Mapping[str, Any] | None, outcome: OutcomeArg, tenant_id: str | None,
            before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None,
            context: Mapping[str, Any] | None, id: str | None, occurred_at: Timestamp, default_tenant: str | None,
-           default_service: str | None, validate: bool) -> tuple[Any, dict[str, Any]]:
+           default_service: str | None, validate: bool, subject_id: str | None = None) -> tuple[Any, dict[str, Any]]:
     """The AuditEvent, and the fields (all but the Structs) it was constructed from."""
     ambient = _current.get() or _EMPTY
     event_id = id or new_id()
@@ -220,6 +222,11 @@ def _build(action: str, actor: ActorArg, target: Mapping[str, Any] | None, outco
         values = _context(context, ambient, default_service, validate)
         if values:
             fields["context"] = values
+    if subject_id:
+        # The person the event's personal data is about (the server's encrypt_fields key); not stored.
+        if validate and _utf8_len(str(subject_id)) > MAX_SUBJECT_ID_BYTES:
+            raise ValidationError("subject_id", f"{_utf8_len(str(subject_id))} bytes, over the {MAX_SUBJECT_ID_BYTES}-byte limit")
+        fields["subject_id"] = str(subject_id)
     event = _AuditEvent(**fields)
     if before is not None:
         _struct(event.before, before, "before")
