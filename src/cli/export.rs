@@ -2,11 +2,11 @@
 //! summary (rows, SHA-256, checkpoint) saved beside it.
 
 use super::args::{ConnectArgs, FilterArgs};
+use super::progress::ProgressLine;
 use auditum_client::export::download;
 use auditum_proto::pb;
 use clap::Args;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -39,22 +39,15 @@ pub async fn run(args: ExportArgs) -> Result<bool, String> {
     };
     let request = pb::ExportRequest { filter: Some(filter), format: format as i32, include_unsealed: args.include_unsealed, raw: args.raw };
     let started = std::time::Instant::now();
-    let mut last_report = started;
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report_every = if interactive { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    let mut line = ProgressLine::new();
     let progress = |bytes: u64| {
-        if last_report.elapsed() < report_every {
-            return;
-        }
-        last_report = std::time::Instant::now();
-        let rate = bytes as f64 / started.elapsed().as_secs_f64().max(0.001) / 1e6;
-        let line = format!("exporting: {:.1} MB received, {rate:.1} MB/s, {:.0?} elapsed", bytes as f64 / 1e6, started.elapsed());
-        if interactive { eprint!("\r{line}   ") } else { eprintln!("{line}") }
+        line.show(false, || {
+            let rate = bytes as f64 / started.elapsed().as_secs_f64().max(0.001) / 1e6;
+            format!("exporting: {:.1} MB received, {rate:.1} MB/s, {:.0?} elapsed", bytes as f64 / 1e6, started.elapsed())
+        })
     };
     let downloaded = download(args.connect.channel().await?, request, &args.out, progress).await;
-    if interactive {
-        eprintln!();
-    }
+    line.finish();
     let downloaded = downloaded.map_err(|error| error.to_string())?;
     let summary = &downloaded.summary;
     let summary_path = PathBuf::from(format!("{}.summary.json", args.out.display()));

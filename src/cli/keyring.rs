@@ -1,10 +1,10 @@
 //! `auditum keyring new-kek|rotate-kek` (DESIGN §14): the key-encryption key. Rotation re-wraps
 //! every tenant secret and data key in the keyring and touches nothing in the archive.
 
+use super::progress::ProgressLine;
 use auditum_keyring::Kek;
 use auditum_server::config::{Config, LogConfig};
 use clap::{Args, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -35,11 +35,7 @@ pub struct RotateArgs {
 }
 
 fn current_kek(log: &LogConfig) -> Result<Kek, String> {
-    let kek = match (&log.kek_file, &log.kek_env) {
-        (Some(path), _) => Kek::from_file(path),
-        (None, Some(variable)) => Kek::from_env(variable),
-        (None, None) => return Err(format!("log {}: a keyring needs kek_file or kek_env", log.name)),
-    };
+    let kek = log.kek().ok_or_else(|| format!("log {}: a keyring needs kek_file or kek_env", log.name))?;
     kek.map_err(|error| format!("log {}: {error}", log.name))
 }
 
@@ -85,26 +81,13 @@ async fn rotate(args: RotateArgs) -> Result<bool, String> {
         let store =
             auditum_store::open(&url, &config.s3_options()).await.map_err(|error| format!("log {}: keyring {url}: {error}", log.name))?;
         eprintln!("log {}: re-wrapping keyring {url} from kek {} to kek {}", log.name, old.fingerprint(), new.fingerprint());
-        let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let every = if interactive { std::time::Duration::from_millis(200) } else { std::time::Duration::from_secs(5) };
-        let mut last_shown = std::time::Instant::now();
+        let mut line = ProgressLine::new();
         let report = auditum_keyring::rotate_kek(store.as_ref(), &log.name, &old, &new, |done, total| {
-            if last_shown.elapsed() >= every || done == total {
-                let line = format!("  {done}/{total} keys re-wrapped or checked");
-                if interactive {
-                    eprint!("\r{line}")
-                } else {
-                    eprintln!("{line}")
-                }
-                let _ = std::io::stderr().flush();
-                last_shown = std::time::Instant::now();
-            }
+            line.show(done == total, || format!("  {done}/{total} keys re-wrapped or checked"))
         })
         .await
         .map_err(|error| format!("log {}: {error}", log.name))?;
-        if interactive && report.rewrapped + report.already_new > 0 {
-            eprintln!();
-        }
+        line.finish();
         println!(
             "log {}: {} keys re-wrapped, {} already under the new kek {}",
             log.name,

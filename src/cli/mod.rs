@@ -10,6 +10,7 @@ pub mod hold;
 pub mod keygen;
 pub mod keyring;
 pub mod lifecycle;
+pub mod progress;
 pub mod proof;
 pub mod query;
 pub mod relay;

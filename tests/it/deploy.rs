@@ -52,16 +52,10 @@ fn find<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
 #[test]
 fn every_yaml_file_in_deploy_parses() {
     let mut seen = 0;
-    let mut stack = vec![deploy_dir()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
-                assert!(!documents(&path).is_empty(), "{} is empty", path.display());
-                seen += 1;
-            }
+    for path in crate::common::files_under(&deploy_dir()) {
+        if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
+            assert!(!documents(&path).is_empty(), "{} is empty", path.display());
+            seen += 1;
         }
     }
     assert!(seen >= 7, "kubernetes (5), compose, cloudformation: {seen}");

@@ -119,19 +119,6 @@ fn by_id<'a>(events: &'a [pb::StoredEvent], id: &str) -> &'a pb::StoredEvent {
     events.iter().find(|stored| stored.event.as_ref().unwrap().id == id).unwrap_or_else(|| panic!("no event {id}"))
 }
 
-/// Every file under `root`, recursively.
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() { pending.push(path) } else { out.push(path) }
-        }
-    }
-    out
-}
-
 /// The export of `tenant` as JSONL text (`raw`: stored values).
 async fn export_jsonl(url: &str, tenant: &str, raw: bool) -> String {
     let channel = auditum_client::channel(url, &Default::default()).await.unwrap();
@@ -207,7 +194,7 @@ async fn no_plaintext_of_an_encrypted_field_reaches_the_wal_the_batches_the_ledg
     // searched as bytes; batches (compressed Parquet) are decoded and every stored value read.
     let mut wal_bytes = 0;
     let mut batches = 0;
-    for path in files(dir.path()) {
+    for path in files_under(dir.path()) {
         let bytes = std::fs::read(&path).unwrap();
         if path.extension().is_some_and(|extension| extension == "parquet") {
             batches += 1;
@@ -404,7 +391,7 @@ async fn a_missing_or_wrong_kek_stops_serve_before_anything_is_touched_and_rotat
         // The data directory's LOCK holds the pid of the last process that started: a process
         // lock, not data (the logs' own WAL locks are compared).
         let skipped = [dir.join("server.log"), dir.join("LOCK")];
-        let mut all: Vec<_> = files(dir)
+        let mut all: Vec<_> = files_under(dir)
             .into_iter()
             .filter(|path| !skipped.contains(path))
             .map(|path| {
@@ -479,7 +466,7 @@ fn a_keyring_on_a_versioned_or_locked_bucket_is_refused() {
         config.keyring = Some("s3://lockedkeys/auditum".into());
         let error = auditum_server::start(config.clone()).await.err().expect("refused").to_string();
         assert!(error.contains("Object Lock") && error.contains("lockedkeys"), "{error}");
-        assert!(!dir.path().join("wal").exists(), "nothing was started: {:?}", files(dir.path()));
+        assert!(!dir.path().join("wal").exists(), "nothing was started: {:?}", files_under(dir.path()));
         // A bucket without versioning is a keyring.
         moto.plain_bucket("plainkeys").await;
         config.keyring = Some("s3://plainkeys/auditum".into());

@@ -22,22 +22,11 @@ async fn file_store_conforms() {
     let mode = std::fs::metadata(dir.path().join("log/batches/a.parquet")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o444);
     // No temporary files are left behind.
-    let leftovers: Vec<_> =
-        walk(dir.path()).into_iter().filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(".tmp-")).collect();
+    let leftovers: Vec<_> = common::files_under(dir.path())
+        .into_iter()
+        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

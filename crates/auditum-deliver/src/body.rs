@@ -2,7 +2,8 @@
 //! "log">, …]}`, signed with `x-auditum-signature: sha256=<hex HMAC-SHA256(secret, body)>`.
 //! `splunk_hec`: Splunk's HTTP Event Collector format, one JSON object per event.
 
-use auditum_format::event::{COLUMN_NAMES, ColumnBytes, EventRecord, HASHED_COLUMNS};
+use auditum_format::event::{COLUMN_NAMES, EventRecord, HASHED_COLUMNS};
+use auditum_format::json::{self, write_string};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -45,24 +46,13 @@ pub fn write_event_object(out: &mut Vec<u8>, record: &EventRecord, log: &str) {
         }
         let name = COLUMN_NAMES[index];
         key(out, name);
-        match &values[index] {
-            ColumnBytes::Null => out.extend_from_slice(b"null"),
-            ColumnBytes::Text(text) => write_string(out, text),
-            ColumnBytes::Integer(bytes) if name == "seq" => out.extend_from_slice(u64::from_be_bytes(*bytes).to_string().as_bytes()),
-            ColumnBytes::Integer(bytes) => out.extend_from_slice(i64::from_be_bytes(*bytes).to_string().as_bytes()),
-        }
+        json::write_column(out, name, &values[index]);
     }
     if order.before_log == HASHED_COLUMNS {
         key(out, "log");
         write_string(out, log);
     }
     out.push(b'}');
-}
-
-/// A JSON string, escaped as serde_json escapes it.
-fn write_string(out: &mut Vec<u8>, text: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 pub fn json_body(sink: &str, log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {

@@ -93,10 +93,6 @@ impl Kek {
         Kek { key, fingerprint }
     }
 
-    pub fn generate() -> Kek {
-        Kek::from_bytes(random_32())
-    }
-
     /// Writes 32 raw random bytes to a new file with mode 0600; an existing file is refused.
     pub fn write_new_file(path: &Path) -> Result<Kek> {
         let error = |reason: String| Error::Kek { origin: format!("file {}", path.display()), reason };

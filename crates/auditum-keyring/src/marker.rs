@@ -29,11 +29,10 @@ pub async fn read(store: &dyn ObjectStore, log: &str) -> Result<Option<(KekMarke
     Ok(Some((marker, etag)))
 }
 
-/// Writes the marker, replacing the version read at `etag` (None: creates it).
-pub async fn write(store: &dyn ObjectStore, log: &str, marker: &KekMarker, etag: Option<&str>) -> Result<()> {
+/// Writes the marker, replacing the version read at `etag` (None: creates it); the new etag.
+pub async fn write(store: &dyn ObjectStore, log: &str, marker: &KekMarker, etag: Option<&str>) -> Result<String> {
     let body = serde_json::to_vec(marker).map_err(|error| Error::Corrupt { key: paths::kek_marker(log), reason: error.to_string() })?;
-    store.put_if_match(&paths::kek_marker(log), Bytes::from(body), etag).await?;
-    Ok(())
+    Ok(store.put_if_match(&paths::kek_marker(log), Bytes::from(body), etag).await?.etag)
 }
 
 /// Creates the marker for `kek` unless one exists (a keyring's first key).

@@ -43,11 +43,7 @@ pub fn child<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
 /// A tenant id usable as one key segment: what the ingest validator accepts (letters, digits,
 /// `. _ : -`), and not `.` or `..`. Anything else could reach another tenant's keys.
 pub fn is_valid_tenant(tenant: &str) -> bool {
-    !tenant.is_empty()
-        && tenant != "."
-        && tenant != ".."
-        && !tenant.starts_with(".tmp-")
-        && tenant.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-'))
+    auditum_format::rules::is_valid_tenant_id(tenant) && tenant != "." && tenant != ".." && !tenant.starts_with(".tmp-")
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub async fn rotate_kek(
 ) -> Result<RotateReport> {
     // The marker says a rotation is under way before any key changes, and names the new KEK
     // only once every key is under it: a start in between is refused.
-    let (marker, etag) = match marker::read(store, log).await? {
+    let (marker, mut etag) = match marker::read(store, log).await? {
         Some((marker, etag)) => (Some(marker), etag),
         None => (None, None),
     };
@@ -49,7 +49,7 @@ pub async fn rotate_kek(
     let finished = matches!(&marker, Some(KekMarker { kek, rotating_to: None }) if *kek == new.fingerprint());
     let rotating = KekMarker { kek: old.fingerprint(), rotating_to: Some(new.fingerprint()) };
     if !finished && marker.as_ref() != Some(&rotating) {
-        marker::write(store, log, &rotating, etag.as_deref()).await?;
+        etag = Some(marker::write(store, log, &rotating, etag.as_deref()).await?);
     }
     let mut objects = Vec::new();
     let tenants = paths::tenants_prefix(log);
@@ -74,7 +74,6 @@ pub async fn rotate_kek(
         rotate_one(store, object_key, old, new, &mut report).await?;
         progress(done as u64 + 1, total);
     }
-    let etag = marker::read(store, log).await?.and_then(|(_, etag)| etag);
     marker::write(store, log, &KekMarker { kek: new.fingerprint(), rotating_to: None }, etag.as_deref()).await?;
     tracing::info!(
         log,

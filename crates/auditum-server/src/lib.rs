@@ -61,14 +61,13 @@ pub async fn open_logs(config: &Config) -> Result<Logs> {
 async fn open_valid_logs(config: &Config) -> Result<Logs> {
     // Every keyring first: a missing or wrong key-encryption key stops the server before any
     // log's WAL or store is touched.
-    let mut encryptions = std::collections::HashMap::new();
-    for log_config in config.resolved_logs() {
-        if let Some(encryption) = open_encryption(config, &log_config).await? {
-            encryptions.insert(log_config.name.clone(), encryption);
-        }
+    let log_configs = config.resolved_logs();
+    let mut encryptions = Vec::with_capacity(log_configs.len());
+    for log_config in &log_configs {
+        encryptions.push(open_encryption(config, log_config).await?);
     }
     let mut logs = Vec::new();
-    for log_config in config.resolved_logs() {
+    for (log_config, encryption) in log_configs.into_iter().zip(encryptions) {
         let url = log_config.store.clone().unwrap_or_else(|| config.default_store_url());
         let store_error = |source| Error::Store { log: log_config.name.clone(), url: url.clone(), source };
         let store = store::open(&url, &config.s3_options()).await.map_err(store_error)?;
@@ -90,7 +89,7 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
             retention,
             wal_max_bytes: config.wal_max_bytes,
             batch_storage_class: log_config.batch_storage_class,
-            encryption: encryptions.remove(&log_config.name),
+            encryption,
             name: log_config.name,
         };
         let log = Log::open(settings).await?;
@@ -103,24 +102,19 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
 /// A log's keyring (DESIGN §14), opened and checked: the store keeps no old versions, and the
 /// key-encryption key opens what the keyring holds.
 async fn open_encryption(config: &Config, log_config: &config::LogConfig) -> Result<Option<auditum_engine::encryption::Encryption>> {
-    use auditum_keyring::{EncryptedColumns, Kek, Keyring};
     let Some(url) = &log_config.keyring else { return Ok(None) };
     let keyring_error = |source| Error::Keyring { log: log_config.name.clone(), url: url.clone(), source: Box::new(source) };
-    let columns = EncryptedColumns::parse(log_config.encrypt_fields.as_deref().unwrap_or_default())
+    let columns = log_config
+        .encrypted_columns()
         .map_err(|reason| Error::Config(config::Error::Invalid { field: "encrypt_fields".into(), reason }))?;
-    let kek = match (&log_config.kek_file, &log_config.kek_env) {
-        (Some(path), _) => Kek::from_file(path),
-        (None, Some(variable)) => Kek::from_env(variable),
-        (None, None) => {
-            return Err(Error::Config(config::Error::Invalid {
-                field: "kek_file".into(),
-                reason: "a keyring needs kek_file or kek_env".into(),
-            }));
-        }
-    }
-    .map_err(keyring_error)?;
+    let kek = log_config
+        .kek()
+        .ok_or_else(|| {
+            Error::Config(config::Error::Invalid { field: "kek_file".into(), reason: "a keyring needs kek_file or kek_env".into() })
+        })?
+        .map_err(keyring_error)?;
     let store = store::open(url, &config.s3_options()).await.map_err(|source| keyring_error(auditum_keyring::Error::Store(source)))?;
-    let keyring = Keyring::open(store, &log_config.name, kek, config.key_cache_entries).await.map_err(keyring_error)?;
+    let keyring = auditum_keyring::Keyring::open(store, &log_config.name, kek, config.key_cache_entries).await.map_err(keyring_error)?;
     tracing::info!(log = %log_config.name, keyring = %url, encrypt_fields = ?columns.names(), "keyring open");
     Ok(Some(auditum_engine::encryption::Encryption { keyring: Arc::new(keyring), columns }))
 }

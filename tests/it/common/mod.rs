@@ -219,6 +219,19 @@ pub async fn stored_ids(url: &str, tenant: &str) -> BTreeMap<String, usize> {
     counts
 }
 
+/// Every file under `root`, recursively.
+pub fn files_under(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { pending.push(path) } else { out.push(path) }
+        }
+    }
+    out
+}
+
 /// Every ledger entry of `log` in the store, in index order.
 pub async fn ledger_entries(store: &dyn auditum_store::ObjectStore, log: &str) -> Vec<auditum_format::ledger::LedgerEntry> {
     let mut entries = Vec::new();

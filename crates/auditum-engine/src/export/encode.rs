@@ -10,6 +10,7 @@
 use crate::read::ScanRow;
 use auditum_batch as batch;
 use auditum_format::event::{COLUMN_NAMES, ColumnBytes, HASHED_COLUMNS};
+use auditum_format::json;
 use auditum_format::time::rfc3339_micros;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -171,43 +172,9 @@ fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) {
         out.extend_from_slice(if index == 0 { b"{\"" } else { b",\"" });
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
-        match value {
-            ColumnBytes::Null => out.extend_from_slice(b"null"),
-            ColumnBytes::Text(text) => json_string(out, text),
-            ColumnBytes::Integer(bytes) if *name == "seq" => out.extend_from_slice(u64::from_be_bytes(bytes).to_string().as_bytes()),
-            ColumnBytes::Integer(bytes) => out.extend_from_slice(i64::from_be_bytes(bytes).to_string().as_bytes()),
-        }
+        json::write_column(out, name, &value);
     }
     out.extend_from_slice(b"}\n");
-}
-
-/// A JSON string literal: runs of plain bytes copied at once, `"`, `\\` and control characters
-/// escaped (the same escapes serde_json writes).
-fn json_string(out: &mut Vec<u8>, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = value.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..index]);
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(byte >> 4) as usize], HEX[(byte & 0xf) as usize]]),
-        }
-        start = index + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// RFC 3339 UTC with microseconds, as exports and the CLI print times.
@@ -275,16 +242,6 @@ mod tests {
             .map(|part| part.trim_start_matches('"').split('"').next().unwrap())
             .collect();
         assert_eq!(keys, COLUMN_NAMES[..HASHED_COLUMNS].to_vec());
-    }
-
-    #[test]
-    fn json_strings_escape_like_serde_json() {
-        for text in ["plain", "", "quote \" backslash \\ slash /", "\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}", "üñí €😀", "{\"a\":[1,\"b\"]}"]
-        {
-            let mut out = Vec::new();
-            json_string(&mut out, text);
-            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
-        }
     }
 
     #[test]

@@ -573,6 +573,20 @@ impl LogConfig {
         Some(RetentionPolicy { mode: self.retention_mode?, days: self.retention_days? })
     }
 
+    /// The columns this log encrypts (of a resolved log; DESIGN §14).
+    pub fn encrypted_columns(&self) -> Result<auditum_keyring::EncryptedColumns, String> {
+        auditum_keyring::EncryptedColumns::parse(self.encrypt_fields.as_deref().unwrap_or_default())
+    }
+
+    /// This log's key-encryption key: from `kek_file`, else `kek_env`; None when it has neither.
+    pub fn kek(&self) -> Option<auditum_keyring::Result<auditum_keyring::Kek>> {
+        match (&self.kek_file, &self.kek_env) {
+            (Some(path), _) => Some(auditum_keyring::Kek::from_file(path)),
+            (None, Some(variable)) => Some(auditum_keyring::Kek::from_env(variable)),
+            (None, None) => None,
+        }
+    }
+
     /// Where batches go, and when: `archive_storage_class` defaults to GLACIER_IR.
     pub fn archive(&self) -> Option<(u32, StorageClass)> {
         Some((self.archive_after_days?, self.archive_storage_class.unwrap_or(StorageClass::GlacierIr)))

@@ -96,9 +96,7 @@ impl Config {
             let encrypting = resolved.iter().find(|log| {
                 let routed =
                     rule.tenant == "*" || routes.get(&rule.tenant).map_or(log.name == super::DEFAULT_LOG, |name| *name == log.name);
-                routed
-                    && auditum_keyring::EncryptedColumns::parse(log.encrypt_fields.as_deref().unwrap_or_default())
-                        .is_ok_and(|columns| columns.contains("source_ip"))
+                routed && log.encrypted_columns().is_ok_and(|columns| columns.contains("source_ip"))
             });
             if let Some(log) = encrypting {
                 return Err(invalid(
