@@ -57,6 +57,16 @@ pub struct ServeArgs {
     /// PEM CA bundle: require client certificates it signed.
     #[arg(long)]
     tls_client_ca: Option<PathBuf>,
+    /// Serve reads only (no WAL, no signing key), following each log's checkpoint and serving a
+    /// new state only once verified; Append answers FAILED_PRECONDITION.
+    #[arg(long)]
+    read_only: bool,
+    /// With --read-only: the writer's verifier key of the default log (the key, or its .vkey file).
+    #[arg(long)]
+    trusted_key: Option<String>,
+    /// With --read-only: how often each log's checkpoint is read, e.g. 2s, 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    follow_interval: Option<Duration>,
 }
 
 fn text(value: impl ToString) -> toml::Value {
@@ -92,6 +102,9 @@ impl ServeArgs {
         set("tls_cert", self.tls_cert.as_deref().map(path));
         set("tls_key", self.tls_key.as_deref().map(path));
         set("tls_client_ca", self.tls_client_ca.as_deref().map(path));
+        set("read_only", self.read_only.then_some(toml::Value::Boolean(true)));
+        set("trusted_key", self.trusted_key.as_ref().map(text));
+        set("follow_interval", self.follow_interval.map(|interval| text(format!("{}ms", interval.as_millis()))));
         fields
     }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod alerts;
+mod analytics;
 mod archive_tiers;
 mod cli;
 mod config_example;
@@ -19,6 +20,7 @@ mod properties;
 mod python_client;
 mod query;
 mod relay;
+mod replica;
 mod retention;
 mod s3;
 mod sdk;

@@ -108,6 +108,7 @@ impl Admin {
             return Err(Error::bad_request("tenant_id", format!("{} is not a valid tenant id", rules::echo(tenant))));
         }
         let log = self.logs.by_name(&scope.log).ok_or_else(|| Error::NoSuchLog { name: scope.log.clone() })?;
+        log.require_writer(action)?;
         let permitted = match (call.caller.tenant(), &scope.tenant_id) {
             (Some(own), None) => Err(Denied::PermissionDenied(format!(
                 "tenant_id: api key {:?} is bound to tenant {own:?} and must name it (a whole log holds other tenants' events)",
@@ -311,9 +312,10 @@ impl Admin {
             details: object(details),
         };
         let logs: Vec<&Log> = if log_name.is_empty() {
-            self.logs.all().filter(|log| self.access.require_log(call, log).is_ok()).collect()
+            self.logs.all().filter(|log| !log.is_read_only() && self.access.require_log(call, log).is_ok()).collect()
         } else {
             let log = self.logs.by_name(log_name).ok_or_else(|| Error::NoSuchLog { name: log_name.to_string() })?;
+            log.require_writer("auditum.legal_hold.list")?;
             if let Err(denied) = self.access.require_log(call, log) {
                 return Err(self.access.deny(call, denied, note(serde_json::json!({ "log": log_name }))).await);
             }

@@ -58,6 +58,7 @@ impl Eraser {
         }
         crate::admin::check_reason(reason)?;
         let log = self.logs.for_tenant(tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: tenant_id.to_string() })?;
+        log.require_writer("erasure")?;
         let mut details = object(serde_json::json!({
             "erased": match scope { ErasureScope::Subject(_) => "subject", ErasureScope::Tenant => "tenant" },
             "reason": reason,

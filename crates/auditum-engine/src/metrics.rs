@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LogLabel {
@@ -90,6 +91,9 @@ pub struct Metrics {
     pub delivery_failures: Family<SinkLabel, Counter>,
     pub alerts_fired: Family<RuleLabel, Counter>,
     pub alert_groups_evicted: Family<RuleLabel, Counter>,
+    pub replica_staleness: Family<LogLabel, Gauge<f64, AtomicU64>>,
+    pub replica_refused: Family<LogLabel, Gauge>,
+    pub replica_refusals: Family<LogLabel, Counter>,
 }
 
 impl Metrics {
@@ -124,6 +128,9 @@ impl Metrics {
             delivery_failures: Family::default(),
             alerts_fired: Family::default(),
             alert_groups_evicted: Family::default(),
+            replica_staleness: Family::default(),
+            replica_refused: Family::default(),
+            replica_refusals: Family::default(),
             registry: Registry::default(),
         };
         registry.register("append_events", "Events appended (acknowledged, not duplicates)", metrics.append_events.clone());
@@ -173,6 +180,21 @@ impl Metrics {
             "alert_groups_evicted",
             "Groups a rule stopped tracking because it hit its cap on tracked groups",
             metrics.alert_groups_evicted.clone(),
+        );
+        registry.register(
+            "replica_staleness_seconds",
+            "Read-only node: seconds since it last served the writer's latest checkpoint (about the follow interval when healthy)",
+            metrics.replica_staleness.clone(),
+        );
+        registry.register(
+            "replica_checkpoint_refused",
+            "Read-only node: 1 while the store's checkpoint fails verification and the last verified state is served",
+            metrics.replica_refused.clone(),
+        );
+        registry.register(
+            "replica_checkpoint_refusals",
+            "Read-only node: checkpoints refused (bad signature, rollback, fork, broken chain)",
+            metrics.replica_refusals.clone(),
         );
         Metrics { registry, ..metrics }
     }

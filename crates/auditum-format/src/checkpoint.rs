@@ -217,6 +217,13 @@ impl Verifier {
         Ok(Verifier { name: name.to_string(), key_id, key })
     }
 
+    /// The key in its text form, as [`Signer::verifier_key`] writes it.
+    pub fn verifier_key(&self) -> String {
+        let mut encoded = vec![ED25519_ALGORITHM];
+        encoded.extend_from_slice(self.key.as_bytes());
+        format!("{}+{}+{}", self.name, hex::encode(self.key_id), BASE64.encode(encoded))
+    }
+
     /// Parses a signed checkpoint and checks it carries a valid signature by this key.
     pub fn verify_checkpoint(&self, note: &str) -> Result<Checkpoint> {
         let checkpoint = Checkpoint::parse(note)?;
@@ -299,6 +306,11 @@ mod tests {
         let signer = Signer::generate("auditum/test").unwrap();
         let again = Signer::from_private_key_text(&signer.to_private_key_text(), Path::new("k")).unwrap();
         assert_eq!(again.verifier_key(), signer.verifier_key());
+        assert_eq!(
+            Verifier::parse(&signer.verifier_key()).unwrap().verifier_key(),
+            signer.verifier_key(),
+            "a pinned key prints as it was given"
+        );
     }
 
     #[test]

@@ -90,10 +90,23 @@ async fn open_valid_logs(config: &Config) -> Result<Logs> {
             wal_max_bytes: config.wal_max_bytes,
             batch_storage_class: log_config.batch_storage_class,
             encryption,
-            name: log_config.name,
+            name: log_config.name.clone(),
         };
-        let log = Log::open(settings).await?;
-        tracing::info!(log = %log.name(), store = %url, verifier_key = %log.verifier_key(), committed_next_seq = %log.committed_next(), "log open");
+        let log = match log_config.verifier() {
+            Some(verifier) if config.read_only => {
+                let verifier =
+                    verifier.map_err(|reason| config::Error::Invalid { field: format!("logs.{}.verifier_key", settings.name), reason })?;
+                let replica = log::ReplicaSettings { verifier, follow_interval: config.follow_interval };
+                let log = Log::open_read_only(settings, replica).await?;
+                tracing::info!(log = %log.name(), store = %url, verifier_key = %log.verifier_key(), status = ?log.status(), served_entries = log.ledger_snapshot().entries.len(), "log open read-only: following its writer's checkpoints");
+                log
+            }
+            _ => {
+                let log = Log::open(settings).await?;
+                tracing::info!(log = %log.name(), store = %url, verifier_key = %log.verifier_key(), committed_next_seq = %log.committed_next(), "log open");
+                log
+            }
+        };
         logs.push(log);
     }
     Ok(Logs::new(logs, config.tenant_routes()))
@@ -133,6 +146,9 @@ async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthRepor
             let label = log_label(log.name());
             METRICS.wal_bytes.get_or_create(&label).set(log.wal_bytes() as i64);
             METRICS.unsealed_events.get_or_create(&label).set(log.unsealed_count() as i64);
+            if let Some(staleness) = log.replica_staleness() {
+                METRICS.replica_staleness.get_or_create(&label).set(staleness.as_secs_f64());
+            }
             let ok = log.status() == log::LogStatus::Serving && !log.wal_full();
             if serving.insert(log.name().to_string(), ok) != Some(ok) {
                 let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
@@ -251,7 +267,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService", "auditum.v1.AdminService"] {
-        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+        // A read-only node takes no appends and runs no admin operation: balancers route
+        // those to the writer.
+        let writes = matches!(service, "auditum.v1.IngestService" | "auditum.v1.AdminService");
+        let status =
+            if writes && config.read_only { tonic_health::ServingStatus::NotServing } else { tonic_health::ServingStatus::Serving };
+        health_reporter.set_service_status(service, status).await;
     }
     let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone()));
     let reflection_builder = || {

@@ -25,6 +25,8 @@ pub fn status_from_engine(error: Error) -> Status {
         Error::NoCheckpoint { .. } => Status::failed_precondition(error.to_string()),
         Error::BeyondCheckpoint { .. } => Status::out_of_range(error.to_string()),
         Error::Unreachable(_) => Status::unavailable(error.to_string()),
+        // A tenant this process holds no log for: its events go to another writer.
+        Error::NoLogForTenant { .. } => Status::failed_precondition(error.to_string()),
         // The batches must be restored first: retrying as it is cannot help.
         Error::Archived(_) | Error::Export(export::Failure::Archived(_)) => Status::failed_precondition(error.to_string()),
         Error::NoSuchHold { .. } => Status::not_found(error.to_string()),
@@ -33,13 +35,7 @@ pub fn status_from_engine(error: Error) -> Status {
         Error::Store { source: auditum_store::Error::Unsupported { .. } | auditum_store::Error::Misconfigured { .. }, .. } => {
             Status::failed_precondition(error.to_string())
         }
-        Error::Scan(_)
-        | Error::Export(_)
-        | Error::NoLogForTenant { .. }
-        | Error::MetaAudit(_)
-        | Error::Store { .. }
-        | Error::Task { .. }
-        | Error::Incomplete(_) => {
+        Error::Scan(_) | Error::Export(_) | Error::MetaAudit(_) | Error::Store { .. } | Error::Task { .. } | Error::Incomplete(_) => {
             tracing::error!(%error, "internal error");
             Status::internal(error.to_string())
         }
@@ -82,6 +78,8 @@ pub fn status_from_log(error: log::Error) -> Status {
         // The keyring did not answer: nothing was written, so a retry is safe.
         log::Error::Keyring { source, .. } if source.is_transient() => Status::unavailable(format!("{error}; retry later")),
         log::Error::Keyring { source: auditum_keyring::Error::InvalidTenant { .. }, .. } => Status::invalid_argument(error.to_string()),
+        // Sent to a read-only node: only the log's writer takes it.
+        log::Error::ReadOnly { .. } => Status::failed_precondition(error.to_string()),
         log::Error::WalFull { .. } => {
             let mut status = Status::resource_exhausted(error.to_string());
             // A hint for clients and proxies: sealing retries within seconds.

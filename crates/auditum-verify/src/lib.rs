@@ -259,7 +259,6 @@ pub async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report
     let listed = store.list(&paths::ledger_prefix(log)).await?;
     let mut entries = Vec::with_capacity(listed.len());
     let mut entry_hashes: Vec<Hash> = Vec::with_capacity(listed.len());
-    let mut expected_first = Seq(0);
     for meta in &listed {
         let Some(index) = paths::ledger_index_from_key(log, &meta.key) else {
             report.problem(ProblemKind::Malformed, &meta.key, "unexpected object in the ledger prefix");
@@ -275,52 +274,70 @@ pub async fn read_ledger(store: &dyn ObjectStore, log: &str, report: &mut Report
             break;
         }
         let body = store.get(&meta.key, None).await?;
-        let parsed = std::str::from_utf8(&body)
-            .map_err(|error| error.to_string())
-            .and_then(|text| LedgerEntry::parse(text).map_err(|error| error.to_string()));
-        let entry = match parsed {
-            Ok(entry) => entry,
-            Err(error) => {
-                report.problem(ProblemKind::Modified, &meta.key, format!("does not parse: {error}"));
-                break;
-            }
-        };
-        let prev = entry_hashes.last().copied().unwrap_or(ledger::GENESIS_PREV);
-        if entry.index != index || entry.log != log {
-            report.problem(ProblemKind::Reordered, &meta.key, format!("names index {} of log {:?}", entry.index, entry.log));
-        }
-        if entry.prev != prev {
-            let detail = match index.checked_sub(1) {
-                Some(previous) => {
-                    format!("prev does not match the hash of ledger entry {previous}: one of the two was altered, the chain is broken")
-                }
-                None => "prev of entry 0 is not 64 zeros: the chain is broken".to_string(),
-            };
-            report.problem(ProblemKind::Modified, &meta.key, detail);
-        }
-        if entry.first_seq != expected_first {
-            report.problem(ProblemKind::Gap, &meta.key, format!("first_seq is {} where {expected_first} was expected", entry.first_seq));
-        }
-        if entry.count == 0 {
-            report.problem(ProblemKind::Malformed, &meta.key, "count is 0: a batch is never empty");
-        }
-        if let Some(previous) = entries.last().filter(|previous: &&LedgerEntry| previous.format_version() > entry.format_version()) {
-            report.problem(
-                ProblemKind::Malformed,
-                &meta.key,
-                format!(
-                    "a version {} entry after the version {} entry {}: a log never goes back",
-                    entry.format_version(),
-                    previous.format_version(),
-                    previous.index
-                ),
-            );
-        }
-        expected_first = entry.end_seq();
-        entry_hashes.push(ledger::entry_hash(&body));
+        let previous = entries.last().zip(entry_hashes.last().copied());
+        let Some((entry, hash)) = check_next_entry(log, &meta.key, index, &body, previous, report) else { break };
+        entry_hashes.push(hash);
         entries.push(entry);
     }
     Ok((entries, entry_hashes))
+}
+
+/// Checks ledger entry `index` (stored at `key`) against the entry before it (None for the
+/// first) with the chain rules: it parses, names its own index and log, links to the previous
+/// entry's hash, continues its seqs, is not empty and does not go back a format version. Every
+/// problem goes into `report`; None when the entry does not parse (nothing after it can chain).
+pub fn check_next_entry(
+    log: &str,
+    key: &str,
+    index: u64,
+    body: &[u8],
+    previous: Option<(&LedgerEntry, Hash)>,
+    report: &mut Report,
+) -> Option<(LedgerEntry, Hash)> {
+    let parsed = std::str::from_utf8(body)
+        .map_err(|error| error.to_string())
+        .and_then(|text| LedgerEntry::parse(text).map_err(|error| error.to_string()));
+    let entry = match parsed {
+        Ok(entry) => entry,
+        Err(error) => {
+            report.problem(ProblemKind::Modified, key, format!("does not parse: {error}"));
+            return None;
+        }
+    };
+    let prev = previous.map(|(_, hash)| hash).unwrap_or(ledger::GENESIS_PREV);
+    let expected_first = previous.map(|(entry, _)| entry.end_seq()).unwrap_or(Seq(0));
+    if entry.index != index || entry.log != log {
+        report.problem(ProblemKind::Reordered, key, format!("names index {} of log {:?}", entry.index, entry.log));
+    }
+    if entry.prev != prev {
+        let detail = match index.checked_sub(1) {
+            Some(previous) => {
+                format!("prev does not match the hash of ledger entry {previous}: one of the two was altered, the chain is broken")
+            }
+            None => "prev of entry 0 is not 64 zeros: the chain is broken".to_string(),
+        };
+        report.problem(ProblemKind::Modified, key, detail);
+    }
+    if entry.first_seq != expected_first {
+        report.problem(ProblemKind::Gap, key, format!("first_seq is {} where {expected_first} was expected", entry.first_seq));
+    }
+    if entry.count == 0 {
+        report.problem(ProblemKind::Malformed, key, "count is 0: a batch is never empty");
+    }
+    if let Some((previous, _)) = previous.filter(|(previous, _)| previous.format_version() > entry.format_version()) {
+        report.problem(
+            ProblemKind::Malformed,
+            key,
+            format!(
+                "a version {} entry after the version {} entry {}: a log never goes back",
+                entry.format_version(),
+                previous.format_version(),
+                previous.index
+            ),
+        );
+    }
+    let hash = ledger::entry_hash(body);
+    Some((entry, hash))
 }
 
 /// The command that restores a log's archived batches with events in [since, until) (µs).

@@ -9,17 +9,20 @@ use auditum_format::paths;
 use auditum_store as store;
 
 impl Log {
-    pub(super) fn sign_checkpoint_at(&self, size: u64) -> String {
+    pub(super) fn sign_checkpoint_at(&self, size: u64) -> Result<String> {
+        let super::CheckpointKey::Signing(signer) = &self.inner.key else {
+            return Err(Error::ReadOnly { log: self.name().to_string(), operation: "signing a checkpoint" });
+        };
         let shared = lock(&self.inner.shared);
         let size = (size as usize).min(shared.entry_hashes.len());
-        self.inner.signer.sign_checkpoint(size as u64, &merkle::root(&shared.entry_hashes[..size]))
+        Ok(signer.sign_checkpoint(size as u64, &merkle::root(&shared.entry_hashes[..size])))
     }
 
     /// Writes the immutable note for `size`, then moves `{log}/checkpoint` to it with If-Match.
     pub(super) async fn write_checkpoint(&self, size: u64) -> Result<()> {
         let log = self.name().to_string();
         let store = self.inner.settings.store.clone();
-        let note = self.sign_checkpoint_at(size);
+        let note = self.sign_checkpoint_at(size)?;
         let note_key = paths::checkpoint_note_key(&log, size);
         let body = bytes::Bytes::from(note.clone());
         self.put_owned_object("checkpoint", &note_key, body.clone()).await?;
@@ -73,8 +76,6 @@ impl Log {
         let text =
             String::from_utf8(body.to_vec()).map_err(|_| Error::Archive { log: log.clone(), reason: format!("{key} is not utf-8") })?;
         let checkpoint = self
-            .inner
-            .signer
             .verifier()
             .verify_checkpoint(&text)
             .map_err(|error| Error::Archive { log: log.clone(), reason: format!("{key}: {error} (was the signing key replaced?)") })?;
@@ -116,7 +117,8 @@ impl Log {
             self.write_checkpoint(missing).await?;
         }
         if size == ledger_size && size > 0 {
-            lock(&self.inner.shared).latest_checkpoint = Some(self.sign_checkpoint_at(size));
+            let note = self.sign_checkpoint_at(size)?;
+            lock(&self.inner.shared).latest_checkpoint = Some(note);
         }
         Ok(())
     }

@@ -10,15 +10,17 @@ mod checkpoints;
 pub mod holds;
 mod idempotency;
 mod recovery;
+mod replica;
 mod retry;
 mod sealer;
 pub mod wal;
 mod writer;
 
 pub use recovery::load_ledger;
+pub use replica::ReplicaSettings;
 
 use auditum_batch as batch;
-use auditum_format::checkpoint::{self, Signer};
+use auditum_format::checkpoint::{self, Signer, Verifier};
 use auditum_format::event::{EventRecord, Seq};
 use auditum_format::ledger::LedgerEntry;
 use auditum_format::merkle::Hash;
@@ -69,6 +71,8 @@ pub enum Error {
     Task { log: String, reason: String },
     #[error("log {log}: keyring: {source}")]
     Keyring { log: String, source: auditum_keyring::Error },
+    #[error("log {log}: this is a read-only node (serve --read-only): {operation} is done by the log's writer")]
+    ReadOnly { log: String, operation: &'static str },
 }
 
 /// Everything a log needs, resolved from the config.
@@ -128,6 +132,9 @@ pub enum LogStatus {
     Fenced(String),
     Failed(String),
     ShuttingDown,
+    /// A read-only node found a checkpoint that fails verification: it keeps serving the last
+    /// verified state (DESIGN §13) and reports the log not serving until a valid one appears.
+    Unverified(String),
 }
 
 impl LogStatus {
@@ -135,7 +142,7 @@ impl LogStatus {
     fn error(&self, log: &str) -> Option<Error> {
         let log = log.to_string();
         match self {
-            LogStatus::Serving | LogStatus::Pending(_) => None,
+            LogStatus::Serving | LogStatus::Pending(_) | LogStatus::Unverified(_) => None,
             LogStatus::Fenced(reason) => Some(Error::Fenced { log, reason: reason.clone() }),
             LogStatus::Failed(reason) => Some(Error::Failed { log, reason: reason.clone() }),
             LogStatus::ShuttingDown => Some(Error::ShuttingDown { log }),
@@ -158,11 +165,19 @@ struct Shared {
     wal_bytes: u64,
 }
 
+/// A writer signs its checkpoints; a read-only node holds only the pinned key that checks them.
+enum CheckpointKey {
+    Signing(Signer),
+    Pinned(Verifier),
+}
+
 struct Inner {
     settings: LogSettings,
     /// Held from open until shutdown has stopped the writer thread.
     wal_lock: Mutex<Option<crate::dir_lock::DirLock>>,
-    signer: Signer,
+    key: CheckpointKey,
+    /// Set on a read-only node: how it follows the writer's checkpoints.
+    replica: Option<replica::ReplicaState>,
     commands: mpsc::Sender<WalCommand>,
     shared: Mutex<Shared>,
     committed: watch::Sender<Seq>,
@@ -308,7 +323,8 @@ impl Log {
         let wal_bytes = wal_files.total_bytes();
         let inner = Arc::new(Inner {
             wal_lock: Mutex::new(Some(wal_lock)),
-            signer,
+            key: CheckpointKey::Signing(signer),
+            replica: None,
             commands,
             shared: Mutex::new(Shared {
                 open,
@@ -363,7 +379,23 @@ impl Log {
     }
 
     pub fn verifier_key(&self) -> String {
-        self.inner.signer.verifier_key()
+        match &self.inner.key {
+            CheckpointKey::Signing(signer) => signer.verifier_key(),
+            CheckpointKey::Pinned(verifier) => verifier.verifier_key(),
+        }
+    }
+
+    /// Whether this is a read-only node's view of the log (DESIGN §13).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.replica.is_some()
+    }
+
+    /// Refuses what only the log's writer does, on a read-only node.
+    pub fn require_writer(&self, operation: &'static str) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly { log: self.name().to_string(), operation });
+        }
+        Ok(())
     }
 
     /// Object Lock retention of the log's immutable objects.
@@ -414,6 +446,9 @@ impl Log {
 
     /// Reads need the store's ledger: refused while the log's start is pending.
     pub fn require_store(&self) -> Result<()> {
+        if self.is_read_only() {
+            return self.require_verified();
+        }
         match self.status() {
             LogStatus::Pending(reason) => Err(Error::StoreUnavailable { log: self.name().to_string(), reason }),
             _ => Ok(()),
@@ -497,7 +532,10 @@ impl Log {
     }
 
     pub fn verifier(&self) -> checkpoint::Verifier {
-        self.inner.signer.verifier()
+        match &self.inner.key {
+            CheckpointKey::Signing(signer) => signer.verifier(),
+            CheckpointKey::Pinned(verifier) => verifier.clone(),
+        }
     }
 
     /// Events acknowledged but not yet committed, in seq order.
@@ -536,6 +574,7 @@ impl Log {
     /// [`Log::append`], with the data subject of each event (`subjects[i]`, or the actor when
     /// absent) whose key encrypts its personal fields.
     pub async fn append_for_subjects(&self, mut events: Vec<EventRecord>, subjects: &[Option<String>]) -> Result<Vec<Appended>> {
+        self.require_writer("append")?;
         if let Some(error) = self.status_error(&self.status()) {
             return Err(error);
         }
@@ -582,6 +621,7 @@ impl Log {
 
     /// Seals everything acknowledged so far, now.
     pub async fn seal_now(&self) -> Result<()> {
+        self.require_writer("sealing")?;
         self.seal_pending(false).await
     }
 
@@ -590,9 +630,14 @@ impl Log {
     pub async fn shutdown(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         self.inner.stop.send_replace(Some(deadline));
+        // The sealer, or a read-only node's follower.
         let sealer = self.inner.sealer_task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(sealer) = sealer {
             let _ = sealer.await;
+        }
+        if self.is_read_only() {
+            lock(&self.inner.shared).status = LogStatus::ShuttingDown;
+            return Ok(());
         }
         let sealed = self.seal_pending(false).await;
         {

@@ -29,6 +29,7 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
 }
 
 use auditum_format::time::deserialize_duration;
+mod roles;
 mod validate;
 
 pub use auditum_format::time::parse_duration;
@@ -86,6 +87,9 @@ pub struct LogConfig {
     /// Variable holding the key-encryption key (hex or base64); default: the top-level one.
     #[serde(default)]
     pub kek_env: Option<String>,
+    /// Read-only nodes: the writer's verifier key (`name+id+key`, or a file holding it), pinned.
+    #[serde(default)]
+    pub verifier_key: Option<String>,
 }
 
 /// One API key (docs/API.md): only the SHA-256 of its secret is configured.
@@ -181,6 +185,16 @@ pub struct Config {
     pub alerts: Vec<AlertRule>,
     /// Continuous forwarding of matching events to a sink.
     pub streams: Vec<StreamConfig>,
+    /// Serve reads only (DESIGN §13): no WAL, no signing key; follow each log's checkpoint.
+    pub read_only: bool,
+    /// Read-only nodes: how often each log's checkpoint is read.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub follow_interval: Duration,
+    /// Read-only nodes: the verifier key of the `default` log (`--trusted-key`).
+    pub trusted_key: Option<String>,
+    /// Whether this process owns the `default` log (unrouted tenants). Writers sharded by log
+    /// set it false on all but one, so each owns only the logs it lists.
+    pub default_log: bool,
 }
 
 impl Default for Config {
@@ -225,12 +239,16 @@ impl Default for Config {
             sinks: Vec::new(),
             alerts: Vec::new(),
             streams: Vec::new(),
+            read_only: false,
+            follow_interval: Duration::from_secs(2),
+            trusted_key: None,
+            default_log: true,
         }
     }
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 39] = [
+pub const FIELD_NAMES: [&str; 43] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -270,6 +288,10 @@ pub const FIELD_NAMES: [&str; 39] = [
     "sinks",
     "alerts",
     "streams",
+    "read_only",
+    "follow_interval",
+    "trusted_key",
+    "default_log",
 ];
 
 pub fn is_valid_log_name(name: &str) -> bool {
@@ -397,6 +419,10 @@ impl Config {
         line("tls_cert", self.tls_cert.as_ref().map(|path| quoted(&path.display().to_string())));
         line("tls_key", self.tls_key.as_ref().map(|path| quoted(&path.display().to_string())));
         line("tls_client_ca", self.tls_client_ca.as_ref().map(|path| quoted(&path.display().to_string())));
+        line("read_only", Some(self.read_only.to_string()));
+        line("follow_interval", Some(duration(self.follow_interval)));
+        line("trusted_key", self.trusted_key.as_deref().map(quoted));
+        line("default_log", Some(self.default_log.to_string()));
         if self.api_keys.is_empty() {
             out.push_str("# api_keys: none (development mode, loopback only)\n");
         }
@@ -451,6 +477,9 @@ impl Config {
             }
             if let Some(variable) = &log.kek_env {
                 out.push_str(&format!("kek_env = {}\n", quoted(variable)));
+            }
+            if let Some(key) = &log.verifier_key {
+                out.push_str(&format!("verifier_key = {}\n", quoted(key)));
             }
         }
         out.push_str(&self.delivery_toml());
@@ -515,10 +544,11 @@ impl Config {
         format!("file://{}", absolute.display())
     }
 
-    /// Every log, `default` included even when not listed.
+    /// Every log this process serves: `default` included even when not listed, unless
+    /// `default_log = false`.
     pub fn resolved_logs(&self) -> Vec<LogConfig> {
         let mut logs = self.logs.clone();
-        if !logs.iter().any(|log| log.name == DEFAULT_LOG) {
+        if self.default_log && !logs.iter().any(|log| log.name == DEFAULT_LOG) {
             logs.insert(
                 0,
                 LogConfig {
@@ -536,6 +566,7 @@ impl Config {
                     keyring: None,
                     kek_file: None,
                     kek_env: None,
+                    verifier_key: None,
                 },
             );
         }
@@ -553,6 +584,9 @@ impl Config {
                 log.kek_env = self.kek_env.clone();
             }
             log.origin.get_or_insert_with(|| format!("auditum/{}", log.name));
+            if log.name == DEFAULT_LOG && log.verifier_key.is_none() {
+                log.verifier_key = self.trusted_key.clone();
+            }
             log.store.get_or_insert_with(|| self.store.clone().unwrap_or_else(|| self.default_store_url()));
         }
         logs
@@ -585,6 +619,21 @@ impl LogConfig {
             (None, Some(variable)) => Some(auditum_keyring::Kek::from_env(variable)),
             (None, None) => None,
         }
+    }
+
+    /// The pinned verifier key of a read-only node's log: `verifier_key` as the key's text or
+    /// as a file holding it; None when unset.
+    pub fn verifier(&self) -> Option<Result<auditum_format::checkpoint::Verifier, String>> {
+        let text = self.verifier_key.as_deref()?;
+        let key_text = if std::path::Path::new(text).is_file() {
+            match std::fs::read_to_string(text) {
+                Ok(contents) => contents,
+                Err(error) => return Some(Err(format!("{text}: {error}"))),
+            }
+        } else {
+            text.to_string()
+        };
+        Some(auditum_format::checkpoint::Verifier::parse(&key_text).map_err(|error| error.to_string()))
     }
 
     /// Where batches go, and when: `archive_storage_class` defaults to GLACIER_IR.

@@ -70,6 +70,7 @@ impl Config {
         auditum_deliver::config::validate(&self.sinks, &self.alerts, &self.streams, |name| std::env::var(name).ok())
             .map_err(|error| invalid(error.field, error.reason))?;
         self.check_encryption()?;
+        self.check_roles()?;
         Ok(())
     }
 }
