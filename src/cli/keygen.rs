@@ -29,7 +29,7 @@ enum KeygenKind {
         /// The tenant it may write and read, or `*` for a platform key.
         #[arg(long)]
         tenant: String,
-        /// append, query, export, proof, admin; repeat or separate with commas.
+        /// append, query, export, proof, admin, meta_audit_forward; repeat or separate with commas.
         #[arg(long = "scope", value_delimiter = ',', required = true)]
         scopes: Vec<String>,
     },

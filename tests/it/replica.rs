@@ -398,3 +398,95 @@ fn writers_sharded_by_log_share_a_bucket_and_a_third_on_an_owned_log_is_fenced()
         assert!(store.list("default/").await.unwrap().is_empty(), "no process owns the default log");
     });
 }
+
+/// `[[api_keys]]` TOML lines for test keys (hashes only).
+fn keys_toml(keys: &[(&str, &str)]) -> String {
+    keys.iter()
+        .map(|(id, scopes)| {
+            format!(
+                "[[api_keys]]\nid = {id:?}\nsecret_sha256 = \"{}\"\ntenant = \"*\"\nscopes = [{scopes}]\n\n",
+                auditum_engine::auth::sha256_hex(&secret(id))
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_on_a_reader_are_recorded_on_the_writer_or_not_served() {
+    let (writer_dir, reader_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store_url = format!("file://{}", writer_dir.path().join("store").display());
+    let writer_config = writer_dir.path().join("auditum.toml");
+    let writer_keys = [("ops", "\"append\", \"query\", \"proof\""), ("reader-node", "\"meta_audit_forward\""), ("root", "\"admin\"")];
+    std::fs::write(&writer_config, keys_toml(&writer_keys)).unwrap();
+    let writer_args = strings(&["--config", &writer_config.display().to_string(), "--store", &store_url, "--seal-interval", "200ms"]);
+    let (mut writer, writer_url) = spawn_binary(writer_dir.path(), &writer_args).await;
+    let ops = keyed_channel(&writer_url, "ops").await;
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::new(ops.clone());
+    let mut append = request(vec![with_id(event("acme", "user.login", "u1"), "first")]);
+    append.wait_for_seal = true;
+    ingest.append(append).await.unwrap();
+
+    let reader_config = reader_dir.path().join("auditum.toml");
+    let vkey = writer_dir.path().join("keys/default.vkey");
+    let text = format!(
+        "read_only = true\ntrusted_key = {:?}\nfollow_interval = \"100ms\"\nstore = {store_url:?}\nmeta_audit_writer = {writer_url:?}\nmeta_audit_writer_key_env = \"FORWARD_KEY\"\n\n{}",
+        vkey.display().to_string(),
+        keys_toml(&[("ops", "\"query\", \"proof\"")])
+    );
+    std::fs::write(&reader_config, text).unwrap();
+    let forward_secret = secret("reader-node");
+    let (mut reader, reader_url, _) = spawn_binary_with_env(
+        reader_dir.path(),
+        &strings(&["--config", &reader_config.display().to_string()]),
+        &[("FORWARD_KEY", forward_secret.as_str()), ("HOSTNAME", "reader-7")],
+    )
+    .await;
+    let mut reader_query = QueryServiceClient::new(keyed_channel(&reader_url, "ops").await);
+    let filter = pb::EventFilter { tenant_id: "acme".into(), actor_id: "u1".into(), ..Default::default() };
+    let query = || pb::QueryRequest { filter: Some(filter.clone()), page_size: 10, ..Default::default() };
+    let answer = reader_query.query(query()).await.unwrap().into_inner();
+    assert_eq!(answer.events.len(), 1);
+
+    // The writer holds the record of that read: who asked, which node served it, which node's
+    // key vouched for it.
+    let writer_query = QueryServiceClient::new(ops.clone());
+    let recorded = eventually(Duration::from_secs(10), "the read's record on the writer", || {
+        let mut writer_query = writer_query.clone();
+        async move {
+            let filter = pb::EventFilter { tenant_id: "acme".into(), actions: vec!["auditum.query".into()], ..Default::default() };
+            let page = writer_query.query(pb::QueryRequest { filter: Some(filter), page_size: 100, ..Default::default() }).await.unwrap();
+            page.into_inner().events.iter().any(|stored| {
+                let event = stored.event.as_ref().unwrap();
+                let metadata = format!("{:?}", event.metadata);
+                event.actor.as_ref().unwrap().id == "ops" && metadata.contains("reader-7") && metadata.contains("reader-node")
+            })
+        }
+    })
+    .await;
+    println!("a reader's read recorded on the writer within {recorded:?}");
+
+    // Only the forwarding scope may send `auditum.*` records, and only records of reads.
+    let mut forged = event("acme", "auditum.query", "someone");
+    forged.context = Some(pb::Context { service: "auditum".into(), ..Default::default() });
+    for key in ["ops", "root"] {
+        let mut client = pb::ingest_service_client::IngestServiceClient::new(keyed_channel(&writer_url, key).await);
+        let refused = client.append(request(vec![forged.clone()])).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{key}: {refused:?}");
+        assert!(refused.message().contains("meta_audit_forward"), "{}", refused.message());
+    }
+    let mut forwarding = pb::ingest_service_client::IngestServiceClient::new(keyed_channel(&writer_url, "reader-node").await);
+    let mut alert = forged.clone();
+    alert.action = "auditum.alert".into();
+    let refused = forwarding.append(request(vec![alert])).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("events[0].action"), "{}", refused.message());
+    let refused = forwarding.append(request(vec![event("acme", "user.login", "u")])).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "the forwarding key appends nothing else: {refused:?}");
+
+    // Writer down: the reader cannot record the read, so it does not serve it.
+    assert!(terminate(&mut writer).await.success());
+    let refused = reader_query.query(query()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("not served"), "{}", refused.message());
+    assert!(terminate(&mut reader).await.success());
+}

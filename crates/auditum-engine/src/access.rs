@@ -82,6 +82,13 @@ fn refused(denied: Denied) -> Error {
     Error::Denied(denied)
 }
 
+/// Where a read-only node sends the meta-audit records of its reads: the log's writer, which
+/// appends them (DESIGN §13). The transport is the server's business.
+pub trait RecordForwarder: Send + Sync + std::fmt::Debug {
+    /// Appends `record` on the writer; Err carries why it was not.
+    fn forward(&self, record: EventRecord) -> futures::future::BoxFuture<'_, Result<(), String>>;
+}
+
 /// Authentication, authorization and meta-audit, shared by every service.
 #[derive(Debug)]
 pub struct Access {
@@ -89,11 +96,19 @@ pub struct Access {
     logs: Arc<Logs>,
     meta_audit: bool,
     meta_audit_tenant: String,
+    /// On a read-only node: the writer its meta-audit records go to, and this node's name.
+    forwarding: Option<(Arc<dyn RecordForwarder>, String)>,
 }
 
 impl Access {
     pub fn new(keys: &[ApiKeySpec], logs: Arc<Logs>, meta_audit: bool, meta_audit_tenant: String) -> Access {
-        Access { authenticator: Authenticator::new(keys), logs, meta_audit, meta_audit_tenant }
+        Access { authenticator: Authenticator::new(keys), logs, meta_audit, meta_audit_tenant, forwarding: None }
+    }
+
+    /// A read-only node: meta-audit records of reads on a read-only log go to `forwarder`,
+    /// naming `node` (`served_by` in their details).
+    pub fn forwarding_to(self, forwarder: Arc<dyn RecordForwarder>, node: String) -> Access {
+        Access { forwarding: Some((forwarder, node)), ..self }
     }
 
     pub fn development_mode(&self) -> bool {
@@ -190,10 +205,19 @@ impl Access {
         self.append_record(call, note, outcome).await
     }
 
-    async fn append_record(&self, call: &Call, note: MetaNote, outcome: Outcome<'_>) -> Result<()> {
-        let record = meta_audit_record(call, note, outcome, now_micros())?;
-        let log = self.logs.for_tenant(&record.tenant_id).ok_or_else(|| Error::NoLogForTenant { tenant: record.tenant_id.clone() })?;
-        log.append(vec![record]).await?;
+    async fn append_record(&self, call: &Call, mut note: MetaNote, outcome: Outcome<'_>) -> Result<()> {
+        let log = self.logs.for_tenant(&note.tenant).ok_or_else(|| Error::NoLogForTenant { tenant: note.tenant.clone() })?;
+        if log.is_read_only() {
+            // A read that cannot be recorded is not served, here as on the writer.
+            let Some((forwarder, node)) = &self.forwarding else {
+                return Err(Error::MetaAudit("this read-only node has no meta_audit_writer to record the call on".into()));
+            };
+            note.details.insert("served_by".into(), node.clone().into());
+            let record = meta_audit_record(call, note, outcome, now_micros())?;
+            forwarder.forward(record).await.map_err(Error::MetaAuditForward)?;
+        } else {
+            log.append(vec![meta_audit_record(call, note, outcome, now_micros())?]).await?;
+        }
         METRICS.meta_audit_events.get_or_create(&log_label(log.name())).inc();
         Ok(())
     }

@@ -34,15 +34,18 @@ impl Denied {
     }
 }
 
-/// What a key may do. `admin` grants every other scope.
+/// What a key may do. `admin` grants every other scope but `meta_audit_forward`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     Append,
     Query,
     Export,
     Proof,
     Admin,
+    /// Append the meta-audit records of a read-only node's reads (DESIGN §13); never implied
+    /// by `admin`: a key that can forge `auditum.*` records must be given this on purpose.
+    MetaAuditForward,
 }
 
 impl Scope {
@@ -53,11 +56,14 @@ impl Scope {
             Scope::Export => "export",
             Scope::Proof => "proof",
             Scope::Admin => "admin",
+            Scope::MetaAuditForward => "meta_audit_forward",
         }
     }
 
     pub fn parse(text: &str) -> Option<Scope> {
-        [Scope::Append, Scope::Query, Scope::Export, Scope::Proof, Scope::Admin].into_iter().find(|scope| scope.as_str() == text)
+        [Scope::Append, Scope::Query, Scope::Export, Scope::Proof, Scope::Admin, Scope::MetaAuditForward]
+            .into_iter()
+            .find(|scope| scope.as_str() == text)
     }
 }
 
@@ -127,7 +133,7 @@ impl ApiKey {
     }
 
     fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+        self.scopes.contains(&scope) || (scope != Scope::MetaAuditForward && self.scopes.contains(&Scope::Admin))
     }
 }
 

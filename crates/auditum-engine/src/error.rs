@@ -36,6 +36,9 @@ pub enum Error {
     BeyondCheckpoint { new_size: u64, checkpoint_size: u64 },
     #[error("meta-audit event: {0}")]
     MetaAudit(String),
+    /// A read-only node could not record a read on the writer: the read is not served.
+    #[error("the meta-audit record of this call could not be appended on the log's writer, so the call is not served: {0}")]
+    MetaAuditForward(String),
     /// A background task died (a panic on the blocking pool): a bug, not an input.
     #[error("{what} task failed: {reason}")]
     Task { what: &'static str, reason: String },

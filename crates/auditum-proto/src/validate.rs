@@ -12,6 +12,9 @@ use std::net::IpAddr;
 
 pub use auditum_format::rules::*;
 
+/// The meta-audit actions of reads, which a read-only node forwards to the log's writer.
+pub const FORWARDED_ACTIONS: [&str; 4] = ["auditum.query", "auditum.export", "auditum.proof", "auditum.subscribe"];
+
 /// A rule violation: `events[3].actor.id: required`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
@@ -129,6 +132,31 @@ impl Validator {
     /// Validates event `index` and converts it, moving its strings; `seq` and `received_at`
     /// are filled in by the WAL. An empty id gets a UUIDv7.
     pub fn prepare(&self, index: usize, event: pb::AuditEvent, now_micros: i64) -> Result<EventRecord, ValidationError> {
+        self.prepare_event(index, event, now_micros, false)
+    }
+
+    /// [`Validator::prepare`] for the meta-audit record of a read served by a read-only node,
+    /// forwarded to the log's writer (DESIGN §13): the one kind of `auditum.*` record a client
+    /// may send, and only under the `meta_audit_forward` scope.
+    pub fn prepare_forwarded(&self, index: usize, event: pb::AuditEvent, now_micros: i64) -> Result<EventRecord, ValidationError> {
+        if !FORWARDED_ACTIONS.contains(&event.action.as_str()) {
+            return Err(violation(
+                index,
+                "action",
+                format!(
+                    "{} is not the record of a read: a read-only node forwards only {}",
+                    echo(&event.action),
+                    FORWARDED_ACTIONS.join(", ")
+                ),
+            ));
+        }
+        if event.context.as_ref().map(|context| context.service.as_str()) != Some("auditum") {
+            return Err(violation(index, "context.service", "a forwarded meta-audit record is the service \"auditum\"'s"));
+        }
+        self.prepare_event(index, event, now_micros, true)
+    }
+
+    fn prepare_event(&self, index: usize, event: pb::AuditEvent, now_micros: i64, forwarded: bool) -> Result<EventRecord, ValidationError> {
         let encoded = event.encoded_len();
         if encoded > MAX_EVENT_BYTES {
             return Err(ValidationError {
@@ -153,7 +181,7 @@ impl Validator {
             return Err(violation(index, "action", "must match ^[a-z0-9_-]+(\\.[a-z0-9_-]+)*$"));
         }
         // The server's own records (meta-audit, alerts, holds, erasures) must not be forgeable.
-        if event.action == RESERVED_ACTION_NAMESPACE || event.action.starts_with(RESERVED_ACTION_PREFIX) {
+        if !forwarded && (event.action == RESERVED_ACTION_NAMESPACE || event.action.starts_with(RESERVED_ACTION_PREFIX)) {
             return Err(violation(index, "action", format!("{RESERVED_ACTION_PREFIX}* actions are reserved for auditum's own records")));
         }
         let Some(actor) = event.actor else {

@@ -4,6 +4,7 @@
 //! then seals.
 
 pub mod config;
+mod forward;
 pub mod grpc;
 mod metrics_http;
 pub mod status;
@@ -221,7 +222,27 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     }
     let logs = Arc::new(open_valid_logs(&config).await?);
     let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
-    let access = Arc::new(Access::new(&config.api_key_specs(), logs.clone(), config.meta_audit, config.meta_audit_tenant.clone()));
+    let mut access = Access::new(&config.api_key_specs(), logs.clone(), config.meta_audit, config.meta_audit_tenant.clone());
+    if let Some(writer) = config.meta_audit_writer.as_deref().filter(|_| config.read_only && config.meta_audit) {
+        let api_key = match &config.meta_audit_writer_key_env {
+            Some(variable) => {
+                Some(std::env::var(variable).ok().filter(|secret| !secret.is_empty()).ok_or_else(|| config::Error::Invalid {
+                    field: "meta_audit_writer_key_env".into(),
+                    reason: format!("variable {variable} is not set (or empty): it holds the writer key's secret"),
+                })?)
+            }
+            None => None,
+        };
+        let forwarder = forward::WriterForwarder::new(writer, api_key)
+            .map_err(|reason| config::Error::Invalid { field: "meta_audit_writer".into(), reason })?;
+        let node = format!(
+            "{} ({addr})",
+            std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()).unwrap_or_else(|| "read-only node".into())
+        );
+        tracing::info!(%writer, %node, "reads are recorded on the writer");
+        access = access.forwarding_to(Arc::new(forwarder), node);
+    }
+    let access = Arc::new(access);
     if access.development_mode() {
         tracing::warn!(%addr, "development mode: no api_keys configured, every call is accepted unauthenticated (loopback only)");
     } else {

@@ -195,6 +195,12 @@ pub struct Config {
     /// Whether this process owns the `default` log (unrouted tenants). Writers sharded by log
     /// set it false on all but one, so each owns only the logs it lists.
     pub default_log: bool,
+    /// Read-only nodes: the writer (`http://` or `https://` URL) that appends the meta-audit
+    /// records of this node's reads.
+    pub meta_audit_writer: Option<String>,
+    /// Read-only nodes: the variable holding the bearer secret of a writer API key with the
+    /// `meta_audit_forward` scope.
+    pub meta_audit_writer_key_env: Option<String>,
 }
 
 impl Default for Config {
@@ -243,12 +249,14 @@ impl Default for Config {
             follow_interval: Duration::from_secs(2),
             trusted_key: None,
             default_log: true,
+            meta_audit_writer: None,
+            meta_audit_writer_key_env: None,
         }
     }
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 43] = [
+pub const FIELD_NAMES: [&str; 45] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -292,6 +300,8 @@ pub const FIELD_NAMES: [&str; 43] = [
     "follow_interval",
     "trusted_key",
     "default_log",
+    "meta_audit_writer",
+    "meta_audit_writer_key_env",
 ];
 
 pub fn is_valid_log_name(name: &str) -> bool {
@@ -423,6 +433,8 @@ impl Config {
         line("follow_interval", Some(duration(self.follow_interval)));
         line("trusted_key", self.trusted_key.as_deref().map(quoted));
         line("default_log", Some(self.default_log.to_string()));
+        line("meta_audit_writer", self.meta_audit_writer.as_deref().map(quoted));
+        line("meta_audit_writer_key_env", self.meta_audit_writer_key_env.as_deref().map(quoted));
         if self.api_keys.is_empty() {
             out.push_str("# api_keys: none (development mode, loopback only)\n");
         }

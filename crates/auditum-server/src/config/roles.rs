@@ -25,6 +25,14 @@ impl Config {
             return Err(invalid("trusted_key", "pins a writer's key for a read-only node: set read_only = true (--read-only)"));
         }
         if !self.read_only {
+            for (field, set) in [
+                ("meta_audit_writer", self.meta_audit_writer.is_some()),
+                ("meta_audit_writer_key_env", self.meta_audit_writer_key_env.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(field, "is for read-only nodes (read_only = true): a writer appends its own meta-audit records"));
+                }
+            }
             if let Some(index) = self.logs.iter().position(|log| log.verifier_key.is_some()) {
                 return Err(invalid(
                     format!("logs[{index}].verifier_key"),
@@ -36,12 +44,19 @@ impl Config {
         if self.follow_interval < Duration::from_millis(10) {
             return Err(invalid("follow_interval", "must be at least 10ms"));
         }
-        // Everything a read-only node would write belongs to the writer.
-        if self.meta_audit {
-            return Err(invalid(
-                "meta_audit",
-                "a read-only node cannot append the meta-audit record of a read (only the writer appends): set meta_audit = false on read-only nodes, or serve audited reads from the writer",
-            ));
+        // Everything a read-only node would write belongs to the writer: the record of each
+        // read is appended there.
+        match &self.meta_audit_writer {
+            None if self.meta_audit => {
+                return Err(invalid(
+                    "meta_audit_writer",
+                    "a read-only node records each read on the log's writer: set meta_audit_writer (the writer's URL) and meta_audit_writer_key_env, or meta_audit = false to serve reads unrecorded",
+                ));
+            }
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(invalid("meta_audit_writer", format!("{url:?} must be an http:// or https:// URL")));
+            }
+            _ => {}
         }
         for (field, configured) in
             [("sinks", !self.sinks.is_empty()), ("alerts", !self.alerts.is_empty()), ("streams", !self.streams.is_empty())]

@@ -198,7 +198,7 @@ impl Config {
                 return Err(invalid(field("secret_sha256"), "another key has the same secret"));
             }
             if key.scopes.is_empty() {
-                return Err(invalid(field("scopes"), "at least one of append, query, export, proof, admin"));
+                return Err(invalid(field("scopes"), "at least one of append, query, export, proof, admin, meta_audit_forward"));
             }
             if let Some(rate) = key.rate_per_second
                 && !(rate.is_finite() && rate > 0.0)

@@ -30,7 +30,12 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         // Rate limits count events: one per event, one for an empty call.
         let cost = request.get_ref().events.len().max(1);
-        let call = self.access.open("Append", Scope::Append, cost, request_meta(&request)).map_err(status_from_engine)?;
+        // A call of nothing but `auditum.*` records is a read-only node forwarding the records
+        // of its reads (DESIGN §13): that takes its own scope, and only read records pass.
+        let events = &request.get_ref().events;
+        let forwarded = !events.is_empty() && events.iter().all(|event| event.action.starts_with(validate::RESERVED_ACTION_PREFIX));
+        let scope = if forwarded { Scope::MetaAuditForward } else { Scope::Append };
+        let call = self.access.open("Append", scope, cost, request_meta(&request)).map_err(status_from_engine)?;
         let span = call.span();
         async move {
             let request = request.into_inner();
@@ -44,7 +49,10 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 .events
                 .into_iter()
                 .enumerate()
-                .map(|(index, event)| self.validator.prepare(index, event, now))
+                .map(|(index, event)| match forwarded {
+                    true => self.validator.prepare_forwarded(index, event, now).map(|record| forwarded_by(record, call.caller.key_id())),
+                    false => self.validator.prepare(index, event, now),
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(status_from_validation)?;
             let appended = self.ingest.append(&call, records, subjects, request.wait_for_seal).await.map_err(status_from_engine)?;
@@ -63,4 +71,17 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         .instrument(span)
         .await
     }
+}
+
+/// A forwarded record names the key that forwarded it (`forwarded_by` in its metadata): the
+/// evidence says which read-only node's credentials vouched for it.
+fn forwarded_by(mut record: auditum_format::event::EventRecord, key_id: &str) -> auditum_format::event::EventRecord {
+    let mut details = record
+        .metadata
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok())
+        .unwrap_or_default();
+    details.insert("forwarded_by".into(), key_id.into());
+    record.metadata = Some(auditum_format::json::canonical(&serde_json::Value::Object(details)));
+    record
 }
