@@ -10,9 +10,9 @@
 //!    machines, since here every process shares the same two cores. Meta-audit off (a reader
 //!    with `meta_audit_writer` adds one Append on the writer per read). The peer, in the same
 //!    run: the writer process itself (`serve` on the archive, no readers) under the same load.
-//! 2. Reader staleness under ingest: the writer appends BENCH_RATE events/s (default 100,000;
-//!    4 clients, 1,000 events per call, paced) and seals every second while two readers follow
-//!    it; every 10 ms the bench reads GetCheckpoint from the writer and each reader, and a
+//! 2. Reader staleness under ingest: a writer on a fresh data directory appends BENCH_RATE
+//!    events/s (default 100,000; 4 clients, 1,000 events per call, paced) and seals every second
+//!    while two readers follow it; every 10 ms the bench reads GetCheckpoint from the writer and each reader, and a
 //!    reader's staleness for a checkpoint is the time from the writer answering it to the reader
 //!    answering it. Run with the default follow interval (2 s) and with 250 ms, BENCH_FOLLOW_SECONDS
 //!    (default 60) each.
@@ -104,25 +104,25 @@ fn filter(kind: Kind, mix: &ArchiveMix, start_time: i64, rng: &mut impl Rng) -> 
 }
 
 /// Queries/s of `kind` over `urls` with two clients per reader, and CPU seconds per query of
-/// each reader process.
+/// each reader process (over the queries that process answered).
 async fn throughput(urls: &[String], pids: &[u32], kind: Kind, start_time: i64, seconds: u64) -> (f64, Vec<f64>, u64) {
     let mix = Arc::new(support::mix());
     let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    let answered: Arc<Vec<AtomicU64>> = Arc::new(urls.iter().map(|_| AtomicU64::new(0)).collect());
     let rows = Arc::new(AtomicU64::new(0));
     let before: Vec<f64> = pids.iter().map(|pid| cpu_seconds(*pid)).collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, url) in urls.iter().enumerate() {
         for lane in 0..2 {
-            let (mix, stop, done, rows) = (mix.clone(), stop.clone(), done.clone(), rows.clone());
+            let (mix, stop, answered, rows) = (mix.clone(), stop.clone(), answered.clone(), rows.clone());
             let mut client = client(url).await;
             tasks.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64((index * 2 + lane) as u64);
                 while !stop.load(Ordering::Relaxed) {
                     let (count, _) = support::query_all(&mut client, &filter(kind, &mix, start_time, &mut rng)).await;
                     rows.fetch_add(count as u64, Ordering::Relaxed);
-                    done.fetch_add(1, Ordering::Relaxed);
+                    answered[index].fetch_add(1, Ordering::Relaxed);
                 }
             }));
         }
@@ -133,9 +133,15 @@ async fn throughput(urls: &[String], pids: &[u32], kind: Kind, start_time: i64, 
         task.await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let queries = done.load(Ordering::Relaxed);
-    let cpu: Vec<f64> = pids.iter().zip(&before).map(|(pid, before)| cpu_seconds(*pid) - before).collect();
-    (queries as f64 / elapsed, cpu.iter().map(|seconds| seconds / queries.max(1) as f64).collect(), rows.load(Ordering::Relaxed))
+    let per_process: Vec<u64> = answered.iter().map(|count| count.load(Ordering::Relaxed)).collect();
+    let queries: u64 = per_process.iter().sum();
+    let cpu_per_query = pids
+        .iter()
+        .zip(&before)
+        .zip(&per_process)
+        .map(|((pid, before), answered)| (cpu_seconds(*pid) - before) / (*answered).max(1) as f64)
+        .collect();
+    (queries as f64 / elapsed, cpu_per_query, rows.load(Ordering::Relaxed))
 }
 
 fn percentile(values: &mut [f64], fraction: f64) -> f64 {
@@ -148,10 +154,16 @@ async fn checkpoint_size(client: &mut pb::proof_service_client::ProofServiceClie
     response.into_inner().checkpoint.lines().nth(1).and_then(|size| size.parse().ok()).unwrap_or(0)
 }
 
-/// Staleness of two readers following a writer that appends `rate` events/s for `seconds`.
-async fn staleness(archive: &Path, work: &Path, follow_interval: &str, rate: u64, seconds: u64) {
+/// Staleness of two readers following a writer that appends `rate` events/s for `seconds`. The
+/// writer starts on a fresh data directory of its own, so the query archive stays as built.
+async fn staleness(work: &Path, follow_interval: &str, rate: u64, seconds: u64) {
+    let archive = work.join(format!("live-{follow_interval}"));
+    std::fs::create_dir_all(&archive).unwrap();
+    let archive = archive.as_path();
     let (mut writer, writer_url) =
         support::spawn_server(archive, &[("AUDITUM_SEAL_INTERVAL", "1s"), ("AUDITUM_META_AUDIT", "false")]).await;
+    // Its verifier key is written at its first start, before it listens.
+    assert!(archive.join("keys/default.vkey").exists(), "the live writer's verifier key");
     let mut readers = Vec::new();
     for index in 0..2 {
         readers.push(spawn_reader(archive, &work.join(format!("follow-{follow_interval}-{index}")), follow_interval).await);
@@ -263,7 +275,7 @@ async fn main() {
         println!("\n| measure | load | reader staleness (writer's checkpoint → reader serves it) |");
         println!("|---|---|---|");
         for follow_interval in ["2s", "250ms"] {
-            staleness(&archive, work.path(), follow_interval, rate, follow_seconds).await;
+            staleness(work.path(), follow_interval, rate, follow_seconds).await;
         }
     }
 }

@@ -69,8 +69,14 @@ async fn checkpoint_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `auditum.log.default`'s health; Unknown until the server reports it.
 async fn health(url: &str) -> ServingStatus {
-    ServingStatus::try_from(health_status(url, "auditum.log.default").await).unwrap()
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap();
+    let request = tonic_health::pb::HealthCheckRequest { service: "auditum.log.default".into() };
+    match tonic_health::pb::health_client::HealthClient::new(channel).check(request).await {
+        Ok(response) => ServingStatus::try_from(response.into_inner().status).unwrap(),
+        Err(_) => ServingStatus::Unknown,
+    }
 }
 
 /// Waits (up to `limit`) until `check` holds; returns how long it took.
@@ -242,6 +248,12 @@ fn a_writer_and_two_readers_on_one_bucket_serve_the_same_verified_events() {
             assert_eq!(verified.event.seq.0, seq);
         }
 
+        // Without a key (development mode) nobody may send the server's own records.
+        let mut forged = event("acme", "auditum.query", "someone");
+        forged.context = Some(pb::Context { service: "auditum".into(), ..Default::default() });
+        let refused = ingest.append(request(vec![forged])).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
         // Writes belong to the writer.
         let mut reader_ingest = pb::ingest_service_client::IngestServiceClient::connect(reader_urls[0].clone()).await.unwrap();
         let refused = reader_ingest.append(request(vec![event("acme", "user.login", "u1")])).await.unwrap_err();
@@ -306,7 +318,17 @@ fn a_forged_or_rolled_back_checkpoint_is_never_served() {
         let older = String::from_utf8(store.get(&paths::checkpoint_note_key("default", 2), None).await.unwrap().to_vec()).unwrap();
         let forger = Signer::generate("auditum/default").unwrap();
         let forged = forger.sign_checkpoint(4, &[7u8; 32]);
-        for (what, tampered) in [("rolled back to size 2", older), ("signed by another key", forged)] {
+        // Validly signed by the writer's own key, yet wrong: what a stolen key or a buggy writer
+        // could publish.
+        let (writer_key, _) = Signer::load_or_generate(&writer_dir.path().join("keys/default.key"), "auditum/default").unwrap();
+        let fork = writer_key.sign_checkpoint(3, &[9u8; 32]);
+        let beyond = writer_key.sign_checkpoint(5, &[9u8; 32]);
+        for (what, tampered) in [
+            ("rolled back to size 2", older.clone()),
+            ("signed by another key", forged),
+            ("a fork: another root at the size served", fork),
+            ("covering ledger entries that do not exist", beyond),
+        ] {
             put(tampered).await;
             for (_, reader, metrics) in &readers {
                 eventually(Duration::from_secs(10), what, || async { health(reader).await == ServingStatus::NotServing }).await;
@@ -325,6 +347,46 @@ fn a_forged_or_rolled_back_checkpoint_is_never_served() {
                 eventually(Duration::from_secs(10), "serving again", || async { health(reader).await == ServingStatus::Serving }).await;
             }
         }
+
+        // A reader started while the pointer is rolled back serves the newest signed note, not
+        // the truncated history, and reports the pointer; one started while the pointer is gone
+        // serves nothing rather than an empty archive.
+        put(older.clone()).await;
+        let late_dir = tempfile::tempdir().unwrap();
+        let (mut late, late_url, _) = spawn_reader(&moto, url, &vkey, late_dir.path()).await;
+        assert_eq!(checkpoint_of(&late_url).await, valid, "the newest note, size 3");
+        assert_eq!(stored_ids(&late_url, "acme").await.len(), 30);
+        eventually(Duration::from_secs(10), "the late reader reports the rolled-back pointer", || async {
+            health(&late_url).await == ServingStatus::NotServing
+        })
+        .await;
+        put(valid.clone()).await;
+        store.delete(&latest_key).await.unwrap();
+        let empty_dir = tempfile::tempdir().unwrap();
+        let (mut blind, blind_url, _) = spawn_reader(&moto, url, &vkey, empty_dir.path()).await;
+        eventually(Duration::from_secs(10), "a reader with no pointer reports it", || async {
+            health(&blind_url).await == ServingStatus::NotServing
+        })
+        .await;
+        let mut blind_query = query_client(&blind_url).await;
+        let acme_page = pb::QueryRequest {
+            filter: Some(pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }),
+            page_size: 10,
+            ..Default::default()
+        };
+        let refused = blind_query.query(acme_page).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(refused.message().contains("no verified checkpoint"), "{}", refused.message());
+        store.put_if_match(&latest_key, bytes::Bytes::from(valid.clone()), None).await.unwrap();
+        for reader in [&late_url, &blind_url] {
+            eventually(Duration::from_secs(10), "serving once the pointer is valid", || async {
+                health(reader).await == ServingStatus::Serving
+            })
+            .await;
+        }
+        assert_eq!(stored_ids(&blind_url, "acme").await.len(), 30);
+        let _ = terminate(&mut late).await;
+        let _ = terminate(&mut blind).await;
 
         // The writer goes on (it re-reads the moved checkpoint and moves it forward): readers
         // follow to the new, valid state.
@@ -520,4 +582,53 @@ async fn reads_on_a_reader_are_recorded_on_the_writer_or_not_served() {
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("not served"), "{}", refused.message());
     assert!(terminate(&mut reader).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_on_the_writer_reaches_reads_on_a_reader_within_its_follow_interval() {
+    let (writer_dir, reader_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let kek = writer_dir.path().join("kek");
+    auditum_keyring::Kek::write_new_file(&kek).unwrap();
+    let store_url = format!("file://{}", writer_dir.path().join("store").display());
+    let shared = format!(
+        "meta_audit = false\nstore = {store_url:?}\nencrypt_fields = [\"actor_name\"]\nkeyring = \"file://{}\"\nkek_file = {:?}\n",
+        writer_dir.path().join("keyring").display(),
+        kek.display().to_string()
+    );
+    let writer_config = writer_dir.path().join("auditum.toml");
+    std::fs::write(&writer_config, format!("{shared}seal_interval = \"200ms\"\n")).unwrap();
+    let (mut writer, writer_url) = spawn_binary(writer_dir.path(), &strings(&["--config", &writer_config.display().to_string()])).await;
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::connect(writer_url.clone()).await.unwrap();
+    let mut alice = event("acme", "user.login", "alice");
+    alice.actor.as_mut().unwrap().name = "Alice Liddell".into();
+    let mut append = request(vec![alice]);
+    append.wait_for_seal = true;
+    ingest.append(append).await.unwrap();
+
+    let reader_config = reader_dir.path().join("auditum.toml");
+    let vkey = writer_dir.path().join("keys/default.vkey");
+    std::fs::write(
+        &reader_config,
+        format!("{shared}read_only = true\ntrusted_key = {:?}\nfollow_interval = \"300ms\"\n", vkey.display().to_string()),
+    )
+    .unwrap();
+    let (mut reader, reader_url) = spawn_binary(reader_dir.path(), &strings(&["--config", &reader_config.display().to_string()])).await;
+    let actor_name = |url: String| async move {
+        let events = query_all(&url, pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }, 10, false).await;
+        events.first().map(|stored| stored.event.as_ref().unwrap().actor.as_ref().unwrap().name.clone()).unwrap_or_default()
+    };
+    assert_eq!(actor_name(reader_url.clone()).await, "Alice Liddell", "the reader decrypts with the shared keyring");
+
+    let channel = tonic::transport::Endpoint::from_shared(writer_url.clone()).unwrap().connect().await.unwrap();
+    pb::admin_service_client::AdminServiceClient::new(channel)
+        .erase_subject(pb::EraseSubjectRequest { tenant_id: "acme".into(), subject_id: "alice".into(), reason: "GDPR art. 17".into() })
+        .await
+        .unwrap();
+    let erased_after =
+        eventually(Duration::from_secs(5), "the erasure on the reader", || async { actor_name(reader_url.clone()).await == "[erased]" })
+            .await;
+    assert!(erased_after <= Duration::from_millis(300) + Duration::from_secs(1), "erased on the reader after {erased_after:?}");
+    assert_eq!(actor_name(writer_url.clone()).await, "[erased]");
+    assert!(terminate(&mut reader).await.success());
+    assert!(terminate(&mut writer).await.success());
 }

@@ -85,8 +85,18 @@ fn refused(denied: Denied) -> Error {
 /// Where a read-only node sends the meta-audit records of its reads: the log's writer, which
 /// appends them (DESIGN §13). The transport is the server's business.
 pub trait RecordForwarder: Send + Sync + std::fmt::Debug {
-    /// Appends `record` on the writer; Err carries why it was not.
-    fn forward(&self, record: EventRecord) -> futures::future::BoxFuture<'_, Result<(), String>>;
+    /// Appends `record` on the writer of `log`; Err says why it was not.
+    fn forward<'a>(&'a self, log: &'a str, record: EventRecord) -> futures::future::BoxFuture<'a, Result<(), ForwardError>>;
+}
+
+/// Why a read's record was not appended on the writer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct ForwardError {
+    pub reason: String,
+    /// The writer refused it for good (a wrong key, a missing scope, another log): retrying
+    /// the read cannot help until the configuration is fixed.
+    pub permanent: bool,
 }
 
 /// Authentication, authorization and meta-audit, shared by every service.
@@ -214,7 +224,7 @@ impl Access {
             };
             note.details.insert("served_by".into(), node.clone().into());
             let record = meta_audit_record(call, note, outcome, now_micros())?;
-            forwarder.forward(record).await.map_err(Error::MetaAuditForward)?;
+            forwarder.forward(log.name(), record).await.map_err(Error::MetaAuditForward)?;
         } else {
             log.append(vec![meta_audit_record(call, note, outcome, now_micros())?]).await?;
         }

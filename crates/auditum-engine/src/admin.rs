@@ -311,8 +311,12 @@ impl Admin {
             target_id: if log_name.is_empty() { "*".to_string() } else { log_name.to_string() },
             details: object(details),
         };
+        // A read-only node knows no holds (they are the writer's): it says so rather than "none".
+        if let Some(read_only) = self.logs.all().find(|log| log.is_read_only()) {
+            read_only.require_writer("auditum.legal_hold.list")?;
+        }
         let logs: Vec<&Log> = if log_name.is_empty() {
-            self.logs.all().filter(|log| !log.is_read_only() && self.access.require_log(call, log).is_ok()).collect()
+            self.logs.all().filter(|log| self.access.require_log(call, log).is_ok()).collect()
         } else {
             let log = self.logs.by_name(log_name).ok_or_else(|| Error::NoSuchLog { name: log_name.to_string() })?;
             log.require_writer("auditum.legal_hold.list")?;

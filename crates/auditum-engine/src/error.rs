@@ -38,7 +38,7 @@ pub enum Error {
     MetaAudit(String),
     /// A read-only node could not record a read on the writer: the read is not served.
     #[error("the meta-audit record of this call could not be appended on the log's writer, so the call is not served: {0}")]
-    MetaAuditForward(String),
+    MetaAuditForward(crate::access::ForwardError),
     /// A background task died (a panic on the blocking pool): a bug, not an input.
     #[error("{what} task failed: {reason}")]
     Task { what: &'static str, reason: String },

@@ -226,6 +226,15 @@ impl Keyring {
         Ok(erased)
     }
 
+    /// Forgets every cached key: a read-only node calls it every follow interval, so an erasure
+    /// made by the writer takes effect there within that interval (reads refill from the store,
+    /// where tombstones say what is gone).
+    pub fn forget_cached(&self) {
+        lock(&self.tenants).retain(|_| false);
+        lock(&self.subjects).retain(|_| false);
+        lock(&self.kids).retain(|_| false);
+    }
+
     /// Erases a tenant: a tombstone and deletion for each of its data keys, then its secret.
     /// Returns the number of keys erased. The tenant's next event gets a new secret.
     pub async fn erase_tenant(&self, tenant_id: &str) -> Result<u64> {

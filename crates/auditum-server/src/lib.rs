@@ -138,11 +138,24 @@ pub fn log_health_service(log: &str) -> String {
     format!("auditum.log.{log}")
 }
 
-/// Keeps per-log health and gauges current.
-async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthReporter) {
+/// Keeps per-log health and gauges current. On a read-only node, QueryService and ProofService
+/// are SERVING once every log has a verified state to serve (readiness), and stay so while a
+/// later checkpoint is refused (the last verified state is still served).
+async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthReporter, read_only: bool) {
     use auditum_engine::metrics::{METRICS, log_label};
     let mut serving: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut reads_ready = None;
     loop {
+        if read_only {
+            let ready = logs.all().all(|log| log.require_store().is_ok());
+            if reads_ready != Some(ready) {
+                reads_ready = Some(ready);
+                let status = if ready { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+                for service in ["auditum.v1.QueryService", "auditum.v1.ProofService"] {
+                    reporter.set_service_status(service, status).await;
+                }
+            }
+        }
         for log in logs.all() {
             let label = log_label(log.name());
             METRICS.wal_bytes.get_or_create(&label).set(log.wal_bytes() as i64);
@@ -160,6 +173,19 @@ async fn watch_logs(logs: Arc<Logs>, reporter: tonic_health::server::HealthRepor
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// A read-only node's keyrings forget their cached keys every follow interval: an erasure on the
+/// writer (a deleted key, a tombstone) reaches this node's reads within it.
+async fn forget_keys(logs: Arc<Logs>, interval: std::time::Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        for log in logs.all() {
+            if let Some(encryption) = log.encryption() {
+                encryption.keyring.forget_cached();
+            }
+        }
     }
 }
 
@@ -223,24 +249,32 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let logs = Arc::new(open_valid_logs(&config).await?);
     let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
     let mut access = Access::new(&config.api_key_specs(), logs.clone(), config.meta_audit, config.meta_audit_tenant.clone());
-    if let Some(writer) = config.meta_audit_writer.as_deref().filter(|_| config.read_only && config.meta_audit) {
-        let api_key = match &config.meta_audit_writer_key_env {
-            Some(variable) => {
-                Some(std::env::var(variable).ok().filter(|secret| !secret.is_empty()).ok_or_else(|| config::Error::Invalid {
-                    field: "meta_audit_writer_key_env".into(),
-                    reason: format!("variable {variable} is not set (or empty): it holds the writer key's secret"),
-                })?)
-            }
-            None => None,
-        };
-        let forwarder = forward::WriterForwarder::new(writer, api_key)
-            .map_err(|reason| config::Error::Invalid { field: "meta_audit_writer".into(), reason })?;
+    if config.read_only && config.meta_audit {
+        let mut forwarder = forward::WriterForwarder::default();
+        for log_config in config.resolved_logs() {
+            // Validated: every log of a read-only node with meta-audit on has its writer.
+            let Some(writer) = &log_config.meta_audit_writer else { continue };
+            let api_key = match &log_config.meta_audit_writer_key_env {
+                Some(variable) => {
+                    Some(std::env::var(variable).ok().filter(|secret| !secret.is_empty()).ok_or_else(|| config::Error::Invalid {
+                        field: "meta_audit_writer_key_env".into(),
+                        reason: format!("variable {variable} is not set (or empty): it holds the writer key's secret"),
+                    })?)
+                }
+                None => None,
+            };
+            forwarder
+                .add(&log_config.name, writer, api_key, config.meta_audit_writer_tls_ca.clone())
+                .map_err(|reason| config::Error::Invalid { field: "meta_audit_writer".into(), reason })?;
+            tracing::info!(log = %log_config.name, %writer, "reads of this log are recorded on its writer");
+        }
         let node = format!(
             "{} ({addr})",
             std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()).unwrap_or_else(|| "read-only node".into())
         );
-        tracing::info!(%writer, %node, "reads are recorded on the writer");
-        access = access.forwarding_to(Arc::new(forwarder), node);
+        if !forwarder.is_empty() {
+            access = access.forwarding_to(Arc::new(forwarder), node);
+        }
     }
     let access = Arc::new(access);
     if access.development_mode() {
@@ -295,7 +329,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             if writes && config.read_only { tonic_health::ServingStatus::NotServing } else { tonic_health::ServingStatus::Serving };
         health_reporter.set_service_status(service, status).await;
     }
-    let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone()));
+    let watcher = tokio::spawn(watch_logs(logs.clone(), health_reporter.clone(), config.read_only));
+    if config.read_only {
+        tokio::spawn(forget_keys(logs.clone(), config.follow_interval));
+    }
     let reflection_builder = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

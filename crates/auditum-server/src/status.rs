@@ -24,7 +24,9 @@ pub fn status_from_engine(error: Error) -> Status {
         Error::NoSuchLog { .. } => Status::not_found(error.to_string()),
         Error::NoCheckpoint { .. } => Status::failed_precondition(error.to_string()),
         Error::BeyondCheckpoint { .. } => Status::out_of_range(error.to_string()),
-        Error::Unreachable(_) | Error::MetaAuditForward(_) => Status::unavailable(error.to_string()),
+        Error::Unreachable(_) => Status::unavailable(error.to_string()),
+        Error::MetaAuditForward(ref forward) if forward.permanent => Status::failed_precondition(error.to_string()),
+        Error::MetaAuditForward(_) => Status::unavailable(error.to_string()),
         // A tenant this process holds no log for: its events go to another writer.
         Error::NoLogForTenant { .. } => Status::failed_precondition(error.to_string()),
         // The batches must be restored first: retrying as it is cannot help.

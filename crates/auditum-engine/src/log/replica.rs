@@ -21,6 +21,9 @@ use tokio::sync::{Notify, mpsc, watch};
 /// Ledger entries fetched at once while catching up.
 const ENTRY_FETCHES: usize = 16;
 
+/// Checkpoint notes beyond the pointer looked for in one step.
+const NOTES_AHEAD: u64 = 16;
+
 /// What a read-only node needs beyond a log's settings.
 #[derive(Debug, Clone)]
 pub struct ReplicaSettings {
@@ -195,8 +198,16 @@ impl Log {
         let served_size = served.as_ref().map_or(0, |checkpoint| checkpoint.size);
         let body = match store.get(&checkpoint_key, None).await {
             Ok(body) => body,
-            // Nothing sealed yet: an empty log is a state too, unless this node served one.
-            Err(store::Error::NotFound { .. }) if served.is_none() => return Ok(()),
+            // Nothing sealed yet: an empty log is a state too, unless it has history (a deleted
+            // pointer, or this node served one): then an empty answer would be a lie.
+            Err(store::Error::NotFound { .. }) if served.is_none() => {
+                let first_note = paths::checkpoint_note_key(&log, 1);
+                return match store.get(&first_note, None).await {
+                    Err(store::Error::NotFound { .. }) => Ok(()),
+                    Ok(_) => Err(refused(&checkpoint_key, format!("is missing, but {first_note} exists: the log has history"))),
+                    Err(error) => Err(error.into()),
+                };
+            }
             Err(store::Error::NotFound { .. }) => {
                 return Err(refused(&checkpoint_key, format!("is gone, after this node verified a checkpoint of size {served_size}")));
             }
@@ -206,10 +217,7 @@ impl Log {
         if lock(&self.inner.shared).latest_checkpoint.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        let checkpoint = self
-            .verifier()
-            .verify_checkpoint(&text)
-            .map_err(|error| refused(&checkpoint_key, format!("{error} (signed by another key than the pinned verifier key?)")))?;
+        let checkpoint = self.verify_note(&checkpoint_key, &text)?;
         if let Some(served) = &served {
             if checkpoint.size < served.size {
                 return Err(refused(
@@ -230,6 +238,9 @@ impl Log {
                 return Ok(());
             }
         }
+        // The pointer may lag the immutable notes (a writer between the two puts), or have been
+        // rolled back before this node first read it: the newest signed note is what to serve.
+        let (checkpoint, text) = self.newest_note(checkpoint, text).await?;
         let new_entries = self.fetch_entries(served_size, checkpoint.size).await?;
         let mut entry_hashes = lock(&self.inner.shared).entry_hashes.clone();
         entry_hashes.extend(new_entries.iter().map(|(_, hash)| *hash));
@@ -261,6 +272,38 @@ impl Log {
             self.inner.durable_end.send_replace(end.0);
         }
         Ok(())
+    }
+
+    /// A checkpoint's signature under the pinned key, and its origin: this log's.
+    fn verify_note(&self, key: &str, text: &str) -> Result<Checkpoint, StepError> {
+        let checkpoint = self
+            .verifier()
+            .verify_checkpoint(text)
+            .map_err(|error| refused(key, format!("{error} (signed by another key than the pinned verifier key?)")))?;
+        if checkpoint.origin != self.inner.settings.origin {
+            return Err(refused(key, format!("is of origin {:?}, not this log's {:?}", checkpoint.origin, self.inner.settings.origin)));
+        }
+        Ok(checkpoint)
+    }
+
+    /// The newest signed checkpoint note from `checkpoint` on (at most [`NOTES_AHEAD`] ahead).
+    async fn newest_note(&self, mut checkpoint: Checkpoint, mut text: String) -> Result<(Checkpoint, String), StepError> {
+        let store = self.inner.settings.store.clone();
+        for _ in 0..NOTES_AHEAD {
+            let key = paths::checkpoint_note_key(self.name(), checkpoint.size + 1);
+            let body = match store.get(&key, None).await {
+                Ok(body) => body,
+                Err(store::Error::NotFound { .. }) => break,
+                Err(error) => return Err(error.into()),
+            };
+            let next_text = String::from_utf8(body.to_vec()).map_err(|_| refused(&key, "is not utf-8"))?;
+            let next = self.verify_note(&key, &next_text)?;
+            if next.size != checkpoint.size + 1 {
+                return Err(refused(&key, format!("covers {} ledger entries, not {}", next.size, checkpoint.size + 1)));
+            }
+            (checkpoint, text) = (next, next_text);
+        }
+        Ok((checkpoint, text))
     }
 
     /// Ledger entries `[from, to)`, each checked to chain on from the one before it.

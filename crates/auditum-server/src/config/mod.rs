@@ -90,6 +90,13 @@ pub struct LogConfig {
     /// Read-only nodes: the writer's verifier key (`name+id+key`, or a file holding it), pinned.
     #[serde(default)]
     pub verifier_key: Option<String>,
+    /// Read-only nodes: this log's writer, when it is not the top-level `meta_audit_writer`
+    /// (writers sharded by log).
+    #[serde(default)]
+    pub meta_audit_writer: Option<String>,
+    /// Read-only nodes: the variable holding this log's writer key; default: the top-level one.
+    #[serde(default)]
+    pub meta_audit_writer_key_env: Option<String>,
 }
 
 /// One API key (docs/API.md): only the SHA-256 of its secret is configured.
@@ -201,6 +208,8 @@ pub struct Config {
     /// Read-only nodes: the variable holding the bearer secret of a writer API key with the
     /// `meta_audit_forward` scope.
     pub meta_audit_writer_key_env: Option<String>,
+    /// Read-only nodes: the PEM CA that signed the writers' certificates (`https://` writers).
+    pub meta_audit_writer_tls_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -251,12 +260,13 @@ impl Default for Config {
             default_log: true,
             meta_audit_writer: None,
             meta_audit_writer_key_env: None,
+            meta_audit_writer_tls_ca: None,
         }
     }
 }
 
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 45] = [
+pub const FIELD_NAMES: [&str; 46] = [
     "listen",
     "metrics_listen",
     "data_dir",
@@ -302,6 +312,7 @@ pub const FIELD_NAMES: [&str; 45] = [
     "default_log",
     "meta_audit_writer",
     "meta_audit_writer_key_env",
+    "meta_audit_writer_tls_ca",
 ];
 
 pub fn is_valid_log_name(name: &str) -> bool {
@@ -435,6 +446,7 @@ impl Config {
         line("default_log", Some(self.default_log.to_string()));
         line("meta_audit_writer", self.meta_audit_writer.as_deref().map(quoted));
         line("meta_audit_writer_key_env", self.meta_audit_writer_key_env.as_deref().map(quoted));
+        line("meta_audit_writer_tls_ca", self.meta_audit_writer_tls_ca.as_ref().map(|path| quoted(&path.display().to_string())));
         if self.api_keys.is_empty() {
             out.push_str("# api_keys: none (development mode, loopback only)\n");
         }
@@ -492,6 +504,12 @@ impl Config {
             }
             if let Some(key) = &log.verifier_key {
                 out.push_str(&format!("verifier_key = {}\n", quoted(key)));
+            }
+            if let Some(writer) = &log.meta_audit_writer {
+                out.push_str(&format!("meta_audit_writer = {}\n", quoted(writer)));
+            }
+            if let Some(variable) = &log.meta_audit_writer_key_env {
+                out.push_str(&format!("meta_audit_writer_key_env = {}\n", quoted(variable)));
             }
         }
         out.push_str(&self.delivery_toml());
@@ -579,6 +597,8 @@ impl Config {
                     kek_file: None,
                     kek_env: None,
                     verifier_key: None,
+                    meta_audit_writer: None,
+                    meta_audit_writer_key_env: None,
                 },
             );
         }
@@ -596,6 +616,12 @@ impl Config {
                 log.kek_env = self.kek_env.clone();
             }
             log.origin.get_or_insert_with(|| format!("auditum/{}", log.name));
+            if log.meta_audit_writer.is_none() {
+                log.meta_audit_writer = self.meta_audit_writer.clone();
+            }
+            if log.meta_audit_writer_key_env.is_none() {
+                log.meta_audit_writer_key_env = self.meta_audit_writer_key_env.clone();
+            }
             if log.name == DEFAULT_LOG && log.verifier_key.is_none() {
                 log.verifier_key = self.trusted_key.clone();
             }
@@ -642,6 +668,9 @@ impl LogConfig {
                 Ok(contents) => contents,
                 Err(error) => return Some(Err(format!("{text}: {error}"))),
             }
+        } else if !text.contains('+') {
+            // Not a key's text (`name+id+key`): a path that does not exist.
+            return Some(Err(format!("{text}: no such file (and not a key, which reads name+id+key)")));
         } else {
             text.to_string()
         };
@@ -709,6 +738,10 @@ mod tests {
                 keyring: Some("file:///keys".into()),
                 kek_file: Some("kek".into()),
                 kek_env: Some("KEK".into()),
+                trusted_key: Some("default.vkey".into()),
+                meta_audit_writer: Some("http://writer:50051".into()),
+                meta_audit_writer_key_env: Some("KEY".into()),
+                meta_audit_writer_tls_ca: Some("writer-ca.pem".into()),
                 api_keys: vec![ApiKeyConfig {
                     id: "billing".into(),
                     secret_sha256: "ab".repeat(32),

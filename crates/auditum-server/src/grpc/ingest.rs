@@ -50,7 +50,11 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 .into_iter()
                 .enumerate()
                 .map(|(index, event)| match forwarded {
-                    true => self.validator.prepare_forwarded(index, event, now).map(|record| forwarded_by(record, call.caller.key_id())),
+                    true => self
+                        .validator
+                        .prepare_forwarded(index, event, now)
+                        .map(|record| forwarded_by(record, call.caller.key_id()))
+                        .and_then(|record| within_limit(index, record)),
                     false => self.validator.prepare(index, event, now),
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -84,4 +88,19 @@ fn forwarded_by(mut record: auditum_format::event::EventRecord, key_id: &str) ->
     details.insert("forwarded_by".into(), key_id.into());
     record.metadata = Some(auditum_format::json::canonical(&serde_json::Value::Object(details)));
     record
+}
+
+/// The event size limit holds for the stored record, `forwarded_by` included.
+fn within_limit(
+    index: usize,
+    record: auditum_format::event::EventRecord,
+) -> Result<auditum_format::event::EventRecord, validate::ValidationError> {
+    let size = record.encoded_len_hint();
+    if size > validate::MAX_EVENT_BYTES {
+        return Err(validate::ValidationError {
+            field: format!("events[{index}]"),
+            rule: format!("{size} bytes with forwarded_by exceeds the limit of {} bytes", validate::MAX_EVENT_BYTES),
+        });
+    }
+    Ok(record)
 }
