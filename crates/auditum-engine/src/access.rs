@@ -3,6 +3,7 @@
 //! before it runs — refused attempts included.
 
 use crate::auth::{ApiKeySpec, Authenticator, Caller, Denied, Scope};
+pub use crate::error::ForwardError;
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::metrics::{AuthFailure, METRICS, log_label};
@@ -87,16 +88,6 @@ fn refused(denied: Denied) -> Error {
 pub trait RecordForwarder: Send + Sync + std::fmt::Debug {
     /// Appends `record` on the writer of `log`; Err says why it was not.
     fn forward<'a>(&'a self, log: &'a str, record: EventRecord) -> futures::future::BoxFuture<'a, Result<(), ForwardError>>;
-}
-
-/// Why a read's record was not appended on the writer.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{reason}")]
-pub struct ForwardError {
-    pub reason: String,
-    /// The writer refused it for good (a wrong key, a missing scope, another log): retrying
-    /// the read cannot help until the configuration is fixed.
-    pub permanent: bool,
 }
 
 /// Authentication, authorization and meta-audit, shared by every service.

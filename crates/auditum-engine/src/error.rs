@@ -38,7 +38,7 @@ pub enum Error {
     MetaAudit(String),
     /// A read-only node could not record a read on the writer: the read is not served.
     #[error("the meta-audit record of this call could not be appended on the log's writer, so the call is not served: {0}")]
-    MetaAuditForward(crate::access::ForwardError),
+    MetaAuditForward(ForwardError),
     /// A background task died (a panic on the blocking pool): a bug, not an input.
     #[error("{what} task failed: {reason}")]
     Task { what: &'static str, reason: String },
@@ -60,6 +60,16 @@ pub enum Error {
     /// A store call of an admin operation failed.
     #[error("log {log}: {source}")]
     Store { log: String, source: auditum_store::Error },
+}
+
+/// Why a read's meta-audit record was not appended on the writer (a read-only node).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct ForwardError {
+    pub reason: String,
+    /// The writer refused it for good (a wrong key, a missing scope, another log): retrying
+    /// the read cannot help until the configuration is fixed.
+    pub permanent: bool,
 }
 
 impl Error {
