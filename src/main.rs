@@ -35,6 +35,8 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Follow a tenant's events as they become durable, in seq order (resumable with --after-seq).
     Subscribe(cli::subscribe::SubscribeArgs),
+    /// Count a tenant's events by dimension and time bucket (e.g. --by action --bucket day).
+    Summarize(cli::summarize::SummarizeArgs),
     /// Fetch an event's proof (docs/FORMAT.md, Proofs) from a server and save it.
     Proof(cli::proof::ProofArgs),
     /// Verify a saved event proof offline against a pinned verifier key.
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
             Command::Export(args) => cli::export::run(args).await,
             Command::Proof(args) => cli::proof::run(args).await,
             Command::Subscribe(args) => cli::subscribe::run(args).await,
+            Command::Summarize(args) => cli::summarize::run(args).await,
             Command::VerifyProof(args) => cli::proof::verify_saved(args),
             Command::Config(command) => cli::config::run(command),
             Command::Relay(command) => cli::relay::run(command).await,

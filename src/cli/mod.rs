@@ -17,4 +17,5 @@ pub mod relay;
 pub mod restore;
 pub mod serve;
 pub mod subscribe;
+pub mod summarize;
 pub mod verify;

@@ -28,6 +28,7 @@ mod security;
 mod startup_checks;
 mod store_conformance;
 mod subscribe;
+mod summarize;
 mod tamper;
 mod validation;
 mod vectors;

@@ -5,7 +5,7 @@
 //! - `router`: tenants → logs; `ingest`: Append over them;
 //! - `read` + `scan`: filters, page tokens, the merge of sealed batches and unsealed events;
 //!   `query`: Query and Export; `export`: encoding and the export pipeline; `subscribe`: the
-//!   seq-ordered stream of durable events;
+//!   seq-ordered stream of durable events; `summarize`: counts by dimension and time bucket;
 //! - `proof` + `proofs`: event and consistency proofs, server-side verification;
 //! - `auth` + `access`: keys, scopes, tenant binding, rate limits, and the meta-audit record;
 //! - `encryption` + `erasure`: per-subject field encryption (the keyring), decryption on reads,
@@ -33,5 +33,6 @@ pub mod read;
 pub mod router;
 pub mod scan;
 pub mod subscribe;
+pub mod summarize;
 
 pub use error::{Error, Result};

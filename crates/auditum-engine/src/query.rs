@@ -60,6 +60,8 @@ pub struct ExportRequest {
 pub struct Reader {
     logs: Arc<Logs>,
     footers: Arc<FooterCache>,
+    /// Partial counts of sealed batches for Summarize.
+    summaries: Arc<crate::summarize::SummaryCache>,
     access: Arc<Access>,
     /// Becomes true when the server begins to stop: subscriptions end then.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -73,6 +75,7 @@ impl Reader {
         Reader {
             logs,
             footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)),
+            summaries: Arc::default(),
             access,
             closing,
             _never_closing: Some(Arc::new(never_closing)),
@@ -92,6 +95,10 @@ impl Reader {
 
     pub(crate) fn access(&self) -> &Access {
         &self.access
+    }
+
+    pub(crate) fn summary_cache(&self) -> Arc<crate::summarize::SummaryCache> {
+        self.summaries.clone()
     }
 
     /// Tenant binding, then the meta-audit record, for a Query or an Export.

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 pub use auditum_format::rules::*;
 
 /// The meta-audit actions of reads, which a read-only node forwards to the log's writer.
-pub const FORWARDED_ACTIONS: [&str; 4] = ["auditum.query", "auditum.export", "auditum.proof", "auditum.subscribe"];
+pub const FORWARDED_ACTIONS: [&str; 5] = ["auditum.query", "auditum.export", "auditum.proof", "auditum.subscribe", "auditum.summarize"];
 
 /// A rule violation: `events[3].actor.id: required`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -167,7 +167,7 @@ mod tests {
     fn each_log_of_a_read_only_node_records_its_reads_on_its_own_writer() {
         let eu = auditum_format::checkpoint::Signer::generate("auditum/eu").unwrap().verifier_key();
         let text = format!(
-            "read_only = true\ntrusted_key = {:?}\nmeta_audit_writer = \"http://writer:50051\"\nmeta_audit_writer_key_env = \"KEY\"\n\n[[logs]]\nname = \"eu\"\nverifier_key = {eu:?}\nmeta_audit_writer = \"https://writer-eu:50051\"\n",
+            "read_only = true\ntrusted_key = {:?}\nmeta_audit_writer = \"http://writer:50051\"\nmeta_audit_writer_key_env = \"KEY\"\nmeta_audit_writer_tls_ca = \"ca.pem\"\n\n[[logs]]\nname = \"eu\"\nverifier_key = {eu:?}\nmeta_audit_writer = \"https://writer-eu:50051\"\n",
             key()
         );
         let config = load(&text).unwrap();

@@ -1,4 +1,4 @@
-//! `QueryService`: Query, Export and Subscribe.
+//! `QueryService`: Query, Export, Subscribe and Summarize.
 
 use super::request_meta;
 use crate::status::{Status, status_from_engine, status_from_export};
@@ -9,6 +9,7 @@ use auditum_engine::query::{ExportRequest, QueryRequest, Reader};
 use auditum_engine::read::{FilterError, FilterSpec};
 use auditum_engine::scan::ScanStats;
 use auditum_engine::subscribe::{Ended, SubscribeItem, SubscribeRequest, SubscribeStart};
+use auditum_engine::summarize::{Bucket, Dimension, SummarizeRequest};
 use auditum_proto::convert::{self, actor_type_name, outcome_name, timestamp_ceil_micros};
 use auditum_proto::pb;
 use std::sync::Arc;
@@ -133,6 +134,58 @@ impl QueryApi {
         Ok(Box::pin(stream))
     }
 
+    async fn summarize(&self, call: &auditum_engine::access::Call, request: pb::SummarizeRequest) -> Result<pb::SummarizeResponse, Status> {
+        let group_by = request
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(index, value)| match pb::SummaryDimension::try_from(*value) {
+                Ok(pb::SummaryDimension::Action) => Ok(Dimension::Action),
+                Ok(pb::SummaryDimension::ActorId) => Ok(Dimension::ActorId),
+                Ok(pb::SummaryDimension::ActorType) => Ok(Dimension::ActorType),
+                Ok(pb::SummaryDimension::TargetType) => Ok(Dimension::TargetType),
+                Ok(pb::SummaryDimension::TargetId) => Ok(Dimension::TargetId),
+                Ok(pb::SummaryDimension::Outcome) => Ok(Dimension::Outcome),
+                Ok(pb::SummaryDimension::Service) => Ok(Dimension::Service),
+                Ok(pb::SummaryDimension::SourceIp) => Ok(Dimension::SourceIp),
+                Ok(pb::SummaryDimension::Unspecified) => {
+                    Err(reject(&format!("group_by[{index}]"), "SUMMARY_DIMENSION_UNSPECIFIED is not a dimension"))
+                }
+                Err(_) => Err(reject(&format!("group_by[{index}]"), format!("unknown enum value {value}"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bucket = match pb::TimeBucket::try_from(request.bucket) {
+            Ok(pb::TimeBucket::Unspecified) => Bucket::Whole,
+            Ok(pb::TimeBucket::Hour) => Bucket::Hour,
+            Ok(pb::TimeBucket::Day) => Bucket::Day,
+            Ok(pb::TimeBucket::Week) => Bucket::Week,
+            Ok(pb::TimeBucket::Month) => Bucket::Month,
+            Err(_) => return Err(reject("bucket", format!("unknown enum value {}", request.bucket))),
+        };
+        let summarize = SummarizeRequest {
+            filter: filter_spec(request.filter.as_ref())?,
+            filter_details: details(request.filter.as_ref()),
+            group_by,
+            bucket,
+            limit: request.limit,
+        };
+        let summary = self.reader.summarize(call, summarize).await.map_err(status_from_engine)?;
+        Ok(pb::SummarizeResponse {
+            rows: summary
+                .rows
+                .into_iter()
+                .map(|row| pb::SummaryRow {
+                    bucket_start: Some(convert::timestamp_from_micros(row.bucket_start)),
+                    keys: row.keys,
+                    count: row.count,
+                })
+                .collect(),
+            total_events: summary.total_events,
+            truncated: summary.truncated,
+            checkpoint: summary.checkpoint,
+        })
+    }
+
     async fn subscribe(
         &self,
         call: &auditum_engine::access::Call,
@@ -178,6 +231,12 @@ impl pb::query_service_server::QueryService for QueryApi {
         let call = self.access.open("Export", Scope::Export, 1, request_meta(&request)).map_err(status_from_engine)?;
         let span = call.span();
         QueryApi::export(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
+    }
+
+    async fn summarize(&self, request: Request<pb::SummarizeRequest>) -> Result<Response<pb::SummarizeResponse>, Status> {
+        let call = self.access.open("Summarize", Scope::Query, 1, request_meta(&request)).map_err(status_from_engine)?;
+        let span = call.span();
+        QueryApi::summarize(self, &call, request.into_inner()).instrument(span).await.map(Response::new)
     }
 
     type SubscribeStream = futures::stream::BoxStream<'static, Result<pb::SubscribeResponse, Status>>;

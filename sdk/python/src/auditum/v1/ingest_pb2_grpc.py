@@ -49,10 +49,11 @@ class IngestServiceServicer(object):
     def Append(self, request, context):
         """Appends events. Each is acknowledged only once it is fsync'd to the WAL. A read-only node
         (DESIGN §13) also appends here the meta-audit records of the reads it serves: a call of
-        nothing but `auditum.query`, `auditum.export`, `auditum.proof` or `auditum.subscribe` records
-        (service "auditum") needs the `meta_audit_forward` scope, which `admin` does not grant; the
-        stored record's metadata gains `forwarded_by` (the key id). Without that scope such a call is
-        PERMISSION_DENIED; with it, any other `auditum.*` action is INVALID_ARGUMENT.
+        nothing but `auditum.query`, `auditum.export`, `auditum.proof`, `auditum.subscribe` or
+        `auditum.summarize` records (service "auditum") needs the `meta_audit_forward` scope, which
+        `admin` does not grant; the stored record's metadata gains `forwarded_by` (the key id).
+        Without that scope such a call is PERMISSION_DENIED; with it, any other `auditum.*` action
+        is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

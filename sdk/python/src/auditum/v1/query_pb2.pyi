@@ -1,4 +1,7 @@
+import datetime
+
 from auditum.v1 import event_pb2 as _event_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -14,10 +17,44 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_JSONL: _ClassVar[ExportFormat]
     EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
     EXPORT_FORMAT_PARQUET: _ClassVar[ExportFormat]
+
+class SummaryDimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUMMARY_DIMENSION_UNSPECIFIED: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_ACTION: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_ACTOR_ID: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_ACTOR_TYPE: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_TARGET_TYPE: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_TARGET_ID: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_OUTCOME: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_SERVICE: _ClassVar[SummaryDimension]
+    SUMMARY_DIMENSION_SOURCE_IP: _ClassVar[SummaryDimension]
+
+class TimeBucket(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIME_BUCKET_UNSPECIFIED: _ClassVar[TimeBucket]
+    TIME_BUCKET_HOUR: _ClassVar[TimeBucket]
+    TIME_BUCKET_DAY: _ClassVar[TimeBucket]
+    TIME_BUCKET_WEEK: _ClassVar[TimeBucket]
+    TIME_BUCKET_MONTH: _ClassVar[TimeBucket]
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_JSONL: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_PARQUET: ExportFormat
+SUMMARY_DIMENSION_UNSPECIFIED: SummaryDimension
+SUMMARY_DIMENSION_ACTION: SummaryDimension
+SUMMARY_DIMENSION_ACTOR_ID: SummaryDimension
+SUMMARY_DIMENSION_ACTOR_TYPE: SummaryDimension
+SUMMARY_DIMENSION_TARGET_TYPE: SummaryDimension
+SUMMARY_DIMENSION_TARGET_ID: SummaryDimension
+SUMMARY_DIMENSION_OUTCOME: SummaryDimension
+SUMMARY_DIMENSION_SERVICE: SummaryDimension
+SUMMARY_DIMENSION_SOURCE_IP: SummaryDimension
+TIME_BUCKET_UNSPECIFIED: TimeBucket
+TIME_BUCKET_HOUR: TimeBucket
+TIME_BUCKET_DAY: TimeBucket
+TIME_BUCKET_WEEK: TimeBucket
+TIME_BUCKET_MONTH: TimeBucket
 
 class QueryRequest(_message.Message):
     __slots__ = ("filter", "page_size", "page_token", "descending")
@@ -126,3 +163,37 @@ class SubscribeProgress(_message.Message):
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     cursor: int
     def __init__(self, cursor: _Optional[int] = ...) -> None: ...
+
+class SummarizeRequest(_message.Message):
+    __slots__ = ("filter", "group_by", "bucket", "limit")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    filter: _event_pb2.EventFilter
+    group_by: _containers.RepeatedScalarFieldContainer[SummaryDimension]
+    bucket: TimeBucket
+    limit: int
+    def __init__(self, filter: _Optional[_Union[_event_pb2.EventFilter, _Mapping]] = ..., group_by: _Optional[_Iterable[_Union[SummaryDimension, str]]] = ..., bucket: _Optional[_Union[TimeBucket, str]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SummarizeResponse(_message.Message):
+    __slots__ = ("rows", "total_events", "truncated", "checkpoint")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[SummaryRow]
+    total_events: int
+    truncated: bool
+    checkpoint: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_events: _Optional[int] = ..., truncated: bool = ..., checkpoint: _Optional[str] = ...) -> None: ...
+
+class SummaryRow(_message.Message):
+    __slots__ = ("bucket_start", "keys", "count")
+    BUCKET_START_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    bucket_start: _timestamp_pb2.Timestamp
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    count: int
+    def __init__(self, bucket_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., keys: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ...) -> None: ...

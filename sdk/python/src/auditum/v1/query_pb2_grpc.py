@@ -50,6 +50,11 @@ class QueryServiceStub(object):
                 request_serializer=auditum_dot_v1_dot_query__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=auditum_dot_v1_dot_query__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
+        self.Summarize = channel.unary_unary(
+                '/auditum.v1.QueryService/Summarize',
+                request_serializer=auditum_dot_v1_dot_query__pb2.SummarizeRequest.SerializeToString,
+                response_deserializer=auditum_dot_v1_dot_query__pb2.SummarizeResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer(object):
@@ -78,6 +83,15 @@ class QueryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Summarize(self, request, context):
+        """Counts the events matching a filter (sealed and unsealed), by up to two dimensions and a UTC
+        time bucket of occurred_at (DESIGN §10). Needs the query scope; recorded as
+        `auditum.summarize`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=auditum_dot_v1_dot_query__pb2.SubscribeRequest.FromString,
                     response_serializer=auditum_dot_v1_dot_query__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'Summarize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Summarize,
+                    request_deserializer=auditum_dot_v1_dot_query__pb2.SummarizeRequest.FromString,
+                    response_serializer=auditum_dot_v1_dot_query__pb2.SummarizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +198,33 @@ class QueryService(object):
             '/auditum.v1.QueryService/Subscribe',
             auditum_dot_v1_dot_query__pb2.SubscribeRequest.SerializeToString,
             auditum_dot_v1_dot_query__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Summarize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/auditum.v1.QueryService/Summarize',
+            auditum_dot_v1_dot_query__pb2.SummarizeRequest.SerializeToString,
+            auditum_dot_v1_dot_query__pb2.SummarizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,358 @@
+//! Summarize (DESIGN §10): counts of the events a filter matches, by up to two dimensions and a
+//! UTC time bucket of `occurred_at`, over sealed batches and unsealed events alike. A sealed
+//! batch never changes, so its partial counts for one (filter, dimensions, bucket) are cached:
+//! a dashboard asked again pays only for the batches sealed since and the open events.
+
+use crate::access::{Call, MetaNote, object};
+use crate::encryption;
+use crate::error::{Error, Result};
+use crate::query::Reader;
+use crate::read::{Filter, FilterSpec, merge};
+use crate::scan::{BatchScan, MAX_DECODE_ROWS, Predicate, RangeReader, ScanStats};
+use auditum_format::event::EventRecord;
+use auditum_format::ledger::LedgerEntry;
+use chrono::{Datelike, TimeZone};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Groups kept per bucket when the request names no limit, and the most it may name.
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 10_000;
+/// Dimensions a summary groups by at most.
+pub const MAX_DIMENSIONS: usize = 2;
+/// Partial counts of sealed batches kept (entries: one per batch and request shape).
+const CACHE_ENTRIES: usize = 4096;
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+/// 1969-12-29, the Monday of the ISO week holding the epoch (a Thursday).
+const FIRST_MONDAY: i64 = -3 * DAY;
+
+/// What a summary groups by (DESIGN §10's `SummaryDimension`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Action,
+    ActorId,
+    ActorType,
+    TargetType,
+    TargetId,
+    Outcome,
+    Service,
+    SourceIp,
+}
+
+impl Dimension {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Action => "action",
+            Dimension::ActorId => "actor_id",
+            Dimension::ActorType => "actor_type",
+            Dimension::TargetType => "target_type",
+            Dimension::TargetId => "target_id",
+            Dimension::Outcome => "outcome",
+            Dimension::Service => "service",
+            Dimension::SourceIp => "source_ip",
+        }
+    }
+
+    /// The event's key for this dimension; a null value is "".
+    fn key(self, record: &EventRecord) -> &str {
+        match self {
+            Dimension::Service => record.service.as_deref().unwrap_or_default(),
+            other => merge::text_column(record, other.name()).unwrap_or_default(),
+        }
+    }
+}
+
+/// The time bucket of `occurred_at` (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// One bucket, starting at the filter's start time (or the epoch).
+    Whole,
+    Hour,
+    Day,
+    /// ISO weeks, from Monday 00:00.
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+impl Bucket {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Whole => "none",
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+            Bucket::Week => "week",
+            Bucket::Month => "month",
+        }
+    }
+
+    /// The start (µs since the epoch) of the bucket holding `micros`.
+    pub fn start(self, micros: i64, whole_start: i64) -> i64 {
+        match self {
+            Bucket::Whole => whole_start,
+            Bucket::Hour => micros.div_euclid(HOUR) * HOUR,
+            Bucket::Day => micros.div_euclid(DAY) * DAY,
+            Bucket::Week => (micros - FIRST_MONDAY).div_euclid(7 * DAY) * 7 * DAY + FIRST_MONDAY,
+            Bucket::Month => {
+                let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else { return micros.div_euclid(DAY) * DAY };
+                chrono::Utc
+                    .with_ymd_and_hms(time.year(), time.month(), 1, 0, 0, 0)
+                    .single()
+                    .map(|first| first.timestamp_micros())
+                    .unwrap_or_else(|| micros.div_euclid(DAY) * DAY)
+            }
+        }
+    }
+}
+
+/// One Summarize call.
+#[derive(Debug, Clone)]
+pub struct SummarizeRequest {
+    pub filter: FilterSpec,
+    /// The filter as the client sent it, for the meta-audit record.
+    pub filter_details: serde_json::Value,
+    pub group_by: Vec<Dimension>,
+    pub bucket: Bucket,
+    /// 0: [`DEFAULT_LIMIT`].
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub bucket_start: i64,
+    pub keys: Vec<String>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub log: String,
+    pub rows: Vec<SummaryRow>,
+    pub total_events: u64,
+    pub truncated: bool,
+    /// The checkpoint current when the summary began.
+    pub checkpoint: String,
+    pub stats: ScanStats,
+}
+
+type Counts = HashMap<(i64, Vec<String>), u64>;
+/// (batch object, request shape).
+type CacheKey = (String, String);
+
+/// Partial counts of sealed batches, by (batch object, request shape).
+#[derive(Default)]
+pub struct SummaryCache {
+    entries: Mutex<CacheEntries>,
+}
+
+/// The cached counts, and their keys oldest first (evicted first).
+#[derive(Default)]
+struct CacheEntries {
+    counts: HashMap<CacheKey, Arc<Counts>>,
+    order: std::collections::VecDeque<CacheKey>,
+}
+
+impl std::fmt::Debug for SummaryCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SummaryCache").finish_non_exhaustive()
+    }
+}
+
+impl SummaryCache {
+    fn get(&self, key: &CacheKey) -> Option<Arc<Counts>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts.get(key).cloned()
+    }
+
+    fn insert(&self, key: CacheKey, counts: Arc<Counts>) {
+        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let CacheEntries { counts: map, order } = &mut *guard;
+        while map.len() >= CACHE_ENTRIES {
+            let Some(oldest) = order.pop_front() else { break };
+            map.remove(&oldest);
+        }
+        if map.insert(key.clone(), counts).is_none() {
+            order.push_back(key);
+        }
+    }
+}
+
+fn count(counts: &mut Counts, record: &EventRecord, group_by: &[Dimension], bucket: Bucket, whole_start: i64) {
+    let keys = group_by.iter().map(|dimension| dimension.key(record).to_string()).collect();
+    *counts.entry((bucket.start(record.occurred_at, whole_start), keys)).or_default() += 1;
+}
+
+/// Rows in DESIGN §10's order, at most `limit` groups per bucket (the largest), and whether any
+/// bucket had more.
+pub fn rows_of(counts: Counts, limit: usize) -> (Vec<SummaryRow>, bool) {
+    let mut rows: Vec<SummaryRow> =
+        counts.into_iter().map(|((bucket_start, keys), count)| SummaryRow { bucket_start, keys, count }).collect();
+    rows.sort_by(|a, b| a.bucket_start.cmp(&b.bucket_start).then(b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys)));
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut truncated = false;
+    let mut in_bucket = 0;
+    let mut current = None;
+    for row in rows {
+        if current != Some(row.bucket_start) {
+            current = Some(row.bucket_start);
+            in_bucket = 0;
+        }
+        in_bucket += 1;
+        if in_bucket > limit {
+            truncated = true;
+            continue;
+        }
+        kept.push(row);
+    }
+    (kept, truncated)
+}
+
+impl Reader {
+    pub async fn summarize(&self, call: &Call, request: SummarizeRequest) -> Result<Summary> {
+        let filter = Filter::new(&request.filter)?;
+        if request.group_by.len() > MAX_DIMENSIONS {
+            return Err(Error::bad_request(
+                "group_by",
+                format!("{} dimensions exceeds the limit of {MAX_DIMENSIONS}", request.group_by.len()),
+            ));
+        }
+        if request.limit > MAX_LIMIT {
+            return Err(Error::bad_request("limit", format!("{} exceeds the limit of {MAX_LIMIT}", request.limit)));
+        }
+        let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit } as usize;
+        let log = self.log_for_tenant(&filter.tenant_id)?.clone();
+        encryption::refuse_encrypted_filters(&log, &request.filter)?;
+        if let Some(encryption) = log.encryption()
+            && request.group_by.contains(&Dimension::SourceIp)
+            && encryption.columns.contains("source_ip")
+        {
+            return Err(Error::bad_request(
+                "group_by",
+                format!("source_ip is encrypted per data subject in log {}: its stored values cannot be grouped", log.name()),
+            ));
+        }
+        log.require_store()?;
+        let snapshot = log.read_snapshot();
+        let checkpoint = snapshot.checkpoint.clone().unwrap_or_default();
+        let details = serde_json::json!({
+            "group_by": request.group_by.iter().map(|dimension| dimension.name()).collect::<Vec<_>>(),
+            "bucket": request.bucket.name(),
+            "limit": limit,
+            "filter": request.filter_details,
+        });
+        let note = MetaNote {
+            action: "auditum.summarize",
+            tenant: filter.tenant_id.clone(),
+            target_type: "tenant",
+            target_id: filter.tenant_id.clone(),
+            details: object(details),
+        };
+        self.access().admit(call, call.caller.require_tenant("filter.tenant_id", &filter.tenant_id), note).await?;
+
+        let predicate = Arc::new(filter.predicate(None, false));
+        let whole_start = predicate.start.unwrap_or(0);
+        // The request's shape: what a cached batch's partial counts depend on besides the batch.
+        let shape = format!("{}|{:?}|{:?}|{:?}", filter.tenant_id, predicate, request.group_by, request.bucket);
+        let context = self.scan_context(&log, Arc::new(crate::scan::IoCounters::default()), MAX_DECODE_ROWS);
+        let cache = self.summary_cache();
+        let tenant_id = filter.tenant_id.clone();
+        let (group_by, bucket) = (request.group_by.clone(), request.bucket);
+        let counted = tokio::task::spawn_blocking(move || -> Result<(Counts, ScanStats), crate::scan::Error> {
+            let mut stats = ScanStats {
+                batches_considered: snapshot.entries.len() as u64,
+                unsealed_considered: snapshot.unsealed.len() as u64,
+                ..Default::default()
+            };
+            let mut counts = Counts::new();
+            let candidates: Vec<&Arc<LedgerEntry>> =
+                snapshot.entries.iter().filter(|entry| predicate.entry_may_match(&tenant_id, entry)).collect();
+            stats.batches_pruned = stats.batches_considered - candidates.len() as u64;
+            for entry in candidates {
+                let key = (entry.object.clone(), shape.clone());
+                let partial = match cache.get(&key) {
+                    Some(partial) => partial,
+                    None => {
+                        let partial = Arc::new(count_batch(&context, entry, &predicate, &group_by, bucket, whole_start, &mut stats)?);
+                        cache.insert(key, partial.clone());
+                        partial
+                    }
+                };
+                for (group, number) in partial.iter() {
+                    *counts.entry(group.clone()).or_default() += number;
+                }
+            }
+            for record in snapshot.unsealed.iter().filter(|record| merge::matches(&predicate, record)) {
+                stats.rows_matched += 1;
+                count(&mut counts, record, &group_by, bucket, whole_start);
+            }
+            Ok((counts, stats))
+        })
+        .await
+        .map_err(|error| Error::Task { what: "summarize", reason: error.to_string() })?;
+        let (counts, stats) = counted?;
+        let total_events = counts.values().sum();
+        let (rows, truncated) = rows_of(counts, limit);
+        Ok(Summary { log: log.name().to_string(), rows, total_events, truncated, checkpoint, stats })
+    }
+}
+
+/// One sealed batch's counts for the predicate.
+fn count_batch(
+    context: &crate::read::ScanContext,
+    entry: &Arc<LedgerEntry>,
+    predicate: &Arc<Predicate>,
+    group_by: &[Dimension],
+    bucket: Bucket,
+    whole_start: i64,
+    stats: &mut ScanStats,
+) -> Result<Counts, crate::scan::Error> {
+    let reader = RangeReader::new(context.store.clone(), entry, context.runtime.clone(), context.io.clone());
+    let mut scan = BatchScan::open(entry.clone(), reader, &context.footers, predicate.clone(), context.decode_rows, stats)?;
+    let mut counts = Counts::new();
+    while let Some(row) = scan.next_row(stats)? {
+        count(&mut counts, &row.record, group_by, bucket, whole_start);
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(text: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+    }
+
+    #[test]
+    fn buckets_are_utc_hours_days_iso_weeks_and_calendar_months() {
+        let at = micros("2026-01-01T13:45:00Z"); // a Thursday
+        assert_eq!(Bucket::Hour.start(at, 0), micros("2026-01-01T13:00:00Z"));
+        assert_eq!(Bucket::Day.start(at, 0), micros("2026-01-01T00:00:00Z"));
+        // ISO week 1 of 2026 starts on Monday 2025-12-29: across the year boundary.
+        assert_eq!(Bucket::Week.start(at, 0), micros("2025-12-29T00:00:00Z"));
+        assert_eq!(Bucket::Week.start(micros("2025-12-28T23:59:59Z"), 0), micros("2025-12-22T00:00:00Z"));
+        assert_eq!(Bucket::Week.start(micros("1970-01-01T00:00:00Z"), 0), micros("1969-12-29T00:00:00Z"));
+        assert_eq!(Bucket::Month.start(micros("2026-02-28T23:00:00Z"), 0), micros("2026-02-01T00:00:00Z"));
+        assert_eq!(Bucket::Month.start(micros("2024-02-29T12:00:00Z"), 0), micros("2024-02-01T00:00:00Z"));
+        assert_eq!(Bucket::Month.start(micros("2026-03-01T00:00:00Z"), 0), micros("2026-03-01T00:00:00Z"));
+        assert_eq!(Bucket::Whole.start(at, 42), 42);
+        assert_eq!(Bucket::Day.start(micros("1969-12-31T23:00:00Z"), 0), micros("1969-12-31T00:00:00Z"));
+    }
+
+    #[test]
+    fn rows_are_ordered_by_bucket_then_count_then_keys_and_capped_per_bucket() {
+        let mut counts = Counts::new();
+        counts.insert((0, vec!["b".into()]), 5);
+        counts.insert((0, vec!["a".into()]), 5);
+        counts.insert((0, vec!["c".into()]), 9);
+        counts.insert((10, vec!["a".into()]), 1);
+        let (rows, truncated) = rows_of(counts.clone(), 10);
+        let order: Vec<(i64, &str, u64)> = rows.iter().map(|row| (row.bucket_start, row.keys[0].as_str(), row.count)).collect();
+        assert_eq!(order, [(0, "c", 9), (0, "a", 5), (0, "b", 5), (10, "a", 1)]);
+        assert!(!truncated);
+        let (rows, truncated) = rows_of(counts, 2);
+        assert_eq!(rows.len(), 3, "two of bucket 0, one of bucket 10");
+        assert!(truncated);
+    }
+}
