@@ -107,3 +107,46 @@ async fn json_logs_carry_the_request_id_of_each_call() {
     assert_eq!(entry["span"]["key"], "appender");
     assert_eq!(entry["level"], "WARN");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_has_its_series_at_zero_from_the_start() {
+    // A process of its own: the in-process tests share one registry.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auditum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[logs]]\nname = \"bigco\"\ntenants = [\"bigco\"]\n\n[[api_keys]]\nid = \"ops\"\nsecret_sha256 = \"{}\"\ntenant = \"*\"\nscopes = [\"admin\"]\n",
+            auditum_engine::auth::sha256_hex(&secret("ops"))
+        ),
+    )
+    .unwrap();
+    let args = vec!["--config".to_string(), config.display().to_string()];
+    let (mut child, _, metrics) = spawn_binary_with_metrics(dir.path(), &args).await;
+    let text = http_get(&metrics.unwrap()).await;
+    for log in ["default", "bigco"] {
+        for series in [
+            format!("auditum_append_events_total{{log=\"{log}\"}} 0"),
+            format!("auditum_sealed_batches_total{{log=\"{log}\"}} 0"),
+            format!("auditum_append_rejected_total{{log=\"{log}\",reason=\"wal_full\"}} 0"),
+            format!("auditum_object_store_errors_total{{log=\"{log}\",operation=\"put batch\"}} 0"),
+            format!("auditum_query_latency_seconds_count{{log=\"{log}\"}} 0"),
+            format!("auditum_log_fenced{{log=\"{log}\"}} 0"),
+            format!("auditum_meta_audit_events_total{{log=\"{log}\"}} 0"),
+        ] {
+            assert!(text.lines().any(|line| line == series), "{series} in:\n{text}");
+        }
+    }
+    assert!(text.lines().any(|line| line == "auditum_rate_limited_total{key=\"ops\"} 0"), "{text}");
+    assert!(text.lines().any(|line| line == "auditum_auth_refused_total{code=\"Unauthenticated\"} 0"), "{text}");
+    // Every family has series, but those of things this process does not have (sinks, alert
+    // rules, a read-only node's follower).
+    let unconfigured = ["auditum_delivery", "auditum_delivered", "auditum_alert", "auditum_replica"];
+    for family in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")).filter_map(|rest| rest.split_whitespace().next()) {
+        if unconfigured.iter().any(|prefix| family.starts_with(prefix)) {
+            continue;
+        }
+        assert!(text.lines().any(|line| !line.starts_with('#') && line.starts_with(family)), "family {family} has no series:\n{text}");
+    }
+    assert!(terminate(&mut child).await.success());
+}

@@ -199,6 +199,57 @@ impl Metrics {
         Metrics { registry, ..metrics }
     }
 
+    /// Creates every series a process with these logs, API keys, sinks and alert rules can have,
+    /// at zero: dashboards and `absent()` alerts work before the first event. Series labelled by
+    /// something only a request names (a refusal code) are created for every value it can take.
+    pub fn init_series(&self, logs: &[String], keys: &[String], sinks: &[String], rules: &[String], read_only: bool) {
+        for log in logs {
+            let label = log_label(log);
+            for family in [&self.append_events, &self.append_duplicates, &self.append_bytes, &self.sealed_batches, &self.sealed_events] {
+                let _ = family.get_or_create(&label);
+            }
+            for family in [&self.export_rows, &self.rows_scanned, &self.query_bytes_read, &self.meta_audit_events] {
+                let _ = family.get_or_create(&label);
+            }
+            for family in [&self.wal_bytes, &self.unsealed_events, &self.log_fenced] {
+                let _ = family.get_or_create(&label);
+            }
+            for family in [&self.append_latency, &self.seal_duration, &self.batch_events, &self.query_latency, &self.export_duration] {
+                let _ = family.get_or_create(&label);
+            }
+            for reason in REJECTION_REASONS {
+                let _ = self.append_rejected.get_or_create(&Rejection { log: log.clone(), reason: reason.to_string() });
+            }
+            for operation in STORE_OPERATIONS {
+                let label = StoreOperation { log: log.clone(), operation: operation.to_string() };
+                let _ = self.store_errors.get_or_create(&label);
+                let _ = self.store_retries.get_or_create(&label);
+            }
+            if read_only {
+                let _ = self.replica_staleness.get_or_create(&label);
+                let _ = self.replica_refused.get_or_create(&label);
+                let _ = self.replica_refusals.get_or_create(&label);
+            }
+            for sink in sinks {
+                let label = SinkLabel { sink: sink.clone(), log: log.clone() };
+                let _ = self.delivery_lag_events.get_or_create(&label);
+                let _ = self.delivery_lag_seconds.get_or_create(&label);
+                let _ = self.delivered_events.get_or_create(&label);
+                let _ = self.delivery_failures.get_or_create(&label);
+            }
+        }
+        for key in keys {
+            let _ = self.rate_limited.get_or_create(&KeyLabel { key: key.clone() });
+        }
+        for code in ["Unauthenticated", "PermissionDenied", "ResourceExhausted"] {
+            let _ = self.auth_refused.get_or_create(&AuthFailure { code: code.to_string() });
+        }
+        for rule in rules {
+            let _ = self.alerts_fired.get_or_create(&RuleLabel { rule: rule.clone() });
+            let _ = self.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.clone() });
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -209,6 +260,11 @@ impl Metrics {
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Every `reason` of `auditum_append_rejected_total`.
+pub const REJECTION_REASONS: [&str; 4] = ["fenced", "wal_failed", "shutting_down", "wal_full"];
+/// Every `operation` of the object-store error and retry counters.
+pub const STORE_OPERATIONS: [&str; 5] = ["put batch", "ledger entry", "checkpoint", "replace latest checkpoint", "read latest checkpoint"];
 
 pub fn log_label(log: &str) -> LogLabel {
     LogLabel { log: log.to_string() }

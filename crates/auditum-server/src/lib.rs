@@ -247,6 +247,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         builder = builder.tls_config(tls)?;
     }
     let logs = Arc::new(open_valid_logs(&config).await?);
+    auditum_engine::metrics::METRICS.init_series(
+        &logs.all().map(|log| log.name().to_string()).collect::<Vec<_>>(),
+        &config.api_keys.iter().map(|key| key.id.clone()).collect::<Vec<_>>(),
+        &config.sinks.iter().map(|sink| sink.name.clone()).collect::<Vec<_>>(),
+        &config.alerts.iter().map(|rule| rule.name.clone()).collect::<Vec<_>>(),
+        config.read_only,
+    );
     let validator = Arc::new(Validator { redactor: Redactor::new(config.redact_keys.clone()) });
     let mut access = Access::new(&config.api_key_specs(), logs.clone(), config.meta_audit, config.meta_audit_tenant.clone());
     if config.read_only && config.meta_audit {
