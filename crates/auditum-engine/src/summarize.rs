@@ -20,8 +20,9 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
 /// Dimensions a summary groups by at most.
 pub const MAX_DIMENSIONS: usize = 2;
-/// Partial counts of sealed batches kept (entries: one per batch and request shape).
-const CACHE_ENTRIES: usize = 4096;
+/// Memory the cached counts may take (estimated), and the most one entry may take of it.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+const CACHE_ENTRY_BYTES: usize = CACHE_BYTES / 4;
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -141,17 +142,25 @@ type Counts = HashMap<(i64, Vec<String>), u64>;
 /// (batch object, request shape).
 type CacheKey = (String, String);
 
-/// Partial counts of sealed batches, by (batch object, request shape).
+/// Counts of sealed batches by request shape: each batch's, and all of a ledger prefix's
+/// together (the ledger only grows, so its length names the set of batches exactly).
 #[derive(Default)]
 pub struct SummaryCache {
     entries: Mutex<CacheEntries>,
 }
 
-/// The cached counts, and their keys oldest first (evicted first).
+/// The cached counts with their estimated size, their keys oldest first (evicted first), and
+/// the estimated total.
 #[derive(Default)]
 struct CacheEntries {
-    counts: HashMap<CacheKey, Arc<Counts>>,
+    counts: HashMap<CacheKey, (Arc<Counts>, usize)>,
     order: std::collections::VecDeque<CacheKey>,
+    bytes: usize,
+}
+
+/// Roughly what a `Counts` takes in memory.
+fn estimated_bytes(counts: &Counts) -> usize {
+    counts.keys().map(|(_, keys)| 64 + keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
 }
 
 impl std::fmt::Debug for SummaryCache {
@@ -162,19 +171,28 @@ impl std::fmt::Debug for SummaryCache {
 
 impl SummaryCache {
     fn get(&self, key: &CacheKey) -> Option<Arc<Counts>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts.get(key).cloned()
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts.get(key).map(|(counts, _)| counts.clone())
     }
 
     fn insert(&self, key: CacheKey, counts: Arc<Counts>) {
-        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let CacheEntries { counts: map, order } = &mut *guard;
-        while map.len() >= CACHE_ENTRIES {
-            let Some(oldest) = order.pop_front() else { break };
-            map.remove(&oldest);
+        let size = estimated_bytes(&counts);
+        if size > CACHE_ENTRY_BYTES {
+            return;
         }
-        if map.insert(key.clone(), counts).is_none() {
+        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let CacheEntries { counts: map, order, bytes } = &mut *guard;
+        while *bytes + size > CACHE_BYTES {
+            let Some(oldest) = order.pop_front() else { break };
+            if let Some((_, freed)) = map.remove(&oldest) {
+                *bytes -= freed;
+            }
+        }
+        if let Some((_, replaced)) = map.insert(key.clone(), (counts, size)) {
+            *bytes -= replaced;
+        } else {
             order.push_back(key);
         }
+        *bytes += size;
     }
 }
 
@@ -264,24 +282,20 @@ impl Reader {
                 unsealed_considered: snapshot.unsealed.len() as u64,
                 ..Default::default()
             };
-            let mut counts = Counts::new();
             let candidates: Vec<&Arc<LedgerEntry>> =
                 snapshot.entries.iter().filter(|entry| predicate.entry_may_match(&tenant_id, entry)).collect();
             stats.batches_pruned = stats.batches_considered - candidates.len() as u64;
-            for entry in candidates {
-                let key = (entry.object.clone(), shape.clone());
-                let partial = match cache.get(&key) {
-                    Some(partial) => partial,
-                    None => {
-                        let partial = Arc::new(count_batch(&context, entry, &predicate, &group_by, bucket, whole_start, &mut stats)?);
-                        cache.insert(key, partial.clone());
-                        partial
-                    }
-                };
-                for (group, number) in partial.iter() {
-                    *counts.entry(group.clone()).or_default() += number;
+            let sealed_key = (format!("ledger:{}", snapshot.entries.len()), shape.clone());
+            let mut counts = match cache.get(&sealed_key) {
+                Some(sealed) => sealed.as_ref().clone(),
+                None => {
+                    let sealed =
+                        sealed_counts(&context, &candidates, &cache, &shape, &predicate, &group_by, bucket, whole_start, &mut stats)?;
+                    let counts = sealed.clone();
+                    cache.insert(sealed_key, Arc::new(sealed));
+                    counts
                 }
-            }
+            };
             for record in snapshot.unsealed.iter().filter(|record| merge::matches(&predicate, record)) {
                 stats.rows_matched += 1;
                 count(&mut counts, record, &group_by, bucket, whole_start);
@@ -295,6 +309,37 @@ impl Reader {
         let (rows, truncated) = rows_of(counts, limit);
         Ok(Summary { log: log.name().to_string(), rows, total_events, truncated, checkpoint, stats })
     }
+}
+
+/// The sealed batches' counts together, each batch's from the cache when it is there.
+#[allow(clippy::too_many_arguments)]
+fn sealed_counts(
+    context: &crate::read::ScanContext,
+    candidates: &[&Arc<LedgerEntry>],
+    cache: &SummaryCache,
+    shape: &str,
+    predicate: &Arc<Predicate>,
+    group_by: &[Dimension],
+    bucket: Bucket,
+    whole_start: i64,
+    stats: &mut ScanStats,
+) -> Result<Counts, crate::scan::Error> {
+    let mut counts = Counts::new();
+    for entry in candidates.iter().copied() {
+        let key = (entry.object.clone(), shape.to_string());
+        let partial = match cache.get(&key) {
+            Some(partial) => partial,
+            None => {
+                let partial = Arc::new(count_batch(context, entry, predicate, group_by, bucket, whole_start, stats)?);
+                cache.insert(key, partial.clone());
+                partial
+            }
+        };
+        for (group, number) in partial.iter() {
+            *counts.entry(group.clone()).or_default() += number;
+        }
+    }
+    Ok(counts)
 }
 
 /// One sealed batch's counts for the predicate.
