@@ -61,7 +61,7 @@ pub struct Reader {
     logs: Arc<Logs>,
     footers: Arc<FooterCache>,
     /// Partial counts of sealed batches for Summarize.
-    summaries: Arc<crate::summarize::SummaryCache>,
+    summaries: Arc<crate::read::counts::SummaryCache>,
     access: Arc<Access>,
     /// Becomes true when the server begins to stop: subscriptions end then.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -97,7 +97,7 @@ impl Reader {
         &self.access
     }
 
-    pub(crate) fn summary_cache(&self) -> Arc<crate::summarize::SummaryCache> {
+    pub(crate) fn summary_cache(&self) -> Arc<crate::read::counts::SummaryCache> {
         self.summaries.clone()
     }
 

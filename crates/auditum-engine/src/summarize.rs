@@ -7,22 +7,20 @@ use crate::access::{Call, MetaNote, object};
 use crate::encryption;
 use crate::error::{Error, Result};
 use crate::query::Reader;
+use crate::read::counts::{Counts, SummaryCache};
 use crate::read::{Filter, FilterSpec, merge};
 use crate::scan::{BatchScan, MAX_DECODE_ROWS, Predicate, RangeReader, ScanStats};
 use auditum_format::event::EventRecord;
 use auditum_format::ledger::LedgerEntry;
 use chrono::{Datelike, TimeZone};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 
 /// Groups kept per bucket when the request names no limit, and the most it may name.
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
 /// Dimensions a summary groups by at most.
 pub const MAX_DIMENSIONS: usize = 2;
-/// Memory the cached counts may take (estimated), and the most one entry may take of it.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
-const CACHE_ENTRY_BYTES: usize = CACHE_BYTES / 4;
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -138,64 +136,6 @@ pub struct Summary {
     pub stats: ScanStats,
 }
 
-type Counts = HashMap<(i64, Vec<String>), u64>;
-/// (batch object, request shape).
-type CacheKey = (String, String);
-
-/// Counts of sealed batches by request shape: each batch's, and all of a ledger prefix's
-/// together (the ledger only grows, so its length names the set of batches exactly).
-#[derive(Default)]
-pub struct SummaryCache {
-    entries: Mutex<CacheEntries>,
-}
-
-/// The cached counts with their estimated size, their keys oldest first (evicted first), and
-/// the estimated total.
-#[derive(Default)]
-struct CacheEntries {
-    counts: HashMap<CacheKey, (Arc<Counts>, usize)>,
-    order: std::collections::VecDeque<CacheKey>,
-    bytes: usize,
-}
-
-/// Roughly what a `Counts` takes in memory.
-fn estimated_bytes(counts: &Counts) -> usize {
-    counts.keys().map(|(_, keys)| 64 + keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
-}
-
-impl std::fmt::Debug for SummaryCache {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("SummaryCache").finish_non_exhaustive()
-    }
-}
-
-impl SummaryCache {
-    fn get(&self, key: &CacheKey) -> Option<Arc<Counts>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts.get(key).map(|(counts, _)| counts.clone())
-    }
-
-    fn insert(&self, key: CacheKey, counts: Arc<Counts>) {
-        let size = estimated_bytes(&counts);
-        if size > CACHE_ENTRY_BYTES {
-            return;
-        }
-        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let CacheEntries { counts: map, order, bytes } = &mut *guard;
-        while *bytes + size > CACHE_BYTES {
-            let Some(oldest) = order.pop_front() else { break };
-            if let Some((_, freed)) = map.remove(&oldest) {
-                *bytes -= freed;
-            }
-        }
-        if let Some((_, replaced)) = map.insert(key.clone(), (counts, size)) {
-            *bytes -= replaced;
-        } else {
-            order.push_back(key);
-        }
-        *bytes += size;
-    }
-}
-
 fn count(counts: &mut Counts, record: &EventRecord, group_by: &[Dimension], bucket: Bucket, whole_start: i64) {
     let keys = group_by.iter().map(|dimension| dimension.key(record).to_string()).collect();
     *counts.entry((bucket.start(record.occurred_at, whole_start), keys)).or_default() += 1;
@@ -276,6 +216,8 @@ impl Reader {
         let cache = self.summary_cache();
         let tenant_id = filter.tenant_id.clone();
         let (group_by, bucket) = (request.group_by.clone(), request.bucket);
+        // Kept to name archived batches should the count meet one (worked out only then).
+        let naming = (predicate.clone(), snapshot.entries.clone());
         let counted = tokio::task::spawn_blocking(move || -> Result<(Counts, ScanStats), crate::scan::Error> {
             let mut stats = ScanStats {
                 batches_considered: snapshot.entries.len() as u64,
@@ -304,7 +246,15 @@ impl Reader {
         })
         .await
         .map_err(|error| Error::Task { what: "summarize", reason: error.to_string() })?;
-        let (counts, stats) = counted?;
+        let (counts, stats) = match counted {
+            Err(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(&source) => {
+                let (predicate, entries) = naming;
+                let candidates: Vec<Arc<LedgerEntry>> =
+                    entries.iter().filter(|entry| predicate.entry_may_match(&filter.tenant_id, entry)).cloned().collect();
+                return Err(Error::Archived(crate::archive::name_archived(log.name(), log.store(), &candidates).await));
+            }
+            other => other?,
+        };
         let total_events = counts.values().sum();
         let (rows, truncated) = rows_of(counts, limit);
         Ok(Summary { log: log.name().to_string(), rows, total_events, truncated, checkpoint, stats })

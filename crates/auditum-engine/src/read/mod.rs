@@ -4,6 +4,7 @@
 //!
 //! The scan is synchronous and runs on the blocking pool; store reads block on the runtime.
 
+pub mod counts;
 pub mod filter;
 pub mod merge;
 pub mod page_token;
