@@ -14,7 +14,6 @@ mod support;
 use auditum_proto::pb;
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 const KEK_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const INGEST_SECONDS: u64 = 15;
@@ -32,25 +31,15 @@ async fn spawn(dir: &std::path::Path, encrypted: bool) -> (tokio::process::Child
     };
     let path = dir.join("auditum.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--seal-interval", "5s", "--config"])
         .arg(&path)
         .arg("--data-dir")
         .arg(dir)
         .env("BENCH_KEK", KEK_HEX)
-        .env("AUDITUM_META_AUDIT", "false")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(addr) = line.strip_prefix("auditum listening on ") {
-            return (child, format!("http://{addr}"));
-        }
-    }
-    panic!("server exited before listening");
+        .env("AUDITUM_META_AUDIT", "false");
+    support::listening(command).await
 }
 
 fn event(rng: &mut rand::rngs::StdRng) -> pb::AuditEvent {

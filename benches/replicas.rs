@@ -33,27 +33,16 @@ use support::{DAY, QueryClient};
 
 /// Starts `serve --read-only` on the archive's store; returns it and its URL.
 async fn spawn_reader(archive: &Path, dir: &Path, follow_interval: &str) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
     std::fs::create_dir_all(dir).unwrap();
     let store = format!("file://{}", std::path::absolute(archive.join("store")).unwrap().display());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
+    command
         .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(["--store", &store, "--follow-interval", follow_interval, "--trusted-key"])
         .arg(archive.join("keys/default.vkey"))
-        .env("AUDITUM_META_AUDIT", "false")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(addr) = line.strip_prefix("auditum listening on ") {
-            return (child, format!("http://{addr}"));
-        }
-    }
-    panic!("reader exited before listening");
+        .env("AUDITUM_META_AUDIT", "false");
+    support::listening(command).await
 }
 
 /// User plus system CPU seconds a process has used.

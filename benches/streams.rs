@@ -99,24 +99,14 @@ async fn spawn_with_config(dir: &std::path::Path, config: &str) -> (tokio::proce
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("auditum.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&path)
         .arg("--data-dir")
         .arg(dir)
-        .env("BENCH_SINK_SECRET", "bench-secret")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(addr) = line.strip_prefix("auditum listening on ") {
-            return (child, format!("http://{addr}"));
-        }
-    }
-    panic!("server exited before listening");
+        .env("BENCH_SINK_SECRET", "bench-secret");
+    support::listening(command).await
 }
 
 async fn catch_up(events: usize) {

@@ -16,7 +16,6 @@
 mod support;
 
 use auditum_proto::pb;
-use std::path::PathBuf;
 use std::time::Instant;
 use support::*;
 
@@ -41,9 +40,7 @@ fn main() {
         return;
     }
     let total: usize = std::env::var("BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(10_000_000);
-    let dir = std::env::var("BENCH_QUERY_ARCHIVE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/bench-query-archive"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = std::path::absolute(&dir).unwrap();
+    let dir = query_archive_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let start_time = build_archive(&dir, total, 100_000, auditum_server::config::Config::default().page_rows).await;

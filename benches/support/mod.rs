@@ -7,7 +7,7 @@ use auditum_proto::sample::ArchiveMix;
 use auditum_proto::validate::{Redactor, Validator};
 use auditum_server::config::Config;
 use rand::{Rng, SeedableRng};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,20 +94,24 @@ pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_r
 
 /// Starts the release `auditum serve` on `dir` (127.0.0.1, a free port); returns it and its URL.
 pub async fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         // A freshly built archive was all sealed within the default hour: keep the idempotency
         // preload to what a server running for a year would hold.
-        .env("AUDITUM_IDEMPOTENCY_WINDOW", "60s")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
+        .env("AUDITUM_IDEMPOTENCY_WINDOW", "60s");
     for (name, value) in extra_env {
         command.env(name, value);
     }
+    listening(command).await
+}
+
+/// Spawns an `auditum serve` command (stdout piped, stderr dropped, killed on drop) and waits
+/// for its "listening" line; returns it and its URL.
+pub async fn listening(mut command: tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true);
     let mut child = command.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     while let Some(line) = lines.next_line().await.unwrap() {
@@ -116,6 +120,14 @@ pub async fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> (tokio::pro
         }
     }
     panic!("server exited before listening");
+}
+
+/// The query benchmarks' archive directory (absolute, created): BENCH_QUERY_ARCHIVE, default
+/// target/bench-query-archive.
+pub fn query_archive_dir() -> PathBuf {
+    let dir = std::env::var("BENCH_QUERY_ARCHIVE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/bench-query-archive"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::path::absolute(&dir).unwrap()
 }
 
 pub type QueryClient = pb::query_service_client::QueryServiceClient<tonic::transport::Channel>;

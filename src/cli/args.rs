@@ -114,10 +114,5 @@ pub struct S3Args {
 
 /// A pinned verifier key (`name+id+key`), given as the key or as a file holding it.
 pub fn read_trusted_key(text: &str) -> Result<auditum_format::checkpoint::Verifier, String> {
-    let key_text = if std::path::Path::new(text).is_file() {
-        std::fs::read_to_string(text).map_err(|error| format!("{text}: {error}"))?
-    } else {
-        text.to_string()
-    };
-    auditum_format::checkpoint::Verifier::parse(&key_text).map_err(|error| format!("--trusted-key: {error}"))
+    auditum_format::checkpoint::read_verifier_key(text).map_err(|error| format!("--trusted-key: {error}"))
 }

@@ -23,31 +23,6 @@ async fn query_client(running: &auditum_server::RunningServer) -> QueryServiceCl
     QueryServiceClient::connect(format!("http://{}", running.addr)).await.unwrap().max_decoding_message_size(64 * 1024 * 1024)
 }
 
-/// Every page of a query; returns the events and the number of pages.
-async fn query_all(
-    client: &mut QueryServiceClient<Channel>,
-    filter: &pb::EventFilter,
-    descending: bool,
-    page_size: u32,
-) -> (Vec<pb::StoredEvent>, usize) {
-    let (mut events, mut token, mut pages) = (Vec::new(), String::new(), 0);
-    loop {
-        let request = pb::QueryRequest { filter: Some(filter.clone()), page_size, page_token: token, descending };
-        let response = client.query(request).await.unwrap_or_else(|status| panic!("query {filter:?}: {status}")).into_inner();
-        pages += 1;
-        assert!(response.events.len() <= page_size as usize, "a page never exceeds page_size");
-        if !response.next_page_token.is_empty() {
-            assert_eq!(response.events.len(), page_size as usize, "only a full page has a next page");
-        }
-        events.extend(response.events);
-        token = response.next_page_token;
-        if token.is_empty() {
-            return (events, pages);
-        }
-        assert!(pages < 10_000, "pagination does not end");
-    }
-}
-
 fn sort_key(record: &EventRecord) -> (i64, u64) {
     (record.occurred_at, record.seq.0)
 }

@@ -44,20 +44,9 @@ async fn query_client(url: &str) -> QueryServiceClient<tonic::transport::Channel
     QueryServiceClient::new(tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap())
 }
 
-/// Every page of a query, in order.
-async fn query_all(url: &str, filter: pb::EventFilter, page_size: u32, descending: bool) -> Vec<pb::StoredEvent> {
-    let mut client = query_client(url).await;
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request = pb::QueryRequest { filter: Some(filter.clone()), page_size, page_token, descending };
-        let page = client.query(request).await.unwrap_or_else(|status| panic!("query on {url}: {status:?}")).into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        page_token = page.next_page_token;
-    }
+/// Every page of a query, in order (the common helper, on a fresh connection to `url`).
+async fn query_url(url: &str, filter: pb::EventFilter, page_size: u32, descending: bool) -> Vec<pb::StoredEvent> {
+    query_all(&mut query_client(url).await, &filter, descending, page_size).await.0
 }
 
 async fn checkpoint_of(url: &str) -> String {
@@ -189,7 +178,7 @@ fn a_writer_and_two_readers_on_one_bucket_serve_the_same_verified_events() {
         for url in reader_urls.iter().chain([&writer_url]) {
             let mut total = 0;
             for tenant in ["acme", "globex"] {
-                let events = query_all(url, pb::EventFilter { tenant_id: tenant.into(), ..Default::default() }, 1000, false).await;
+                let events = query_url(url, pb::EventFilter { tenant_id: tenant.into(), ..Default::default() }, 1000, false).await;
                 total += events.iter().filter(|stored| stored.sealed).count();
             }
             assert_eq!(total, appended, "every event is sealed and queryable on {url}");
@@ -200,16 +189,16 @@ fn a_writer_and_two_readers_on_one_bucket_serve_the_same_verified_events() {
             let filter = random_filter(&mut rng, base);
             let page_size = rng.gen_range(40..400);
             let descending = rng.gen_bool(0.5);
-            let expected = query_all(&writer_url, filter.clone(), page_size, descending).await;
+            let expected = query_url(&writer_url, filter.clone(), page_size, descending).await;
             assert!(expected.iter().all(|stored| stored.sealed), "the writer's answer is all sealed");
             for url in &reader_urls {
-                let answer = query_all(url, filter.clone(), page_size, descending).await;
+                let answer = query_url(url, filter.clone(), page_size, descending).await;
                 assert!(answer == expected, "reader {url} answers {filter:?} as the writer does");
             }
         }
 
         // Subscribe on a reader streams the sealed events in seq order, as on the writer.
-        let acme = query_all(&writer_url, pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }, 1000, false).await;
+        let acme = query_url(&writer_url, pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }, 1000, false).await;
         let mut expected_seqs: Vec<u64> = acme.iter().map(|stored| stored.seq).collect();
         expected_seqs.sort_unstable();
         let mut subscription = query_client(&reader_urls[0])
@@ -614,7 +603,7 @@ async fn an_erasure_on_the_writer_reaches_reads_on_a_reader_within_its_follow_in
     .unwrap();
     let (mut reader, reader_url) = spawn_binary(reader_dir.path(), &strings(&["--config", &reader_config.display().to_string()])).await;
     let actor_name = |url: String| async move {
-        let events = query_all(&url, pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }, 10, false).await;
+        let events = query_url(&url, pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }, 10, false).await;
         events.first().map(|stored| stored.event.as_ref().unwrap().actor.as_ref().unwrap().name.clone()).unwrap_or_default()
     };
     assert_eq!(actor_name(reader_url.clone()).await, "Alice Liddell", "the reader decrypts with the shared keyring");

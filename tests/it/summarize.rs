@@ -105,19 +105,6 @@ fn key(record: &auditum_format::event::EventRecord, dimension: pb::SummaryDimens
     value.unwrap_or_default().to_string()
 }
 
-async fn every_event(client: &mut QueryServiceClient<Channel>, filter: &pb::EventFilter) -> Vec<pb::StoredEvent> {
-    let (mut events, mut token) = (Vec::new(), String::new());
-    loop {
-        let request = pb::QueryRequest { filter: Some(filter.clone()), page_size: 1000, page_token: token, descending: false };
-        let page = client.query(request).await.unwrap().into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        token = page.next_page_token;
-    }
-}
-
 /// (bucket start, keys, count).
 type Row = (i64, Vec<String>, u64);
 
@@ -170,7 +157,7 @@ async fn check_random_summaries(client: &mut QueryServiceClient<Channel>, rng: &
             bucket: buckets[rng.gen_range(0..buckets.len())] as i32,
             limit: [0, 1, 2, 5, 10_000][rng.gen_range(0..5)],
         };
-        let events = every_event(client, &filter).await;
+        let events = query_all(client, &filter, false, 1000).await.0;
         let (rows, total, truncated) = expected(&events, &request);
         let response = client.summarize(request.clone()).await.unwrap().into_inner();
         assert_eq!(response.total_events, total, "{request:?}");

@@ -101,8 +101,8 @@ impl Reader {
         self.summaries.clone()
     }
 
-    /// Tenant binding, then the meta-audit record, for a Query or an Export.
-    async fn admit(
+    /// Tenant binding, then the meta-audit record, for a Query, an Export or a Summarize.
+    pub(crate) async fn admit(
         &self,
         call: &Call,
         action: &'static str,
@@ -243,6 +243,6 @@ impl Reader {
 }
 
 /// The batches a read may need: those the catalog does not prune.
-fn candidates(entries: &[Arc<LedgerEntry>], predicate: &Predicate, tenant_id: &str) -> Vec<Arc<LedgerEntry>> {
+pub(crate) fn candidates(entries: &[Arc<LedgerEntry>], predicate: &Predicate, tenant_id: &str) -> Vec<Arc<LedgerEntry>> {
     entries.iter().filter(|entry| predicate.entry_may_match(tenant_id, entry)).cloned().collect()
 }

@@ -3,7 +3,7 @@
 //! batch never changes, so its partial counts for one (filter, dimensions, bucket) are cached:
 //! a dashboard asked again pays only for the batches sealed since and the open events.
 
-use crate::access::{Call, MetaNote, object};
+use crate::access::{Call, object};
 use crate::encryption;
 use crate::error::{Error, Result};
 use crate::query::Reader;
@@ -197,16 +197,8 @@ impl Reader {
             "group_by": request.group_by.iter().map(|dimension| dimension.name()).collect::<Vec<_>>(),
             "bucket": request.bucket.name(),
             "limit": limit,
-            "filter": request.filter_details,
         });
-        let note = MetaNote {
-            action: "auditum.summarize",
-            tenant: filter.tenant_id.clone(),
-            target_type: "tenant",
-            target_id: filter.tenant_id.clone(),
-            details: object(details),
-        };
-        self.access().admit(call, call.caller.require_tenant("filter.tenant_id", &filter.tenant_id), note).await?;
+        self.admit(call, "auditum.summarize", &filter.tenant_id, request.filter_details, object(details)).await?;
 
         let predicate = Arc::new(filter.predicate(None, false));
         let whole_start = predicate.start.unwrap_or(0);
@@ -217,15 +209,14 @@ impl Reader {
         let tenant_id = filter.tenant_id.clone();
         let (group_by, bucket) = (request.group_by.clone(), request.bucket);
         // Kept to name archived batches should the count meet one (worked out only then).
-        let naming = (predicate.clone(), snapshot.entries.clone());
+        let naming = (predicate.clone(), snapshot.entries.len());
         let counted = tokio::task::spawn_blocking(move || -> Result<(Counts, ScanStats), crate::scan::Error> {
             let mut stats = ScanStats {
                 batches_considered: snapshot.entries.len() as u64,
                 unsealed_considered: snapshot.unsealed.len() as u64,
                 ..Default::default()
             };
-            let candidates: Vec<&Arc<LedgerEntry>> =
-                snapshot.entries.iter().filter(|entry| predicate.entry_may_match(&tenant_id, entry)).collect();
+            let candidates = crate::query::candidates(&snapshot.entries, &predicate, &tenant_id);
             stats.batches_pruned = stats.batches_considered - candidates.len() as u64;
             let sealed_key = (format!("ledger:{}", snapshot.entries.len()), shape.clone());
             let mut counts = match cache.get(&sealed_key) {
@@ -248,9 +239,9 @@ impl Reader {
         .map_err(|error| Error::Task { what: "summarize", reason: error.to_string() })?;
         let (counts, stats) = match counted {
             Err(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(&source) => {
-                let (predicate, entries) = naming;
-                let candidates: Vec<Arc<LedgerEntry>> =
-                    entries.iter().filter(|entry| predicate.entry_may_match(&filter.tenant_id, entry)).cloned().collect();
+                let (predicate, covered) = naming;
+                let entries = log.ledger_snapshot().entries;
+                let candidates = crate::query::candidates(&entries[..covered.min(entries.len())], &predicate, &filter.tenant_id);
                 return Err(Error::Archived(crate::archive::name_archived(log.name(), log.store(), &candidates).await));
             }
             other => other?,
@@ -265,7 +256,7 @@ impl Reader {
 #[allow(clippy::too_many_arguments)]
 fn sealed_counts(
     context: &crate::read::ScanContext,
-    candidates: &[&Arc<LedgerEntry>],
+    candidates: &[Arc<LedgerEntry>],
     cache: &SummaryCache,
     shape: &str,
     predicate: &Arc<Predicate>,
@@ -275,7 +266,7 @@ fn sealed_counts(
     stats: &mut ScanStats,
 ) -> Result<Counts, crate::scan::Error> {
     let mut counts = Counts::new();
-    for entry in candidates.iter().copied() {
+    for entry in candidates {
         let key = (entry.object.clone(), shape.to_string());
         let partial = match cache.get(&key) {
             Some(partial) => partial,

@@ -242,6 +242,20 @@ impl Verifier {
     }
 }
 
+/// A pinned verifier key given as its text (`name+id+key`) or as a file holding it: what
+/// `--trusted-key` and a read-only node's `trusted_key` / `verifier_key` take.
+pub fn read_verifier_key(text: &str) -> std::result::Result<Verifier, String> {
+    let key_text = if Path::new(text).is_file() {
+        std::fs::read_to_string(text).map_err(|error| format!("{text}: {error}"))?
+    } else if !text.contains('+') {
+        // Not a key's text: a path that does not exist.
+        return Err(format!("{text}: no such file (and not a key, which reads name+id+key)"));
+    } else {
+        text.to_string()
+    };
+    Verifier::parse(&key_text).map_err(|error| error.to_string())
+}
+
 /// A parsed checkpoint; signatures not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -257,7 +257,7 @@ impl Log {
         {
             let mut shared = lock(&self.inner.shared);
             for (entry, hash) in new_entries {
-                shared.entries.push(Arc::new(entry));
+                shared.entries.push(entry);
                 shared.entry_hashes.push(hash);
             }
             shared.latest_checkpoint = Some(text);
@@ -307,7 +307,7 @@ impl Log {
     }
 
     /// Ledger entries `[from, to)`, each checked to chain on from the one before it.
-    async fn fetch_entries(&self, from: u64, to: u64) -> Result<Vec<(LedgerEntry, Hash)>, StepError> {
+    async fn fetch_entries(&self, from: u64, to: u64) -> Result<Vec<(Arc<LedgerEntry>, Hash)>, StepError> {
         let log = self.name().to_string();
         let store = self.inner.settings.store.clone();
         let bodies: Vec<(u64, String, bytes::Bytes)> = futures::stream::iter(from..to)
@@ -342,8 +342,8 @@ impl Log {
             if let Some(problem) = report.problems.first() {
                 return Err(refused(key, format!("{}: {}", problem.kind, problem.detail)));
             }
-            let shared_entry = Arc::new(entry.clone());
-            previous = Some((shared_entry, hash));
+            let entry = Arc::new(entry);
+            previous = Some((entry.clone(), hash));
             checked.push((entry, hash));
         }
         Ok(checked)

@@ -662,19 +662,7 @@ impl LogConfig {
     /// The pinned verifier key of a read-only node's log: `verifier_key` as the key's text or
     /// as a file holding it; None when unset.
     pub fn verifier(&self) -> Option<Result<auditum_format::checkpoint::Verifier, String>> {
-        let text = self.verifier_key.as_deref()?;
-        let key_text = if std::path::Path::new(text).is_file() {
-            match std::fs::read_to_string(text) {
-                Ok(contents) => contents,
-                Err(error) => return Some(Err(format!("{text}: {error}"))),
-            }
-        } else if !text.contains('+') {
-            // Not a key's text (`name+id+key`): a path that does not exist.
-            return Some(Err(format!("{text}: no such file (and not a key, which reads name+id+key)")));
-        } else {
-            text.to_string()
-        };
-        Some(auditum_format::checkpoint::Verifier::parse(&key_text).map_err(|error| error.to_string()))
+        self.verifier_key.as_deref().map(auditum_format::checkpoint::read_verifier_key)
     }
 
     /// Where batches go, and when: `archive_storage_class` defaults to GLACIER_IR.

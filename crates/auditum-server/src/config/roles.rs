@@ -21,9 +21,8 @@ impl Config {
                 ));
             }
         }
-        if self.trusted_key.is_some()
-            && !self.resolved_logs().iter().any(|log| log.name == DEFAULT_LOG && log.verifier_key == self.trusted_key)
-        {
+        let logs = self.resolved_logs();
+        if self.trusted_key.is_some() && !logs.iter().any(|log| log.name == DEFAULT_LOG && log.verifier_key == self.trusted_key) {
             return Err(invalid(
                 "trusted_key",
                 "is the default log's key, and this process serves no default log (default_log = false) or gives it its own verifier_key",
@@ -62,7 +61,7 @@ impl Config {
         }
         // Everything a read-only node would write belongs to the writer: the record of each
         // read is appended on the writer of the log it read.
-        for log in &self.resolved_logs() {
+        for log in &logs {
             let field = match self.logs.iter().position(|listed| listed.name == log.name && listed.meta_audit_writer.is_some()) {
                 Some(listed) => format!("logs[{listed}].meta_audit_writer"),
                 None => "meta_audit_writer".to_string(),
@@ -97,7 +96,7 @@ impl Config {
                 return Err(invalid(field, "deliveries and alert rules run on the log's writer, not on a read-only node"));
             }
         }
-        for (index, log) in self.resolved_logs().iter().enumerate() {
+        for (index, log) in logs.iter().enumerate() {
             let field = if log.name == DEFAULT_LOG && self.logs.iter().all(|listed| listed.name != DEFAULT_LOG) {
                 "trusted_key".to_string()
             } else {
