@@ -33,7 +33,7 @@ async fn spawn(dir: &std::path::Path, encrypted: bool) -> (tokio::process::Child
     std::fs::write(&path, config).unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--seal-interval", "5s", "--config"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--seal-interval", "5s", "--config"])
         .arg(&path)
         .arg("--data-dir")
         .arg(dir)

@@ -34,7 +34,7 @@ fn realistic_events(count: usize, seed: u64) -> Vec<pb::AuditEvent> {
 
 async fn start_server(data_dir: &Path) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--seal-interval", "60s"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--seal-interval", "60s"])
         .arg("--data-dir")
         .arg(data_dir)
         .env("AUDITUM_LOG", "warn")

@@ -37,7 +37,7 @@ async fn spawn_reader(archive: &Path, dir: &Path, follow_interval: &str) -> (tok
     let store = format!("file://{}", std::path::absolute(archive.join("store")).unwrap().display());
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
     command
-        .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir"])
         .arg(dir)
         .args(["--store", &store, "--follow-interval", follow_interval, "--trusted-key"])
         .arg(archive.join("keys/default.vkey"))

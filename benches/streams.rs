@@ -101,7 +101,7 @@ async fn spawn_with_config(dir: &std::path::Path, config: &str) -> (tokio::proce
     std::fs::write(&path, config).unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--config"])
         .arg(&path)
         .arg("--data-dir")
         .arg(dir)

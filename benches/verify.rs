@@ -70,6 +70,7 @@ fn main() {
             data_dir: dir.clone(),
             seal_interval: Duration::from_secs(3600),
             wal_max_bytes: 64 * 1024 * 1024 * 1024,
+            http_listen: None,
             ..Config::default()
         };
         build_archive(config.clone(), total).await;

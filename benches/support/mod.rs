@@ -55,6 +55,7 @@ pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_r
         page_rows,
         wal_max_bytes: 64 * 1024 * 1024 * 1024,
         meta_audit: false,
+        http_listen: None,
         ..Config::default()
     };
     let running = auditum_server::start(config).await.expect("server");
@@ -96,7 +97,7 @@ pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_r
 pub async fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> (tokio::process::Child, String) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir"])
         .arg(dir)
         // A freshly built archive was all sealed within the default hour: keep the idempotency
         // preload to what a server running for a year would hold.
@@ -109,14 +110,24 @@ pub async fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> (tokio::pro
 
 /// Spawns an `auditum serve` command (stdout piped, stderr dropped, killed on drop) and waits
 /// for its "listening" line; returns it and its URL.
-pub async fn listening(mut command: tokio::process::Command) -> (tokio::process::Child, String) {
+pub async fn listening(command: tokio::process::Command) -> (tokio::process::Child, String) {
+    let (child, url, _) = listening_with_console(command).await;
+    (child, url)
+}
+
+/// As [`listening`]; also returns the console's URL when the server serves one.
+pub async fn listening_with_console(mut command: tokio::process::Command) -> (tokio::process::Child, String, Option<String>) {
     use tokio::io::AsyncBufReadExt;
     command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true);
     let mut child = command.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut console = None;
     while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(rest) = line.strip_prefix("auditum console on ") {
+            console = rest.split_whitespace().next().map(|url| url.trim_end_matches('/').to_string());
+        }
         if let Some(addr) = line.strip_prefix("auditum listening on ") {
-            return (child, format!("http://{addr}"));
+            return (child, format!("http://{addr}"), console);
         }
     }
     panic!("server exited before listening");

@@ -22,7 +22,12 @@ pub async fn run(args: DemoArgs) -> Result<bool, String> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("auditum-demo-{}-{:08x}", std::process::id(), rand::random::<u32>())));
-    let config = Config { listen: "127.0.0.1:0".parse().map_err(|_| "bad address")?, data_dir: data_dir.clone(), ..Config::default() };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().map_err(|_| "bad address")?,
+        data_dir: data_dir.clone(),
+        http_listen: None,
+        ..Config::default()
+    };
     let running = auditum_server::start(config.clone()).await.map_err(|error| error.to_string())?;
     let url = format!("http://{}", running.addr);
     println!("demo server on {url}, data in {}", data_dir.display());

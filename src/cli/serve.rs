@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// Prometheus metrics listener (serves /metrics), e.g. 127.0.0.1:9090.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// The web console and JSON HTTP API listener (default 127.0.0.1:8080); "" disables it.
+    #[arg(long)]
+    http_listen: Option<String>,
     /// WAL, keys and (by default) the file store live here.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -89,6 +92,7 @@ impl ServeArgs {
         };
         set("listen", self.listen.map(text));
         set("metrics_listen", self.metrics_listen.map(text));
+        set("http_listen", self.http_listen.as_ref().map(text));
         set("data_dir", self.data_dir.as_deref().map(path));
         set("store", self.store.as_ref().map(text));
         set("seal_interval", self.seal_interval.map(|interval| text(format!("{}ms", interval.as_millis()))));

@@ -205,6 +205,8 @@ fn serve_refuses_a_bucket_rule_that_expires_batches_before_their_retention() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "",
             "--data-dir",
             &data_dir,
             "--store",

@@ -186,6 +186,7 @@ fn kubernetes_manifests_give_the_server_a_valid_config_and_matching_probes() {
     // Ports, probes and the WAL volume agree with the config.
     assert_eq!(container_port(container, "grpc"), u64::from(config.listen.port()));
     assert_eq!(container_port(container, "metrics"), u64::from(config.metrics_listen.unwrap().port()));
+    assert_eq!(container_port(container, "http"), u64::from(config.http_listen.unwrap().port()), "the console's port");
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         assert_eq!(container[probe]["grpc"]["port"].as_u64(), Some(u64::from(config.listen.port())), "{probe}");
     }
@@ -202,7 +203,7 @@ fn kubernetes_manifests_give_the_server_a_valid_config_and_matching_probes() {
     let service = find(&all, "Service", "auditum");
     for service_port in service["spec"]["ports"].as_sequence().unwrap() {
         let target = text(service_port, &["targetPort"]);
-        assert!(["grpc", "metrics"].contains(&target));
+        assert!(["grpc", "metrics", "http"].contains(&target), "{target}");
     }
     assert_eq!(service["spec"]["selector"], stateful_set["spec"]["template"]["metadata"]["labels"]);
 }
@@ -254,6 +255,7 @@ fn kubernetes_readers_follow_the_writers_store_under_its_pinned_key_and_scale() 
     // Ports and probes: the config's listener; ready while it serves queries.
     assert_eq!(container_port(container, "grpc"), u64::from(config.listen.port()));
     assert_eq!(container_port(container, "metrics"), u64::from(config.metrics_listen.unwrap().port()));
+    assert_eq!(container_port(container, "http"), u64::from(config.http_listen.unwrap().port()), "the console's port");
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         assert_eq!(container[probe]["grpc"]["port"].as_u64(), Some(u64::from(config.listen.port())), "{probe}");
     }

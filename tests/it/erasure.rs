@@ -407,12 +407,12 @@ async fn a_missing_or_wrong_kek_stops_serve_before_anything_is_touched_and_rotat
 
     // The KEK file is missing: serve stops, naming it.
     std::fs::rename(&kek, dir.path().join("kek.away")).unwrap();
-    let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0"]);
+    let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0", "--http-listen", ""]);
     assert!(!success && stderr.contains("kek") && stderr.contains(kek.to_str().unwrap()), "{stderr}");
     // Another KEK: serve stops, naming the keyring object it cannot open.
     let other = new_kek(dir.path(), "other.kek");
     std::fs::rename(&other, &kek).unwrap();
-    let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0"]);
+    let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0", "--http-listen", ""]);
     assert!(!success && stderr.contains("default/kek.json") && stderr.contains("kek"), "{stderr}");
     std::fs::rename(dir.path().join("kek.away"), &kek).unwrap();
     let mut after = snapshot(dir.path());
@@ -436,7 +436,7 @@ async fn a_missing_or_wrong_kek_stops_serve_before_anything_is_touched_and_rotat
     };
     assert_eq!(archive(before), archive(snapshot(dir.path())), "rotation does not touch the archive");
     // The old KEK opens nothing any more; the new one everything.
-    let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0"]);
+    let (_, stderr, success) = run_binary(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0", "--http-listen", ""]);
     assert!(!success && stderr.contains("kek"), "{stderr}");
     let mut rotated = config;
     rotated.kek_file = Some(new);

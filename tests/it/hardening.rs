@@ -19,7 +19,7 @@ async fn a_second_server_on_one_data_dir_is_refused_naming_the_first_and_a_crash
     // The second process exits at once, naming the holder's pid; it never listened.
     let started = std::time::Instant::now();
     let data_dir = dir.path().display().to_string();
-    let (stdout, stderr, ok) = run_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir]);
+    let (stdout, stderr, ok) = run_binary(&["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", &data_dir]);
     assert!(!ok, "a second server on {data_dir} must not start");
     assert!(!stdout.contains("listening"), "{stdout}");
     let pid = first.id().unwrap();

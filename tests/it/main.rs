@@ -12,6 +12,7 @@ mod crash;
 mod deploy;
 mod erasure;
 mod hardening;
+mod http_api;
 mod ingest;
 mod legal_hold;
 mod ops;

@@ -370,6 +370,17 @@ fn queries_and_exports_on_s3_read_ranges_and_match_the_brute_force() {
         let stats = response.stats.unwrap();
         println!("s3 needle stats: {stats:?}, archive {archive_bytes} bytes");
         assert!(stats.read_requests > 0 && stats.bytes_read < archive_bytes / 3, "{stats:?}");
+        // Neighbouring pages share a GET: fewer requests than pages read.
+        assert!(stats.read_requests < stats.pages_read, "{stats:?}");
+        // So does a broad query that reads every column of many pages.
+        let broad = pb::QueryRequest {
+            filter: Some(pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }),
+            page_size: 500,
+            ..Default::default()
+        };
+        let stats = client.query(broad).await.unwrap().into_inner().stats.unwrap();
+        println!("s3 broad stats: {stats:?}");
+        assert!(stats.pages_read >= 20 && stats.read_requests * 2 <= stats.pages_read, "{stats:?}");
         // An export from S3 hashes and counts what it sent.
         let filter = pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
         let (bytes, summary, _) = export(&mut client, &filter, pb::ExportFormat::Jsonl, true).await;

@@ -51,7 +51,7 @@ fn startup_refuses_a_bucket_that_cannot_hold_the_log() {
 
         // The binary exits non-zero with the same message.
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--store", "s3://unlocked/a", "--s3-endpoint", &moto.endpoint])
+            .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--store", "s3://unlocked/a", "--s3-endpoint", &moto.endpoint])
             .args(["--retention-mode", "compliance", "--retention-days", "30", "--data-dir"])
             .arg(dir.path().join("binary"))
             .output()

@@ -27,7 +27,7 @@ fn free_port() -> u16 {
 async fn serve_on(data_dir: &Path, port: u16) -> tokio::process::Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0", "--http-listen", "", "--data-dir"])
         .arg(data_dir)
         .stdout(std::process::Stdio::piped())
         .stderr(log)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tonic::Code;
 
 /// Test keys: (id, tenant, scopes). Each key's secret is `<id>.secret`.
-const KEYS: [(&str, &str, &[Scope]); 7] = [
+pub(crate) const KEYS: [(&str, &str, &[Scope]); 7] = [
     ("acme-writer", "acme", &[Scope::Append]),
     ("acme-reader", "acme", &[Scope::Query, Scope::Export, Scope::Proof]),
     ("acme-admin", "acme", &[Scope::Admin]),
@@ -22,7 +22,7 @@ const KEYS: [(&str, &str, &[Scope]); 7] = [
 ];
 
 /// Two logs: `default` (acme, globex) and `bigco` (bigco alone).
-fn secured_config(dir: &std::path::Path) -> Config {
+pub(crate) fn secured_config(dir: &std::path::Path) -> Config {
     Config {
         api_keys: KEYS.iter().map(|(id, tenant, scopes)| key_config(id, tenant, scopes)).collect(),
         logs: vec![routed_log("bigco", &["bigco"])],
@@ -90,7 +90,7 @@ fn code<T>(result: &Result<T, tonic::Status>) -> Code {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Rpc {
+pub(crate) enum Rpc {
     Append,
     Query,
     Export,
@@ -101,7 +101,7 @@ enum Rpc {
     VerifyLog,
 }
 
-const RPCS: [Rpc; 8] = [
+pub(crate) const RPCS: [Rpc; 8] = [
     Rpc::Append,
     Rpc::Query,
     Rpc::Export,
@@ -117,7 +117,7 @@ const RPCS: [Rpc; 8] = [
 /// its tenant's log); VerifyLog covers every tenant of a log, so it needs a platform key. What a
 /// proof call cannot reach answers NOT_FOUND, exactly like what does not exist (it must not
 /// reveal other tenants or logs); a call that names a tenant is refused as PERMISSION_DENIED.
-fn expected(key: &(&str, &str, &[Scope]), rpc: Rpc, tenant: &str) -> Code {
+pub(crate) fn expected(key: &(&str, &str, &[Scope]), rpc: Rpc, tenant: &str) -> Code {
     let (_, key_tenant, scopes) = key;
     let needs = match rpc {
         Rpc::Append => Scope::Append,
@@ -480,15 +480,26 @@ impl tonic::codec::Encoder for RawEncoder {
 }
 
 /// A test CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-struct Pki {
-    ca: std::path::PathBuf,
-    server_cert: std::path::PathBuf,
-    server_key: std::path::PathBuf,
-    client_cert: std::path::PathBuf,
-    client_key: std::path::PathBuf,
+pub(crate) struct Pki {
+    pub(crate) ca: std::path::PathBuf,
+    pub(crate) server_cert: std::path::PathBuf,
+    pub(crate) server_key: std::path::PathBuf,
+    pub(crate) client_cert: std::path::PathBuf,
+    pub(crate) client_key: std::path::PathBuf,
 }
 
-fn test_pki(dir: &std::path::Path) -> Pki {
+/// [`secured_config`] serving TLS with the test PKI's server certificate, and requiring client
+/// certificates signed by its CA when `client_certificates`.
+pub(crate) fn tls_config(pki: &Pki, dir: &std::path::Path, client_certificates: bool) -> Config {
+    Config {
+        tls_cert: Some(pki.server_cert.clone()),
+        tls_key: Some(pki.server_key.clone()),
+        tls_client_ca: client_certificates.then(|| pki.ca.clone()),
+        ..secured_config(dir)
+    }
+}
+
+pub(crate) fn test_pki(dir: &std::path::Path) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -530,8 +541,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_can_require_client_certificate
     let dir = tempfile::tempdir().unwrap();
     let pki = test_pki(dir.path());
     let api_key = Some(secret("platform-writer"));
-    let config =
-        Config { tls_cert: Some(pki.server_cert.clone()), tls_key: Some(pki.server_key.clone()), ..secured_config(&dir.path().join("a")) };
+    let config = tls_config(&pki, &dir.path().join("a"), false);
     let running = auditum_server::start(config).await.unwrap();
     let url = format!("https://{}", running.addr);
     let trusting = ConnectOptions { api_key: api_key.clone(), tls_ca: Some(pki.ca.clone()), ..Default::default() };
@@ -543,12 +553,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_can_require_client_certificate
     running.stop().await.unwrap();
 
     // Client certificates required: without one the handshake fails; with one signed by the CA it works.
-    let config = Config {
-        tls_cert: Some(pki.server_cert.clone()),
-        tls_key: Some(pki.server_key.clone()),
-        tls_client_ca: Some(pki.ca.clone()),
-        ..secured_config(&dir.path().join("b"))
-    };
+    let config = tls_config(&pki, &dir.path().join("b"), true);
     let running = auditum_server::start(config).await.unwrap();
     let url = format!("https://{}", running.addr);
     let refused = tls_append(&url, trusting.clone()).await.unwrap_err();

@@ -116,6 +116,11 @@ impl Access {
         self.authenticator.development_mode()
     }
 
+    /// Who a bearer secret names, with no scope check and no charge (the console's sign-in).
+    pub fn identify(&self, authorization: Option<&str>) -> Result<Caller, Denied> {
+        self.authenticator.authenticate(authorization)
+    }
+
     /// Authenticates a call and checks its scope; the key's rate limit is charged `cost`.
     pub fn open(&self, method: &'static str, scope: Scope, cost: usize, request: RequestMeta<'_>) -> Result<Call> {
         let caller = self.authenticator.authenticate(request.authorization).map_err(refused)?;

@@ -219,6 +219,11 @@ impl Caller {
         self.key.as_ref().and_then(|key| key.tenant.as_deref())
     }
 
+    /// The scopes the key holds as configured (none listed for development mode's caller).
+    pub fn scopes(&self) -> Vec<&'static str> {
+        self.key.as_ref().map(|key| key.scopes.iter().map(|scope| scope.as_str()).collect()).unwrap_or_default()
+    }
+
     pub fn require_scope(&self, scope: Scope) -> Result<(), Denied> {
         match &self.key {
             // Development mode accepts everything but forging the server's own records.

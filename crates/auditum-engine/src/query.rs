@@ -41,6 +41,7 @@ pub struct QueryPage {
     pub stats: ScanStats,
     pub bytes_read: u64,
     pub read_requests: u64,
+    pub pages_read: u64,
 }
 
 /// One Export call.
@@ -185,6 +186,7 @@ impl Reader {
             stats: page.stats,
             bytes_read,
             read_requests: io.requests.load(Ordering::Relaxed),
+            pages_read: io.pages.load(Ordering::Relaxed),
         })
     }
 

@@ -50,11 +50,13 @@ impl Error {
     }
 }
 
-/// Bytes and requests fetched from the object store by one query.
+/// Bytes and requests fetched from the object store by one query, and the page ranges those
+/// requests carried (neighbouring pages share one request on a remote store).
 #[derive(Debug, Default)]
 pub struct IoCounters {
     pub bytes: AtomicU64,
     pub requests: AtomicU64,
+    pub pages: AtomicU64,
 }
 
 /// A batch file read by byte ranges on demand, each range fetched once.
@@ -99,6 +101,29 @@ struct PageLayout {
 
 /// Concurrent ranged reads per round trip on a remote store.
 const CONCURRENT_READS: usize = 16;
+/// Ranges fetched together that lie closer than this are one request: on S3 a request costs
+/// tens of milliseconds, reading 256 KiB more about two.
+const COALESCE_GAP_BYTES: u64 = 256 * 1024;
+/// A coalesced request stays at most this large, so requests still run concurrently.
+const COALESCE_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Neighbouring ranges merged into requests (sorted; each within the gap and size limits).
+fn coalesce(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.sort_by_key(|range| range.start);
+    let mut requests: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match requests.last_mut() {
+            Some(last)
+                if range.start <= last.end.saturating_add(COALESCE_GAP_BYTES)
+                    && range.end.max(last.end) - last.start <= COALESCE_MAX_BYTES =>
+            {
+                last.end = last.end.max(range.end);
+            }
+            _ => requests.push(range),
+        }
+    }
+    requests
+}
 
 impl RangeReader {
     pub fn new(store: Arc<dyn ObjectStore>, entry: &LedgerEntry, runtime: tokio::runtime::Handle, io: Arc<IoCounters>) -> RangeReader {
@@ -144,6 +169,7 @@ impl RangeReader {
             return Ok(bytes);
         }
         let inner = &self.inner;
+        inner.io.pages.fetch_add(1, Ordering::Relaxed);
         let read = match &inner.local {
             Some((path, file)) => {
                 read_local(path, file, range.clone()).map_err(|source| store::Error::Io { key: inner.object.clone(), source })
@@ -263,8 +289,10 @@ impl RangeReader {
             return Ok(());
         }
         let inner = &self.inner;
+        inner.io.pages.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        // A coalesced request is kept whole: `cached` serves each page as a slice of it.
         let results: Vec<(Range<u64>, store::Result<Bytes>)> = inner.runtime.block_on(
-            futures::stream::iter(missing)
+            futures::stream::iter(coalesce(missing))
                 .map(|range| async move {
                     let result = inner.store.get_range(&inner.object, inner.version.as_deref(), range.clone()).await;
                     (range, result)
@@ -823,6 +851,20 @@ mod tests {
         assert!(!test.may_match_range(Some(b"a"), Some(b"user")), "before every value with the prefix");
         assert!(test.may_match_range(Some(b"a"), Some(b"user.x")));
         assert!(test.matches("user.login") && !test.matches("user") && !test.matches("users.x"));
+    }
+
+    #[test]
+    fn neighbouring_ranges_share_a_request_within_the_gap_and_size_limits() {
+        let kib = 1024;
+        // Unsorted in, sorted out; overlapping and touching ranges merge; a gap at the limit merges.
+        assert_eq!(coalesce(vec![300..400, 0..100, 100..200, 150..250]), vec![0..400]);
+        assert_eq!(coalesce(vec![0..10, 10 + COALESCE_GAP_BYTES..20 + COALESCE_GAP_BYTES]), vec![0..20 + COALESCE_GAP_BYTES]);
+        assert_eq!(coalesce(vec![0..10, 11 + COALESCE_GAP_BYTES..20 + COALESCE_GAP_BYTES]).len(), 2, "a gap past the limit");
+        // A request stops growing at the size limit.
+        let pages: Vec<Range<u64>> = (0..20).map(|page| page * 1024 * kib..(page + 1) * 1024 * kib).collect();
+        let requests = coalesce(pages);
+        assert_eq!(requests, vec![0..8 * 1024 * kib, 8 * 1024 * kib..16 * 1024 * kib, 16 * 1024 * kib..20 * 1024 * kib]);
+        assert!(coalesce(Vec::new()).is_empty());
     }
 
     #[test]

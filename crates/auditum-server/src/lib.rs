@@ -6,6 +6,7 @@
 pub mod config;
 mod forward;
 pub mod grpc;
+pub mod http;
 mod metrics_http;
 pub mod status;
 
@@ -215,6 +216,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Where `/metrics` is served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The console and JSON API (`http` or `https`, address), when enabled.
+    pub http_addr: Option<(&'static str, SocketAddr)>,
     pub logs: Arc<Logs>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -291,12 +294,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     }
     // Above the 4 MiB Append limit, so an oversized call gets the precise INVALID_ARGUMENT.
     let max_append_message = 2 * MAX_APPEND_BYTES;
-    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(
-        Ingest::new(logs.clone(), access.clone()),
-        validator,
-        access.clone(),
-    ))
-    .max_decoding_message_size(max_append_message);
+    let ingest_api = IngestApi::new(Ingest::new(logs.clone(), access.clone()), validator, access.clone());
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(ingest_api.clone()).max_decoding_message_size(max_append_message);
     // Set when the server begins to stop: subscriptions end (UNAVAILABLE, with their cursor) so
     // the graceful stop does not wait on streams that never finish.
     let (closing, closing_watch) = tokio::sync::watch::channel(false);
@@ -310,10 +309,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     };
     auditum_deliver::start(logs.clone(), &reader, delivery, |name| std::env::var(name).ok(), closing_watch)
         .map_err(|error| Error::Task(error.to_string()))?;
-    let query = pb::query_service_server::QueryServiceServer::new(QueryApi::new(reader, access.clone()))
-        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
-    let proof = pb::proof_service_server::ProofServiceServer::new(ProofApi::new(Prover::new(logs.clone(), access.clone()), access.clone()))
-        .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let query_api = QueryApi::new(reader, access.clone());
+    let query = pb::query_service_server::QueryServiceServer::new(query_api.clone()).max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let proof_api = ProofApi::new(Prover::new(logs.clone(), access.clone()), access.clone());
+    let proof = pb::proof_service_server::ProofServiceServer::new(proof_api.clone()).max_decoding_message_size(MAX_READ_REQUEST_BYTES);
     let admin_engine = Admin::new(logs.clone(), access.clone());
     // Active legal holds are put in force again in the background: a set or clear that stopped
     // half way (a crash, an outage) ends with every covered object held.
@@ -321,12 +320,29 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let admin = admin_engine.clone();
         async move { admin.reapply_holds().await }
     });
-    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(
-        admin_engine,
-        auditum_engine::erasure::Eraser::new(logs.clone(), access.clone()),
-        access,
-    ))
-    .max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    let admin_api = AdminApi::new(admin_engine, auditum_engine::erasure::Eraser::new(logs.clone(), access.clone()), access.clone());
+    let admin = pb::admin_service_server::AdminServiceServer::new(admin_api.clone()).max_decoding_message_size(MAX_READ_REQUEST_BYTES);
+    // The console and JSON API run the same service implementations, so every rule is shared.
+    let mut http_task = None;
+    let http_addr = match config.http_listen {
+        Some(http_listen) => {
+            let http_listener = TcpListener::bind(http_listen).await.map_err(|source| Error::Bind { addr: http_listen, source })?;
+            let bound = http_listener.local_addr().map_err(|source| Error::Bind { addr: http_listen, source })?;
+            let tls = http::tls_acceptor(&config)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let api =
+                http::HttpApi::new(ingest_api, query_api, proof_api, admin_api, access.clone(), config.read_only).map_err(Error::Task)?;
+            // It stops taking calls when gRPC does, and the logs are shut down after it.
+            let mut http_closing = closing.subscribe();
+            let limits = http::ConnectionLimits { max_concurrent_streams: concurrency_per_connection as u32, grace: STREAM_GRACE };
+            http_task = Some(tokio::spawn(http::serve(http_listener, tls, http::router(api), limits, async move {
+                auditum_engine::follow::closed(&mut http_closing).await;
+            })));
+            tracing::info!(addr = %bound, %scheme, "console and json api listening");
+            Some((scheme, bound))
+        }
+        None => None,
+    };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in ["auditum.v1.IngestService", "auditum.v1.QueryService", "auditum.v1.ProofService", "auditum.v1.AdminService"] {
         // A read-only node takes no appends and runs no admin operation: balancers route
@@ -408,6 +424,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         };
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health_reporter.set_not_serving::<pb::ingest_service_server::IngestServiceServer<IngestApi>>().await;
+        // HTTP calls end (within the same grace) before the logs seal and the data directory is let go.
+        if let Some(http_task) = http_task
+            && let Err(error) = http_task.await
+        {
+            tracing::warn!(%error, "http listener task failed");
+        }
         let mut result = served.map_err(Error::from);
         for log in server_logs.all() {
             if let Err(error) = log.shutdown(shutdown_timeout).await {
@@ -423,7 +445,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         result
     });
     tracing::info!(%addr, "auditum listening");
-    Ok(RunningServer { addr, metrics_addr, logs, stop: Some(stop), task })
+    Ok(RunningServer { addr, metrics_addr, http_addr, logs, stop: Some(stop), task })
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully.
@@ -432,6 +454,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // Lines on stdout that scripts and tests can wait for; "listening" comes last.
     if let Some(metrics_addr) = server.metrics_addr {
         println!("auditum metrics on http://{metrics_addr}/metrics");
+    }
+    if let Some((scheme, http_addr)) = server.http_addr {
+        println!("auditum console on {scheme}://{http_addr}/ (JSON API under /api/v1/)");
     }
     println!("auditum listening on {}", server.addr);
     shutdown.await;

@@ -44,7 +44,7 @@ pub fn status_from_engine(error: Error) -> Status {
     }
 }
 
-fn status_from_denied(denied: Denied) -> Status {
+pub(crate) fn status_from_denied(denied: Denied) -> Status {
     match denied {
         Denied::Unauthenticated(message) => Status::unauthenticated(message),
         Denied::PermissionDenied(message) => Status::permission_denied(message),

@@ -45,7 +45,7 @@ class Server:
     def start(self, timeout: float = 60.0) -> "Server":
         self.starts += 1
         log = open(os.path.join(self.data_dir, f"server-{self.starts}.log"), "wb")
-        args = [auditum_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--metrics-listen", "127.0.0.1:0",
+        args = [auditum_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--metrics-listen", "127.0.0.1:0", "--http-listen", "",
                 "--data-dir", os.path.join(self.data_dir, "data"), "--seal-interval", "1s"] + self.extra_args
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
         ready = threading.Event()

@@ -33,7 +33,7 @@ export async function startServer({ port, dataDir, extraArgs = [] } = {}) {
   dataDir ??= tmpDir("data");
   const proc = spawn(
     auditumBin(),
-    ["serve", "--listen", `127.0.0.1:${port}`, "--metrics-listen", "127.0.0.1:0", "--data-dir", dataDir, "--seal-interval", "1s", ...extraArgs],
+    ["serve", "--listen", `127.0.0.1:${port}`, "--metrics-listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", dataDir, "--seal-interval", "1s", ...extraArgs],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";

@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 pub fn test_config(dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        // The console and JSON API on a port of their own (the default, 8080, is shared).
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: dir.to_path_buf(),
         // Tests decide when to seal. Seals are aligned to the clock (multiples of the interval
         // since the epoch): an hour would seal at the top of every hour, in the middle of a test.
@@ -140,7 +142,7 @@ pub async fn spawn_binary_with_env(
     use tokio::io::AsyncBufReadExt;
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)

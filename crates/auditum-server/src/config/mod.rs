@@ -125,6 +125,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listener; none when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// The web console and the JSON HTTP API (`/api/v1/`); `""` disables it. TLS as for gRPC.
+    #[serde(deserialize_with = "deserialize_optional_listen")]
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Default store for every log; default `file://<data_dir>/store`.
     pub store: Option<String>,
@@ -217,6 +220,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: None,
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: PathBuf::from("./auditum-data"),
             store: None,
             seal_interval: Duration::from_secs(60),
@@ -265,10 +269,23 @@ impl Default for Config {
     }
 }
 
+/// A listen address, or `""` for none (a listener that is on by default can be turned off).
+fn deserialize_optional_listen<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an address (host:port), or \"\" to disable")))
+}
+
 /// Every top-level field name, as written in the file (and, upper-cased, after `AUDITUM_`).
-pub const FIELD_NAMES: [&str; 46] = [
+pub const FIELD_NAMES: [&str; 47] = [
     "listen",
     "metrics_listen",
+    "http_listen",
     "data_dir",
     "store",
     "seal_interval",
@@ -403,6 +420,7 @@ impl Config {
         };
         line("listen", Some(quoted(&self.listen.to_string())));
         line("metrics_listen", self.metrics_listen.map(|addr| quoted(&addr.to_string())));
+        line("http_listen", Some(quoted(&self.http_listen.map(|addr| addr.to_string()).unwrap_or_default())));
         line("data_dir", Some(quoted(&self.data_dir.display().to_string())));
         line("store", Some(quoted(&self.store.clone().unwrap_or_else(|| self.default_store_url()))));
         line("seal_interval", Some(duration(self.seal_interval)));

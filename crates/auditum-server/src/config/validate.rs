@@ -183,6 +183,17 @@ impl Config {
                 format!("none configured: development mode serves only a loopback address, and listen is {}", self.listen),
             ));
         }
+        if let Some(http_listen) = self.http_listen
+            && self.api_keys.is_empty()
+            && !http_listen.ip().is_loopback()
+        {
+            return Err(invalid(
+                "http_listen",
+                format!(
+                    "{http_listen} is not a loopback address: development mode (no api_keys) serves only loopback; set http_listen = \"\" or configure api_keys"
+                ),
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         let mut hashes = std::collections::HashSet::new();
         for (index, key) in self.api_keys.iter().enumerate() {

@@ -49,7 +49,7 @@ pub fn filter_spec(filter: Option<&pb::EventFilter>) -> Result<FilterSpec, Statu
     })
 }
 
-pub fn stats_message(stats: &ScanStats, bytes_read: u64, read_requests: u64) -> pb::QueryStats {
+pub fn stats_message(stats: &ScanStats, bytes_read: u64, read_requests: u64, pages_read: u64) -> pb::QueryStats {
     pb::QueryStats {
         batches_considered: stats.batches_considered,
         batches_pruned: stats.batches_pruned,
@@ -64,6 +64,7 @@ pub fn stats_message(stats: &ScanStats, bytes_read: u64, read_requests: u64) -> 
         unsealed_considered: stats.unsealed_considered,
         bytes_read,
         read_requests,
+        pages_read,
     }
 }
 
@@ -94,7 +95,7 @@ impl QueryApi {
         Ok(pb::QueryResponse {
             events: page.rows.iter().map(|row| convert::stored_event(&row.record, &row.leaf_hash, row.batch_index, &page.log)).collect(),
             next_page_token: page.next_page_token,
-            stats: Some(stats_message(&page.stats, page.bytes_read, page.read_requests)),
+            stats: Some(stats_message(&page.stats, page.bytes_read, page.read_requests, page.pages_read)),
         })
     }
 

@@ -79,7 +79,7 @@ class QueryResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.StoredEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., stats: _Optional[_Union[QueryStats, _Mapping]] = ...) -> None: ...
 
 class QueryStats(_message.Message):
-    __slots__ = ("batches_considered", "batches_pruned", "row_groups_considered", "row_groups_pruned", "rows_considered", "rows_pruned", "rows_read", "batches_opened", "row_groups_pruned_by_bloom", "rows_matched", "unsealed_considered", "bytes_read", "read_requests")
+    __slots__ = ("batches_considered", "batches_pruned", "row_groups_considered", "row_groups_pruned", "rows_considered", "rows_pruned", "rows_read", "batches_opened", "row_groups_pruned_by_bloom", "rows_matched", "unsealed_considered", "bytes_read", "read_requests", "pages_read")
     BATCHES_CONSIDERED_FIELD_NUMBER: _ClassVar[int]
     BATCHES_PRUNED_FIELD_NUMBER: _ClassVar[int]
     ROW_GROUPS_CONSIDERED_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class QueryStats(_message.Message):
     UNSEALED_CONSIDERED_FIELD_NUMBER: _ClassVar[int]
     BYTES_READ_FIELD_NUMBER: _ClassVar[int]
     READ_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PAGES_READ_FIELD_NUMBER: _ClassVar[int]
     batches_considered: int
     batches_pruned: int
     row_groups_considered: int
@@ -106,7 +107,8 @@ class QueryStats(_message.Message):
     unsealed_considered: int
     bytes_read: int
     read_requests: int
-    def __init__(self, batches_considered: _Optional[int] = ..., batches_pruned: _Optional[int] = ..., row_groups_considered: _Optional[int] = ..., row_groups_pruned: _Optional[int] = ..., rows_considered: _Optional[int] = ..., rows_pruned: _Optional[int] = ..., rows_read: _Optional[int] = ..., batches_opened: _Optional[int] = ..., row_groups_pruned_by_bloom: _Optional[int] = ..., rows_matched: _Optional[int] = ..., unsealed_considered: _Optional[int] = ..., bytes_read: _Optional[int] = ..., read_requests: _Optional[int] = ...) -> None: ...
+    pages_read: int
+    def __init__(self, batches_considered: _Optional[int] = ..., batches_pruned: _Optional[int] = ..., row_groups_considered: _Optional[int] = ..., row_groups_pruned: _Optional[int] = ..., rows_considered: _Optional[int] = ..., rows_pruned: _Optional[int] = ..., rows_read: _Optional[int] = ..., batches_opened: _Optional[int] = ..., row_groups_pruned_by_bloom: _Optional[int] = ..., rows_matched: _Optional[int] = ..., unsealed_considered: _Optional[int] = ..., bytes_read: _Optional[int] = ..., read_requests: _Optional[int] = ..., pages_read: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("filter", "format", "include_unsealed", "raw")
