@@ -28,6 +28,8 @@ fn encrypted_config(dir: &Path, kek: &Path) -> (Config, PathBuf) {
     std::fs::write(&path, text).unwrap();
     let mut config = Config::from_file(&path).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
+    // Not the default 8080, which tests running side by side would share.
+    config.http_listen = None;
     (config, path)
 }
 

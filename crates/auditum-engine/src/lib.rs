@@ -17,6 +17,7 @@ pub mod access;
 pub mod admin;
 pub mod archive;
 pub mod auth;
+mod background;
 pub mod dir_lock;
 pub mod encryption;
 pub mod erasure;

@@ -374,6 +374,12 @@ impl FooterCache {
         FooterCache { budget_bytes, state: Mutex::default() }
     }
 
+    /// Whether the footer of `entry`'s batch is held.
+    pub fn contains(&self, entry: &LedgerEntry) -> bool {
+        let key = (entry.object.clone(), entry.version.clone());
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).footers.contains_key(&key)
+    }
+
     fn get(&self, key: &FooterKey) -> Option<ArrowReaderMetadata> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).footers.get(key).map(|(metadata, _)| metadata.clone())
     }

@@ -227,7 +227,10 @@ impl Proxy {
                     let Ok(count) = read else { return };
                     if count == 0 { return; }
                     if client_write.write_all(&down[..count]).await.is_err() { return; }
-                    if saw_armed_request.load(Ordering::SeqCst) {
+                    // An interim `100 Continue` (a large body asks first) is not the answer: the
+                    // outage starts once the request's body went through and its final answer came.
+                    let interim = down[..count].starts_with(b"HTTP/1.1 100");
+                    if saw_armed_request.load(Ordering::SeqCst) && !interim {
                         // The armed request got its answer: the outage starts now.
                         *self.armed.lock().unwrap() = None;
                         self.tripped.store(true, Ordering::SeqCst);

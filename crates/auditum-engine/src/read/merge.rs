@@ -82,6 +82,7 @@ pub struct Scan {
     context: ScanContext,
     predicate: Arc<Predicate>,
     pending: VecDeque<Arc<LedgerEntry>>,
+    footers_prefetched: bool,
     sources: Vec<Source>,
     heap: BinaryHeap<HeapItem>,
     pub stats: ScanStats,
@@ -115,8 +116,15 @@ impl Scan {
             memory.reverse();
         }
         stats.rows_matched += memory.len() as u64;
-        let mut scan =
-            Scan { context, predicate: Arc::new(predicate), pending: pending.into(), sources: Vec::new(), heap: BinaryHeap::new(), stats };
+        let mut scan = Scan {
+            context,
+            predicate: Arc::new(predicate),
+            pending: pending.into(),
+            footers_prefetched: false,
+            sources: Vec::new(),
+            heap: BinaryHeap::new(),
+            stats,
+        };
         let mut memory: VecDeque<ScanRow> = memory.into();
         if let Some(first) = memory.pop_front() {
             scan.sources.push(Source::Memory(memory));
@@ -148,8 +156,37 @@ impl Scan {
         Ok(next)
     }
 
+    /// On a remote store, the footers (with their page index) of the first batches in scan order
+    /// are fetched at once, concurrently: the merge opens them one after another, and each would
+    /// otherwise wait a round trip of its own. A failure here is left for the batch's own open
+    /// to meet and report.
+    fn prefetch_footers(&mut self) {
+        self.footers_prefetched = true;
+        let context = &self.context;
+        let uncached: Vec<&Arc<LedgerEntry>> = self
+            .pending
+            .iter()
+            .take(FOOTER_PREFETCH)
+            .filter(|entry| context.store.local_path(&entry.object).is_none() && !context.footers.contains(entry))
+            .collect();
+        if uncached.len() < 2 {
+            return;
+        }
+        std::thread::scope(|threads| {
+            for entry in uncached {
+                threads.spawn(move || {
+                    let reader = RangeReader::new(context.store.clone(), entry, context.runtime.clone(), context.io.clone());
+                    let _ = context.footers.load(&reader);
+                });
+            }
+        });
+    }
+
     /// The next row in order, or None when the scan is complete.
     pub fn next_row(&mut self) -> Result<Option<ScanRow>, scan::Error> {
+        if !self.footers_prefetched {
+            self.prefetch_footers();
+        }
         while let Some(entry) = self.pending.front() {
             let needed = match self.heap.peek() {
                 None => true,
@@ -176,6 +213,9 @@ impl Scan {
         Ok(Some(top.row))
     }
 }
+
+/// Footers fetched together when a scan on a remote store starts.
+const FOOTER_PREFETCH: usize = 8;
 
 /// One page of a query.
 pub struct Page {
