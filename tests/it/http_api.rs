@@ -649,3 +649,53 @@ async fn the_http_listener_uses_the_grpc_tls_settings() {
     assert_eq!(info.status().as_u16(), 200);
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_streams_ndjson_lines_and_ends_with_an_error_line_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(Config { meta_audit: false, ..secured_config(dir.path()) }).await;
+    let base = base_url(&running);
+    let writer = Http::new(&base, Some(secret("platform-writer")));
+    let events: Vec<Value> = (0..5).map(|i| event_json("acme", "doc.view", &format!("u{i}"))).collect();
+    assert_eq!(writer.post("IngestService/Append", json!({ "events": events })).await.0, 200);
+
+    // Another tenant's key is refused before the stream starts, as a JSON error.
+    let foreign = Http::new(&base, Some(secret("bigco-all")));
+    let (status, body) = foreign.post("QueryService/Subscribe", json!({ "filter": { "tenantId": "acme" }, "fromBeginning": true })).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("PERMISSION_DENIED")), "{body}");
+
+    let reader = Http::new(&base, Some(secret("acme-reader")));
+    let response = reader.send("QueryService/Subscribe", &json!({ "filter": { "tenantId": "acme" }, "fromBeginning": true })).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let mut body = response;
+    let mut text = String::new();
+    let mut lines: Vec<Value> = Vec::new();
+    let next_lines = |text: &mut String, lines: &mut Vec<Value>| {
+        while let Some(end) = text.find('\n') {
+            lines.push(serde_json::from_str(&text[..end]).unwrap());
+            text.drain(..=end);
+        }
+    };
+    // The five events arrive, one message per line, in seq order.
+    while lines.iter().filter(|line| line.get("event").is_some()).count() < 5 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.chunk()).await.expect("events arrive").unwrap().unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        next_lines(&mut text, &mut lines);
+    }
+    let seqs: Vec<u64> =
+        lines.iter().filter_map(|line| line.get("event")).map(|event| event["seq"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    assert!(lines.iter().filter_map(|line| line.get("event")).all(|event| event["event"]["tenantId"] == "acme"));
+
+    // The server stops: the stream ends with one error line naming where to resume, as gRPC ends it with a status.
+    let stopping = tokio::spawn(running.stop());
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(std::time::Duration::from_secs(15), body.chunk()).await {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        next_lines(&mut text, &mut lines);
+    }
+    let last = lines.last().unwrap();
+    assert_eq!(last["error"]["code"], "UNAVAILABLE", "{last}");
+    assert!(last["error"]["message"].as_str().unwrap().contains("after_seq = 4"), "the cursor to resume from: {last}");
+    stopping.await.unwrap().unwrap();
+}

@@ -281,3 +281,71 @@ async fn notify_wakes_the_relay_at_once_polling_is_the_fallback_and_a_bad_table_
     assert!(!output.status.success() && stderr.contains("auditum: postgres: "), "{stderr}");
     terminate(&mut server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_outbox_and_a_silent_postgres_time_out_instead_of_hanging_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = Postgres::start();
+    let setup = postgres.connect().await;
+    setup.batch_execute(DDL).await.unwrap();
+    let (mut server, url) = spawn_binary(dir.path(), &[]).await;
+    let log = dir.path().join("relay.log");
+    let mut relay = spawn_relay(&url, &postgres, &["--poll", "100ms"], &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("relay started") {
+        assert!(Instant::now() < deadline, "the relay did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    const DURING_LOCK: &str = "00000000-0000-4000-8000-000000000001";
+    const AFTER_LOCK: &str = "00000000-0000-4000-8000-000000000002";
+    let insert = |id: &str| {
+        format!(
+            "INSERT INTO audit_outbox (id, event) VALUES ('{id}', '{{\"tenant_id\":\"locked\",\"action\":\"a.b\",\"actor\":{{\"id\":\"u\",\"type\":\"user\"}},\"outcome\":\"success\"}}')"
+        )
+    };
+    // A migration holds the outbox: the relay's round gives up after its lock timeout (and is
+    // retried) instead of waiting for as long as the lock is held.
+    let mut migration = postgres.connect().await;
+    let transaction = migration.transaction().await.unwrap();
+    transaction.batch_execute(&format!("LOCK TABLE audit_outbox IN ACCESS EXCLUSIVE MODE; {}", insert(DURING_LOCK))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("lock timeout") {
+        assert!(Instant::now() < deadline, "no lock timeout: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    transaction.commit().await.unwrap();
+    // Once the lock is gone, the rows move.
+    setup.batch_execute(&insert(AFTER_LOCK)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = stored_ids(&url, "locked").await;
+        if stored.contains_key(DURING_LOCK) && stored.contains_key(AFTER_LOCK) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rows did not move after the lock: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(terminate(&mut relay).await.success());
+
+    // A "Postgres" that accepts connections and never answers: the relay gives up at start,
+    // naming the wait, instead of hanging.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let started = Instant::now();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+        .args(["relay", "postgres", "--server", &url, "--dsn", &format!("postgres://relay@{silent_addr}/outbox")])
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output).await.expect("the relay gives up").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("no answer within 15 s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    held.abort();
+    assert!(terminate(&mut server).await.success());
+}

@@ -137,6 +137,43 @@ impl Drop for Session {
     }
 }
 
+/// A session that cannot be opened within this (connect, authenticate, prepare) is given up
+/// and retried: a host that accepts connections and never answers must not hang the relay.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// TCP connect timeout, unless the DSN sets `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lock and statement timeouts of the relay's sessions, unless the role, database or DSN
+/// already sets them: a table locked by a migration, or a statement stuck behind it, fails the
+/// round (which is rolled back and retried with backoff) instead of holding it forever.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a session could not be opened.
+enum OpenError {
+    Postgres(tokio_postgres::Error),
+    TimedOut,
+}
+
+impl OpenError {
+    fn describe(&self) -> String {
+        match self {
+            OpenError::Postgres(error) => describe(error),
+            OpenError::TimedOut => format!("no answer within {} s (connect, authenticate, prepare)", OPEN_TIMEOUT.as_secs()),
+        }
+    }
+
+    fn is_permanent(&self) -> bool {
+        matches!(self, OpenError::Postgres(error) if is_permanent(error))
+    }
+
+    fn code(&self) -> Option<&SqlState> {
+        match self {
+            OpenError::Postgres(error) => error.code(),
+            OpenError::TimedOut => None,
+        }
+    }
+}
+
 /// Why a round failed.
 enum RoundError {
     Postgres(tokio_postgres::Error),
@@ -150,8 +187,19 @@ impl From<tokio_postgres::Error> for RoundError {
 }
 
 impl Session {
-    async fn open(options: &RelayOptions, sql: &Sql) -> Result<Session, tokio_postgres::Error> {
-        let (client, mut connection) = tokio_postgres::connect(&options.dsn, NoTls).await?;
+    async fn open(options: &RelayOptions, sql: &Sql) -> Result<Session, OpenError> {
+        match tokio::time::timeout(OPEN_TIMEOUT, Session::open_within(options, sql)).await {
+            Ok(opened) => opened.map_err(OpenError::Postgres),
+            Err(_) => Err(OpenError::TimedOut),
+        }
+    }
+
+    async fn open_within(options: &RelayOptions, sql: &Sql) -> Result<Session, tokio_postgres::Error> {
+        let mut config: tokio_postgres::Config = options.dsn.parse()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let (client, mut connection) = config.connect(NoTls).await?;
         let notified = Arc::new(Notify::new());
         let wake = notified.clone();
         // The connection is driven here rather than by `client`, so NOTIFY messages reach us.
@@ -170,6 +218,14 @@ impl Session {
             // The client's next call fails, and the relay reconnects.
             wake.notify_one();
         });
+        let settings = client.query_one("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')", &[]).await?;
+        let (lock_timeout, statement_timeout): (String, String) = (settings.try_get(0)?, settings.try_get(1)?);
+        if lock_timeout == "0" {
+            client.batch_execute(&format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis())).await?;
+        }
+        if statement_timeout == "0" {
+            client.batch_execute(&format!("SET statement_timeout = '{}ms'", STATEMENT_TIMEOUT.as_millis())).await?;
+        }
         // The outbox first: a mistyped --table must not leave a stray dead table behind.
         let select = client.prepare(&sql.select).await?;
         let exists: Option<String> = client.query_one("SELECT to_regclass($1)::text", &[&options.table.dead_sql()]).await?.get(0);
@@ -308,7 +364,7 @@ pub async fn run(options: RelayOptions, client: &AuditClient, shutdown: impl Fut
     let mut sessions = Vec::with_capacity(options.workers);
     for _ in 0..options.workers {
         let session = Session::open(&options, &sql).await.map_err(|error| {
-            let reason = describe(&error);
+            let reason = error.describe();
             if error.code() == Some(&SqlState::UNDEFINED_TABLE) || error.code() == Some(&SqlState::UNDEFINED_COLUMN) {
                 Error::Config(format!("--table {}: {reason} (the README has the outbox table's DDL)", options.table))
             } else {
@@ -323,10 +379,20 @@ pub async fn run(options: RelayOptions, client: &AuditClient, shutdown: impl Fut
     let counts = Counts::default();
     let (stop, stopped) = watch::channel(false);
     // The workers share this task: their time goes to waiting on Postgres and the server, which
-    // they overlap; the CPU they use in between is small.
-    let workers = futures::future::try_join_all(
-        sessions.into_iter().map(|session| worker(session, &options, &sql, client, &counts, stopped.clone())),
-    );
+    // they overlap; the CPU they use in between is small. A worker that must stop the relay
+    // tells the others, which finish the round under way rather than being dropped mid-round.
+    let stop = &stop;
+    let workers = futures::future::join_all(sessions.into_iter().map(|session| {
+        let stopped = stopped.clone();
+        let (options, sql, counts) = (&options, &sql, &counts);
+        async move {
+            let outcome = worker(session, options, sql, client, counts, stopped).await;
+            if outcome.is_err() {
+                let _ = stop.send(true);
+            }
+            outcome
+        }
+    }));
     let report = async {
         let mut reported = Totals::default();
         loop {
@@ -349,7 +415,7 @@ pub async fn run(options: RelayOptions, client: &AuditClient, shutdown: impl Fut
     };
     let totals = counts.totals();
     tracing::info!(moved = totals.moved, duplicates = totals.duplicates, dead = totals.dead, "relay stopped");
-    finished.map(|_| totals)
+    finished.into_iter().collect::<Result<Vec<()>>>().map(|_| totals)
 }
 
 /// Waits `wait`; false when the relay is told to stop first.
@@ -379,10 +445,10 @@ async fn worker(
                     tracing::info!("postgres reconnected");
                     session.insert(opened)
                 }
-                Err(error) if is_permanent(&error) => return Err(Error::Postgres(describe(&error))),
+                Err(error) if error.is_permanent() => return Err(Error::Postgres(error.describe())),
                 Err(error) => {
                     let wait = backoff.next();
-                    tracing::warn!(error = %describe(&error), retry_in_ms = wait.as_millis() as u64, "cannot connect to postgres");
+                    tracing::warn!(error = %error.describe(), retry_in_ms = wait.as_millis() as u64, "cannot connect to postgres");
                     sleep_unless_stopped(wait, &mut stopped).await;
                     continue;
                 }
