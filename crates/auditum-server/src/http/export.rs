@@ -23,6 +23,8 @@ use tonic::Status;
 
 /// Summaries kept: enough for every export of a busy console, small in memory.
 const KEPT_SUMMARIES: usize = 1024;
+/// Summaries kept per key: one key exporting in a loop cannot push out everyone else's.
+const KEPT_PER_KEY: usize = 64;
 /// A summary is fetched right after its file; an hour is generous.
 const SUMMARY_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -59,6 +61,11 @@ impl ExportSummaries {
         let Ok(mut kept) = self.kept.lock() else { return };
         while kept.len() >= KEPT_SUMMARIES || kept.front().is_some_and(|oldest| oldest.at.elapsed() > SUMMARY_LIFETIME) {
             kept.pop_front();
+        }
+        if kept.iter().filter(|entry| entry.caller == caller).count() >= KEPT_PER_KEY
+            && let Some(oldest_of_key) = kept.iter().position(|entry| entry.caller == caller)
+        {
+            kept.remove(oldest_of_key);
         }
         kept.push_back(Kept { id: id.to_string(), caller, at: Instant::now(), outcome: Outcome::Running });
     }
@@ -178,4 +185,33 @@ pub async fn summary(State(api): State<HttpApi>, Path(id): Path<String>, headers
         Ok(json_response(api.mapping.encode(&descriptor, &summary)?))
     };
     answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(summaries: &ExportSummaries, id: &str, caller: &str) {
+        summaries.begin(id, caller.to_string());
+        summaries.finish(id, Outcome::Done(pb::ExportSummary { rows: 1, ..Default::default() }));
+    }
+
+    #[test]
+    fn summaries_are_the_exporting_keys_and_one_key_cannot_push_out_the_others() {
+        let summaries = ExportSummaries::default();
+        done(&summaries, "a-0", "alice");
+        summaries.begin("running", "alice".to_string());
+        assert_eq!(summaries.lookup("a-0", "alice").map(|summary| summary.rows).ok(), Some(1));
+        assert_eq!(summaries.lookup("a-0", "mallory").unwrap_err().code(), tonic::Code::NotFound, "another key");
+        assert_eq!(summaries.lookup("running", "alice").unwrap_err().code(), tonic::Code::FailedPrecondition);
+        summaries.finish("running", Outcome::Failed(Status::unavailable("store down")));
+        assert_eq!(summaries.lookup("running", "alice").unwrap_err().code(), tonic::Code::Unavailable, "the export's own error");
+        // A flood of one key's exports keeps only its latest KEPT_PER_KEY; alice's stays.
+        for index in 0..KEPT_SUMMARIES {
+            done(&summaries, &format!("m-{index}"), "mallory");
+        }
+        assert!(summaries.lookup("a-0", "alice").is_ok());
+        assert!(summaries.lookup("m-0", "mallory").is_err());
+        assert!(summaries.lookup(&format!("m-{}", KEPT_SUMMARIES - 1), "mallory").is_ok());
+    }
 }
