@@ -425,10 +425,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health_reporter.set_not_serving::<pb::ingest_service_server::IngestServiceServer<IngestApi>>().await;
         // HTTP calls end (within the same grace) before the logs seal and the data directory is let go.
-        if let Some(http_task) = http_task
-            && let Err(error) = http_task.await
-        {
-            tracing::warn!(%error, "http listener task failed");
+        if let Some(http_task) = http_task {
+            // gRPC serving that failed never signalled the stop the HTTP listener waits for.
+            if served.is_err() {
+                http_task.abort();
+            }
+            if let Err(error) = http_task.await
+                && !error.is_cancelled()
+            {
+                tracing::warn!(%error, "http listener task failed");
+            }
         }
         let mut result = served.map_err(Error::from);
         for log in server_logs.all() {
