@@ -19,21 +19,14 @@ fn rfc3339(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[((values.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
-    let total: usize = std::env::var("BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(10_000_000);
     let measured_count: usize = std::env::var("BENCH_NEEDLES").ok().and_then(|text| text.parse().ok()).unwrap_or(40);
-    let dir = query_archive_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let start_time = build_archive(&dir, total, 100_000, auditum_server::config::Config::default().page_rows).await;
+        let (dir, _, start_time) = query_archive().await;
         let mix = mix();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
         command

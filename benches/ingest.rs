@@ -11,26 +11,22 @@
 //! Environment: BENCH_SECONDS (default 10) per throughput phase; BENCH_SERVER=URL to load an
 //! already running server instead (for profiling).
 
+mod support;
+
 use auditum_format::event::{EventRecord, Seq};
 use auditum_proto::pb;
 use auditum_proto::validate::{Redactor, Validator};
 use prost::Message;
-use rand::SeedableRng;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::realistic_events;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CONNECTIONS: usize = 4;
 const IN_FLIGHT_PER_CONNECTION: usize = 4;
-
-fn realistic_events(count: usize, seed: u64) -> Vec<pb::AuditEvent> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let now = auditum_format::time::now_micros();
-    (0..count).map(|i| auditum_proto::sample::realistic_event(&mut rng, now - 1_000_000 + i as i64)).collect()
-}
 
 async fn start_server(data_dir: &Path) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))

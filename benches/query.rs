@@ -13,7 +13,6 @@
 
 mod support;
 
-use auditum_server::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
@@ -22,12 +21,9 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
-    let total: usize = std::env::var("BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(10_000_000);
-    let dir = query_archive_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let page_rows = std::env::var("BENCH_PAGE_ROWS").ok().and_then(|text| text.parse().ok()).unwrap_or(Config::default().page_rows);
-        let start_time = build_archive(&dir, total, 100_000, page_rows).await;
+        let (dir, total, start_time) = query_archive().await;
         let queries = Queries::new(&mix(), start_time);
         // Meta-audit off: the numbers are the queries' own (a record costs one WAL fsync).
         let (mut server, url) = spawn_server(&dir, &[("AUDITUM_META_AUDIT", "false")]).await;

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{DAY, QueryClient};
+use support::{DAY, QueryClient, checkpoint_size};
 
 /// Starts `serve --read-only` on the archive's store; returns it and its URL.
 async fn spawn_reader(archive: &Path, dir: &Path, follow_interval: &str) -> (tokio::process::Child, String) {
@@ -136,11 +136,6 @@ async fn throughput(urls: &[String], pids: &[u32], kind: Kind, start_time: i64, 
 fn percentile(values: &mut [f64], fraction: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[((values.len() as f64 * fraction).ceil() as usize).clamp(1, values.len()) - 1]
-}
-
-async fn checkpoint_size(client: &mut pb::proof_service_client::ProofServiceClient<tonic::transport::Channel>) -> u64 {
-    let Ok(response) = client.get_checkpoint(pb::GetCheckpointRequest { log: String::new() }).await else { return 0 };
-    response.into_inner().checkpoint.lines().nth(1).and_then(|size| size.parse().ok()).unwrap_or(0)
 }
 
 /// Staleness of two readers following a writer that appends `rate` events/s for `seconds`. The

@@ -11,37 +11,15 @@
 
 mod support;
 
+use support::{checkpoint_size, percentile, realistic_events};
+
 use auditum_proto::pb;
-use rand::SeedableRng;
 use std::time::{Duration, Instant};
 
-fn realistic_events(count: usize, seed: u64) -> Vec<pb::AuditEvent> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let now = auditum_format::time::now_micros();
-    (0..count).map(|i| auditum_proto::sample::realistic_event(&mut rng, now - 1_000_000 + i as i64)).collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn summary(name: &str, mut millis: Vec<f64>) {
-    millis.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "| {name} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
-        millis.len(),
-        percentile(&millis, 0.5),
-        percentile(&millis, 0.99),
-        percentile(&millis, 0.999),
-        millis.last().copied().unwrap_or_default()
-    );
-}
-
-async fn checkpoint_size(proof: &mut pb::proof_service_client::ProofServiceClient<tonic::transport::Channel>) -> u64 {
-    match proof.get_checkpoint(pb::GetCheckpointRequest { log: String::new() }).await {
-        Ok(response) => response.into_inner().checkpoint.lines().nth(1).and_then(|size| size.parse().ok()).unwrap_or(0),
-        Err(_) => 0,
-    }
+    let (p50, p99, p999) = (percentile(&mut millis, 0.5), percentile(&mut millis, 0.99), percentile(&mut millis, 0.999));
+    let max = millis.last().copied().unwrap_or_default();
+    println!("| {name} | {} | {p50:.2} ms | {p99:.2} ms | {p999:.2} ms | {max:.2} ms |", millis.len());
 }
 
 fn main() {

@@ -39,11 +39,9 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
-    let total: usize = std::env::var("BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(10_000_000);
-    let dir = query_archive_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let start_time = build_archive(&dir, total, 100_000, auditum_server::config::Config::default().page_rows).await;
+        let (dir, total, start_time) = query_archive().await;
         let mix = mix();
         let top_tenant = mix.tenant_of(0);
         let (mut server, url) = spawn_server(&dir, &[("AUDITUM_META_AUDIT", "false")]).await;

@@ -1,4 +1,4 @@
-//! Shared by the query and comparison benchmarks: the archive generator (the query issue's event
+//! Shared by the benchmarks: the archive generator (the query issue's event
 //! stream), the release server, and small measuring helpers.
 #![allow(dead_code)]
 
@@ -141,6 +141,17 @@ pub fn query_archive_dir() -> PathBuf {
     std::path::absolute(&dir).unwrap()
 }
 
+/// The query benchmarks' archive: BENCH_EVENTS events (default 10,000,000) with BENCH_PAGE_ROWS
+/// rows per page (default the server's) in [`query_archive_dir`], built once and then reused.
+/// Returns the directory, the event count and the stream's start time.
+pub async fn query_archive() -> (PathBuf, usize, i64) {
+    let total: usize = std::env::var("BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(10_000_000);
+    let page_rows = std::env::var("BENCH_PAGE_ROWS").ok().and_then(|text| text.parse().ok()).unwrap_or(Config::default().page_rows);
+    let dir = query_archive_dir();
+    let start_time = build_archive(&dir, total, 100_000, page_rows).await;
+    (dir, total, start_time)
+}
+
 pub type QueryClient = pb::query_service_client::QueryServiceClient<tonic::transport::Channel>;
 
 /// Every page of a query; the row count and the last page's stats.
@@ -226,6 +237,26 @@ pub fn status_mb(pid: u32, field: &str) -> f64 {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
     kb / 1024.0
+}
+
+/// The `fraction` percentile (0.5, 0.99, …) of `values`, which it sorts: the value at rank
+/// `round((n - 1) · fraction)`.
+pub fn percentile(values: &mut [f64], fraction: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[((values.len() - 1) as f64 * fraction).round() as usize]
+}
+
+/// `count` realistic events (the sample generator's), occurring over the last second.
+pub fn realistic_events(count: usize, seed: u64) -> Vec<pb::AuditEvent> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = auditum_format::time::now_micros();
+    (0..count).map(|i| auditum_proto::sample::realistic_event(&mut rng, now - 1_000_000 + i as i64)).collect()
+}
+
+/// The size of the default log's latest checkpoint (0 before the first, or when the call fails).
+pub async fn checkpoint_size(client: &mut pb::proof_service_client::ProofServiceClient<tonic::transport::Channel>) -> u64 {
+    let Ok(response) = client.get_checkpoint(pb::GetCheckpointRequest { log: String::new() }).await else { return 0 };
+    response.into_inner().checkpoint.lines().nth(1).and_then(|size| size.parse().ok()).unwrap_or(0)
 }
 
 pub fn median(values: &mut [f64]) -> f64 {
