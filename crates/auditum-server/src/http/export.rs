@@ -51,9 +51,7 @@ pub struct ExportSummaries {
 
 /// The key a request is made with, or the refusal to answer.
 fn caller(api: &HttpApi, headers: &HeaderMap) -> Result<String, Status> {
-    let authorization = headers.get(header::AUTHORIZATION).map(|value| value.to_str().unwrap_or(""));
-    let caller = api.access.identify(authorization).map_err(crate::status::status_from_denied)?;
-    Ok(caller.key_id().to_string())
+    Ok(super::caller(&api.access, headers)?.key_id().to_string())
 }
 
 impl ExportSummaries {

@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -59,6 +58,13 @@ impl HttpApi {
     }
 }
 
+/// Who the request's `Authorization` names (development mode's anonymous caller when there are
+/// no keys), or the refusal. A header that is not text is presented as "", refused as malformed.
+fn caller(access: &Access, headers: &HeaderMap) -> Result<auditum_engine::auth::Caller, tonic::Status> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|value| value.to_str().unwrap_or(""));
+    access.identify(authorization).map_err(crate::status::status_from_denied)
+}
+
 /// `GET /api/v1/info`: what the console needs before sign-in, and who a key is.
 async fn info(State(api): State<HttpApi>, headers: HeaderMap) -> Response {
     let mut body = serde_json::json!({
@@ -66,10 +72,10 @@ async fn info(State(api): State<HttpApi>, headers: HeaderMap) -> Response {
         "readOnly": api.read_only,
         "version": env!("CARGO_PKG_VERSION"),
     });
-    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
-        let caller = match api.access.identify(Some(authorization.to_str().unwrap_or(""))) {
+    if headers.contains_key(header::AUTHORIZATION) {
+        let caller = match caller(&api.access, &headers) {
             Ok(caller) => caller,
-            Err(denied) => return error::ApiError::from(crate::status::status_from_denied(denied)).into_response(),
+            Err(status) => return error::ApiError::from(status).into_response(),
         };
         if !caller.is_anonymous() {
             let mut key = serde_json::json!({ "id": caller.key_id(), "scopes": caller.scopes() });
@@ -82,7 +88,7 @@ async fn info(State(api): State<HttpApi>, headers: HeaderMap) -> Response {
     axum::Json(body).into_response()
 }
 
-async fn no_such_route(ConnectInfo(_peer): ConnectInfo<SocketAddr>) -> Response {
+async fn no_such_route() -> Response {
     error::ApiError {
         status: tonic::Status::not_found("no such path: the console is at /, the API at /api/v1/{Service}/{Method} (docs/API.md)"),
         http: None,

@@ -84,8 +84,7 @@ async fn call(api: &HttpApi, peer: SocketAddr, service: &str, method: &str, head
     };
     // A caller the service would refuse is refused before its body is read into memory.
     if !api.access.development_mode() {
-        let authorization = headers.get(header::AUTHORIZATION).map(|value| value.to_str().unwrap_or(""));
-        api.access.identify(authorization).map_err(crate::status::status_from_denied)?;
+        super::caller(&api.access, headers)?;
     }
     let limit = message_limits(service);
     let body_limit = JSON_OVERHEAD * limit.0;
