@@ -188,6 +188,11 @@ pub async fn export_jsonl(client: &mut QueryClient, filter: &pb::EventFilter) ->
 /// The benchmark queries of the query issue over a stream starting at `start_time`.
 pub struct Queries {
     pub needle: pb::EventFilter,
+    /// Needles of a different random actor each (uniform over the actors, so most have a handful
+    /// of events in their window), each with its tenant and a random 30-day window of the year:
+    /// [`WARMUP_NEEDLES`] that warm the server's caches, then two measured sets of
+    /// [`MEASURED_NEEDLES`] (see the query bench).
+    pub random_needles: Vec<pb::EventFilter>,
     pub selective: pb::EventFilter,
     pub month: pb::EventFilter,
 }
@@ -196,8 +201,27 @@ pub fn window(start: i64, days: i64) -> (Option<prost_types::Timestamp>, Option<
     (Some(auditum_proto::convert::timestamp_from_micros(start)), Some(auditum_proto::convert::timestamp_from_micros(start + days * DAY)))
 }
 
+/// Random needles that only warm caches (footers, the catalog) before the measured ones.
+pub const WARMUP_NEEDLES: usize = 10;
+/// Random needles in each measured set, each a different actor.
+pub const MEASURED_NEEDLES: usize = 40;
+
 impl Queries {
     pub fn new(mix: &ArchiveMix, start_time: i64) -> Queries {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1818);
+        let random_needles = (0..WARMUP_NEEDLES + 2 * MEASURED_NEEDLES)
+            .map(|_| {
+                let actor = rng.gen_range(0..auditum_proto::sample::ARCHIVE_ACTORS);
+                let (start, end) = window(start_time + rng.gen_range(0..335) * DAY, 30);
+                pb::EventFilter {
+                    tenant_id: mix.tenant_of(actor),
+                    actor_id: ArchiveMix::actor_name(actor),
+                    start_time: start,
+                    end_time: end,
+                    ..Default::default()
+                }
+            })
+            .collect();
         // The needle: a moderately active actor, a 30-day window in the middle of the year.
         let actor = 500;
         let (start, end) = window(start_time + 180 * DAY, 30);
@@ -220,7 +244,7 @@ impl Queries {
         };
         let (start, end) = window(start_time + 240 * DAY, 30);
         let month = pb::EventFilter { tenant_id: top_tenant, start_time: start, end_time: end, ..Default::default() };
-        Queries { needle, selective, month }
+        Queries { needle, random_needles, selective, month }
     }
 }
 
@@ -268,6 +292,20 @@ pub fn iso(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros).unwrap().format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
 }
 
+/// Reads every file under `dir` once, so the OS page cache holds it (this machine's kernel
+/// reclaims cold page-cache pages, so a "warm" measurement has to ask for it).
+pub fn warm_page_cache(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            warm_page_cache(&path);
+        } else if let Ok(mut file) = std::fs::File::open(&path) {
+            let _ = std::io::copy(&mut file, &mut std::io::sink());
+        }
+    }
+}
+
 pub fn walk_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else { return std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0) };
     entries.flatten().map(|entry| walk_bytes(&entry.path())).sum()
@@ -294,15 +332,26 @@ pub fn duck_ms(results: &serde_json::Value, name: &str) -> f64 {
 pub fn duckdb_spec(batches: &Path, queries: &Queries, export_out: &Path) -> serde_json::Value {
     let where_time = "occurred_at >= ?::TIMESTAMPTZ AND occurred_at < ?::TIMESTAMPTZ";
     let (needle, selective, month) = (&queries.needle, &queries.selective, &queries.month);
+    let needle_sql = format!("SELECT * FROM events WHERE tenant_id = ? AND actor_id = ? AND {where_time} ORDER BY occurred_at, seq");
+    let random_needles: Vec<serde_json::Value> = queries
+        .random_needles
+        .iter()
+        .enumerate()
+        .map(|(index, needle)| {
+            serde_json::json!({"name": format!("random_needle_{index}"), "sql": needle_sql,
+                "params": [needle.tenant_id, needle.actor_id, iso(micros(&needle.start_time)), iso(micros(&needle.end_time))]})
+        })
+        .collect();
     serde_json::json!({
         "batches": batches,
         "repeat": 5,
         "queries": [
-            {"name": "needle", "sql": format!("SELECT * FROM events WHERE tenant_id = ? AND actor_id = ? AND {where_time} ORDER BY occurred_at, seq"),
+            {"name": "needle", "sql": needle_sql,
              "params": [needle.tenant_id, needle.actor_id, iso(micros(&needle.start_time)), iso(micros(&needle.end_time))]},
             {"name": "selective", "sql": format!("SELECT * FROM events WHERE tenant_id = ? AND action = ? AND {where_time} ORDER BY occurred_at, seq"),
              "params": [selective.tenant_id, selective.actions[0], iso(micros(&selective.start_time)), iso(micros(&selective.end_time))]},
         ],
+        "once": random_needles,
         "exports": [
             {"name": "export", "sql": format!("SELECT * EXCLUDE (date, hour, leaf_hash) FROM events WHERE tenant_id = ? AND {where_time} ORDER BY occurred_at, seq"),
              "params": [month.tenant_id, iso(micros(&month.start_time)), iso(micros(&month.end_time))], "out": export_out},

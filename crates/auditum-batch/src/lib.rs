@@ -80,6 +80,13 @@ pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
+/// A column chunk's dictionary stays this small; past it the chunk's later pages are plain (and
+/// zstd still compresses repeats). A reader decodes a chunk's whole dictionary to return any row
+/// of it, so a needle touching a chunk of near-unique values (request ids, IPs, JSON) paid for
+/// decoding up to 1 MiB per column with parquet's default; low-cardinality columns (tenants,
+/// actions, outcomes) keep theirs whole.
+const DICTIONARY_PAGE_BYTES: usize = 32 * 1024;
+
 pub fn writer_properties(rows: usize, layout: BatchLayout) -> Result<WriterProperties> {
     let column_index = |name: &str| COLUMN_NAMES.iter().position(|column| *column == name).unwrap_or(0) as i32;
     let sorting = ["tenant_id", "occurred_at", "seq"]
@@ -92,6 +99,7 @@ pub fn writer_properties(rows: usize, layout: BatchLayout) -> Result<WriterPrope
         .set_sorting_columns(Some(sorting))
         .set_max_row_group_row_count(Some(layout.row_group_rows.max(1)))
         .set_data_page_row_count_limit(layout.page_rows.max(1))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         // The page row limit is checked once per write batch: keep a write batch within a page.
         .set_write_batch_size(layout.page_rows.clamp(1, 1024))
         .set_created_by(format!("auditum {}", env!("CARGO_PKG_VERSION")));
@@ -106,6 +114,13 @@ pub fn writer_properties(rows: usize, layout: BatchLayout) -> Result<WriterPrope
     }
     for name in ["seq", "occurred_at", "received_at"] {
         builder = builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    // Columns zstd cannot shrink: a SHA-256 per row, consecutive seqs (delta-packed), the sorted
+    // tenant (a few runs) and the two enums (a handful of dictionary values). Stored plain they
+    // cost a reader no decompressor, whose creation (cpu feature probes) is a needle's largest
+    // fixed cost per column chunk on virtual machines.
+    for name in ["seq", "tenant_id", "actor_type", "outcome", "leaf_hash"] {
+        builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
     }
     let ndv = rows.clamp(1, layout.row_group_rows.max(1)) as u64;
     for name in BLOOM_FILTER_COLUMNS {

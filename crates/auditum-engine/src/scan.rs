@@ -13,8 +13,7 @@ use auditum_store::{self as store, ObjectStore};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowFilter,
-    RowSelection, RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::bloom_filter::Sbbf;
 use parquet::errors::ParquetError;
@@ -765,21 +764,54 @@ impl BatchScan {
         &self.entry
     }
 
-    fn window_reader(&self, window: &Window) -> Result<ParquetRecordBatchReader> {
-        let rows = usize::try_from(self.metadata.metadata().row_group(window.row_group).num_rows()).unwrap_or(0);
-        let selection = RowSelection::from(vec![
-            RowSelector::skip(window.rows.start),
-            RowSelector::select(window.rows.len()),
-            RowSelector::skip(rows.saturating_sub(window.rows.end)),
-        ]);
+    /// The rows of a window that pass the predicate, as runs of row numbers in the row group:
+    /// only the predicate's columns are decoded.
+    fn window_matches(&self, window: &Window) -> Result<Vec<Range<usize>>> {
+        // No trailing skip: the reader stops where the selection ends.
+        let selection = RowSelection::from(vec![RowSelector::skip(window.rows.start), RowSelector::select(window.rows.len())]);
         let schema = self.metadata.metadata().file_metadata().schema_descr();
-        let mask = ProjectionMask::leaves(schema, self.predicate_columns.iter().copied());
-        let predicate = self.predicate.clone();
-        let filter = RowFilter::new(vec![Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| predicate.evaluate(&batch)))]);
-        ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
+            .with_projection(ProjectionMask::leaves(schema, self.predicate_columns.iter().copied()))
             .with_row_groups(vec![window.row_group])
             .with_row_selection(selection)
-            .with_row_filter(filter)
+            .with_batch_size(window.rows.len().max(1))
+            .build()
+            .map_err(|error| self.reader.error(error))?;
+        let mut matches: Vec<Range<usize>> = Vec::new();
+        let mut row = window.rows.start;
+        for batch in reader {
+            let batch = batch.map_err(|error| self.reader.error(error))?;
+            let passing = self.predicate.evaluate(&batch).map_err(|error| self.reader.error(error))?;
+            for offset in 0..batch.num_rows() {
+                if passing.is_valid(offset) && passing.value(offset) {
+                    let matched = row + offset;
+                    match matches.last_mut() {
+                        Some(last) if last.end == matched => last.end = matched + 1,
+                        _ => matches.push(matched..matched + 1),
+                    }
+                }
+            }
+            row += batch.num_rows();
+        }
+        Ok(matches)
+    }
+
+    /// Every column of the given rows of a row group. Built only when some row matched: a
+    /// reader opens a page reader (and a decompressor) per column chunk it touches, and a
+    /// selective query's windows mostly match nothing.
+    fn rows_reader(&self, row_group: usize, matches: &[Range<usize>]) -> Result<ParquetRecordBatchReader> {
+        let mut selectors = Vec::with_capacity(matches.len() * 2);
+        let mut position = 0;
+        for run in matches {
+            if run.start > position {
+                selectors.push(RowSelector::skip(run.start - position));
+            }
+            selectors.push(RowSelector::select(run.len()));
+            position = run.end;
+        }
+        ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
+            .with_row_groups(vec![row_group])
+            .with_row_selection(RowSelection::from(selectors))
             .with_batch_size(self.decode_rows)
             .build()
             .map_err(|error| self.reader.error(error))
@@ -796,7 +828,6 @@ impl BatchScan {
                     Some(batch) => {
                         let batch = batch.map_err(|error| self.reader.error(error))?;
                         let rows = batch::stored_rows(&batch).map_err(|error| self.reader.error(error))?;
-                        stats.rows_matched += rows.len() as u64;
                         self.buffer.extend(rows);
                         continue;
                     }
@@ -806,22 +837,42 @@ impl BatchScan {
                     }
                 }
             }
-            let Some(window) = self.windows.pop_front() else { return Ok(None) };
-            stats.rows_read += window.rows.len() as u64;
-            self.reader.prefetch_rows(window.row_group, &window.rows, &self.predicate_columns).map_err(|error| self.reader.error(error))?;
-            let mut reader = self.window_reader(&window)?;
+            let Some(first) = self.windows.pop_front() else { return Ok(None) };
+            // Windows of one row group are filtered until about a decode's worth of rows match,
+            // then those rows are read by one reader: its fixed cost (a page reader per column)
+            // is paid once per row group for a needle, not once per window.
+            let row_group = first.row_group;
+            let (mut matches, mut matched) = (Vec::new(), 0);
+            let mut next = Some(first);
+            while let Some(window) = next.take() {
+                stats.rows_read += window.rows.len() as u64;
+                self.reader.prefetch_rows(row_group, &window.rows, &self.predicate_columns).map_err(|error| self.reader.error(error))?;
+                let found = self.window_matches(&window)?;
+                matched += found.iter().map(|run| run.len()).sum::<usize>();
+                matches.extend(found);
+                if matched < self.decode_rows && self.windows.front().is_some_and(|window| window.row_group == row_group) {
+                    next = self.windows.pop_front();
+                }
+            }
+            stats.rows_matched += matched as u64;
+            if matches.is_empty() {
+                self.reader.release_pages();
+                continue;
+            }
+            // Descending windows come last to first.
+            matches.sort_unstable_by_key(|run| run.start);
+            let mut reader = self.rows_reader(row_group, &matches)?;
             if !self.predicate.descending {
                 self.current = Some(reader);
                 continue;
             }
-            // Descending: a window is read whole, then handed out from its end.
+            // Descending: the matched rows are read whole, then handed out from the end.
             let mut rows = Vec::new();
             for batch in reader.by_ref() {
                 let batch = batch.map_err(|error| self.reader.error(error))?;
                 rows.extend(batch::stored_rows(&batch).map_err(|error| self.reader.error(error))?);
             }
             self.reader.release_pages();
-            stats.rows_matched += rows.len() as u64;
             self.buffer.extend(rows.into_iter().rev());
         }
     }
