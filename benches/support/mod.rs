@@ -43,11 +43,16 @@ pub fn chunk_count(total: usize) -> usize {
 /// write path in process: validation, WAL with fsync, sealing into `batch_events`-event batches.
 /// Returns the stream's start time.
 pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_rows: usize) -> i64 {
+    build_archive_with(dir, total, batch_events, page_rows, |_| {}).await
+}
+
+/// As [`build_archive`], with the server's config adjusted first (a store on S3, say).
+pub async fn build_archive_with(dir: &Path, total: usize, batch_events: usize, page_rows: usize, adjust: impl FnOnce(&mut Config)) -> i64 {
     let marker = dir.join("complete");
     if let Ok(text) = std::fs::read_to_string(&marker) {
         return text.trim().parse().expect("archive marker holds its start time");
     }
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         seal_interval: Duration::from_secs(3600),
@@ -58,6 +63,7 @@ pub async fn build_archive(dir: &Path, total: usize, batch_events: usize, page_r
         http_listen: None,
         ..Config::default()
     };
+    adjust(&mut config);
     let running = auditum_server::start(config).await.expect("server");
     let log = running.logs.by_name("default").unwrap().clone();
     let validator = Arc::new(Validator { redactor: Redactor::default() });
