@@ -184,20 +184,43 @@ fn ingest_pool(mix: &auditum_proto::sample::ArchiveMix, chunks: usize) -> Vec<Ve
 
 const IN_FLIGHT: usize = 16;
 
+/// Holds writers to a target rate: a call may start once the events before it are due.
+#[derive(Clone)]
+struct Pace {
+    origin: Instant,
+    events_per_second: f64,
+    dispatched: Arc<AtomicU64>,
+}
+
+impl Pace {
+    fn new(events_per_second: f64) -> Pace {
+        Pace { origin: Instant::now(), events_per_second, dispatched: Arc::default() }
+    }
+
+    async fn wait(&self, events: usize) {
+        let before = self.dispatched.fetch_add(events as u64, Ordering::Relaxed);
+        let due = self.origin + Duration::from_secs_f64(before as f64 / self.events_per_second);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
 /// Durable Append throughput (events/s): 4 connections × 4 calls in flight for `seconds`.
-async fn auditum_ingest(url: &str, pool: &Arc<Vec<pb::AppendRequest>>, seconds: f64) -> f64 {
+async fn auditum_ingest(url: &str, pool: &Arc<Vec<pb::AppendRequest>>, seconds: f64, pace: Option<Pace>) -> f64 {
     let acknowledged = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for connection in 0..4 {
         let client = auditum_client::connect(url).await.unwrap();
         for task in 0..IN_FLIGHT / 4 {
-            let (mut client, pool, acknowledged) = (client.clone(), pool.clone(), acknowledged.clone());
+            let (mut client, pool, acknowledged, pace) = (client.clone(), pool.clone(), acknowledged.clone(), pace.clone());
             tasks.push(tokio::spawn(async move {
                 let mut next = connection * 7 + task * 3;
                 while Instant::now() < deadline {
                     let request = pool[next % pool.len()].clone();
                     next += 1;
+                    if let Some(pace) = &pace {
+                        pace.wait(request.events.len()).await;
+                    }
                     let results = client.append(request).await.unwrap().into_inner().results;
                     acknowledged.fetch_add(results.len() as u64, Ordering::Relaxed);
                 }
@@ -212,13 +235,13 @@ async fn auditum_ingest(url: &str, pool: &Arc<Vec<pb::AppendRequest>>, seconds: 
 }
 
 /// INSERT throughput (rows/s): 16 connections, one multi-row INSERT each at a time.
-async fn postgres_ingest(postgres: &Postgres, pool: &Arc<Vec<Vec<PgRow>>>, seconds: f64) -> f64 {
+async fn postgres_ingest(postgres: &Postgres, pool: &Arc<Vec<Vec<PgRow>>>, seconds: f64, pace: Option<Pace>) -> f64 {
     let inserted = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for connection in 0..IN_FLIGHT {
         let client = postgres.connect().await;
-        let (pool, inserted) = (pool.clone(), inserted.clone());
+        let (pool, inserted, pace) = (pool.clone(), inserted.clone(), pace.clone());
         tasks.push(tokio::spawn(async move {
             let batch = pool[0].len();
             let values: Vec<String> = (0..batch)
@@ -238,6 +261,9 @@ async fn postgres_ingest(postgres: &Postgres, pool: &Arc<Vec<Vec<PgRow>>>, secon
             while Instant::now() < deadline {
                 let rows = &pool[next % pool.len()];
                 next += 1;
+                if let Some(pace) = &pace {
+                    pace.wait(rows.len()).await;
+                }
                 let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(batch * 6);
                 for row in rows {
                     params.extend([
@@ -267,9 +293,18 @@ fn batches<T: Clone>(pool: &[Vec<T>], size: usize) -> Vec<Vec<T>> {
 
 /// The Postgres versions of the three queries.
 struct PgQueries {
-    needle: (String, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    needle: PgNeedle,
+    /// The random-actor needles of [`Queries`], for the paced phase.
+    random_needles: Vec<PgNeedle>,
     selective: (String, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
     export_sql: String,
+}
+
+/// (tenant, actor, start, end)
+type PgNeedle = (String, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
+fn pg_needle(filter: &pb::EventFilter) -> PgNeedle {
+    (filter.tenant_id.clone(), filter.actor_id.clone(), utc(&filter.start_time), utc(&filter.end_time))
 }
 
 fn utc(timestamp: &Option<prost_types::Timestamp>) -> chrono::DateTime<chrono::Utc> {
@@ -280,7 +315,8 @@ impl PgQueries {
     fn new(queries: &Queries) -> PgQueries {
         let (needle, selective, month) = (&queries.needle, &queries.selective, &queries.month);
         PgQueries {
-            needle: (needle.tenant_id.clone(), needle.actor_id.clone(), utc(&needle.start_time), utc(&needle.end_time)),
+            needle: pg_needle(needle),
+            random_needles: queries.random_needles.iter().map(pg_needle).collect(),
             selective: (selective.tenant_id.clone(), selective.actions[0].clone(), utc(&selective.start_time), utc(&selective.end_time)),
             export_sql: format!(
                 "COPY (SELECT to_jsonb(a) FROM audit_logs a WHERE tenant_id = '{}' AND created_at >= '{}' AND created_at < '{}' ORDER BY created_at) TO STDOUT",
@@ -292,7 +328,10 @@ impl PgQueries {
     }
 
     async fn needle(&self, client: &tokio_postgres::Client) -> usize {
-        let (tenant, actor, start, end) = &self.needle;
+        Self::needle_of(&self.needle, client).await
+    }
+
+    async fn needle_of((tenant, actor, start, end): &PgNeedle, client: &tokio_postgres::Client) -> usize {
         let sql =
             "SELECT * FROM audit_logs WHERE tenant_id = $1 AND actor = $2 AND created_at >= $3 AND created_at < $4 ORDER BY created_at";
         client.query(sql, &[tenant, actor, start, end]).await.unwrap().len()
@@ -424,46 +463,72 @@ fn main() {
         let pg_pool: Vec<Vec<PgRow>> = pool.iter().map(|events| records(events.clone()).iter().map(pg_row).collect()).collect();
         let pg_pool_1000: Arc<Vec<Vec<PgRow>>> = Arc::new(batches(&pg_pool, 1000));
         let pg_queries = Arc::new(pg_queries);
-        let (mut auditum_loaded, mut auditum_queries_per_s, mut pg_loaded, mut pg_queries_per_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for run in 0..runs {
-            let auditum_loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
-                let (mut client, queries) = (client.clone(), Queries::new(&mix, start_time));
-                async move {
-                    while running.load(Ordering::Relaxed) {
-                        query_all(&mut client, if which == 0 { &queries.needle } else { &queries.selective }).await;
-                        done.fetch_add(1, Ordering::Relaxed);
+        // Two phases, both with two clients querying back to back: ingest as fast as it goes with
+        // the fixed needle and the selective query ("under load"); then ingest held to
+        // BENCH_PACED_RATE events/s (default 100,000) with needles of a different random actor
+        // each time and the selective query ("paced").
+        let paced_rate: f64 = env_number("BENCH_PACED_RATE", 100_000.0);
+        let mut phases = serde_json::Map::new();
+        for (phase, pace_rate) in [("under_load", None), ("paced", Some(paced_rate))] {
+            let random = pace_rate.is_some();
+            let (mut auditum_rates, mut auditum_queries_per_s, mut pg_rates, mut pg_queries_per_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for run in 0..runs {
+                let auditum_loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
+                    let (mut client, queries) = (client.clone(), Queries::new(&mix, start_time));
+                    async move {
+                        let mut next = run * 17;
+                        while running.load(Ordering::Relaxed) {
+                            let filter = match (which, random) {
+                                (0, true) => &queries.random_needles[next % queries.random_needles.len()],
+                                (0, false) => &queries.needle,
+                                _ => &queries.selective,
+                            };
+                            next += 1;
+                            query_all(&mut client, filter).await;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                }
-            };
-            let (rate, queries_per_s) = with_query_load(auditum_loops, auditum_ingest(&url, &auditum_pool_1000, seconds), seconds).await;
-            auditum_loaded.push(rate);
-            auditum_queries_per_s.push(queries_per_s);
-            let port = postgres.port;
-            let pg_loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
-                let pg_queries = pg_queries.clone();
-                async move {
-                    let client = connect_postgres(port).await;
-                    while running.load(Ordering::Relaxed) {
-                        if which == 0 { pg_queries.needle(&client).await } else { pg_queries.selective(&client).await };
-                        done.fetch_add(1, Ordering::Relaxed);
+                };
+                let ingest = auditum_ingest(&url, &auditum_pool_1000, seconds, pace_rate.map(Pace::new));
+                let (rate, queries_per_s) = with_query_load(auditum_loops, ingest, seconds).await;
+                auditum_rates.push(rate);
+                auditum_queries_per_s.push(queries_per_s);
+                let port = postgres.port;
+                let pg_loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
+                    let pg_queries = pg_queries.clone();
+                    async move {
+                        let client = connect_postgres(port).await;
+                        let mut next = run * 17;
+                        while running.load(Ordering::Relaxed) {
+                            match (which, random) {
+                                (0, true) => PgQueries::needle_of(&pg_queries.random_needles[next % pg_queries.random_needles.len()], &client).await,
+                                (0, false) => pg_queries.needle(&client).await,
+                                _ => pg_queries.selective(&client).await,
+                            };
+                            next += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                }
-            };
-            let (rate, queries_per_s) = with_query_load(pg_loops, postgres_ingest(&postgres, &pg_pool_1000, seconds), seconds).await;
-            pg_loaded.push(rate);
-            pg_queries_per_s.push(queries_per_s);
-            eprintln!(
-                "under load run {run}: auditum {:.0} events/s with {:.1} queries/s; postgres {:.0} rows/s with {:.1} queries/s",
-                auditum_loaded[run], auditum_queries_per_s[run], pg_loaded[run], pg_queries_per_s[run]
-            );
+                };
+                let ingest = postgres_ingest(&postgres, &pg_pool_1000, seconds, pace_rate.map(Pace::new));
+                let (rate, queries_per_s) = with_query_load(pg_loops, ingest, seconds).await;
+                pg_rates.push(rate);
+                pg_queries_per_s.push(queries_per_s);
+                eprintln!(
+                    "{phase} run {run}: auditum {:.0} events/s with {:.1} queries/s; postgres {:.0} rows/s with {:.1} queries/s",
+                    auditum_rates[run], auditum_queries_per_s[run], pg_rates[run], pg_queries_per_s[run]
+                );
+            }
+            phases.insert(phase.to_string(), serde_json::json!({
+                "target_events_per_s": pace_rate,
+                "auditum_runs": auditum_rates.clone(), "auditum_queries_runs": auditum_queries_per_s.clone(),
+                "postgres_runs": pg_rates.clone(), "postgres_queries_runs": pg_queries_per_s.clone(),
+                "auditum_events_per_s": median(&mut auditum_rates), "auditum_queries_per_s": median(&mut auditum_queries_per_s),
+                "postgres_rows_per_s": median(&mut pg_rates), "postgres_queries_per_s": median(&mut pg_queries_per_s),
+            }));
         }
         let _ = server.kill().await;
         let _ = std::fs::remove_dir_all(&work);
-        let under_load = serde_json::json!({
-            "auditum_runs": auditum_loaded.clone(), "postgres_runs": pg_loaded.clone(),
-            "auditum_events_per_s": median(&mut auditum_loaded), "auditum_queries_per_s": median(&mut auditum_queries_per_s),
-            "postgres_rows_per_s": median(&mut pg_loaded), "postgres_queries_per_s": median(&mut pg_queries_per_s),
-        });
 
         // Ingest: fresh auditum server and a fresh table for each run.
         pg.batch_execute("DROP TABLE audit_logs").await.unwrap();
@@ -478,11 +543,11 @@ fn main() {
                 let _ = std::fs::remove_dir_all(&data);
                 std::fs::create_dir_all(&data).unwrap();
                 let (mut server, url) = spawn_server(&data, &[]).await;
-                auditum_runs.push(auditum_ingest(&url, &auditum_pool, seconds).await);
+                auditum_runs.push(auditum_ingest(&url, &auditum_pool, seconds, None).await);
                 let _ = server.kill().await;
                 let _ = std::fs::remove_dir_all(&data);
                 pg.batch_execute(SCHEMA).await.unwrap();
-                pg_runs.push(postgres_ingest(&postgres, &pg_pool_sized, seconds).await);
+                pg_runs.push(postgres_ingest(&postgres, &pg_pool_sized, seconds, None).await);
                 pg.batch_execute("DROP TABLE audit_logs; CHECKPOINT;").await.unwrap();
                 eprintln!("ingest {size}/call run {run}: auditum {:.0} events/s, postgres {:.0} rows/s", auditum_runs[run], pg_runs[run]);
             }
@@ -500,7 +565,8 @@ fn main() {
             "storage": storage,
             "queries": queries_result,
             "ingest": ingest,
-            "under_load": under_load,
+            "under_load": phases["under_load"],
+            "paced": phases["paced"],
         });
         std::fs::write(root.join("results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
         print_table(&results);
@@ -530,6 +596,14 @@ fn print_table(results: &serde_json::Value) {
         "| ingest under query load, 1000 per call (events/s; queries/s alongside) | {ours:.0} ({:.1} q/s) | {theirs:.0} ({:.1} q/s) | | {:.2} | |",
         number(&["under_load", "auditum_queries_per_s"]),
         number(&["under_load", "postgres_queries_per_s"]),
+        ours / theirs
+    );
+    let (ours, theirs) = (number(&["paced", "auditum_queries_per_s"]), number(&["paced", "postgres_queries_per_s"]));
+    println!(
+        "| queries/s of 2 clients (random needles, selective) while ingest is held to {:.0} events/s (ingest held) | {ours:.1} ({:.0} events/s) | {theirs:.1} ({:.0} rows/s) | | {:.2} | |",
+        number(&["paced", "target_events_per_s"]),
+        number(&["paced", "auditum_events_per_s"]),
+        number(&["paced", "postgres_rows_per_s"]),
         ours / theirs
     );
     let (ours, theirs) = (number(&["storage", "auditum_bytes_per_event"]), number(&["storage", "postgres_bytes_per_event"]));

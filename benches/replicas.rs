@@ -70,14 +70,7 @@ fn filter(kind: Kind, mix: &ArchiveMix, start_time: i64, rng: &mut impl Rng) -> 
         Kind::Needle => {
             // Actors below 20,000 have events all year at this size; a fresh one every query.
             let actor = rng.gen_range(0..20_000);
-            let (start, end) = support::window(start_time + rng.gen_range(0..330) * DAY, 30);
-            pb::EventFilter {
-                tenant_id: mix.tenant_of(actor),
-                actor_id: ArchiveMix::actor_name(actor),
-                start_time: start,
-                end_time: end,
-                ..Default::default()
-            }
+            support::needle(mix, actor, start_time + rng.gen_range(0..330) * DAY)
         }
         Kind::Selective => {
             let (start, end) = support::window(start_time + rng.gen_range(0..350) * DAY, 7);

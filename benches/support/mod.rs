@@ -212,32 +212,29 @@ pub const WARMUP_NEEDLES: usize = 10;
 /// Random needles in each measured set, each a different actor.
 pub const MEASURED_NEEDLES: usize = 40;
 
+/// A needle: one actor's events (in its tenant) over the 30 days from `start`.
+pub fn needle(mix: &ArchiveMix, actor: usize, start: i64) -> pb::EventFilter {
+    let (start, end) = window(start, 30);
+    pb::EventFilter {
+        tenant_id: mix.tenant_of(actor),
+        actor_id: ArchiveMix::actor_name(actor),
+        start_time: start,
+        end_time: end,
+        ..Default::default()
+    }
+}
+
 impl Queries {
     pub fn new(mix: &ArchiveMix, start_time: i64) -> Queries {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1818);
         let random_needles = (0..WARMUP_NEEDLES + 2 * MEASURED_NEEDLES)
             .map(|_| {
                 let actor = rng.gen_range(0..auditum_proto::sample::ARCHIVE_ACTORS);
-                let (start, end) = window(start_time + rng.gen_range(0..335) * DAY, 30);
-                pb::EventFilter {
-                    tenant_id: mix.tenant_of(actor),
-                    actor_id: ArchiveMix::actor_name(actor),
-                    start_time: start,
-                    end_time: end,
-                    ..Default::default()
-                }
+                needle(mix, actor, start_time + rng.gen_range(0..335) * DAY)
             })
             .collect();
         // The needle: a moderately active actor, a 30-day window in the middle of the year.
-        let actor = 500;
-        let (start, end) = window(start_time + 180 * DAY, 30);
-        let needle = pb::EventFilter {
-            tenant_id: mix.tenant_of(actor),
-            actor_id: ArchiveMix::actor_name(actor),
-            start_time: start,
-            end_time: end,
-            ..Default::default()
-        };
+        let needle = needle(mix, 500, start_time + 180 * DAY);
         // The largest tenant: the one most actors' events land in.
         let top_tenant = mix.tenant_of(0);
         let (start, end) = window(start_time + 200 * DAY, 7);
