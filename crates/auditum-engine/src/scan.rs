@@ -1,6 +1,6 @@
 //! Reading sealed batches for queries and exports: ranged reads through the object store, cached
 //! footers, and the pruning chain inside one batch file: row-group statistics → bloom filters →
-//! page index → a RowFilter applying the exact predicate.
+//! page index → the exact predicate on the predicate columns → every column of the matched rows.
 //!
 //! Synchronous by design: it runs on the blocking pool (decoding is CPU work), and each
 //! object-store read blocks on the async store through a runtime handle.
@@ -543,7 +543,7 @@ impl Predicate {
         })
     }
 
-    /// Which columns the RowFilter decodes.
+    /// Which columns the predicate is evaluated on.
     fn predicate_columns(&self) -> Vec<usize> {
         let mut columns: Vec<usize> = self.texts.iter().map(|(name, _)| column_index(name)).collect();
         columns.push(column_index("occurred_at"));
@@ -671,7 +671,7 @@ pub struct BatchScan {
     reader: RangeReader,
     metadata: ArrowReaderMetadata,
     predicate: Arc<Predicate>,
-    /// The columns the RowFilter decodes (computed once per batch).
+    /// The columns the predicate is evaluated on (computed once per batch).
     predicate_columns: Vec<usize>,
     windows: VecDeque<Window>,
     decode_rows: usize,

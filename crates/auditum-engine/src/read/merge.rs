@@ -27,7 +27,7 @@ pub fn text_column<'a>(record: &'a EventRecord, column: &str) -> Option<&'a str>
     }
 }
 
-/// Whether an event passes a predicate: the in-memory twin of the Parquet RowFilter.
+/// Whether an event passes a predicate: the in-memory twin of `Predicate::evaluate` on batches.
 pub fn matches(predicate: &Predicate, record: &EventRecord) -> bool {
     predicate.matches_key(record.occurred_at, record.seq.0)
         && predicate.texts.iter().all(|(column, test)| text_column(record, column).is_some_and(|value| test.matches(value)))
