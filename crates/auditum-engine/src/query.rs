@@ -144,7 +144,7 @@ impl Reader {
         encryption::refuse_encrypted_filters(log, &request.filter)?;
         log.require_store()?;
         // The snapshot comes first, so a query does not read its own meta-audit record.
-        let snapshot = log.read_snapshot();
+        let snapshot = log.read_snapshot(&filter.tenant_id);
         let details = serde_json::json!({
             "page_size": page_size,
             "descending": request.descending,
@@ -197,7 +197,7 @@ impl Reader {
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
         encryption::refuse_encrypted_filters(&log, &request.filter)?;
         log.require_store()?;
-        let snapshot = log.read_snapshot();
+        let snapshot = log.read_snapshot(&filter.tenant_id);
         let details = serde_json::json!({
             "format": request.format_name,
             "include_unsealed": request.include_unsealed,

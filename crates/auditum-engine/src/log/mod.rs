@@ -13,6 +13,7 @@ mod recovery;
 mod replica;
 mod retry;
 mod sealer;
+mod unsealed;
 pub mod wal;
 mod writer;
 
@@ -156,6 +157,8 @@ struct Shared {
     open_bytes: usize,
     /// The cut batch being sealed: still unsealed for readers.
     sealing: Option<Arc<Vec<Arc<EventRecord>>>>,
+    /// The events of `sealing` and `open`, by tenant.
+    unsealed_by_tenant: unsealed::UnsealedByTenant,
     entries: Vec<Arc<LedgerEntry>>,
     entry_hashes: Vec<Hash>,
     latest_checkpoint: Option<String>,
@@ -315,6 +318,8 @@ impl Log {
         if !open.is_empty() {
             tracing::info!(log = %log_name, events = open.len(), first_seq = %open[0].seq, "replayed unsealed events from the wal");
         }
+        let mut unsealed_by_tenant = unsealed::UnsealedByTenant::default();
+        open.iter().for_each(|record| unsealed_by_tenant.push(record));
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (committed, _) = watch::channel(ledger_next);
@@ -330,6 +335,7 @@ impl Log {
                 open,
                 open_bytes,
                 sealing: None,
+                unsealed_by_tenant,
                 entries,
                 entry_hashes,
                 latest_checkpoint: None,
@@ -469,15 +475,21 @@ impl Log {
         LedgerSnapshot { entries: shared.entries.clone(), checkpoint: shared.latest_checkpoint.clone() }
     }
 
-    /// Committed entries and unsealed events, taken under one lock: a batch moves from one to
-    /// the other atomically, so a reader sees every event exactly once.
-    pub fn read_snapshot(&self) -> crate::read::ReadSnapshot {
+    /// Committed entries and the unsealed events of `tenant_id` ("" for every tenant), taken
+    /// under one lock: a batch moves from one to the other atomically, so a reader sees every
+    /// event exactly once.
+    pub fn read_snapshot(&self, tenant_id: &str) -> crate::read::ReadSnapshot {
         let shared = lock(&self.inner.shared);
-        let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
+        let unsealed = if tenant_id.is_empty() {
+            let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
+            sealing.chain(shared.open.iter().cloned()).collect()
+        } else {
+            shared.unsealed_by_tenant.of(tenant_id)
+        };
         crate::read::ReadSnapshot {
             log: self.name().to_string(),
             entries: shared.entries.clone(),
-            unsealed: sealing.chain(shared.open.iter().cloned()).collect(),
+            unsealed,
             checkpoint: shared.latest_checkpoint.clone(),
             checkpoint_size: (shared.checkpoint_size as usize).min(shared.entries.len()),
         }

@@ -151,6 +151,7 @@ pub(super) async fn complete_pending_start(log: super::Log, replay_first: Option
                     shared.open_bytes -= record.encoded_len_hint();
                 }
             }
+            shared.unsealed_by_tenant.forget_below(ledger_next);
         }
         let _ = log.inner.commands.send(super::writer::WalCommand::Preload(Box::new(state))).await;
         log.inner.committed.send_replace(ledger_next);

@@ -92,6 +92,7 @@ impl Log {
                 open: VecDeque::new(),
                 open_bytes: 0,
                 sealing: None,
+                unsealed_by_tenant: Default::default(),
                 entries: Vec::new(),
                 entry_hashes: Vec::new(),
                 latest_checkpoint: None,

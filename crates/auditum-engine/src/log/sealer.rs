@@ -163,6 +163,7 @@ impl Log {
             shared.entries.push(Arc::new(entry));
             shared.entry_hashes.push(entry_hash);
             shared.sealing = None;
+            shared.unsealed_by_tenant.forget_below(end);
         }
         let _ = self.inner.commands.send(WalCommand::Committed { committed_next: end, sealed_at: sealed_at_micros }).await;
         self.write_checkpoint(index + 1).await?;

@@ -156,7 +156,9 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
                 for record in new_records {
                     shared.open_bytes += record.encoded_len_hint();
                     durable_end = record.seq.0 + 1;
-                    shared.open.push_back(Arc::new(record));
+                    let record = Arc::new(record);
+                    shared.unsealed_by_tenant.push(&record);
+                    shared.open.push_back(record);
                 }
                 shared.wal_bytes = wal.total_bytes();
                 // Inside the lock: a subscriber woken by it finds the events in `open`.
