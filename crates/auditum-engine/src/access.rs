@@ -160,8 +160,8 @@ impl Access {
         }
     }
 
-    /// Records a permitted Query, Export or proof call before it runs: a read that cannot be
-    /// recorded is not served.
+    /// Records a permitted Query, Export or proof call before it is served (a Query reads while
+    /// its record is written): a read that cannot be recorded is not served.
     pub async fn record(&self, call: &Call, note: MetaNote) -> Result<()> {
         self.write(call, note, Outcome::Success).await
     }

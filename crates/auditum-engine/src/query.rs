@@ -150,19 +150,28 @@ impl Reader {
             "descending": request.descending,
             "continued": !request.page_token.is_empty(),
         });
-        self.admit(call, "auditum.query", &filter.tenant_id, request.filter_details, object(details)).await?;
+        let recording = self.admit(call, "auditum.query", &filter.tenant_id, request.filter_details, object(details));
+        if call.caller.require_tenant("filter.tenant_id", &filter.tenant_id).is_err() {
+            // Refused: `admit` records the refusal and returns its error; nothing is read.
+            recording.await?;
+            return Err(Error::Task { what: "query", reason: "a refused read was recorded as permitted".into() });
+        }
         let io = Arc::new(IoCounters::default());
         let context = self.scan_context(log, io.clone(), page_size + 1);
         let predicate = filter.predicate(cursor, request.descending);
         let tenant_id = filter.tenant_id.clone();
         // Kept to name archived batches should the scan meet one (worked out only then).
         let naming = (predicate.clone(), snapshot.entries.len());
-        let page = tokio::task::spawn_blocking(move || {
+        let scanning = tokio::task::spawn_blocking(move || {
             let scan = read::Scan::new(context, &tenant_id, predicate, &snapshot.entries, &snapshot.unsealed);
             read::run_page(scan, page_size, read::merge::MAX_PAGE_BYTES)
-        })
-        .await
-        .map_err(|error| Error::Task { what: "query", reason: error.to_string() })?;
+        });
+        // The page is read while its meta-audit record becomes durable (under ingest the record
+        // waits for a group commit), and served only once the record is: a read that cannot be
+        // recorded is still not served.
+        let (recorded, page) = tokio::join!(recording, scanning);
+        recorded?;
+        let page = page.map_err(|error| Error::Task { what: "query", reason: error.to_string() })?;
         let page = match page {
             Err(crate::scan::Error::Store { source, .. }) if archive::is_archived(&source) => {
                 let (predicate, entries) = naming;
