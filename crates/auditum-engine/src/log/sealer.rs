@@ -105,7 +105,7 @@ impl Log {
         let sealed_at_micros = sealed_at.timestamp_micros();
         let cpu_records = records.clone();
         let layout = self.inner.settings.batch_layout;
-        let built: BuiltBatch = crate::background::run_low_priority("auditum-seal", move || batch::build_batch(&cpu_records, layout))
+        let built: BuiltBatch = crate::background::run_on_own_thread("auditum-seal", move || batch::build_batch(&cpu_records, layout))
             .await
             .map_err(|reason| Error::Task { log: log.clone(), reason })?
             .map_err(|error| Error::Archive { log: log.clone(), reason: format!("cannot encode batch: {error}") })?;
