@@ -168,6 +168,14 @@ struct Shared {
     wal_bytes: u64,
 }
 
+impl Shared {
+    /// Every unsealed event (the batch being sealed, then the open one), in seq order.
+    fn all_unsealed(&self) -> Vec<Arc<EventRecord>> {
+        let sealing = self.sealing.iter().flat_map(|batch| batch.iter().cloned());
+        sealing.chain(self.open.iter().cloned()).collect()
+    }
+}
+
 /// A writer signs its checkpoints; a read-only node holds only the pinned key that checks them.
 enum CheckpointKey {
     Signing(Signer),
@@ -480,12 +488,7 @@ impl Log {
     /// event exactly once.
     pub fn read_snapshot(&self, tenant_id: &str) -> crate::read::ReadSnapshot {
         let shared = lock(&self.inner.shared);
-        let unsealed = if tenant_id.is_empty() {
-            let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
-            sealing.chain(shared.open.iter().cloned()).collect()
-        } else {
-            shared.unsealed_by_tenant.of(tenant_id)
-        };
+        let unsealed = if tenant_id.is_empty() { shared.all_unsealed() } else { shared.unsealed_by_tenant.of(tenant_id) };
         crate::read::ReadSnapshot {
             log: self.name().to_string(),
             entries: shared.entries.clone(),
@@ -552,9 +555,7 @@ impl Log {
 
     /// Events acknowledged but not yet committed, in seq order.
     pub fn unsealed_events(&self) -> Vec<Arc<EventRecord>> {
-        let shared = lock(&self.inner.shared);
-        let sealing = shared.sealing.iter().flat_map(|batch| batch.iter().cloned());
-        sealing.chain(shared.open.iter().cloned()).collect()
+        lock(&self.inner.shared).all_unsealed()
     }
 
     /// Total bytes of the log's WAL segments.
