@@ -89,6 +89,15 @@ impl Log {
         let size = stored.as_ref().map(|checkpoint| checkpoint.size).unwrap_or(0);
         let ledger_size = lock(&self.inner.shared).entries.len() as u64;
         if size > ledger_size {
+            // Another writer may have sealed between our ledger listing and this read: if the
+            // store's ledger now reaches the checkpoint, that writer owns the log and this one is
+            // fenced before it acknowledges anything it could never seal.
+            let (current_entries, _) = super::recovery::load_ledger(self.inner.settings.store.as_ref(), &log).await?;
+            if current_entries.len() as u64 >= size {
+                let _ = self
+                    .fence(format!("the ledger grew from {ledger_size} to {} entries while this process started", current_entries.len()));
+                return Ok(());
+            }
             return Err(Error::Archive {
                 log,
                 reason: format!(

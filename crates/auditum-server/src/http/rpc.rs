@@ -73,6 +73,37 @@ pub fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
+/// How much of an oversized body is still read (and dropped) before the 413 is sent: a
+/// connection closed with unread bytes is reset by the kernel, and the reset can reach the client
+/// before the answer, which then sees a broken connection instead of the limit it passed.
+const OVERSIZED_BODY_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// The whole body when it is at most `body_limit` bytes, else a 413 naming the limit.
+async fn read_body_within(mut body: Body, body_limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut collected = bytes::BytesMut::new();
+    let mut read = 0usize;
+    while read <= body_limit + OVERSIZED_BODY_DRAIN_BYTES {
+        let Some(frame) = body.frame().await else { break };
+        let data = match frame {
+            Ok(frame) => frame.into_data().unwrap_or_default(),
+            Err(_) if read > body_limit => break,
+            Err(error) => return Err(Status::invalid_argument(format!("request: the body could not be read: {error}")).into()),
+        };
+        read += data.len();
+        if read <= body_limit {
+            collected.extend_from_slice(&data);
+        }
+    }
+    if read > body_limit {
+        return Err(ApiError {
+            status: Status::invalid_argument(format!("request: body exceeds the limit of {body_limit} bytes")),
+            http: Some(StatusCode::PAYLOAD_TOO_LARGE),
+        });
+    }
+    Ok(collected.freeze())
+}
+
 async fn call(api: &HttpApi, peer: SocketAddr, service: &str, method: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let Some(descriptor) = api.mapping.method(service, method) else {
         return Err(ApiError {
@@ -88,10 +119,7 @@ async fn call(api: &HttpApi, peer: SocketAddr, service: &str, method: &str, head
     }
     let limit = message_limits(service);
     let body_limit = JSON_OVERHEAD * limit.0;
-    let body = axum::body::to_bytes(body, body_limit).await.map_err(|_| ApiError {
-        status: Status::invalid_argument(format!("request: body exceeds the limit of {body_limit} bytes")),
-        http: Some(StatusCode::PAYLOAD_TOO_LARGE),
-    })?;
+    let body = read_body_within(body, body_limit).await?;
     let input = descriptor.input();
     let output = descriptor.output();
 
