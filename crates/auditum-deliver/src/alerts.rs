@@ -12,7 +12,7 @@
 
 use crate::config::{AlertRule, GroupBy, action_matches};
 use crate::cursor::Cursor;
-use auditum_engine::follow::{Follower, Step, closed, log_stopping};
+use auditum_engine::follow::{FollowedRow, Follower, Step, closed, log_stopping};
 use auditum_engine::log::Log;
 use auditum_engine::metrics::{METRICS, RuleLabel};
 use auditum_engine::read::ScanContext;
@@ -32,6 +32,9 @@ struct GroupState {
     last_fired: Option<i64>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct GroupKey(u128);
+
 /// An alert to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firing {
@@ -48,7 +51,10 @@ pub struct Firing {
 
 pub struct Evaluator {
     rules: Vec<AlertRule>,
-    groups: Vec<HashMap<(String, String), GroupState>>,
+    /// Per rule: the group's key (see `group_key`) → its state.
+    groups: Vec<HashMap<GroupKey, GroupState, foldhash::quality::RandomState>>,
+    /// Two independently keyed SipHash states: together a 128-bit key per (tenant, group).
+    key_hashers: [std::hash::RandomState; 2],
     /// Per rule: groups tracked at most (fewer for a high threshold, so timestamps stay bounded).
     max_groups: Vec<usize>,
 }
@@ -62,10 +68,10 @@ fn micros(duration: Duration) -> i64 {
 
 impl Evaluator {
     pub fn new(rules: Vec<AlertRule>, max_groups: usize) -> Evaluator {
-        let groups = rules.iter().map(|_| HashMap::new()).collect();
+        let groups = rules.iter().map(|_| HashMap::default()).collect();
         let max_groups =
             rules.iter().map(|rule| max_groups.min(MAX_TIMESTAMPS_PER_RULE / (rule.threshold.max(1) as usize)).max(1)).collect();
-        Evaluator { rules, groups, max_groups }
+        Evaluator { rules, groups, max_groups, key_hashers: [std::hash::RandomState::new(), std::hash::RandomState::new()] }
     }
 
     /// Makes room for a new group of rule `index`: first forgets the groups whose newest event
@@ -80,8 +86,8 @@ impl Evaluator {
         if groups.len() < cap {
             return;
         }
-        let mut by_age: Vec<(i64, (String, String))> =
-            groups.iter().map(|(key, state)| (state.times.back().map(|time| time.0).unwrap_or(i64::MIN), key.clone())).collect();
+        let mut by_age: Vec<(i64, GroupKey)> =
+            groups.iter().map(|(key, state)| (state.times.back().map(|time| time.0).unwrap_or(i64::MIN), *key)).collect();
         let evict = (cap / 10).clamp(1, by_age.len());
         if evict < by_age.len() {
             by_age.select_nth_unstable_by_key(evict, |(newest, _)| *newest);
@@ -91,6 +97,17 @@ impl Evaluator {
         }
         let evicted = evict as u64;
         METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).inc_by(evicted);
+    }
+
+    /// The map key of (tenant, group): 128 bits of two keyed SipHash-1-3 digests rather than the
+    /// strings themselves. A rule tracking 100,000s of groups then holds no strings and allocates
+    /// only a group's timestamps (the strings were two allocations and most of the memory, and
+    /// the map's growth showed on the write path). Keys come from clients, so the hashes are keyed
+    /// per process: two groups share a key with odds of 2^-128, not by anyone's choice.
+    fn group_key(&self, tenant_id: &str, group: &str) -> GroupKey {
+        use std::hash::BuildHasher;
+        let [first, second] = &self.key_hashers;
+        GroupKey((u128::from(first.hash_one((tenant_id, group))) << 64) | u128::from(second.hash_one((tenant_id, group))))
     }
 
     /// Widest window plus cooldown: how far back a restart replays.
@@ -121,8 +138,7 @@ impl Evaluator {
                 GroupBy::TenantId => Some(record.tenant_id.as_str()),
             };
             let Some(group) = group.filter(|group| !group.is_empty()) else { continue };
-            let key = (record.tenant_id.clone(), group.to_string());
-            // The common case (room to spare) hashes the key once and copies it never.
+            let key = self.group_key(&record.tenant_id, group);
             if self.groups[index].len() >= self.max_groups[index] && !self.groups[index].contains_key(&key) {
                 self.make_room(index, record.occurred_at);
             }
@@ -261,22 +277,21 @@ impl AlertWorker {
             durable.mark_unchanged();
             let caught_up = match follower.step().await {
                 Ok(Step::Moved(rows)) => {
-                    for row in rows {
-                        for firing in self.evaluator.observe(&row.record) {
-                            // Replayed to rebuild the windows: what fired before the cursor was
-                            // recorded then (however old, whatever the idempotency window).
-                            if firing.last_seq < stored {
-                                continue;
-                            }
-                            if !self.record(&firing).await {
-                                return;
-                            }
-                            // Recorded: a restart must not record it again.
-                            if let Err(error) = self.cursor.store_async(firing.last_seq + 1).await {
-                                tracing::error!(log = %log_name, %error, "cannot write the alert cursor");
-                            }
-                            written = written.max(firing.last_seq + 1);
+                    let Some(firings) = self.observe_off_the_runtime(rows).await else { return };
+                    for firing in firings {
+                        // Replayed to rebuild the windows: what fired before the cursor was
+                        // recorded then (however old, whatever the idempotency window).
+                        if firing.last_seq < stored {
+                            continue;
                         }
+                        if !self.record(&firing).await {
+                            return;
+                        }
+                        // Recorded: a restart must not record it again.
+                        if let Err(error) = self.cursor.store_async(firing.last_seq + 1).await {
+                            tracing::error!(log = %log_name, %error, "cannot write the alert cursor");
+                        }
+                        written = written.max(firing.last_seq + 1);
                     }
                     false
                 }
@@ -318,6 +333,21 @@ impl AlertWorker {
                 }
             }
         }
+    }
+
+    /// Counts a step's events on the delivery thread (`low_priority`): thousands of events are
+    /// milliseconds of CPU that would otherwise hold a runtime worker, and the Appends queued on
+    /// it. None when that thread is gone.
+    async fn observe_off_the_runtime(&mut self, rows: Vec<FollowedRow>) -> Option<Vec<Firing>> {
+        let mut evaluator = std::mem::replace(&mut self.evaluator, Evaluator::new(Vec::new(), 0));
+        let observed = crate::low_priority::run(move || {
+            let firings: Vec<Firing> = rows.iter().flat_map(|row| evaluator.observe(&row.record)).collect();
+            (evaluator, firings)
+        })
+        .await;
+        let (evaluator, firings) = observed?;
+        self.evaluator = evaluator;
+        Some(firings)
     }
 
     /// Appends the alert event until it is durable; false when the server stops first.

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Events per POST at most.
-const BATCH_EVENTS: usize = 500;
+/// Events per POST at most (Datadog's intake takes 1,000 entries per request; the byte cap
+/// below usually comes first).
+const BATCH_EVENTS: usize = 1000;
 /// Body bytes per POST, about.
 const BATCH_BYTES: usize = 1 << 20;
 /// A caught-up sink waits this long for more events before it POSTs a part-filled batch: one
@@ -241,29 +242,32 @@ impl SinkWorker {
         // The same batch is retried with the same id, so a receiver can drop a repeat.
         let delivery_id = format!("{}-{log}-{}-{}", config.name, first.seq.0, last.seq.0);
         let encrypted = self.log.encryption().is_some();
-        let mut body = Vec::new();
+        let mut encoded: Option<(bytes::Bytes, String)> = None;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             // Decrypted (DESIGN §14) on every attempt of a log with a keyring: a retry after an
             // erasure carries "[erased]", never the plaintext read before it.
-            if attempt == 1 || encrypted {
+            if encoded.is_none() || encrypted {
                 let Some(decrypted) = self.decrypted(records).await else { return false };
-                body = match config.format {
-                    SinkFormat::Json => body::json_body(&config.name, &log, &decrypted),
-                    SinkFormat::SplunkHec => body::hec_body(&log, &decrypted),
-                };
+                // None: the delivery thread is gone (the process is ending); the cursor has not moved.
+                let Some(fresh) = encode_off_the_runtime(target.clone(), log.clone(), decrypted).await else { return false };
+                encoded = Some(fresh);
             }
-            let mut request = self
+            let Some((body, authorization)) = encoded.clone() else { return false };
+            let request = self
                 .client
                 .post(&config.url)
                 .header("content-type", "application/json")
                 .header("x-auditum-delivery", &delivery_id)
-                .body(body.clone());
-            request = match config.format {
-                SinkFormat::Json => request.header("x-auditum-signature", body::signature(target.secret.as_bytes(), &body)),
-                SinkFormat::SplunkHec => request.header("authorization", format!("Splunk {}", target.secret)),
-            };
+                .header(
+                    match config.format {
+                        SinkFormat::Json => "x-auditum-signature",
+                        SinkFormat::SplunkHec => "authorization",
+                    },
+                    authorization,
+                )
+                .body(body);
             let oldest = records.iter().map(|record| record.received_at).min().unwrap_or_default();
             let lag = (auditum_format::time::now_micros() - oldest).max(0) / 1_000_000;
             METRICS.delivery_lag_seconds.get_or_create(&self.label()).set(lag);
@@ -292,6 +296,24 @@ impl SinkWorker {
             }
         }
     }
+}
+
+/// The body of a delivery and its signature (or HEC authorization), encoded on the delivery
+/// thread (`low_priority`): a batch is milliseconds of CPU that would otherwise hold a runtime
+/// worker, and with it the Appends queued on that worker.
+async fn encode_off_the_runtime(target: Arc<SinkTarget>, log: String, records: Vec<Arc<EventRecord>>) -> Option<(bytes::Bytes, String)> {
+    let encode = move || {
+        let config = &target.config;
+        match config.format {
+            SinkFormat::Json => {
+                let body = body::json_body(&config.name, &log, &records);
+                let signature = body::signature(target.secret.as_bytes(), &body);
+                (bytes::Bytes::from(body), signature)
+            }
+            SinkFormat::SplunkHec => (bytes::Bytes::from(body::hec_body(&log, &records)), format!("Splunk {}", target.secret)),
+        }
+    };
+    crate::low_priority::run(encode).await
 }
 
 /// Exponential from 200 ms to 30 s, with full jitter on the upper half (retries of many sinks
