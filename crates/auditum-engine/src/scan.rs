@@ -603,6 +603,23 @@ pub struct ScanStats {
     pub unsealed_considered: u64,
 }
 
+impl ScanStats {
+    /// Adds another part's counters (a scan split across threads).
+    pub fn add(&mut self, other: &ScanStats) {
+        self.batches_considered += other.batches_considered;
+        self.batches_pruned += other.batches_pruned;
+        self.batches_opened += other.batches_opened;
+        self.row_groups_considered += other.row_groups_considered;
+        self.row_groups_pruned += other.row_groups_pruned;
+        self.row_groups_pruned_by_bloom += other.row_groups_pruned_by_bloom;
+        self.rows_considered += other.rows_considered;
+        self.rows_pruned += other.rows_pruned;
+        self.rows_read += other.rows_read;
+        self.rows_matched += other.rows_matched;
+        self.unsealed_considered += other.unsealed_considered;
+    }
+}
+
 /// A contiguous run of rows of one row group to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Window {
@@ -675,6 +692,8 @@ pub struct BatchScan {
     predicate_columns: Vec<usize>,
     windows: VecDeque<Window>,
     decode_rows: usize,
+    /// The columns read for matching rows, when not all of them (see [`BatchScan::project`]).
+    projection: Option<Vec<usize>>,
     current: Option<ParquetRecordBatchReader>,
     buffer: VecDeque<StoredRow>,
 }
@@ -755,6 +774,7 @@ impl BatchScan {
             predicate_columns,
             windows: windows.into(),
             decode_rows: decode_rows.clamp(1, MAX_DECODE_ROWS),
+            projection: None,
             current: None,
             buffer: VecDeque::new(),
         })
@@ -762,6 +782,17 @@ impl BatchScan {
 
     pub fn entry(&self) -> &Arc<LedgerEntry> {
         &self.entry
+    }
+
+    /// Reads only `columns` (indexes into `COLUMN_NAMES`) of the matching rows, which then come
+    /// from [`BatchScan::next_batch`]: for a caller that needs a few columns (Summarize counts by
+    /// `occurred_at` and one or two dimensions), not every column of every match.
+    pub fn project(mut self, columns: Vec<usize>) -> BatchScan {
+        let read_ahead =
+            (0..COLUMN_NAMES.len()).map(|column| !self.predicate_columns.contains(&column) && columns.contains(&column)).collect();
+        self.reader.set_layout(&self.metadata, read_ahead);
+        self.projection = Some(columns);
+        self
     }
 
     /// The rows of a window that pass the predicate, as runs of row numbers in the row group:
@@ -809,12 +840,64 @@ impl BatchScan {
             selectors.push(RowSelector::select(run.len()));
             position = run.end;
         }
-        ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
             .with_row_groups(vec![row_group])
             .with_row_selection(RowSelection::from(selectors))
-            .with_batch_size(self.decode_rows)
-            .build()
-            .map_err(|error| self.reader.error(error))
+            .with_batch_size(self.decode_rows);
+        if let Some(columns) = &self.projection {
+            let schema = self.metadata.metadata().file_metadata().schema_descr();
+            builder = builder.with_projection(ProjectionMask::leaves(schema, columns.iter().copied()));
+        }
+        builder.build().map_err(|error| self.reader.error(error))
+    }
+
+    /// The next run of matching rows: the row group and its matching row ranges (sorted, not
+    /// empty), or None when the batch is done. Windows of one row group are filtered until about
+    /// a decode's worth of rows match, so a reader of the matches (a page reader per column) is
+    /// built once per row group for a needle, not once per window.
+    fn next_matches(&mut self, stats: &mut ScanStats) -> Result<Option<(usize, Vec<Range<usize>>)>> {
+        while let Some(first) = self.windows.pop_front() {
+            let row_group = first.row_group;
+            let (mut matches, mut matched) = (Vec::new(), 0);
+            let mut next = Some(first);
+            while let Some(window) = next.take() {
+                stats.rows_read += window.rows.len() as u64;
+                self.reader.prefetch_rows(row_group, &window.rows, &self.predicate_columns).map_err(|error| self.reader.error(error))?;
+                let found = self.window_matches(&window)?;
+                matched += found.iter().map(|run| run.len()).sum::<usize>();
+                matches.extend(found);
+                if matched < self.decode_rows && self.windows.front().is_some_and(|window| window.row_group == row_group) {
+                    next = self.windows.pop_front();
+                }
+            }
+            stats.rows_matched += matched as u64;
+            if matches.is_empty() {
+                self.reader.release_pages();
+                continue;
+            }
+            // Descending windows come last to first.
+            matches.sort_unstable_by_key(|run| run.start);
+            return Ok(Some((row_group, matches)));
+        }
+        Ok(None)
+    }
+
+    /// The next batch of matching rows in file order (ascending whatever the predicate's order),
+    /// with the projected columns only (see [`BatchScan::project`]); None when the batch is done.
+    pub fn next_batch(&mut self, stats: &mut ScanStats) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(reader) = self.current.as_mut() {
+                match reader.next() {
+                    Some(batch) => return batch.map(Some).map_err(|error| self.reader.error(error)),
+                    None => {
+                        self.current = None;
+                        self.reader.release_pages();
+                    }
+                }
+            }
+            let Some((row_group, matches)) = self.next_matches(stats)? else { return Ok(None) };
+            self.current = Some(self.rows_reader(row_group, &matches)?);
+        }
     }
 
     /// The next passing row in scan order, or None when the batch is done.
@@ -837,30 +920,7 @@ impl BatchScan {
                     }
                 }
             }
-            let Some(first) = self.windows.pop_front() else { return Ok(None) };
-            // Windows of one row group are filtered until about a decode's worth of rows match,
-            // then those rows are read by one reader: its fixed cost (a page reader per column)
-            // is paid once per row group for a needle, not once per window.
-            let row_group = first.row_group;
-            let (mut matches, mut matched) = (Vec::new(), 0);
-            let mut next = Some(first);
-            while let Some(window) = next.take() {
-                stats.rows_read += window.rows.len() as u64;
-                self.reader.prefetch_rows(row_group, &window.rows, &self.predicate_columns).map_err(|error| self.reader.error(error))?;
-                let found = self.window_matches(&window)?;
-                matched += found.iter().map(|run| run.len()).sum::<usize>();
-                matches.extend(found);
-                if matched < self.decode_rows && self.windows.front().is_some_and(|window| window.row_group == row_group) {
-                    next = self.windows.pop_front();
-                }
-            }
-            stats.rows_matched += matched as u64;
-            if matches.is_empty() {
-                self.reader.release_pages();
-                continue;
-            }
-            // Descending windows come last to first.
-            matches.sort_unstable_by_key(|run| run.start);
+            let Some((row_group, matches)) = self.next_matches(stats)? else { return Ok(None) };
             let mut reader = self.rows_reader(row_group, &matches)?;
             if !self.predicate.descending {
                 self.current = Some(reader);

@@ -10,7 +10,8 @@ use crate::query::Reader;
 use crate::read::counts::{Counts, SummaryCache};
 use crate::read::{Filter, FilterSpec, merge};
 use crate::scan::{BatchScan, MAX_DECODE_ROWS, Predicate, RangeReader, ScanStats};
-use auditum_format::event::EventRecord;
+use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use auditum_format::event::{COLUMN_NAMES, EventRecord};
 use auditum_format::ledger::LedgerEntry;
 use chrono::{Datelike, TimeZone};
 
@@ -252,7 +253,12 @@ impl Reader {
     }
 }
 
-/// The sealed batches' counts together, each batch's from the cache when it is there.
+/// Threads one Summarize counts batches on, at most (fewer on a machine with fewer cores).
+const COUNT_THREADS: usize = 4;
+
+/// The sealed batches' counts together, each batch's from the cache when it is there. Batches
+/// not cached are counted on up to [`COUNT_THREADS`] threads: a question not asked before decodes
+/// every matching row of its range.
 #[allow(clippy::too_many_arguments)]
 fn sealed_counts(
     context: &crate::read::ScanContext,
@@ -265,19 +271,46 @@ fn sealed_counts(
     whole_start: i64,
     stats: &mut ScanStats,
 ) -> Result<Counts, crate::scan::Error> {
-    let mut counts = Counts::new();
-    for entry in candidates {
-        let key = (entry.object.clone(), shape.to_string());
-        let partial = match cache.get(&key) {
-            Some(partial) => partial,
-            None => {
-                let partial = Arc::new(count_batch(context, entry, predicate, group_by, bucket, whole_start, stats)?);
-                cache.insert(key, partial.clone());
-                partial
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(COUNT_THREADS).min(candidates.len()).max(1);
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let count_some = || -> Result<(Counts, ScanStats), crate::scan::Error> {
+        let (mut counts, mut stats) = (Counts::new(), ScanStats::default());
+        while !failed.load(Ordering::Relaxed) {
+            let Some(entry) = candidates.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+            let key = (entry.object.clone(), shape.to_string());
+            let partial = match cache.get(&key) {
+                Some(partial) => partial,
+                None => {
+                    let counted = count_batch(context, entry, predicate, group_by, bucket, whole_start, &mut stats);
+                    let partial = Arc::new(counted.inspect_err(|_| failed.store(true, Ordering::Relaxed))?);
+                    cache.insert(key, partial.clone());
+                    partial
+                }
+            };
+            for (group, number) in partial.iter() {
+                *counts.entry(group.clone()).or_default() += number;
             }
-        };
-        for (group, number) in partial.iter() {
-            *counts.entry(group.clone()).or_default() += number;
+        }
+        Ok((counts, stats))
+    };
+    let parts: Vec<Result<(Counts, ScanStats), crate::scan::Error>> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(count_some)).collect();
+        let mut parts = vec![count_some()];
+        // A panic while counting is a bug: it goes on as this thread's panic.
+        parts.extend(helpers.into_iter().map(|helper| helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        parts
+    });
+    let mut counts = Counts::new();
+    for part in parts {
+        let (part_counts, part_stats) = part?;
+        stats.add(&part_stats);
+        if counts.is_empty() {
+            counts = part_counts;
+            continue;
+        }
+        for (group, number) in part_counts {
+            *counts.entry(group).or_default() += number;
         }
     }
     Ok(counts)
@@ -294,12 +327,40 @@ fn count_batch(
     stats: &mut ScanStats,
 ) -> Result<Counts, crate::scan::Error> {
     let reader = RangeReader::new(context.store.clone(), entry, context.runtime.clone(), context.io.clone());
-    let mut scan = BatchScan::open(entry.clone(), reader, &context.footers, predicate.clone(), context.decode_rows, stats)?;
+    // Only what is counted is decoded for the matching rows: the time and the dimensions.
+    let columns = std::iter::once("occurred_at").chain(group_by.iter().map(|dimension| dimension.name()));
+    let columns = columns.filter_map(|name| COLUMN_NAMES.iter().position(|column| *column == name)).collect();
+    let mut scan =
+        BatchScan::open(entry.clone(), reader, &context.footers, predicate.clone(), context.decode_rows, stats)?.project(columns);
     let mut counts = Counts::new();
-    while let Some(row) = scan.next_row(stats)? {
-        count(&mut counts, &row.record, group_by, bucket, whole_start);
+    while let Some(batch) = scan.next_batch(stats)? {
+        count_columns(&mut counts, &batch, group_by, bucket, whole_start)
+            .map_err(|reason| crate::scan::Error::Archive { object: entry.object.clone(), reason })?;
     }
     Ok(counts)
+}
+
+/// Counts the rows of a projected batch (`occurred_at` and the dimensions' columns), as
+/// [`count`] counts an event.
+fn count_columns(counts: &mut Counts, batch: &RecordBatch, group_by: &[Dimension], bucket: Bucket, whole_start: i64) -> Result<(), String> {
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("column {name} is missing"));
+    let occurred_at = column("occurred_at")?;
+    let occurred_at =
+        occurred_at.as_any().downcast_ref::<TimestampMicrosecondArray>().ok_or("column occurred_at is not a timestamp in microseconds")?;
+    let dimensions = group_by
+        .iter()
+        .map(|dimension| {
+            let values = column(dimension.name())?;
+            values.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| format!("column {} is not text", dimension.name()))
+        })
+        .collect::<Result<Vec<StringArray>, String>>()?;
+    for row in 0..batch.num_rows() {
+        // A null value is "", as in `Dimension::key`.
+        let keys =
+            dimensions.iter().map(|values| if values.is_null(row) { String::new() } else { values.value(row).to_string() }).collect();
+        *counts.entry((bucket.start(occurred_at.value(row), whole_start), keys)).or_default() += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
