@@ -2,7 +2,7 @@
 
 Usage: python3 bench/duckdb_queries.py SPEC.json
 SPEC: {"batches": DIR, "repeat": N, "queries": [{"name", "sql", "params"}], "once": [{"name", "sql", "params"}],
-       "exports": [{"name", "sql", "params", "out"}]}
+       "exports": [{"name", "sql", "params", "out", "repeat" (optional, else export_repeat)}]}
 Prints JSON: {name: {"ms": [each run], "rows": n}}; the "once" queries (different random needles)
 run one time each, after the repeated ones. Footer metadata is cached across runs
 (parquet_metadata_cache), so repeated runs are warm, like auditum's footer cache. Query results
@@ -38,7 +38,7 @@ for query in spec.get("once", []):
     results[query["name"]] = {"ms": [elapsed], "rows": rows}
 for export in spec["exports"]:
     runs, rows = [], 0
-    for _ in range(spec.get("export_repeat", 1)):
+    for _ in range(export.get("repeat", spec.get("export_repeat", 1))):
         started = time.perf_counter()
         con.execute(f"COPY ({export['sql']}) TO '{export['out']}' (FORMAT JSON)", export["params"])
         runs.append((time.perf_counter() - started) * 1000)

@@ -298,6 +298,9 @@ struct PgQueries {
     random_needles: Vec<PgNeedle>,
     selective: (String, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
     export_sql: String,
+    /// The largest tenant's year: exported, and counted by action per day.
+    year_export_sql: String,
+    year: (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
 }
 
 /// (tenant, actor, start, end)
@@ -313,17 +316,22 @@ fn utc(timestamp: &Option<prost_types::Timestamp>) -> chrono::DateTime<chrono::U
 
 impl PgQueries {
     fn new(queries: &Queries) -> PgQueries {
-        let (needle, selective, month) = (&queries.needle, &queries.selective, &queries.month);
+        let (needle, selective, month, year) = (&queries.needle, &queries.selective, &queries.month, &queries.year);
+        let export_sql = |filter: &pb::EventFilter| {
+            format!(
+                "COPY (SELECT to_jsonb(a) FROM audit_logs a WHERE tenant_id = '{}' AND created_at >= '{}' AND created_at < '{}' ORDER BY created_at) TO STDOUT",
+                filter.tenant_id,
+                utc(&filter.start_time).to_rfc3339(),
+                utc(&filter.end_time).to_rfc3339()
+            )
+        };
         PgQueries {
+            year_export_sql: export_sql(year),
+            year: (year.tenant_id.clone(), utc(&year.start_time), utc(&year.end_time)),
             needle: pg_needle(needle),
             random_needles: queries.random_needles.iter().map(pg_needle).collect(),
             selective: (selective.tenant_id.clone(), selective.actions[0].clone(), utc(&selective.start_time), utc(&selective.end_time)),
-            export_sql: format!(
-                "COPY (SELECT to_jsonb(a) FROM audit_logs a WHERE tenant_id = '{}' AND created_at >= '{}' AND created_at < '{}' ORDER BY created_at) TO STDOUT",
-                month.tenant_id,
-                utc(&month.start_time).to_rfc3339(),
-                utc(&month.end_time).to_rfc3339()
-            ),
+            export_sql: export_sql(month),
         }
     }
 
@@ -344,10 +352,22 @@ impl PgQueries {
         client.query(sql, &[tenant, action, start, end]).await.unwrap().len()
     }
 
-    /// (rows, bytes) of the JSON-lines export.
+    /// Groups of the year's events by action per UTC day (the Summarize peer).
+    async fn summarize(&self, client: &tokio_postgres::Client) -> usize {
+        let (tenant, start, end) = &self.year;
+        let sql = "SELECT date_trunc('day', created_at AT TIME ZONE 'UTC') AS day, action, count(*) FROM audit_logs \
+                   WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 GROUP BY 1, 2";
+        client.query(sql, &[tenant, start, end]).await.unwrap().len()
+    }
+
+    /// (rows, bytes) of the JSON-lines export of the month.
     async fn export(&self, client: &tokio_postgres::Client) -> (u64, usize) {
+        Self::copy_out(&self.export_sql, client).await
+    }
+
+    async fn copy_out(sql: &str, client: &tokio_postgres::Client) -> (u64, usize) {
         use futures::StreamExt;
-        let stream = client.copy_out(&self.export_sql).await.unwrap();
+        let stream = client.copy_out(sql).await.unwrap();
         let mut stream = std::pin::pin!(stream);
         let (mut rows, mut bytes) = (0u64, 0usize);
         while let Some(chunk) = stream.next().await {
@@ -444,15 +464,52 @@ fn main() {
             assert_eq!(rows, export_rows, "Postgres exports the same rows");
             pg_export.push(rows as f64 / started.elapsed().as_secs_f64());
         }
-        let duck = run_duckdb(&root, duckdb_spec(&work.join("store/default/batches"), &queries, &root.join("duckdb-export.jsonl")));
+        // The largest tenant's year: Summarize by action per day (the first call of the question,
+        // then warm), and the whole year exported once.
+        let summarize = pb::SummarizeRequest {
+            filter: Some(queries.year.clone()),
+            group_by: vec![pb::SummaryDimension::Action as i32],
+            bucket: pb::TimeBucket::Day as i32,
+            limit: 10_000,
+        };
+        let started = Instant::now();
+        let summary_rows = client.summarize(summarize.clone()).await.unwrap().into_inner().rows.len();
+        let auditum_summarize_first = started.elapsed().as_secs_f64() * 1000.0;
+        let auditum_summarize = time_runs(10, || { let mut client = client.clone(); let request = summarize.clone(); async move { client.summarize(request).await.unwrap().into_inner().rows.len() } }).await;
+        assert_eq!(pg_queries.summarize(&pg).await, summary_rows, "Postgres finds the same day × action groups");
+        let pg_summarize = time_runs(5, || pg_queries.summarize(&pg)).await;
+        let started = Instant::now();
+        let year_rows = export_jsonl(&mut client, &queries.year).await.0;
+        let auditum_year_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        assert_eq!(PgQueries::copy_out(&pg_queries.year_export_sql, &pg).await.0, year_rows, "Postgres exports the same year");
+        let pg_year_s = started.elapsed().as_secs_f64();
+        eprintln!("year of the largest tenant: {year_rows} events; summarize first {auditum_summarize_first:.0} ms");
+
+        let mut spec = duckdb_spec(&work.join("store/default/batches"), &queries, &root.join("duckdb-export.jsonl"));
+        let where_year = "tenant_id = ? AND occurred_at >= ?::TIMESTAMPTZ AND occurred_at < ?::TIMESTAMPTZ";
+        let year_params = serde_json::json!([queries.year.tenant_id, iso(micros(&queries.year.start_time)), iso(micros(&queries.year.end_time))]);
+        spec["queries"].as_array_mut().unwrap().push(serde_json::json!({"name": "summarize",
+            "sql": format!("SELECT date_trunc('day', occurred_at AT TIME ZONE 'UTC') AS day, action, count(*) AS n FROM events WHERE {where_year} GROUP BY 1, 2"),
+            "params": year_params}));
+        spec["exports"].as_array_mut().unwrap().push(serde_json::json!({"name": "export_year", "repeat": 1,
+            "sql": format!("SELECT * EXCLUDE (date, hour, leaf_hash) FROM events WHERE {where_year} ORDER BY occurred_at, seq"),
+            "params": year_params, "out": root.join("duckdb-export.jsonl")}));
+        let duck = run_duckdb(&root, spec);
         assert_eq!(duck["needle"]["rows"].as_u64(), Some(needle_rows as u64));
         assert_eq!(duck["export"]["rows"].as_u64(), Some(export_rows));
+        assert_eq!(duck["summarize"]["rows"].as_u64(), Some(summary_rows as u64), "DuckDB finds the same groups");
+        assert_eq!(duck["export_year"]["rows"].as_u64(), Some(year_rows));
         let _ = std::fs::remove_file(root.join("duckdb-export.jsonl"));
+        let duck_year_s = duck["export_year"]["ms"][0].as_f64().unwrap() / 1000.0;
         let queries_result = serde_json::json!({
             "needle": {"rows": needle_rows, "auditum_ms": median(&mut auditum_needle.clone()), "postgres_ms": median(&mut pg_needle.clone()), "duckdb_ms": duck_ms(&duck, "needle")},
             "selective": {"rows": selective_rows, "auditum_ms": median(&mut auditum_selective.clone()), "postgres_ms": median(&mut pg_selective.clone()), "duckdb_ms": duck_ms(&duck, "selective")},
             "export": {"rows": export_rows, "auditum_events_per_s": median(&mut auditum_export.clone()), "postgres_events_per_s": median(&mut pg_export.clone()),
                         "duckdb_events_per_s": export_rows as f64 / (duck_ms(&duck, "export") / 1000.0)},
+            "summarize": {"rows": summary_rows, "auditum_first_ms": auditum_summarize_first, "auditum_ms": median(&mut auditum_summarize.clone()),
+                          "postgres_ms": median(&mut pg_summarize.clone()), "duckdb_ms": duck_ms(&duck, "summarize")},
+            "export_year": {"rows": year_rows, "auditum_s": auditum_year_s, "postgres_s": pg_year_s, "duckdb_s": duck_year_s},
         });
         eprintln!("queries: {queries_result}");
 
@@ -635,6 +692,32 @@ fn print_table(results: &serde_json::Value) {
     println!(
         "| export, JSON lines ({} rows; events/s, higher is better) | {ours:.0} | {theirs:.0} | {duck:.0} | {:.2} | {:.2} |",
         results["queries"]["export"]["rows"],
+        ours / theirs,
+        ours / duck
+    );
+    let rows = number(&["queries", "export_year", "rows"]);
+    let (ours, theirs, duck) = (
+        number(&["queries", "export_year", "auditum_s"]),
+        number(&["queries", "export_year", "postgres_s"]),
+        number(&["queries", "export_year", "duckdb_s"]),
+    );
+    println!(
+        "| export of the largest tenant's year, JSON lines ({rows:.0} rows; s, and events/s) | {ours:.2} s ({:.0}/s) | {theirs:.2} s ({:.0}/s) | {duck:.2} s ({:.0}/s) | {:.2} | {:.2} |",
+        rows / ours,
+        rows / theirs,
+        rows / duck,
+        theirs / ours,
+        duck / ours
+    );
+    let (first, ours, theirs, duck) = (
+        number(&["queries", "summarize", "auditum_first_ms"]),
+        number(&["queries", "summarize", "auditum_ms"]),
+        number(&["queries", "summarize", "postgres_ms"]),
+        number(&["queries", "summarize", "duckdb_ms"]),
+    );
+    println!(
+        "| Summarize: the largest tenant's year by action per day ({} groups; ms, warm median; first call of the question in brackets) | {ours:.1} ({first:.0}) | {theirs:.1} | {duck:.1} | {:.2} | {:.2} |",
+        results["queries"]["summarize"]["rows"],
         ours / theirs,
         ours / duck
     );

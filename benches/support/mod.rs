@@ -201,6 +201,8 @@ pub struct Queries {
     pub random_needles: Vec<pb::EventFilter>,
     pub selective: pb::EventFilter,
     pub month: pb::EventFilter,
+    /// The largest tenant's whole year (bench/run's year export and Summarize).
+    pub year: pb::EventFilter,
 }
 
 pub fn window(start: i64, days: i64) -> (Option<prost_types::Timestamp>, Option<prost_types::Timestamp>) {
@@ -246,8 +248,10 @@ impl Queries {
             ..Default::default()
         };
         let (start, end) = window(start_time + 240 * DAY, 30);
-        let month = pb::EventFilter { tenant_id: top_tenant, start_time: start, end_time: end, ..Default::default() };
-        Queries { needle, random_needles, selective, month }
+        let month = pb::EventFilter { tenant_id: top_tenant.clone(), start_time: start, end_time: end, ..Default::default() };
+        let (start, end) = window(start_time, 365);
+        let year = pb::EventFilter { tenant_id: top_tenant, start_time: start, end_time: end, ..Default::default() };
+        Queries { needle, random_needles, selective, month, year }
     }
 }
 
