@@ -144,10 +144,13 @@ fn count(counts: &mut Counts, record: &EventRecord, group_by: &[Dimension], buck
 
 /// Rows in DESIGN §10's order, at most `limit` groups per bucket (the largest), and whether any
 /// bucket had more.
-pub fn rows_of(counts: Counts, limit: usize) -> (Vec<SummaryRow>, bool) {
-    let mut rows: Vec<SummaryRow> =
-        counts.into_iter().map(|((bucket_start, keys), count)| SummaryRow { bucket_start, keys, count }).collect();
-    rows.sort_by(|a, b| a.bucket_start.cmp(&b.bucket_start).then(b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys)));
+pub fn rows_of(counts: &Counts, limit: usize) -> (Vec<SummaryRow>, bool) {
+    let mut rows: Vec<SummaryRow> = counts
+        .iter()
+        .map(|((bucket_start, keys), count)| SummaryRow { bucket_start: *bucket_start, keys: keys.clone(), count: *count })
+        .collect();
+    // Keys are unique within a bucket, so the order is total and an unstable sort gives it.
+    rows.sort_unstable_by(|a, b| a.bucket_start.cmp(&b.bucket_start).then(b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys)));
     let mut kept = Vec::with_capacity(rows.len());
     let mut truncated = false;
     let mut in_bucket = 0;
@@ -211,7 +214,7 @@ impl Reader {
         let (group_by, bucket) = (request.group_by.clone(), request.bucket);
         // Kept to name archived batches should the count meet one (worked out only then).
         let naming = (predicate.clone(), snapshot.entries.len());
-        let counted = tokio::task::spawn_blocking(move || -> Result<(Counts, ScanStats), crate::scan::Error> {
+        let counted = tokio::task::spawn_blocking(move || -> Result<(Arc<Counts>, ScanStats), crate::scan::Error> {
             let mut stats = ScanStats {
                 batches_considered: snapshot.entries.len() as u64,
                 unsealed_considered: snapshot.unsealed.len() as u64,
@@ -220,21 +223,38 @@ impl Reader {
             let candidates = crate::query::candidates(&snapshot.entries, &predicate, &tenant_id);
             stats.batches_pruned = stats.batches_considered - candidates.len() as u64;
             let sealed_key = (format!("ledger:{}", snapshot.entries.len()), shape.clone());
-            let mut counts = match cache.get(&sealed_key) {
-                Some(sealed) => sealed.as_ref().clone(),
+            let sealed = match cache.get(&sealed_key) {
+                Some(sealed) => sealed,
                 None => {
-                    let sealed =
-                        sealed_counts(&context, &candidates, &cache, &shape, &predicate, &group_by, bucket, whole_start, &mut stats)?;
-                    let counts = sealed.clone();
-                    cache.insert(sealed_key, Arc::new(sealed));
-                    counts
+                    let sealed = Arc::new(sealed_counts(
+                        &context,
+                        &candidates,
+                        &cache,
+                        &shape,
+                        &predicate,
+                        &group_by,
+                        bucket,
+                        whole_start,
+                        &mut stats,
+                    )?);
+                    cache.insert(sealed_key, sealed.clone());
+                    sealed
                 }
             };
+            let mut unsealed = Counts::default();
             for record in snapshot.unsealed.iter().filter(|record| merge::matches(&predicate, record)) {
                 stats.rows_matched += 1;
-                count(&mut counts, record, &group_by, bucket, whole_start);
+                count(&mut unsealed, record, &group_by, bucket, whole_start);
             }
-            Ok((counts, stats))
+            // The cached counts are copied only when open events add to them.
+            if unsealed.is_empty() {
+                return Ok((sealed, stats));
+            }
+            let mut counts = sealed.as_ref().clone();
+            for (group, number) in unsealed {
+                *counts.entry(group).or_default() += number;
+            }
+            Ok((Arc::new(counts), stats))
         })
         .await
         .map_err(|error| Error::Task { what: "summarize", reason: error.to_string() })?;
@@ -248,7 +268,7 @@ impl Reader {
             other => other?,
         };
         let total_events = counts.values().sum();
-        let (rows, truncated) = rows_of(counts, limit);
+        let (rows, truncated) = rows_of(&counts, limit);
         Ok(Summary { log: log.name().to_string(), rows, total_events, truncated, checkpoint, stats })
     }
 }
@@ -275,7 +295,7 @@ fn sealed_counts(
     let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(COUNT_THREADS).min(candidates.len()).max(1);
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let count_some = || -> Result<(Counts, ScanStats), crate::scan::Error> {
-        let (mut counts, mut stats) = (Counts::new(), ScanStats::default());
+        let (mut counts, mut stats) = (Counts::default(), ScanStats::default());
         while !failed.load(Ordering::Relaxed) {
             let Some(entry) = candidates.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
             let key = (entry.object.clone(), shape.to_string());
@@ -301,7 +321,7 @@ fn sealed_counts(
         parts.extend(helpers.into_iter().map(|helper| helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
         parts
     });
-    let mut counts = Counts::new();
+    let mut counts = Counts::default();
     for part in parts {
         let (part_counts, part_stats) = part?;
         stats.add(&part_stats);
@@ -332,7 +352,7 @@ fn count_batch(
     let columns = columns.filter_map(|name| COLUMN_NAMES.iter().position(|column| *column == name)).collect();
     let mut scan =
         BatchScan::open(entry.clone(), reader, &context.footers, predicate.clone(), context.decode_rows, stats)?.project(columns);
-    let mut counts = Counts::new();
+    let mut counts = Counts::default();
     while let Some(batch) = scan.next_batch(stats)? {
         count_columns(&mut counts, &batch, group_by, bucket, whole_start)
             .map_err(|reason| crate::scan::Error::Archive { object: entry.object.clone(), reason })?;
@@ -389,16 +409,16 @@ mod tests {
 
     #[test]
     fn rows_are_ordered_by_bucket_then_count_then_keys_and_capped_per_bucket() {
-        let mut counts = Counts::new();
+        let mut counts = Counts::default();
         counts.insert((0, vec!["b".into()]), 5);
         counts.insert((0, vec!["a".into()]), 5);
         counts.insert((0, vec!["c".into()]), 9);
         counts.insert((10, vec!["a".into()]), 1);
-        let (rows, truncated) = rows_of(counts.clone(), 10);
+        let (rows, truncated) = rows_of(&counts, 10);
         let order: Vec<(i64, &str, u64)> = rows.iter().map(|row| (row.bucket_start, row.keys[0].as_str(), row.count)).collect();
         assert_eq!(order, [(0, "c", 9), (0, "a", 5), (0, "b", 5), (10, "a", 1)]);
         assert!(!truncated);
-        let (rows, truncated) = rows_of(counts, 2);
+        let (rows, truncated) = rows_of(&counts, 2);
         assert_eq!(rows.len(), 3, "two of bucket 0, one of bucket 10");
         assert!(truncated);
     }
