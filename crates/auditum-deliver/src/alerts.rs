@@ -53,8 +53,8 @@ pub struct Evaluator {
     rules: Vec<AlertRule>,
     /// Per rule: the group's key (see `group_key`) → its state.
     groups: Vec<HashMap<GroupKey, GroupState, foldhash::quality::RandomState>>,
-    /// Two independently keyed SipHash states: together a 128-bit key per (tenant, group).
-    key_hashers: [std::hash::RandomState; 2],
+    /// A keyed SipHash: two digests of (tenant, group), domain-separated, make its 128-bit key.
+    key_hasher: std::hash::RandomState,
     /// Per rule: groups tracked at most (fewer for a high threshold, so timestamps stay bounded).
     max_groups: Vec<usize>,
 }
@@ -71,7 +71,7 @@ impl Evaluator {
         let groups = rules.iter().map(|_| HashMap::default()).collect();
         let max_groups =
             rules.iter().map(|rule| max_groups.min(MAX_TIMESTAMPS_PER_RULE / (rule.threshold.max(1) as usize)).max(1)).collect();
-        Evaluator { rules, groups, max_groups, key_hashers: [std::hash::RandomState::new(), std::hash::RandomState::new()] }
+        Evaluator { rules, groups, max_groups, key_hasher: std::hash::RandomState::new() }
     }
 
     /// Makes room for a new group of rule `index`: first forgets the groups whose newest event
@@ -99,15 +99,15 @@ impl Evaluator {
         METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).inc_by(evicted);
     }
 
-    /// The map key of (tenant, group): 128 bits of two keyed SipHash-1-3 digests rather than the
-    /// strings themselves. A rule tracking 100,000s of groups then holds no strings and allocates
+    /// The map key of (tenant, group): 128 bits of two keyed SipHash-1-3 digests (of the pair
+    /// tagged 0 and tagged 1) rather than the strings themselves. A rule tracking 100,000s of groups then holds no strings and allocates
     /// only a group's timestamps (the strings were two allocations and most of the memory, and
     /// the map's growth showed on the write path). Keys come from clients, so the hashes are keyed
     /// per process: two groups share a key with odds of 2^-128, not by anyone's choice.
     fn group_key(&self, tenant_id: &str, group: &str) -> GroupKey {
         use std::hash::BuildHasher;
-        let [first, second] = &self.key_hashers;
-        GroupKey((u128::from(first.hash_one((tenant_id, group))) << 64) | u128::from(second.hash_one((tenant_id, group))))
+        let digest = |tag: u8| u128::from(self.key_hasher.hash_one((tag, tenant_id, group)));
+        GroupKey((digest(0) << 64) | digest(1))
     }
 
     /// Widest window plus cooldown: how far back a restart replays.
@@ -337,7 +337,7 @@ impl AlertWorker {
 
     /// Counts a step's events on the delivery thread (`low_priority`): thousands of events are
     /// milliseconds of CPU that would otherwise hold a runtime worker, and the Appends queued on
-    /// it. None when that thread is gone.
+    /// it. None when the runtime is shutting down.
     async fn observe_off_the_runtime(&mut self, rows: Vec<FollowedRow>) -> Option<Vec<Firing>> {
         let mut evaluator = std::mem::replace(&mut self.evaluator, Evaluator::new(Vec::new(), 0));
         let observed = crate::low_priority::run(move || {

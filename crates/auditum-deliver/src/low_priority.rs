@@ -45,29 +45,32 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// Runs `work` on the delivery thread; None when its answer cannot come (the thread is gone).
-/// A panic in `work` goes on as a panic of the caller, as it would have inline.
+/// Runs `work` on the delivery thread, or on the blocking pool should that thread be gone (it
+/// never unwinds: jobs catch their panics), so deliveries and rules never stop for want of it.
+/// None only when the runtime is shutting down. A panic in `work` goes on as a panic of the
+/// caller, as it would have inline.
 pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let Some(queue) = queue() else {
-        return match tokio::task::spawn_blocking(work).await {
-            Ok(answer) => Some(answer),
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(_) => None,
-        };
-    };
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         let _ = sender.send(answer);
     });
-    queue.send(job).ok()?;
+    let queued = match queue() {
+        Some(queue) => queue.send(job).map_err(|refused| refused.0),
+        None => Err(job),
+    };
+    if let Err(job) = queued {
+        tracing::error!("the delivery thread is gone; delivery work runs on the blocking pool");
+        // The job answers through `receiver` wherever it runs.
+        drop(tokio::task::spawn_blocking(job));
+    }
     match receiver.await.ok()? {
         Ok(answer) => Some(answer),
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[tokio::test]
     async fn work_runs_on_the_delivery_thread_at_a_lower_priority_and_panics_reach_the_caller() {

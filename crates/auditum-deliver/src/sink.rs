@@ -250,7 +250,7 @@ impl SinkWorker {
             // erasure carries "[erased]", never the plaintext read before it.
             if encoded.is_none() || encrypted {
                 let Some(decrypted) = self.decrypted(records).await else { return false };
-                // None: the delivery thread is gone (the process is ending); the cursor has not moved.
+                // None: the runtime is shutting down; the cursor has not moved.
                 let Some(fresh) = encode_off_the_runtime(target.clone(), log.clone(), decrypted).await else { return false };
                 encoded = Some(fresh);
             }

@@ -882,8 +882,10 @@ impl BatchScan {
         Ok(None)
     }
 
-    /// The next batch of matching rows in file order (ascending whatever the predicate's order),
-    /// with the projected columns only (see [`BatchScan::project`]); None when the batch is done.
+    /// The next batch of matching rows with the projected columns only (see
+    /// [`BatchScan::project`]); None when the batch is done. For callers that do not need the
+    /// scan's order: a descending predicate's row groups come last to first, their rows in file
+    /// order.
     pub fn next_batch(&mut self, stats: &mut ScanStats) -> Result<Option<RecordBatch>> {
         loop {
             if let Some(reader) = self.current.as_mut() {

@@ -275,6 +275,34 @@ impl Reader {
 
 /// Threads one Summarize counts batches on, at most (fewer on a machine with fewer cores).
 const COUNT_THREADS: usize = 4;
+/// Helper threads all Summarize calls together may run at once (besides each call's own
+/// blocking-pool thread): concurrent cold summaries must not multiply threads against Append.
+const MAX_HELPER_THREADS: usize = 4;
+
+/// Helper threads reserved against [`MAX_HELPER_THREADS`], given back on drop.
+struct HelperThreads {
+    count: usize,
+}
+
+static HELPER_THREADS_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl HelperThreads {
+    fn reserve(wanted: usize) -> HelperThreads {
+        use std::sync::atomic::Ordering;
+        let mut count = 0;
+        let _ = HELPER_THREADS_IN_USE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
+            count = wanted.min(MAX_HELPER_THREADS.saturating_sub(in_use));
+            Some(in_use + count)
+        });
+        HelperThreads { count }
+    }
+}
+
+impl Drop for HelperThreads {
+    fn drop(&mut self) {
+        HELPER_THREADS_IN_USE.fetch_sub(self.count, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// The sealed batches' counts together, each batch's from the cache when it is there. Batches
 /// not cached are counted on up to [`COUNT_THREADS`] threads: a question not asked before decodes
@@ -292,7 +320,9 @@ fn sealed_counts(
     stats: &mut ScanStats,
 ) -> Result<Counts, crate::scan::Error> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(COUNT_THREADS).min(candidates.len()).max(1);
+    let wanted = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(COUNT_THREADS).min(candidates.len()).max(1) - 1;
+    let helpers = HelperThreads::reserve(wanted);
+    let threads = 1 + helpers.count;
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let count_some = || -> Result<(Counts, ScanStats), crate::scan::Error> {
         let (mut counts, mut stats) = (Counts::default(), ScanStats::default());
@@ -315,12 +345,21 @@ fn sealed_counts(
         Ok((counts, stats))
     };
     let parts: Vec<Result<(Counts, ScanStats), crate::scan::Error>> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(count_some)).collect();
+        // A helper that cannot be started leaves its share to the others.
+        let spawned: Vec<_> = (1..threads)
+            .filter_map(|_| std::thread::Builder::new().name("auditum-summarize".into()).spawn_scoped(scope, count_some).ok())
+            .collect();
         let mut parts = vec![count_some()];
         // A panic while counting is a bug: it goes on as this thread's panic.
-        parts.extend(helpers.into_iter().map(|helper| helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        parts.extend(spawned.into_iter().map(|helper| helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
         parts
     });
+    drop(helpers);
+    // An archived batch is the error to report when there are several: it is named to the
+    // caller, who can restore it.
+    let archived = |part: &Result<_, crate::scan::Error>| matches!(part, Err(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(source));
+    let mut parts = parts;
+    parts.sort_by_key(|part| !archived(part));
     let mut counts = Counts::default();
     for part in parts {
         let (part_counts, part_stats) = part?;
@@ -367,6 +406,10 @@ fn count_columns(counts: &mut Counts, batch: &RecordBatch, group_by: &[Dimension
     let occurred_at = column("occurred_at")?;
     let occurred_at =
         occurred_at.as_any().downcast_ref::<TimestampMicrosecondArray>().ok_or("column occurred_at is not a timestamp in microseconds")?;
+    // Required by the format: a batch with a null time is damaged, not an event of the epoch.
+    if occurred_at.null_count() > 0 {
+        return Err("column occurred_at holds nulls".into());
+    }
     let dimensions = group_by
         .iter()
         .map(|dimension| {

@@ -76,7 +76,7 @@ pub fn json_response(body: Vec<u8>) -> Response {
 /// How much of an oversized body is still read (and dropped) before the 413 is sent: a
 /// connection closed with unread bytes is reset by the kernel, and the reset can reach the client
 /// before the answer, which then sees a broken connection instead of the limit it passed.
-const OVERSIZED_BODY_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+const OVERSIZED_BODY_DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 /// The whole body when it is at most `body_limit` bytes, else a 413 naming the limit.
 async fn read_body_within(mut body: Body, body_limit: usize) -> Result<bytes::Bytes, ApiError> {
