@@ -92,10 +92,15 @@ impl Log {
             // Another writer may have sealed between our ledger listing and this read: if the
             // store's ledger now reaches the checkpoint, that writer owns the log and this one is
             // fenced before it acknowledges anything it could never seal.
-            let (current_entries, _) = super::recovery::load_ledger(self.inner.settings.store.as_ref(), &log).await?;
-            if current_entries.len() as u64 >= size {
-                let _ = self
-                    .fence(format!("the ledger grew from {ledger_size} to {} entries while this process started", current_entries.len()));
+            let store = self.inner.settings.store.clone();
+            let current_size = self
+                .with_retries("list the ledger again", || async {
+                    let mut report = auditum_verify::Report::default();
+                    auditum_verify::read_ledger(store.as_ref(), &log, &mut report).await.map(|(entries, _)| entries.len() as u64)
+                })
+                .await?;
+            if current_size >= size {
+                let _ = self.fence(format!("the ledger grew from {ledger_size} to {current_size} entries while this process started"));
                 return Ok(());
             }
             return Err(Error::Archive {
