@@ -82,9 +82,10 @@ async fn webhook(parse: bool) -> (String, Arc<Mutex<HashMap<String, Instant>>>, 
     (url, alerts, delivered_end)
 }
 
-fn rules_config(url: &str, with_stream: bool) -> String {
+/// The webhook sink, `rules` alert rules sending to it, and optionally a stream of every event.
+fn rules_config(url: &str, rules: usize, with_stream: bool) -> String {
     let mut text = format!("[[sinks]]\nname = \"hook\"\nurl = \"{url}\"\nformat = \"json\"\nsecret_env = \"BENCH_SINK_SECRET\"\n");
-    for rule in 0..20 {
+    for rule in 0..rules {
         text.push_str(&format!(
             "\n[[alerts]]\nname = \"rule-{rule}\"\ntenant = \"*\"\nactions = [\"bench.action{rule}\"]\noutcome = \"failure\"\ngroup_by = \"actor_id\"\nwindow = \"1m\"\nthreshold = 5\nsinks = [\"hook\"]\n"
         ));
@@ -165,7 +166,7 @@ async fn catch_up(events: usize) {
 async fn detection_latency() {
     let (url, alerts, _) = webhook(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, server_url) = spawn_with_config(&dir.path().join("server"), &rules_config(&url, false)).await;
+    let (mut server, server_url) = spawn_with_config(&dir.path().join("server"), &rules_config(&url, 20, false)).await;
     let mut background = auditum_client::connect(&server_url).await.unwrap();
     let mut trigger = auditum_client::connect(&server_url).await.unwrap();
     // 1,000 events/s of unrelated traffic, 50 every 50 ms.
@@ -256,12 +257,7 @@ async fn ingest_overhead() {
     let dir = tempfile::tempdir().unwrap();
     // BENCH_INGEST_WITH=rules|stream (for profiling one of the two); both by default.
     let with = std::env::var("BENCH_INGEST_WITH").unwrap_or_else(|_| "both".into());
-    let mut config = rules_config(&url, with != "rules");
-    if with == "stream" {
-        config = format!(
-            "[[sinks]]\nname = \"hook\"\nurl = \"{url}\"\nformat = \"json\"\nsecret_env = \"BENCH_SINK_SECRET\"\n\n[[streams]]\nname = \"all\"\ntenant = \"*\"\nsink = \"hook\"\n"
-        );
-    }
+    let config = rules_config(&url, if with == "stream" { 0 } else { 20 }, with != "rules");
     let (mut plain, plain_url) = spawn_with_config(&dir.path().join("plain"), "").await;
     let (mut ruled, ruled_url) = spawn_with_config(&dir.path().join("ruled"), &config).await;
     let (mut without, mut with_rates, mut ruled_total) = (Vec::new(), Vec::new(), 0u64);

@@ -420,7 +420,7 @@ impl FooterCache {
     }
 }
 
-fn column_index(name: &str) -> usize {
+pub(crate) fn column_index(name: &str) -> usize {
     COLUMN_NAMES.iter().position(|column| *column == name).unwrap_or(0)
 }
 

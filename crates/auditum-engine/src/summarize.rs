@@ -9,9 +9,9 @@ use crate::error::{Error, Result};
 use crate::query::Reader;
 use crate::read::counts::{Counts, SummaryCache};
 use crate::read::{Filter, FilterSpec, merge};
-use crate::scan::{BatchScan, MAX_DECODE_ROWS, Predicate, RangeReader, ScanStats};
+use crate::scan::{BatchScan, MAX_DECODE_ROWS, Predicate, RangeReader, ScanStats, column_index};
 use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use auditum_format::event::{COLUMN_NAMES, EventRecord};
+use auditum_format::event::EventRecord;
 use auditum_format::ledger::LedgerEntry;
 use chrono::{Datelike, TimeZone};
 
@@ -251,9 +251,7 @@ impl Reader {
                 return Ok((sealed, stats));
             }
             let mut counts = sealed.as_ref().clone();
-            for (group, number) in unsealed {
-                *counts.entry(group).or_default() += number;
-            }
+            add_counts(&mut counts, unsealed);
             Ok((Arc::new(counts), stats))
         })
         .await
@@ -364,15 +362,20 @@ fn sealed_counts(
     for part in parts {
         let (part_counts, part_stats) = part?;
         stats.add(&part_stats);
-        if counts.is_empty() {
-            counts = part_counts;
-            continue;
-        }
-        for (group, number) in part_counts {
-            *counts.entry(group).or_default() += number;
-        }
+        add_counts(&mut counts, part_counts);
     }
     Ok(counts)
+}
+
+/// Adds `more` into `counts` (taking `more` whole when `counts` is still empty).
+fn add_counts(counts: &mut Counts, more: Counts) {
+    if counts.is_empty() {
+        *counts = more;
+        return;
+    }
+    for (group, number) in more {
+        *counts.entry(group).or_default() += number;
+    }
 }
 
 /// One sealed batch's counts for the predicate.
@@ -387,8 +390,7 @@ fn count_batch(
 ) -> Result<Counts, crate::scan::Error> {
     let reader = RangeReader::new(context.store.clone(), entry, context.runtime.clone(), context.io.clone());
     // Only what is counted is decoded for the matching rows: the time and the dimensions.
-    let columns = std::iter::once("occurred_at").chain(group_by.iter().map(|dimension| dimension.name()));
-    let columns = columns.filter_map(|name| COLUMN_NAMES.iter().position(|column| *column == name)).collect();
+    let columns = std::iter::once("occurred_at").chain(group_by.iter().map(|dimension| dimension.name())).map(column_index).collect();
     let mut scan =
         BatchScan::open(entry.clone(), reader, &context.footers, predicate.clone(), context.decode_rows, stats)?.project(columns);
     let mut counts = Counts::default();
