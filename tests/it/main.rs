@@ -3,6 +3,7 @@
 
 mod common;
 
+mod actor_index;
 mod alerts;
 mod analytics;
 mod archive_tiers;

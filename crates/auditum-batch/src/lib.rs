@@ -21,6 +21,8 @@ use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, LazyLock};
 
+pub mod actor_index;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How rows are grouped in a batch file: the granularity of row-group statistics, bloom filters
@@ -55,6 +57,8 @@ pub enum Error {
     Schema(String),
     #[error("cannot seal an empty batch")]
     Empty,
+    #[error("writing the actor index: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -116,10 +120,11 @@ pub fn writer_properties(rows: usize, layout: BatchLayout) -> Result<WriterPrope
         builder = builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
     }
     // Columns zstd cannot shrink: a SHA-256 per row, consecutive seqs (delta-packed), the sorted
-    // tenant (a few runs) and the two enums (a handful of dictionary values). Stored plain they
-    // cost a reader no decompressor, whose creation (cpu feature probes) is a needle's largest
+    // tenant (a few runs), the two enums and the low-cardinality columns (dictionary indexes,
+    // bit-packed: action, target_type, error_code, service). Stored plain they cost a reader no
+    // decompressor, whose creation (cpu feature probes, a context allocated) is a needle's largest
     // fixed cost per column chunk on virtual machines.
-    for name in ["seq", "tenant_id", "actor_type", "outcome", "leaf_hash"] {
+    for name in ["seq", "tenant_id", "actor_type", "outcome", "leaf_hash", "action", "target_type", "error_code", "service"] {
         builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
     }
     let ndv = rows.clamp(1, layout.row_group_rows.max(1)) as u64;
@@ -198,6 +203,17 @@ pub fn encode_rows(rows: &[(&EventRecord, LeafHash)], layout: BatchLayout) -> Re
     for chunk in rows.chunks(ENCODE_CHUNK_ROWS) {
         writer.write(&record_batch(chunk)?)?;
     }
+    // The actor index goes after the last row group, before the page index and footer.
+    writer.flush()?;
+    let keys: Vec<u64> = rows.iter().map(|(record, _)| actor_index::key(&record.tenant_id, &record.actor_id)).collect();
+    let index = actor_index::encode(&keys);
+    let regions_offset = writer.bytes_written() as u64;
+    writer.write_all(&index.regions)?;
+    writer.write_all(&index.table)?;
+    writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+        actor_index::METADATA_KEY.to_string(),
+        index.metadata_value(regions_offset),
+    ));
     writer.close()?;
     Ok(bytes)
 }
@@ -303,6 +319,7 @@ struct ColumnArrays<'a> {
 
 const TEXT_ID: usize = 0;
 const TEXT_TENANT: usize = 1;
+const TEXT_ACTOR: usize = 3;
 
 impl<'a> ColumnArrays<'a> {
     fn new(batch: &'a RecordBatch) -> Result<Self> {
@@ -447,12 +464,48 @@ pub struct BatchDigest {
     pub stored_leaf_mismatches: Vec<usize>,
     /// Whether rows are strictly sorted by (tenant_id, occurred_at, seq).
     pub sorted: bool,
+    /// Whether the embedded actor index is the one the rows give.
+    pub actor_index: IndexCheck,
+}
+
+/// What verification found of a file's actor index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IndexCheck {
+    /// No index: a file sealed before indexes existed.
+    #[default]
+    Absent,
+    Matches,
+    /// The stored index differs from the one rebuilt from the rows: why.
+    Differs(String),
+}
+
+fn check_actor_index(bytes: &Bytes, file: &parquet::file::metadata::FileMetaData, keys: &[u64]) -> IndexCheck {
+    let location = match actor_index::Location::from_metadata(file) {
+        None => return IndexCheck::Absent,
+        Some(Err(error)) => return IndexCheck::Differs(error.to_string()),
+        Some(Ok(location)) => location,
+    };
+    let stored = |range: &std::ops::Range<u64>| bytes.get(usize::try_from(range.start).ok()?..usize::try_from(range.end).ok()?);
+    let (Some(regions), Some(table)) = (stored(&location.regions), stored(&location.table)) else {
+        return IndexCheck::Differs("its location lies outside the file".into());
+    };
+    let rebuilt = actor_index::encode(keys);
+    if <[u8; 32]>::from(Sha256::digest(table)) != location.table_sha256 {
+        return IndexCheck::Differs("its table does not match the SHA-256 in the footer".into());
+    }
+    if rebuilt.regions != regions || rebuilt.table != table {
+        return IndexCheck::Differs("it does not list the rows' (tenant_id, actor_id) where they are".into());
+    }
+    IndexCheck::Matches
 }
 
 /// Recomputes every leaf of a batch file straight from its columns.
 pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(ENCODE_CHUNK_ROWS).build()?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let file_metadata = builder.metadata().file_metadata().clone();
+    let reader = builder.with_batch_size(ENCODE_CHUNK_ROWS).build()?;
     let mut digest = BatchDigest { sorted: true, ..Default::default() };
+    let mut index_keys = Vec::new();
     let mut buf = Vec::with_capacity(4096);
     let mut previous: Option<(String, i64, u64)> = None;
     for batch in reader {
@@ -473,6 +526,7 @@ pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
                 _ => arrays.sort_key(row - 1) < key,
             };
             digest.sorted &= ordered;
+            index_keys.push(actor_index::key(key.0, arrays.texts[TEXT_ACTOR].value(row)));
         }
         // Carried across record-batch boundaries.
         if let Some(last) = batch.num_rows().checked_sub(1) {
@@ -480,5 +534,6 @@ pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
             previous = Some((tenant.to_string(), occurred_at, seq));
         }
     }
+    digest.actor_index = check_actor_index(&bytes, &file_metadata, &index_keys);
     Ok(digest)
 }

@@ -206,6 +206,9 @@ fn check_batch(entry: &LedgerEntry, body: bytes::Bytes, report: &mut Report) -> 
     if !digest.sorted {
         report.problem(ProblemKind::Reordered, &object, "rows are not sorted by (tenant_id, occurred_at, seq)");
     }
+    if let batch::IndexCheck::Differs(reason) = &digest.actor_index {
+        report.problem(ProblemKind::Modified, &object, format!("actor index: {reason}"));
+    }
     if merkle::root(&digest.leaves) != entry.root {
         report.problem(ProblemKind::Modified, &object, "rows do not recompute to the recorded batch root");
     }

@@ -60,6 +60,7 @@ pub fn stats_message(stats: &ScanStats, bytes_read: u64, read_requests: u64, pag
         rows_read: stats.rows_read,
         batches_opened: stats.batches_opened,
         row_groups_pruned_by_bloom: stats.row_groups_pruned_by_bloom,
+        row_groups_pruned_by_index: stats.row_groups_pruned_by_index,
         rows_matched: stats.rows_matched,
         unsealed_considered: stats.unsealed_considered,
         bytes_read,

@@ -26,43 +26,43 @@ from auditum.v1 import event_pb2 as auditum_dot_v1_dot_event__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61uditum/v1/query.proto\x12\nauditum.v1\x1a\x16\x61uditum/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0cQueryRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\ndescending\x18\x04 \x01(\x08\"x\n\rQueryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.auditum.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12%\n\x05stats\x18\x03 \x01(\x0b\x32\x16.auditum.v1.QueryStats\"\xe9\x02\n\nQueryStats\x12\x1a\n\x12\x62\x61tches_considered\x18\x01 \x01(\x04\x12\x16\n\x0e\x62\x61tches_pruned\x18\x02 \x01(\x04\x12\x1d\n\x15row_groups_considered\x18\x03 \x01(\x04\x12\x19\n\x11row_groups_pruned\x18\x04 \x01(\x04\x12\x17\n\x0frows_considered\x18\x05 \x01(\x04\x12\x13\n\x0brows_pruned\x18\x06 \x01(\x04\x12\x11\n\trows_read\x18\x07 \x01(\x04\x12\x16\n\x0e\x62\x61tches_opened\x18\x08 \x01(\x04\x12\"\n\x1arow_groups_pruned_by_bloom\x18\t \x01(\x04\x12\x14\n\x0crows_matched\x18\n \x01(\x04\x12\x1b\n\x13unsealed_considered\x18\x0b \x01(\x04\x12\x12\n\nbytes_read\x18\x0c \x01(\x04\x12\x15\n\rread_requests\x18\r \x01(\x04\x12\x12\n\npages_read\x18\x0e \x01(\x04\"\x89\x01\n\rExportRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12(\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x18.auditum.v1.ExportFormat\x12\x18\n\x10include_unsealed\x18\x03 \x01(\x08\x12\x0b\n\x03raw\x18\x04 \x01(\x08\"W\n\x0e\x45xportResponse\x12\x0f\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00\x12,\n\x07summary\x18\x02 \x01(\x0b\x32\x19.auditum.v1.ExportSummaryH\x00\x42\x06\n\x04item\"X\n\rExportSummary\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x15\n\runsealed_rows\x18\x04 \x01(\x04\"s\n\x10SubscribeRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x13\n\tafter_seq\x18\x02 \x01(\x04H\x00\x12\x18\n\x0e\x66rom_beginning\x18\x03 \x01(\x08H\x00\x42\x07\n\x05start\"x\n\x11SubscribeResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.auditum.v1.StoredEventH\x00\x12\x31\n\x08progress\x18\x02 \x01(\x0b\x32\x1d.auditum.v1.SubscribeProgressH\x00\x42\x06\n\x04item\"#\n\x11SubscribeProgress\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\"\xa2\x01\n\x10SummarizeRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12.\n\x08group_by\x18\x02 \x03(\x0e\x32\x1c.auditum.v1.SummaryDimension\x12&\n\x06\x62ucket\x18\x03 \x01(\x0e\x32\x16.auditum.v1.TimeBucket\x12\r\n\x05limit\x18\x04 \x01(\r\"v\n\x11SummarizeResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.auditum.v1.SummaryRow\x12\x14\n\x0ctotal_events\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"[\n\nSummaryRow\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04*x\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x12\x19\n\x15\x45XPORT_FORMAT_PARQUET\x10\x03*\xb8\x02\n\x10SummaryDimension\x12!\n\x1dSUMMARY_DIMENSION_UNSPECIFIED\x10\x00\x12\x1c\n\x18SUMMARY_DIMENSION_ACTION\x10\x01\x12\x1e\n\x1aSUMMARY_DIMENSION_ACTOR_ID\x10\x02\x12 \n\x1cSUMMARY_DIMENSION_ACTOR_TYPE\x10\x03\x12!\n\x1dSUMMARY_DIMENSION_TARGET_TYPE\x10\x04\x12\x1f\n\x1bSUMMARY_DIMENSION_TARGET_ID\x10\x05\x12\x1d\n\x19SUMMARY_DIMENSION_OUTCOME\x10\x06\x12\x1d\n\x19SUMMARY_DIMENSION_SERVICE\x10\x07\x12\x1f\n\x1bSUMMARY_DIMENSION_SOURCE_IP\x10\x08*\x81\x01\n\nTimeBucket\x12\x1b\n\x17TIME_BUCKET_UNSPECIFIED\x10\x00\x12\x14\n\x10TIME_BUCKET_HOUR\x10\x01\x12\x13\n\x0fTIME_BUCKET_DAY\x10\x02\x12\x14\n\x10TIME_BUCKET_WEEK\x10\x03\x12\x15\n\x11TIME_BUCKET_MONTH\x10\x04\x32\xa5\x02\n\x0cQueryService\x12<\n\x05Query\x12\x18.auditum.v1.QueryRequest\x1a\x19.auditum.v1.QueryResponse\x12\x41\n\x06\x45xport\x12\x19.auditum.v1.ExportRequest\x1a\x1a.auditum.v1.ExportResponse0\x01\x12J\n\tSubscribe\x12\x1c.auditum.v1.SubscribeRequest\x1a\x1d.auditum.v1.SubscribeResponse0\x01\x12H\n\tSummarize\x12\x1c.auditum.v1.SummarizeRequest\x1a\x1d.auditum.v1.SummarizeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61uditum/v1/query.proto\x12\nauditum.v1\x1a\x16\x61uditum/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0cQueryRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\ndescending\x18\x04 \x01(\x08\"x\n\rQueryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.auditum.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12%\n\x05stats\x18\x03 \x01(\x0b\x32\x16.auditum.v1.QueryStats\"\x8d\x03\n\nQueryStats\x12\x1a\n\x12\x62\x61tches_considered\x18\x01 \x01(\x04\x12\x16\n\x0e\x62\x61tches_pruned\x18\x02 \x01(\x04\x12\x1d\n\x15row_groups_considered\x18\x03 \x01(\x04\x12\x19\n\x11row_groups_pruned\x18\x04 \x01(\x04\x12\x17\n\x0frows_considered\x18\x05 \x01(\x04\x12\x13\n\x0brows_pruned\x18\x06 \x01(\x04\x12\x11\n\trows_read\x18\x07 \x01(\x04\x12\x16\n\x0e\x62\x61tches_opened\x18\x08 \x01(\x04\x12\"\n\x1arow_groups_pruned_by_bloom\x18\t \x01(\x04\x12\x14\n\x0crows_matched\x18\n \x01(\x04\x12\x1b\n\x13unsealed_considered\x18\x0b \x01(\x04\x12\x12\n\nbytes_read\x18\x0c \x01(\x04\x12\x15\n\rread_requests\x18\r \x01(\x04\x12\x12\n\npages_read\x18\x0e \x01(\x04\x12\"\n\x1arow_groups_pruned_by_index\x18\x0f \x01(\x04\"\x89\x01\n\rExportRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12(\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x18.auditum.v1.ExportFormat\x12\x18\n\x10include_unsealed\x18\x03 \x01(\x08\x12\x0b\n\x03raw\x18\x04 \x01(\x08\"W\n\x0e\x45xportResponse\x12\x0f\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00\x12,\n\x07summary\x18\x02 \x01(\x0b\x32\x19.auditum.v1.ExportSummaryH\x00\x42\x06\n\x04item\"X\n\rExportSummary\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x15\n\runsealed_rows\x18\x04 \x01(\x04\"s\n\x10SubscribeRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12\x13\n\tafter_seq\x18\x02 \x01(\x04H\x00\x12\x18\n\x0e\x66rom_beginning\x18\x03 \x01(\x08H\x00\x42\x07\n\x05start\"x\n\x11SubscribeResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.auditum.v1.StoredEventH\x00\x12\x31\n\x08progress\x18\x02 \x01(\x0b\x32\x1d.auditum.v1.SubscribeProgressH\x00\x42\x06\n\x04item\"#\n\x11SubscribeProgress\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\"\xa2\x01\n\x10SummarizeRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.auditum.v1.EventFilter\x12.\n\x08group_by\x18\x02 \x03(\x0e\x32\x1c.auditum.v1.SummaryDimension\x12&\n\x06\x62ucket\x18\x03 \x01(\x0e\x32\x16.auditum.v1.TimeBucket\x12\r\n\x05limit\x18\x04 \x01(\r\"v\n\x11SummarizeResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.auditum.v1.SummaryRow\x12\x14\n\x0ctotal_events\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"[\n\nSummaryRow\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04*x\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x12\x19\n\x15\x45XPORT_FORMAT_PARQUET\x10\x03*\xb8\x02\n\x10SummaryDimension\x12!\n\x1dSUMMARY_DIMENSION_UNSPECIFIED\x10\x00\x12\x1c\n\x18SUMMARY_DIMENSION_ACTION\x10\x01\x12\x1e\n\x1aSUMMARY_DIMENSION_ACTOR_ID\x10\x02\x12 \n\x1cSUMMARY_DIMENSION_ACTOR_TYPE\x10\x03\x12!\n\x1dSUMMARY_DIMENSION_TARGET_TYPE\x10\x04\x12\x1f\n\x1bSUMMARY_DIMENSION_TARGET_ID\x10\x05\x12\x1d\n\x19SUMMARY_DIMENSION_OUTCOME\x10\x06\x12\x1d\n\x19SUMMARY_DIMENSION_SERVICE\x10\x07\x12\x1f\n\x1bSUMMARY_DIMENSION_SOURCE_IP\x10\x08*\x81\x01\n\nTimeBucket\x12\x1b\n\x17TIME_BUCKET_UNSPECIFIED\x10\x00\x12\x14\n\x10TIME_BUCKET_HOUR\x10\x01\x12\x13\n\x0fTIME_BUCKET_DAY\x10\x02\x12\x14\n\x10TIME_BUCKET_WEEK\x10\x03\x12\x15\n\x11TIME_BUCKET_MONTH\x10\x04\x32\xa5\x02\n\x0cQueryService\x12<\n\x05Query\x12\x18.auditum.v1.QueryRequest\x1a\x19.auditum.v1.QueryResponse\x12\x41\n\x06\x45xport\x12\x19.auditum.v1.ExportRequest\x1a\x1a.auditum.v1.ExportResponse0\x01\x12J\n\tSubscribe\x12\x1c.auditum.v1.SubscribeRequest\x1a\x1d.auditum.v1.SubscribeResponse0\x01\x12H\n\tSummarize\x12\x1c.auditum.v1.SummarizeRequest\x1a\x1d.auditum.v1.SummarizeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'auditum.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTFORMAT']._serialized_start=1670
-  _globals['_EXPORTFORMAT']._serialized_end=1790
-  _globals['_SUMMARYDIMENSION']._serialized_start=1793
-  _globals['_SUMMARYDIMENSION']._serialized_end=2105
-  _globals['_TIMEBUCKET']._serialized_start=2108
-  _globals['_TIMEBUCKET']._serialized_end=2237
+  _globals['_EXPORTFORMAT']._serialized_start=1706
+  _globals['_EXPORTFORMAT']._serialized_end=1826
+  _globals['_SUMMARYDIMENSION']._serialized_start=1829
+  _globals['_SUMMARYDIMENSION']._serialized_end=2141
+  _globals['_TIMEBUCKET']._serialized_start=2144
+  _globals['_TIMEBUCKET']._serialized_end=2273
   _globals['_QUERYREQUEST']._serialized_start=95
   _globals['_QUERYREQUEST']._serialized_end=209
   _globals['_QUERYRESPONSE']._serialized_start=211
   _globals['_QUERYRESPONSE']._serialized_end=331
   _globals['_QUERYSTATS']._serialized_start=334
-  _globals['_QUERYSTATS']._serialized_end=695
-  _globals['_EXPORTREQUEST']._serialized_start=698
-  _globals['_EXPORTREQUEST']._serialized_end=835
-  _globals['_EXPORTRESPONSE']._serialized_start=837
-  _globals['_EXPORTRESPONSE']._serialized_end=924
-  _globals['_EXPORTSUMMARY']._serialized_start=926
-  _globals['_EXPORTSUMMARY']._serialized_end=1014
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1016
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1131
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1133
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1253
-  _globals['_SUBSCRIBEPROGRESS']._serialized_start=1255
-  _globals['_SUBSCRIBEPROGRESS']._serialized_end=1290
-  _globals['_SUMMARIZEREQUEST']._serialized_start=1293
-  _globals['_SUMMARIZEREQUEST']._serialized_end=1455
-  _globals['_SUMMARIZERESPONSE']._serialized_start=1457
-  _globals['_SUMMARIZERESPONSE']._serialized_end=1575
-  _globals['_SUMMARYROW']._serialized_start=1577
-  _globals['_SUMMARYROW']._serialized_end=1668
-  _globals['_QUERYSERVICE']._serialized_start=2240
-  _globals['_QUERYSERVICE']._serialized_end=2533
+  _globals['_QUERYSTATS']._serialized_end=731
+  _globals['_EXPORTREQUEST']._serialized_start=734
+  _globals['_EXPORTREQUEST']._serialized_end=871
+  _globals['_EXPORTRESPONSE']._serialized_start=873
+  _globals['_EXPORTRESPONSE']._serialized_end=960
+  _globals['_EXPORTSUMMARY']._serialized_start=962
+  _globals['_EXPORTSUMMARY']._serialized_end=1050
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1052
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1167
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1169
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1289
+  _globals['_SUBSCRIBEPROGRESS']._serialized_start=1291
+  _globals['_SUBSCRIBEPROGRESS']._serialized_end=1326
+  _globals['_SUMMARIZEREQUEST']._serialized_start=1329
+  _globals['_SUMMARIZEREQUEST']._serialized_end=1491
+  _globals['_SUMMARIZERESPONSE']._serialized_start=1493
+  _globals['_SUMMARIZERESPONSE']._serialized_end=1611
+  _globals['_SUMMARYROW']._serialized_start=1613
+  _globals['_SUMMARYROW']._serialized_end=1704
+  _globals['_QUERYSERVICE']._serialized_start=2276
+  _globals['_QUERYSERVICE']._serialized_end=2569
 # @@protoc_insertion_point(module_scope)

@@ -79,7 +79,7 @@ class QueryResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.StoredEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., stats: _Optional[_Union[QueryStats, _Mapping]] = ...) -> None: ...
 
 class QueryStats(_message.Message):
-    __slots__ = ("batches_considered", "batches_pruned", "row_groups_considered", "row_groups_pruned", "rows_considered", "rows_pruned", "rows_read", "batches_opened", "row_groups_pruned_by_bloom", "rows_matched", "unsealed_considered", "bytes_read", "read_requests", "pages_read")
+    __slots__ = ("batches_considered", "batches_pruned", "row_groups_considered", "row_groups_pruned", "rows_considered", "rows_pruned", "rows_read", "batches_opened", "row_groups_pruned_by_bloom", "rows_matched", "unsealed_considered", "bytes_read", "read_requests", "pages_read", "row_groups_pruned_by_index")
     BATCHES_CONSIDERED_FIELD_NUMBER: _ClassVar[int]
     BATCHES_PRUNED_FIELD_NUMBER: _ClassVar[int]
     ROW_GROUPS_CONSIDERED_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class QueryStats(_message.Message):
     BYTES_READ_FIELD_NUMBER: _ClassVar[int]
     READ_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     PAGES_READ_FIELD_NUMBER: _ClassVar[int]
+    ROW_GROUPS_PRUNED_BY_INDEX_FIELD_NUMBER: _ClassVar[int]
     batches_considered: int
     batches_pruned: int
     row_groups_considered: int
@@ -108,7 +109,8 @@ class QueryStats(_message.Message):
     bytes_read: int
     read_requests: int
     pages_read: int
-    def __init__(self, batches_considered: _Optional[int] = ..., batches_pruned: _Optional[int] = ..., row_groups_considered: _Optional[int] = ..., row_groups_pruned: _Optional[int] = ..., rows_considered: _Optional[int] = ..., rows_pruned: _Optional[int] = ..., rows_read: _Optional[int] = ..., batches_opened: _Optional[int] = ..., row_groups_pruned_by_bloom: _Optional[int] = ..., rows_matched: _Optional[int] = ..., unsealed_considered: _Optional[int] = ..., bytes_read: _Optional[int] = ..., read_requests: _Optional[int] = ..., pages_read: _Optional[int] = ...) -> None: ...
+    row_groups_pruned_by_index: int
+    def __init__(self, batches_considered: _Optional[int] = ..., batches_pruned: _Optional[int] = ..., row_groups_considered: _Optional[int] = ..., row_groups_pruned: _Optional[int] = ..., rows_considered: _Optional[int] = ..., rows_pruned: _Optional[int] = ..., rows_read: _Optional[int] = ..., batches_opened: _Optional[int] = ..., row_groups_pruned_by_bloom: _Optional[int] = ..., rows_matched: _Optional[int] = ..., unsealed_considered: _Optional[int] = ..., bytes_read: _Optional[int] = ..., read_requests: _Optional[int] = ..., pages_read: _Optional[int] = ..., row_groups_pruned_by_index: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("filter", "format", "include_unsealed", "raw")
