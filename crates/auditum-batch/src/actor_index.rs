@@ -4,7 +4,7 @@
 //!
 //! It is embedded in the batch file itself, between the last row group and the page index, and
 //! located by the footer's key-value metadata (`auditum.actor_index`). Parquet readers skip bytes
-//! nothing in the schema points to, so the file stays a plain Parquet file with the design's 24
+//! nothing in the schema points to, so the file stays a plain Parquet file with the design's 25
 //! columns; and the index is covered by the batch's SHA-256 in its ledger entry, hence by the
 //! signed checkpoints, like every other byte of the file. `auditum verify` rebuilds it from the
 //! rows and reports a difference. A reader checks the bucket table against the footer's SHA-256
@@ -244,7 +244,9 @@ impl Table {
             position += 8;
             let found = u64::from_be_bytes(key_bytes);
             let count = get_varint(region, &mut position).ok_or_else(|| malformed("truncated count"))?;
-            if count == 0 || count > u64::from(self.rows) {
+            // Every row takes at least a byte: a count beyond what is left is malformed (and would
+            // otherwise size an allocation from hostile bytes).
+            if count == 0 || count > u64::from(self.rows) || count > (region.len() - position) as u64 {
                 return Err(malformed("row count out of range"));
             }
             let mut rows = Vec::with_capacity(if found == key { count as usize } else { 0 });

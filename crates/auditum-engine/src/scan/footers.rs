@@ -49,7 +49,12 @@ impl FooterCache {
             state.order.push_back(key);
             state.bytes += size;
         }
-        while state.bytes > self.budget_bytes {
+        Self::evict(&mut state, self.budget_bytes);
+    }
+
+    /// Drops the oldest footers (and their index tables) until the cache fits its budget.
+    fn evict(state: &mut FooterState, budget_bytes: usize) {
+        while state.bytes > budget_bytes {
             let Some(oldest) = state.order.pop_front() else { break };
             if let Some((_, evicted)) = state.footers.remove(&oldest) {
                 state.bytes -= evicted;
@@ -70,6 +75,7 @@ impl FooterCache {
         // Held only beside its footer, so eviction drops both.
         if state.footers.contains_key(&key) && state.index_tables.insert(key, (table, size)).is_none() {
             state.bytes += size;
+            Self::evict(&mut state, self.budget_bytes);
         }
     }
 
@@ -89,6 +95,12 @@ impl FooterCache {
             None => return Ok(None),
             Some(location) => location.map_err(IndexUnavailable::Index)?,
         };
+        if location.table.end > reader.inner.size {
+            return Err(IndexUnavailable::Index(actor_index::Error::Table(format!(
+                "it ends at byte {}, past the {}-byte file",
+                location.table.end, reader.inner.size
+            ))));
+        }
         let bytes = reader.fetch(location.table.clone()).map_err(|error| IndexUnavailable::Read(reader.error(error)))?;
         let table = actor_index::Table::parse(&location, &bytes).map_err(IndexUnavailable::Index)?;
         if i64::from(table.rows()) != parquet.file_metadata().num_rows() {

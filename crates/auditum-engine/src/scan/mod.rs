@@ -262,13 +262,19 @@ impl BatchScan {
             let kept: usize = ranges.iter().map(|range| range.len()).sum();
             stats.rows_pruned += (rows - kept) as u64;
             if indexed.is_some() {
-                // Single rows mostly: one window per row group, so one reader.
+                // Single rows mostly: one window per row group, so one reader; at most WINDOW_ROWS
+                // rows each, runs split where they cross it (an actor can own a row group).
                 let mut window = Window { row_group, runs: Vec::new() };
-                for run in ranges {
-                    if window.rows() + run.len() > WINDOW_ROWS && !window.runs.is_empty() {
-                        windows.push(std::mem::replace(&mut window, Window { row_group, runs: Vec::new() }));
+                for mut run in ranges {
+                    while !run.is_empty() {
+                        let room = WINDOW_ROWS - window.rows();
+                        let taken = run.start..run.end.min(run.start + room);
+                        run.start = taken.end;
+                        window.runs.push(taken);
+                        if window.rows() == WINDOW_ROWS {
+                            windows.push(std::mem::replace(&mut window, Window { row_group, runs: Vec::new() }));
+                        }
                     }
-                    window.runs.push(run);
                 }
                 if !window.runs.is_empty() {
                     windows.push(window);
@@ -375,6 +381,9 @@ impl BatchScan {
         if self.filter_after_read {
             let Some(window) = self.windows.pop_front() else { return Ok(None) };
             stats.rows_read += window.rows() as u64;
+            // On a remote store, every page holding these rows in one round of concurrent GETs.
+            let every_column: Vec<usize> = (0..COLUMN_NAMES.len()).collect();
+            self.reader.prefetch_rows(window.row_group, &window.runs, &every_column).map_err(|error| self.reader.error(error))?;
             return Ok(Some((window.row_group, window.runs)));
         }
         while let Some(first) = self.windows.pop_front() {
