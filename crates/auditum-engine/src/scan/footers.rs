@@ -19,8 +19,9 @@ pub struct FooterCache {
 #[derive(Default)]
 struct FooterState {
     footers: HashMap<FooterKey, (ArrowReaderMetadata, usize)>,
-    /// Checked actor index tables, of batches whose footer is held.
-    index_tables: HashMap<FooterKey, (Arc<actor_index::Table>, usize)>,
+    /// Actor index tables of batches whose footer is held: checked, or None for one that failed
+    /// a check (not fetched, nor warned about, again).
+    index_tables: HashMap<FooterKey, (Option<Arc<actor_index::Table>>, usize)>,
     order: VecDeque<FooterKey>,
     bytes: usize,
 }
@@ -65,12 +66,12 @@ impl FooterCache {
         }
     }
 
-    fn index_table(&self, key: &FooterKey) -> Option<Arc<actor_index::Table>> {
+    fn index_table(&self, key: &FooterKey) -> Option<Option<Arc<actor_index::Table>>> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).index_tables.get(key).map(|(table, _)| table.clone())
     }
 
-    fn insert_index_table(&self, key: FooterKey, table: Arc<actor_index::Table>) {
-        let size = table.memory_size();
+    fn insert_index_table(&self, key: FooterKey, table: Option<Arc<actor_index::Table>>) {
+        let size = table.as_ref().map_or(std::mem::size_of::<FooterKey>(), |table| table.memory_size());
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Held only beside its footer, so eviction drops both.
         if state.footers.contains_key(&key) && state.index_tables.insert(key, (table, size)).is_none() {
@@ -80,7 +81,8 @@ impl FooterCache {
     }
 
     /// The checked bucket table of a batch's actor index, from the cache or read; None when the
-    /// file has no index. An index that fails a check is an error the caller falls back from.
+    /// file has no index, or one that failed a check before. An index failing a check now is an
+    /// error the caller falls back from (and warns about, once: it is remembered as unusable).
     pub(super) fn load_index_table(
         &self,
         reader: &RangeReader,
@@ -88,8 +90,28 @@ impl FooterCache {
     ) -> Result<Option<Arc<actor_index::Table>>, IndexUnavailable> {
         let key = (reader.inner.object.clone(), reader.inner.version.clone());
         if let Some(found) = self.index_table(&key) {
-            return Ok(Some(found));
+            return Ok(found);
         }
+        match self.read_index_table(reader, metadata) {
+            Ok(table) => {
+                if let Some(table) = &table {
+                    self.insert_index_table(key, Some(table.clone()));
+                }
+                Ok(table)
+            }
+            Err(IndexUnavailable::Index(error)) => {
+                self.insert_index_table(key, None);
+                Err(IndexUnavailable::Index(error))
+            }
+            Err(read_failed) => Err(read_failed),
+        }
+    }
+
+    fn read_index_table(
+        &self,
+        reader: &RangeReader,
+        metadata: &ArrowReaderMetadata,
+    ) -> Result<Option<Arc<actor_index::Table>>, IndexUnavailable> {
         let parquet = metadata.metadata();
         let location = match actor_index::Location::from_metadata(parquet.file_metadata()) {
             None => return Ok(None),
@@ -110,9 +132,7 @@ impl FooterCache {
                 parquet.file_metadata().num_rows()
             ))));
         }
-        let table = Arc::new(table);
-        self.insert_index_table(key, table.clone());
-        Ok(Some(table))
+        Ok(Some(Arc::new(table)))
     }
 
     /// The footer of a batch, from the cache or read with ranged requests.
