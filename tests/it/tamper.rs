@@ -11,7 +11,6 @@ use auditum_format::ledger::LedgerEntry;
 use auditum_format::paths;
 use auditum_store as store;
 use auditum_verify::{self as verify, Options, ProblemKind, Report};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A real archive: three sealed batches of 40 events across tenants.
@@ -25,20 +24,6 @@ async fn archive(dir: &Path) -> String {
     let verifier_key = running.logs.by_name("default").unwrap().verifier_key();
     running.stop().await.unwrap();
     verifier_key
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-    }
 }
 
 struct Copy {

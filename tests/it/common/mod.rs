@@ -246,6 +246,23 @@ pub async fn stored_ids(url: &str, tenant: &str) -> BTreeMap<String, usize> {
     counts
 }
 
+/// Copies a directory tree with its files made writable (tests tamper with the copies); a data
+/// directory's `LOCK` stays behind, so a server can start on the copy.
+pub fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), &target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
 /// Every file under `root`, recursively.
 pub fn files_under(root: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
