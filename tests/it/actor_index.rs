@@ -3,7 +3,7 @@
 //! its checks, or a batch without one, falls back to bloom filters with the same rows; `verify`
 //! reports a damaged index.
 
-use crate::common::archive::{self, brute_force_matches};
+use crate::common::archive::{self, archive_config, brute_force_matches, query_client};
 use crate::common::*;
 use auditum_batch::{self as batch, actor_index};
 use auditum_format::checkpoint::Verifier;
@@ -12,7 +12,6 @@ use auditum_proto::pb;
 use auditum_proto::pb::query_service_client::QueryServiceClient;
 use auditum_verify::{self as verify, ProblemKind};
 use rand::{Rng, SeedableRng};
-use std::os::unix::fs::PermissionsExt;
 use tonic::transport::Channel;
 
 /// The page asking for every row of an actor at once (the largest page a query may ask for).
@@ -28,14 +27,6 @@ fn actor_rows(events: &[(EventRecord, Option<u64>)], record: &EventRecord, batch
     let sealed = rows.iter().filter(|batch| batch.is_some()).count() as u64;
     let in_batches = rows.iter().filter(|batch| batch.is_some_and(|index| batches.contains(&index))).count() as u64;
     (sealed, in_batches, rows.len() as u64)
-}
-
-fn archive_config(dir: &std::path::Path) -> auditum_server::config::Config {
-    auditum_server::config::Config { row_group_rows: 500, page_rows: 50, meta_audit: false, ..test_config(dir) }
-}
-
-async fn query_client(running: &auditum_server::RunningServer) -> QueryServiceClient<Channel> {
-    QueryServiceClient::connect(format!("http://{}", running.addr)).await.unwrap().max_decoding_message_size(64 * 1024 * 1024)
 }
 
 /// Queries one actor (whole range, then a random window) in both orders; checks the rows against
@@ -111,12 +102,6 @@ async fn actor_needles_read_the_index_not_bloom_filters_and_match_a_brute_force_
     running.stop().await.unwrap();
 }
 
-/// Rewrites a read-only batch file in place (a file store), as an attacker or a bad disk would.
-fn overwrite(path: &std::path::Path, bytes: &[u8]) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// Ways a batch's index can be damaged, each leaving the file's size as it was.
 #[derive(Debug, Clone, Copy)]
 enum Damage {
@@ -151,7 +136,8 @@ fn damage(path: &std::path::Path, how: Damage) {
         }
         Damage::Absent => bytes[key_at + key.len() - 1] = b'y',
     }
-    overwrite(path, &bytes);
+    // The copy's files are writable (`copy_dir`), as an attacker or a bad disk would find them.
+    std::fs::write(path, &bytes).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use crate::common::archive::{self, brute_force_matches};
+use crate::common::archive::{self, archive_config, brute_force_matches, query_client};
 use crate::common::*;
 use auditum_format::event::EventRecord;
 use auditum_proto::pb;
@@ -12,16 +12,6 @@ use rand::{Rng, SeedableRng};
 use sha2::Digest;
 use std::collections::HashSet;
 use tonic::transport::Channel;
-
-/// Small row groups and pages, so the statistics, bloom filters and page index all get used.
-fn archive_config(dir: &std::path::Path) -> auditum_server::config::Config {
-    // Queries are compared with a scan of the archive: no meta-audit events of their own.
-    auditum_server::config::Config { row_group_rows: 500, page_rows: 50, meta_audit: false, ..test_config(dir) }
-}
-
-async fn query_client(running: &auditum_server::RunningServer) -> QueryServiceClient<Channel> {
-    QueryServiceClient::connect(format!("http://{}", running.addr)).await.unwrap().max_decoding_message_size(64 * 1024 * 1024)
-}
 
 fn sort_key(record: &EventRecord) -> (i64, u64) {
     (record.occurred_at, record.seq.0)

@@ -28,6 +28,20 @@ pub const ACTIONS: [&str; 12] = [
 pub const ACTION_PREFIXES: [&str; 7] = ["user.*", "user.role.*", "billing.*", "billing.invoice.*", "data.*", "api_key.*", "auth.*"];
 const DAY_MICROS: i64 = 86_400_000_000;
 
+/// Small row groups and pages, so the statistics, bloom filters, actor index and page index all
+/// get used.
+pub fn archive_config(dir: &std::path::Path) -> auditum_server::config::Config {
+    // Queries are compared with a scan of the archive: no meta-audit events of their own.
+    auditum_server::config::Config { row_group_rows: 500, page_rows: 50, meta_audit: false, ..super::test_config(dir) }
+}
+
+pub async fn query_client(running: &RunningServer) -> pb::query_service_client::QueryServiceClient<Channel> {
+    pb::query_service_client::QueryServiceClient::connect(format!("http://{}", running.addr))
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 * 1024 * 1024)
+}
+
 fn weighted_tenant(rng: &mut StdRng) -> &'static str {
     let total: u32 = TENANTS.iter().map(|(_, weight)| weight).sum();
     let mut pick = rng.gen_range(0..total);

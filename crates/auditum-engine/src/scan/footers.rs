@@ -92,7 +92,7 @@ impl FooterCache {
         if let Some(found) = self.index_table(&key) {
             return Ok(found);
         }
-        match self.read_index_table(reader, metadata) {
+        match read_index_table(reader, metadata) {
             Ok(table) => {
                 if let Some(table) = &table {
                     self.insert_index_table(key, Some(table.clone()));
@@ -105,34 +105,6 @@ impl FooterCache {
             }
             Err(read_failed) => Err(read_failed),
         }
-    }
-
-    fn read_index_table(
-        &self,
-        reader: &RangeReader,
-        metadata: &ArrowReaderMetadata,
-    ) -> Result<Option<Arc<actor_index::Table>>, IndexUnavailable> {
-        let parquet = metadata.metadata();
-        let location = match actor_index::Location::from_metadata(parquet.file_metadata()) {
-            None => return Ok(None),
-            Some(location) => location.map_err(IndexUnavailable::Index)?,
-        };
-        if location.table.end > reader.inner.size {
-            return Err(IndexUnavailable::Index(actor_index::Error::Table(format!(
-                "it ends at byte {}, past the {}-byte file",
-                location.table.end, reader.inner.size
-            ))));
-        }
-        let bytes = reader.fetch(location.table.clone()).map_err(|error| IndexUnavailable::Read(reader.error(error)))?;
-        let table = actor_index::Table::parse(&location, &bytes).map_err(IndexUnavailable::Index)?;
-        if i64::from(table.rows()) != parquet.file_metadata().num_rows() {
-            return Err(IndexUnavailable::Index(actor_index::Error::Table(format!(
-                "it covers {} rows, the file holds {}",
-                table.rows(),
-                parquet.file_metadata().num_rows()
-            ))));
-        }
-        Ok(Some(Arc::new(table)))
     }
 
     /// The footer of a batch, from the cache or read with ranged requests.
@@ -155,6 +127,31 @@ impl FooterCache {
         self.insert(key, metadata.clone());
         Ok(metadata)
     }
+}
+
+/// Reads and checks a batch's actor index table; None when the file has no index.
+fn read_index_table(reader: &RangeReader, metadata: &ArrowReaderMetadata) -> Result<Option<Arc<actor_index::Table>>, IndexUnavailable> {
+    let parquet = metadata.metadata();
+    let location = match actor_index::Location::from_metadata(parquet.file_metadata()) {
+        None => return Ok(None),
+        Some(location) => location.map_err(IndexUnavailable::Index)?,
+    };
+    if location.table.end > reader.inner.size {
+        return Err(IndexUnavailable::Index(actor_index::Error::Table(format!(
+            "it ends at byte {}, past the {}-byte file",
+            location.table.end, reader.inner.size
+        ))));
+    }
+    let bytes = reader.fetch(location.table.clone()).map_err(|error| IndexUnavailable::Read(reader.error(error)))?;
+    let table = actor_index::Table::parse(&location, &bytes).map_err(IndexUnavailable::Index)?;
+    if i64::from(table.rows()) != parquet.file_metadata().num_rows() {
+        return Err(IndexUnavailable::Index(actor_index::Error::Table(format!(
+            "it covers {} rows, the file holds {}",
+            table.rows(),
+            parquet.file_metadata().num_rows()
+        ))));
+    }
+    Ok(Some(Arc::new(table)))
 }
 
 /// Why an actor index cannot be used: the store failed (the query fails, as for any read), or the
