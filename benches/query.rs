@@ -12,7 +12,8 @@
 //!   actors (the archive read into the page cache before DuckDB runs too). BENCH_NEEDLE_ROUNDS=N
 //!   repeats the second set N times, for a profiler to watch;
 //! - selective: one action of the largest tenant over a week (all pages of 1000);
-//! - export: the largest tenant's month as JSONL, in events/s, and the server's peak RSS.
+//! - export: the largest tenant's month as JSONL, in events/s (median of BENCH_EXPORT_ROUNDS, default
+//!   3), and the server's peak RSS.
 //!
 //! BENCH_QUERY_ARCHIVE=DIR keeps the archive for reruns (default target/bench-query-archive).
 
@@ -78,7 +79,8 @@ fn main() {
         });
         let mut export_rates = Vec::new();
         let mut export_rows = 0;
-        for _ in 0..3 {
+        let export_rounds: usize = std::env::var("BENCH_EXPORT_ROUNDS").ok().and_then(|text| text.parse().ok()).unwrap_or(3);
+        for _ in 0..export_rounds {
             let started = Instant::now();
             let (rows, bytes) = export_jsonl(&mut client, month).await;
             export_rows = rows;

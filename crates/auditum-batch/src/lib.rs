@@ -4,8 +4,7 @@
 //! CPU-heavy: callers run these functions on the blocking pool, never on the async runtime.
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
-    UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use auditum_format::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq, batch_order};
@@ -22,6 +21,9 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, LazyLock};
 
 pub mod actor_index;
+mod columns;
+
+pub use columns::EventColumns;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -307,114 +309,9 @@ pub fn read_idempotency_columns(bytes: Bytes) -> Result<Vec<IdempotencyColumns>>
     Ok(rows)
 }
 
-/// Typed views of every column of one decoded record batch, checked against the design.
-struct ColumnArrays<'a> {
-    seq: &'a UInt64Array,
-    occurred_at: &'a TimestampMicrosecondArray,
-    received_at: &'a TimestampMicrosecondArray,
-    leaf_hash: &'a FixedSizeBinaryArray,
-    /// The 21 text columns in §2.2 order: id, tenant_id, action, actor_id, … metadata.
-    texts: Vec<&'a StringArray>,
-}
-
-const TEXT_ID: usize = 0;
-const TEXT_TENANT: usize = 1;
-const TEXT_ACTOR: usize = 3;
-
-impl<'a> ColumnArrays<'a> {
-    fn new(batch: &'a RecordBatch) -> Result<Self> {
-        let names: Vec<&str> = batch.schema_ref().fields().iter().map(|field| field.name().as_str()).collect();
-        if names != COLUMN_NAMES {
-            return Err(Error::Schema(format!("columns are {names:?}")));
-        }
-        let texts = COLUMN_NAMES
-            .iter()
-            .filter(|name| !matches!(**name, "seq" | "occurred_at" | "received_at" | "leaf_hash"))
-            .map(|name| column::<StringArray>(batch, name))
-            .collect::<Result<Vec<_>>>()?;
-        let arrays = ColumnArrays {
-            seq: column(batch, "seq")?,
-            occurred_at: column(batch, "occurred_at")?,
-            received_at: column(batch, "received_at")?,
-            leaf_hash: column(batch, "leaf_hash")?,
-            texts,
-        };
-        if arrays.seq.null_count() + arrays.occurred_at.null_count() + arrays.received_at.null_count() + arrays.leaf_hash.null_count() > 0 {
-            return Err(Error::Schema("a required column holds nulls".into()));
-        }
-        Ok(arrays)
-    }
-
-    fn stored_leaf(&self, row: usize) -> Result<LeafHash> {
-        self.leaf_hash.value(row).try_into().map_err(|_| Error::Schema(format!("row {row}: leaf_hash is not 32 bytes")))
-    }
-
-    /// (tenant_id, occurred_at, seq) of a row, without copying.
-    fn sort_key(&self, row: usize) -> (&'a str, i64, u64) {
-        (self.texts[TEXT_TENANT].value(row), self.occurred_at.value(row), self.seq.value(row))
-    }
-
-    /// Appends the row's 24 columns in the §2.3 encoding, straight from the arrays.
-    fn encode_row(&self, row: usize, buf: &mut Vec<u8>) {
-        let integer = |buf: &mut Vec<u8>, bytes: [u8; 8]| {
-            buf.push(0x01);
-            buf.extend_from_slice(&8u32.to_be_bytes());
-            buf.extend_from_slice(&bytes);
-        };
-        let text = |buf: &mut Vec<u8>, array: &StringArray| {
-            if array.is_null(row) {
-                buf.push(0xFF);
-            } else {
-                let value = array.value(row).as_bytes();
-                buf.push(0x01);
-                buf.extend_from_slice(&(value.len() as u32).to_be_bytes());
-                buf.extend_from_slice(value);
-            }
-        };
-        integer(buf, self.seq.value(row).to_be_bytes());
-        text(buf, self.texts[0]);
-        text(buf, self.texts[1]);
-        integer(buf, self.occurred_at.value(row).to_be_bytes());
-        integer(buf, self.received_at.value(row).to_be_bytes());
-        for array in &self.texts[2..] {
-            text(buf, array);
-        }
-    }
-
-    fn record(&self, row: usize) -> Result<EventRecord> {
-        let t = &self.texts;
-        Ok(EventRecord {
-            seq: Seq(self.seq.value(row)),
-            id: required_text_at(t[TEXT_ID], row, "id")?,
-            tenant_id: required_text_at(t[TEXT_TENANT], row, "tenant_id")?,
-            occurred_at: self.occurred_at.value(row),
-            received_at: self.received_at.value(row),
-            action: required_text_at(t[2], row, "action")?,
-            actor_id: required_text_at(t[3], row, "actor_id")?,
-            actor_type: text_at(t[4], row),
-            actor_name: text_at(t[5], row),
-            target_type: text_at(t[6], row),
-            target_id: text_at(t[7], row),
-            target_name: text_at(t[8], row),
-            outcome: required_text_at(t[9], row, "outcome")?,
-            error_code: text_at(t[10], row),
-            reason: text_at(t[11], row),
-            request_id: text_at(t[12], row),
-            correlation_id: text_at(t[13], row),
-            session_id: text_at(t[14], row),
-            source_ip: text_at(t[15], row),
-            user_agent: text_at(t[16], row),
-            service: text_at(t[17], row),
-            before: text_at(t[18], row),
-            after: text_at(t[19], row),
-            metadata: text_at(t[20], row),
-        })
-    }
-}
-
 /// The rows of one decoded record batch holding every column of the design.
 pub fn stored_rows(batch: &RecordBatch) -> Result<Vec<StoredRow>> {
-    let arrays = ColumnArrays::new(batch)?;
+    let arrays = EventColumns::new(batch)?;
     (0..batch.num_rows()).map(|row| Ok(StoredRow { record: arrays.record(row)?, stored_leaf_hash: arrays.stored_leaf(row)? })).collect()
 }
 
@@ -424,7 +321,7 @@ pub fn read_batch(bytes: Bytes) -> Result<Vec<StoredRow>> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch?;
-        let arrays = ColumnArrays::new(&batch)?;
+        let arrays = EventColumns::new(&batch)?;
         for row in 0..batch.num_rows() {
             rows.push(StoredRow { record: arrays.record(row)?, stored_leaf_hash: arrays.stored_leaf(row)? });
         }
@@ -447,7 +344,7 @@ pub fn read_row(bytes: Bytes, metadata: FileMetadata, position: usize) -> Result
     for batch in reader {
         let batch = batch?;
         if batch.num_rows() > 0 {
-            return ColumnArrays::new(&batch)?.record(0);
+            return EventColumns::new(&batch)?.record(0);
         }
     }
     Err(Error::Schema(format!("no row at position {position}")))
@@ -510,7 +407,7 @@ pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
     let mut previous: Option<(String, i64, u64)> = None;
     for batch in reader {
         let batch = batch?;
-        let arrays = ColumnArrays::new(&batch)?;
+        let arrays = EventColumns::new(&batch)?;
         for row in 0..batch.num_rows() {
             buf.clear();
             arrays.encode_row(row, &mut buf);
@@ -526,7 +423,7 @@ pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
                 _ => arrays.sort_key(row - 1) < key,
             };
             digest.sorted &= ordered;
-            index_keys.push(actor_index::key(key.0, arrays.texts[TEXT_ACTOR].value(row)));
+            index_keys.push(actor_index::key(key.0, arrays.actor_id(row)));
         }
         // Carried across record-batch boundaries.
         if let Some(last) = batch.num_rows().checked_sub(1) {

@@ -11,6 +11,7 @@
 //! - `encryption` + `erasure`: per-subject field encryption (the keyring), decryption on reads,
 //!   crypto-shredding;
 //! - `admin`: legal holds, restores and erasures; `archive`: batches in archive storage classes;
+//! - `helper_threads`: the cap on threads Summarize and Export add;
 //! - `metrics`: the Prometheus registry; `error`: what can go wrong, in domain terms.
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod follow;
+mod helper_threads;
 pub mod ingest;
 pub mod log;
 pub mod metrics;

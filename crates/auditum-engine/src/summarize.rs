@@ -273,35 +273,6 @@ impl Reader {
 
 /// Threads one Summarize counts batches on, at most (fewer on a machine with fewer cores).
 const COUNT_THREADS: usize = 4;
-/// Helper threads all Summarize calls together may run at once (besides each call's own
-/// blocking-pool thread): concurrent cold summaries must not multiply threads against Append.
-const MAX_HELPER_THREADS: usize = 4;
-
-/// Helper threads reserved against [`MAX_HELPER_THREADS`], given back on drop.
-struct HelperThreads {
-    count: usize,
-}
-
-static HELPER_THREADS_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-impl HelperThreads {
-    fn reserve(wanted: usize) -> HelperThreads {
-        use std::sync::atomic::Ordering;
-        let mut count = 0;
-        let _ = HELPER_THREADS_IN_USE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
-            count = wanted.min(MAX_HELPER_THREADS.saturating_sub(in_use));
-            Some(in_use + count)
-        });
-        HelperThreads { count }
-    }
-}
-
-impl Drop for HelperThreads {
-    fn drop(&mut self) {
-        HELPER_THREADS_IN_USE.fetch_sub(self.count, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
 /// The sealed batches' counts together, each batch's from the cache when it is there. Batches
 /// not cached are counted on up to [`COUNT_THREADS`] threads: a question not asked before decodes
 /// every matching row of its range.
@@ -319,8 +290,8 @@ fn sealed_counts(
 ) -> Result<Counts, crate::scan::Error> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let wanted = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(COUNT_THREADS).min(candidates.len()).max(1) - 1;
-    let helpers = HelperThreads::reserve(wanted);
-    let threads = 1 + helpers.count;
+    let helpers = crate::helper_threads::HelperThreads::reserve(wanted);
+    let threads = 1 + helpers.count();
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let count_some = || -> Result<(Counts, ScanStats), crate::scan::Error> {
         let (mut counts, mut stats) = (Counts::default(), ScanStats::default());

@@ -108,6 +108,7 @@ pub enum DecodeError {
 }
 
 /// A borrowed view of one column's value, in the canonical byte form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnBytes<'a> {
     Null,
     Integer([u8; 8]),

@@ -1,5 +1,5 @@
-//! Export formats (docs/API.md): JSONL, CSV and Parquet, produced row by row from a scan and cut
-//! into chunks, so memory stays bounded whatever the range.
+//! Export formats (docs/API.md): JSONL, CSV and Parquet. Text rows are written from column values
+//! (straight from the decoded Arrow arrays on the hot path), Parquet batch by batch.
 //!
 //! - JSONL: one §7 `event` object per line (the 24 hashed columns; `seq` and timestamps as
 //!   integer microseconds), so any line can be checked against a proof.
@@ -7,20 +7,18 @@
 //!   RFC 3339 UTC with microseconds; an empty field is a null (empty strings are never stored).
 //! - Parquet: the batch schema of docs/FORMAT.md, Stored columns, `leaf_hash` included.
 
-use crate::read::ScanRow;
+use arrow::array::RecordBatch;
 use auditum_batch as batch;
 use auditum_format::event::{COLUMN_NAMES, ColumnBytes, HASHED_COLUMNS};
 use auditum_format::json;
 use auditum_format::time::rfc3339_micros;
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Chunks are cut at about this size (well under gRPC's 4 MiB default message limit).
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// Rows handed to the Parquet writer at a time.
-const PARQUET_ROWS: usize = 8192;
+pub const PARQUET_ROWS: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,7 +43,7 @@ impl Format {
     }
 }
 
-/// A `Write` whose bytes the exporter drains between writes.
+/// A `Write` whose bytes the Parquet writer's owner drains between writes.
 #[derive(Clone, Default)]
 struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
 
@@ -66,116 +64,62 @@ impl Write for SharedBuffer {
     }
 }
 
-/// Turns rows into output chunks and keeps the summary: row count and SHA-256 of every byte.
-pub struct Exporter {
-    format: Format,
-    out: Vec<u8>,
-    parquet: Option<(parquet::arrow::ArrowWriter<SharedBuffer>, SharedBuffer)>,
-    pending_rows: Vec<ScanRow>,
-    hasher: Sha256,
-    pub rows: u64,
-    pub unsealed_rows: u64,
-    pub bytes: u64,
+/// The CSV header row.
+pub fn csv_header(out: &mut Vec<u8>) {
+    out.extend_from_slice(COLUMN_NAMES[..HASHED_COLUMNS].join(",").as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
-impl Exporter {
-    pub fn new(format: Format) -> Result<Exporter, Error> {
-        let mut exporter = Exporter {
-            format,
-            out: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
-            parquet: None,
-            pending_rows: Vec::new(),
-            hasher: Sha256::new(),
-            rows: 0,
-            unsealed_rows: 0,
-            bytes: 0,
-        };
-        match format {
-            Format::Csv => {
-                exporter.out.extend_from_slice(COLUMN_NAMES[..HASHED_COLUMNS].join(",").as_bytes());
-                exporter.out.extend_from_slice(b"\r\n");
-            }
-            Format::Parquet => {
-                let buffer = SharedBuffer::default();
-                let properties = batch::writer_properties(PARQUET_ROWS, batch::BatchLayout::default())
-                    .map_err(|error| Error::Encode(error.to_string()))?;
-                let writer = parquet::arrow::ArrowWriter::try_new(buffer.clone(), batch::schema(), Some(properties))
-                    .map_err(|error| Error::Encode(error.to_string()))?;
-                exporter.parquet = Some((writer, buffer));
-            }
-            Format::Jsonl => {}
-        }
-        Ok(exporter)
+/// A Parquet export file written batch by batch, its bytes handed out as they are produced.
+pub struct ParquetOutput {
+    writer: parquet::arrow::ArrowWriter<SharedBuffer>,
+    buffer: SharedBuffer,
+}
+
+impl ParquetOutput {
+    pub fn new() -> Result<ParquetOutput, Error> {
+        let buffer = SharedBuffer::default();
+        let properties =
+            batch::writer_properties(PARQUET_ROWS, batch::BatchLayout::default()).map_err(|error| Error::Encode(error.to_string()))?;
+        let writer = parquet::arrow::ArrowWriter::try_new(buffer.clone(), batch::schema(), Some(properties))
+            .map_err(|error| Error::Encode(error.to_string()))?;
+        Ok(ParquetOutput { writer, buffer })
     }
 
-    pub fn push(&mut self, row: ScanRow) -> Result<(), Error> {
-        self.rows += 1;
-        if row.batch_index.is_none() {
-            self.unsealed_rows += 1;
-        }
-        match self.format {
-            Format::Jsonl => write_json_row(&mut self.out, &row),
-            Format::Csv => write_csv_row(&mut self.out, &row),
-            Format::Parquet => {
-                self.pending_rows.push(row);
-                if self.pending_rows.len() >= PARQUET_ROWS {
-                    self.flush_parquet_rows()?;
-                }
-            }
-        }
+    /// Writes rows (the batch schema) and appends the bytes produced so far to `out`.
+    pub fn write(&mut self, rows: &RecordBatch, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.writer.write(rows).map_err(|error| Error::Encode(error.to_string()))?;
+        out.extend_from_slice(&self.buffer.take());
         Ok(())
     }
 
-    fn flush_parquet_rows(&mut self) -> Result<(), Error> {
-        let Some((writer, buffer)) = self.parquet.as_mut() else { return Ok(()) };
-        if !self.pending_rows.is_empty() {
-            let rows: Vec<_> = self.pending_rows.iter().map(|row| (&row.record, row.leaf_hash)).collect();
-            let record_batch = batch::record_batch(&rows).map_err(|error| Error::Encode(error.to_string()))?;
-            writer.write(&record_batch).map_err(|error| Error::Encode(error.to_string()))?;
-            self.pending_rows.clear();
-        }
-        self.out.extend_from_slice(&buffer.take());
+    /// Closes the file, appending its last bytes (the footer) to `out`.
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.writer.close().map_err(|error| Error::Encode(error.to_string()))?;
+        out.extend_from_slice(&self.buffer.take());
         Ok(())
-    }
-
-    fn cut(&mut self) -> Bytes {
-        let chunk = Bytes::from(std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES + 64 * 1024)));
-        self.hasher.update(&chunk);
-        self.bytes += chunk.len() as u64;
-        chunk
-    }
-
-    /// A chunk once enough output is buffered.
-    pub fn take_chunk(&mut self) -> Option<Bytes> {
-        (self.out.len() >= CHUNK_BYTES).then(|| self.cut())
-    }
-
-    /// The last chunk (possibly empty) and the lowercase hex SHA-256 of all chunks.
-    pub fn finish(mut self) -> Result<(Bytes, String, Exporter), Error> {
-        if self.format == Format::Parquet {
-            self.flush_parquet_rows()?;
-            if let Some((writer, buffer)) = self.parquet.take() {
-                writer.close().map_err(|error| Error::Encode(error.to_string()))?;
-                self.out.extend_from_slice(&buffer.take());
-            }
-        }
-        let last = self.cut();
-        let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        Ok((last, digest, self))
     }
 }
 
 /// One JSONL line: the §7 `event` object, columns in §2.2 order (as in proofs), written
-/// directly rather than through a `serde_json::Value` (the export's hot path).
-fn write_json_row(out: &mut Vec<u8>, row: &ScanRow) {
-    for (index, (name, value)) in COLUMN_NAMES.iter().zip(row.record.column_values()).enumerate() {
-        out.extend_from_slice(if index == 0 { b"{\"" } else { b",\"" });
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
+/// directly from the column values (of a record or straight from Arrow arrays) rather than
+/// through a `serde_json::Value`: the export's hot path.
+pub fn write_json_row(out: &mut Vec<u8>, values: [ColumnBytes<'_>; HASHED_COLUMNS]) {
+    for ((name, key), value) in COLUMN_NAMES.iter().zip(JSON_KEYS.iter()).zip(values) {
+        out.extend_from_slice(key);
         json::write_column(out, name, &value);
     }
     out.extend_from_slice(b"}\n");
 }
+
+/// What precedes each column's value in a JSONL line: `{"seq":`, then `,"id":` and so on.
+static JSON_KEYS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+    COLUMN_NAMES[..HASHED_COLUMNS]
+        .iter()
+        .enumerate()
+        .map(|(index, name)| format!("{}\"{name}\":", if index == 0 { "{" } else { "," }).into_bytes())
+        .collect()
+});
 
 /// RFC 3339 UTC with microseconds, as exports and the CLI print times.
 fn csv_field(out: &mut Vec<u8>, value: &str) {
@@ -193,8 +137,9 @@ fn csv_field(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-fn write_csv_row(out: &mut Vec<u8>, row: &ScanRow) {
-    for (index, (name, value)) in COLUMN_NAMES.iter().zip(row.record.column_values()).enumerate() {
+/// One CSV record (CRLF-terminated) of the column values.
+pub fn write_csv_row(out: &mut Vec<u8>, values: [ColumnBytes<'_>; HASHED_COLUMNS]) {
+    for (index, (name, value)) in COLUMN_NAMES.iter().zip(values).enumerate() {
         if index > 0 {
             out.push(b',');
         }
@@ -202,7 +147,9 @@ fn write_csv_row(out: &mut Vec<u8>, row: &ScanRow) {
             // A null is an empty field: auditum never stores empty strings.
             ColumnBytes::Null => {}
             ColumnBytes::Text(text) => csv_field(out, text),
-            ColumnBytes::Integer(bytes) if *name == "seq" => out.extend_from_slice(u64::from_be_bytes(bytes).to_string().as_bytes()),
+            ColumnBytes::Integer(bytes) if *name == "seq" => {
+                out.extend_from_slice(itoa::Buffer::new().format(u64::from_be_bytes(bytes)).as_bytes())
+            }
             ColumnBytes::Integer(bytes) => out.extend_from_slice(rfc3339_micros(i64::from_be_bytes(bytes)).as_bytes()),
         }
     }
@@ -227,9 +174,8 @@ mod tests {
             metadata: Some("{\"a\":\"\\n\"}".into()),
             ..Default::default()
         };
-        let row = ScanRow { leaf_hash: record.leaf_hash(), record: record.clone(), batch_index: None };
         let mut out = Vec::new();
-        write_json_row(&mut out, &row);
+        write_json_row(&mut out, record.column_values());
         let line = String::from_utf8(out).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();

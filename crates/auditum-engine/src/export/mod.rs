@@ -1,10 +1,13 @@
-//! Exports (docs/API.md): rows of a scan encoded as JSONL, CSV or Parquet (`encode`), streamed in
-//! chunks by a two-stage pipeline with bounded memory (`pipeline`).
+//! Exports (docs/API.md): rows encoded as JSONL, CSV or Parquet (`encode`) straight from the
+//! decoded Arrow arrays, in parts split by time (`plan`) that are read in parallel (`part`) and
+//! streamed in order, in chunks, with bounded memory (`pipeline`).
 
 mod encode;
+mod part;
 pub mod pipeline;
+mod plan;
 
-pub use encode::{CHUNK_BYTES, Error, Exporter, Format};
+pub use encode::{CHUNK_BYTES, Error, Format};
 
 /// Why an export stopped before its summary.
 #[derive(Debug, thiserror::Error)]

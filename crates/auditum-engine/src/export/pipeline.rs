@@ -1,18 +1,21 @@
-//! The export pipeline: a blocking task runs the scan on one thread and encodes and hashes on
-//! another, handing rows over a small channel, and sends chunks through a channel of two: a slow
-//! client slows the scan instead of growing memory.
+//! The export pipeline: the export is split into parts by time, read and encoded on up to
+//! [`EXPORT_THREADS`] threads, and sent in order through a channel of two: a slow client slows
+//! the reading instead of growing memory.
 
-use super::{Exporter, Failure as Error, Format};
+use super::encode::{self, CHUNK_BYTES, ParquetOutput};
+use super::part::{PartReader, Piece, PieceData};
+use super::{Failure as Error, Format, plan};
+use crate::helper_threads::HelperThreads;
 use crate::metrics::{METRICS, log_label};
-use crate::read::{ReadSnapshot, Scan, ScanContext, ScanRow};
-use crate::scan::{IoCounters, Predicate};
+use crate::read::{ReadSnapshot, ScanContext};
+use crate::scan::{IoCounters, Predicate, ScanStats};
 use auditum_format::event::EventRecord;
+use auditum_format::ledger::LedgerEntry;
 use bytes::Bytes;
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-
-/// Rows handed from an export's scan thread to its encoder at a time.
-const EXPORT_HANDOFF_ROWS: usize = 1024;
 
 /// The end of an export: what was sent, and the checkpoint that vouches for its sealed rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,82 +71,203 @@ pub fn start(job: ExportJob) -> mpsc::Receiver<Result<ExportItem, Error>> {
     receiver
 }
 
+/// Parts read at once, at most (fewer on a machine with fewer cores): the first on a thread of
+/// the export's own, the others on helper threads.
+const EXPORT_THREADS: usize = 4;
+/// Pieces (about a chunk each) a part read ahead of the one being sent may hold: what lets parts
+/// be read in parallel, and what bounds the memory doing so costs.
+const PIECES_AHEAD: usize = 16;
+
+enum PartMessage {
+    Piece(Piece),
+    /// The part is complete.
+    Done,
+    Failed(Error),
+}
+
 /// The export itself; None when the client went away.
+///
+/// The export is split into parts by time (see [`plan`]); worker threads take parts in order,
+/// each reading and encoding one at a time into its own bounded channel, while this thread sends
+/// the parts' pieces in order, hashing them. A part is taken before any later one, so the part
+/// being sent is always being read or done.
 fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Result<Option<ExportSummary>, Error> {
     let ExportJob { context, tenant_id, predicate, snapshot, include_unsealed, format, decrypt, .. } = job;
-    let runtime = context.runtime.clone();
     // Sealed rows come only from batches the starting checkpoint covers, so the summary's
     // checkpoint vouches for every sealed row sent.
     let entries = &snapshot.entries[..snapshot.checkpoint_size];
     let unsealed: &[Arc<EventRecord>] = if include_unsealed { &snapshot.unsealed } else { &[] };
-    let mut exporter = Exporter::new(format)?;
-    // Two stages on two threads: the scan decodes rows while this thread encodes and hashes the
-    // previous ones. The small channel bounds what is in flight.
-    let (outcome, rows_read) = std::thread::scope(|scope| {
-        let (rows_sender, rows_receiver) = std::sync::mpsc::sync_channel::<Result<Vec<ScanRow>, Error>>(4);
-        let scanner = scope.spawn(move || {
-            let mut scan = Scan::new(context, &tenant_id, predicate, entries, unsealed);
-            let mut rows = Vec::with_capacity(EXPORT_HANDOFF_ROWS);
-            // Decrypted here, on the scan's thread, so encoding never waits on the keyring.
-            let decrypted = |mut rows: Vec<ScanRow>| -> Result<Vec<ScanRow>, Error> {
-                if let Some(keyring) = &decrypt {
-                    runtime.block_on(keyring.decrypt_each(rows.iter_mut().map(ScanRow::record_mut)))?;
+    let parts = plan::plan(&predicate, &tenant_id, entries, unsealed);
+    let mut first_batches: Vec<&Arc<LedgerEntry>> = parts.iter().flat_map(|part| &part.batches).collect();
+    first_batches.dedup_by_key(|entry| entry.index);
+    crate::read::prefetch_footers(&context, first_batches.into_iter());
+    let reader = PartReader { context: &context, predicate: &predicate, format, decrypt: decrypt.as_deref() };
+    let mut sink = Sink::new(format, sender)?;
+
+    let wanted = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(EXPORT_THREADS).min(parts.len()).max(1);
+    let helpers = HelperThreads::reserve(wanted - 1);
+    let (next_part, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let (senders, receivers): (Vec<_>, Vec<_>) = parts
+        .iter()
+        .map(|_| {
+            let (part_sender, part_receiver) = std::sync::mpsc::sync_channel::<PartMessage>(PIECES_AHEAD);
+            (Mutex::new(Some(part_sender)), part_receiver)
+        })
+        .collect();
+    let work = || -> ScanStats {
+        let mut read = ScanStats::default();
+        while !stop.load(Ordering::Relaxed) {
+            let index = next_part.fetch_add(1, Ordering::Relaxed);
+            let (Some(part), Some(slot)) = (parts.get(index), senders.get(index)) else { break };
+            let Some(part_sender) = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else { break };
+            let mut emit = |piece| part_sender.send(PartMessage::Piece(piece)).is_ok();
+            match reader.read(part, &mut emit) {
+                Ok(Some(stats)) => {
+                    read.add(&stats);
+                    let _ = part_sender.send(PartMessage::Done);
                 }
-                Ok(rows)
-            };
-            loop {
-                match scan.next_row() {
-                    Ok(Some(row)) => {
-                        rows.push(row);
-                        if rows.len() == EXPORT_HANDOFF_ROWS && rows_sender.send(decrypted(std::mem::take(&mut rows))).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(None) => {
-                        let _ = rows_sender.send(decrypted(rows));
-                        break;
-                    }
-                    Err(error) => {
-                        let _ = rows_sender.send(Err(Error::Scan(error)));
-                        break;
-                    }
-                }
-            }
-            scan.stats.rows_read
-        });
-        let encode = || -> Result<bool, Error> {
-            for rows in rows_receiver {
-                for row in rows? {
-                    exporter.push(row)?;
-                    if let Some(bytes) = exporter.take_chunk()
-                        && sender.blocking_send(Ok(ExportItem::Chunk(bytes))).is_err()
-                    {
-                        return Ok(false);
-                    }
+                // The client went away.
+                Ok(None) => break,
+                Err(error) => {
+                    let _ = part_sender.send(PartMessage::Failed(error));
+                    break;
                 }
             }
-            Ok(true)
+        }
+        read
+    };
+    let (outcome, read) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..1 + helpers.count())
+            .filter_map(|_| std::thread::Builder::new().name("auditum-export".into()).spawn_scoped(scope, work).ok())
+            .collect();
+        let outcome = if workers.is_empty() && !parts.is_empty() {
+            Err(Error::Incomplete("no thread could be started to read the export; the export is incomplete".into()))
+        } else {
+            send_in_order(receivers, &mut sink)
         };
-        // Returning drops the receiver, which stops the scanner at its next send.
-        let outcome = encode();
-        (outcome, scanner.join())
+        // Workers still reading see their channel gone at their next piece and stop.
+        stop.store(true, Ordering::Relaxed);
+        let mut read = ScanStats::default();
+        let mut panicked = false;
+        for worker in workers {
+            match worker.join() {
+                Ok(stats) => read.add(&stats),
+                Err(_) => panicked = true,
+            }
+        }
+        (outcome, (read, panicked))
     });
-    // A scan that died must not end in a summary that looks complete.
-    let rows_read = rows_read.map_err(|_| Error::Incomplete("export scan failed; the export is incomplete".into()))?;
+    drop(helpers);
+    let (read, panicked) = read;
+    // A part that died must not end in a summary that looks complete.
+    if panicked && outcome.is_ok() {
+        return Err(Error::Incomplete("export scan failed; the export is incomplete".into()));
+    }
     if !outcome? {
         return Ok(None);
     }
-    let (last, sha256, exporter) = exporter.finish()?;
-    if !last.is_empty() && sender.blocking_send(Ok(ExportItem::Chunk(last))).is_err() {
-        return Ok(None);
-    }
+    let Some((sha256, rows, unsealed_rows)) = sink.finish()? else { return Ok(None) };
     let label = log_label(&snapshot.log);
-    METRICS.rows_scanned.get_or_create(&label).inc_by(rows_read);
-    METRICS.export_rows.get_or_create(&label).inc_by(exporter.rows);
-    Ok(Some(ExportSummary {
-        rows: exporter.rows,
-        sha256,
-        checkpoint: snapshot.checkpoint.clone().unwrap_or_default(),
-        unsealed_rows: exporter.unsealed_rows,
-    }))
+    METRICS.rows_scanned.get_or_create(&label).inc_by(read.rows_read);
+    METRICS.export_rows.get_or_create(&label).inc_by(rows);
+    Ok(Some(ExportSummary { rows, sha256, checkpoint: snapshot.checkpoint.clone().unwrap_or_default(), unsealed_rows }))
+}
+
+/// Sends every part's pieces, part after part; false when the client went away. Returning drops
+/// the receivers of parts not sent, which stops their workers.
+fn send_in_order(receivers: Vec<std::sync::mpsc::Receiver<PartMessage>>, sink: &mut Sink<'_>) -> Result<bool, Error> {
+    for receiver in receivers {
+        loop {
+            match receiver.recv() {
+                Ok(PartMessage::Piece(piece)) => {
+                    if !sink.accept(piece)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(PartMessage::Done) => break,
+                Ok(PartMessage::Failed(error)) => return Err(error),
+                Err(_) => return Err(Error::Incomplete("export scan failed; the export is incomplete".into())),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The export's output: pieces joined or passed on as chunks of about [`CHUNK_BYTES`], counted
+/// and hashed in the order sent.
+struct Sink<'s> {
+    out: Vec<u8>,
+    parquet: Option<ParquetOutput>,
+    hasher: Sha256,
+    rows: u64,
+    unsealed_rows: u64,
+    sender: &'s mpsc::Sender<Result<ExportItem, Error>>,
+}
+
+impl<'s> Sink<'s> {
+    fn new(format: Format, sender: &'s mpsc::Sender<Result<ExportItem, Error>>) -> Result<Sink<'s>, Error> {
+        let mut out = Vec::new();
+        let mut parquet = None;
+        match format {
+            Format::Csv => encode::csv_header(&mut out),
+            Format::Parquet => parquet = Some(ParquetOutput::new()?),
+            Format::Jsonl => {}
+        }
+        Ok(Sink { out, parquet, hasher: Sha256::new(), rows: 0, unsealed_rows: 0, sender })
+    }
+
+    /// False when the client went away.
+    fn accept(&mut self, piece: Piece) -> Result<bool, Error> {
+        self.rows += piece.rows;
+        self.unsealed_rows += piece.unsealed_rows;
+        match piece.data {
+            PieceData::Text(bytes) => {
+                // A piece is about a chunk: passed on whole, without a copy, when nothing waits.
+                if self.out.is_empty() && bytes.len() >= CHUNK_BYTES / 2 {
+                    return Ok(self.send(bytes));
+                }
+                if self.out.len() + bytes.len() > 2 * CHUNK_BYTES {
+                    let waiting = std::mem::take(&mut self.out);
+                    if !self.send(waiting) {
+                        return Ok(false);
+                    }
+                    if bytes.len() >= CHUNK_BYTES / 2 {
+                        return Ok(self.send(bytes));
+                    }
+                }
+                self.out.extend_from_slice(&bytes);
+            }
+            PieceData::Rows(rows) => {
+                if let Some(parquet) = self.parquet.as_mut() {
+                    parquet.write(&rows, &mut self.out)?;
+                }
+            }
+        }
+        if self.out.len() >= CHUNK_BYTES {
+            let full = std::mem::take(&mut self.out);
+            return Ok(self.send(full));
+        }
+        Ok(true)
+    }
+
+    /// Hashes and sends one chunk; false when the client went away.
+    fn send(&mut self, chunk: Vec<u8>) -> bool {
+        self.hasher.update(&chunk);
+        self.sender.blocking_send(Ok(ExportItem::Chunk(Bytes::from(chunk)))).is_ok()
+    }
+
+    /// Sends the last bytes (the Parquet footer, CSV's header of an empty export) and returns the
+    /// lowercase hex SHA-256 of everything sent, the rows and the unsealed rows; None when the
+    /// client went away.
+    fn finish(mut self) -> Result<Option<(String, u64, u64)>, Error> {
+        if let Some(parquet) = self.parquet.take() {
+            parquet.finish(&mut self.out)?;
+        }
+        let last = std::mem::take(&mut self.out);
+        if !last.is_empty() && !self.send(last) {
+            return Ok(None);
+        }
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        Ok(Some((sha256, self.rows, self.unsealed_rows)))
+    }
 }

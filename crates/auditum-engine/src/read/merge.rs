@@ -156,36 +156,11 @@ impl Scan {
         Ok(next)
     }
 
-    /// On a remote store, the footers (with their page index) of the first batches in scan order
-    /// are fetched at once, concurrently: the merge opens them one after another, and each would
-    /// otherwise wait a round trip of its own. A failure here is left for the batch's own open
-    /// to meet and report.
-    fn prefetch_footers(&mut self) {
-        self.footers_prefetched = true;
-        let context = &self.context;
-        let uncached: Vec<&Arc<LedgerEntry>> = self
-            .pending
-            .iter()
-            .take(FOOTER_PREFETCH)
-            .filter(|entry| context.store.local_path(&entry.object).is_none() && !context.footers.contains(entry))
-            .collect();
-        if uncached.len() < 2 {
-            return;
-        }
-        std::thread::scope(|threads| {
-            for entry in uncached {
-                threads.spawn(move || {
-                    let reader = RangeReader::new(context.store.clone(), entry, context.runtime.clone(), context.io.clone());
-                    let _ = context.footers.load(&reader);
-                });
-            }
-        });
-    }
-
     /// The next row in order, or None when the scan is complete.
     pub fn next_row(&mut self) -> Result<Option<ScanRow>, scan::Error> {
         if !self.footers_prefetched {
-            self.prefetch_footers();
+            self.footers_prefetched = true;
+            prefetch_footers(&self.context, self.pending.iter());
         }
         while let Some(entry) = self.pending.front() {
             let needed = match self.heap.peek() {
@@ -216,6 +191,28 @@ impl Scan {
 
 /// Footers fetched together when a scan on a remote store starts.
 const FOOTER_PREFETCH: usize = 8;
+
+/// On a remote store, the footers (with their page index) of the first batches in scan order
+/// are fetched at once, concurrently: a read opens them one after another, and each would
+/// otherwise wait a round trip of its own. A failure here is left for the batch's own open to
+/// meet and report.
+pub fn prefetch_footers<'a>(context: &ScanContext, entries: impl Iterator<Item = &'a Arc<LedgerEntry>>) {
+    let uncached: Vec<&Arc<LedgerEntry>> = entries
+        .take(FOOTER_PREFETCH)
+        .filter(|entry| context.store.local_path(&entry.object).is_none() && !context.footers.contains(entry))
+        .collect();
+    if uncached.len() < 2 {
+        return;
+    }
+    std::thread::scope(|threads| {
+        for entry in uncached {
+            threads.spawn(move || {
+                let reader = RangeReader::new(context.store.clone(), entry, context.runtime.clone(), context.io.clone());
+                let _ = context.footers.load(&reader);
+            });
+        }
+    });
+}
 
 /// One page of a query.
 pub struct Page {
