@@ -6,7 +6,7 @@
 //! release `auditum serve` answers "events of the largest tenant by action per day over 12
 //! months" with Summarize over loopback gRPC:
 //! - cold: the first call of a freshly started server (no footer or summary cache);
-//! - warm: the median of 10 repeats (sealed batches' partial counts cached);
+//! - warm: the median of 10 repeats (BENCH_SUMMARIZE_ROUNDS; sealed batches' partial counts cached);
 //! - a different question each time (another tenant, another year-long window), to show what a
 //!   dashboard not asked before costs on a warm server.
 //!
@@ -49,7 +49,8 @@ fn main() {
         let year = summarize_request(&top_tenant, start_time);
         let (cold_ms, cold) = timed(&mut client, year.clone()).await;
         let mut warm_ms = Vec::new();
-        for _ in 0..10 {
+        let warm_rounds: usize = std::env::var("BENCH_SUMMARIZE_ROUNDS").ok().and_then(|text| text.parse().ok()).unwrap_or(10);
+        for _ in 0..warm_rounds {
             let (ms, warm) = timed(&mut client, year.clone()).await;
             assert_eq!(warm.rows, cold.rows, "a warm answer is the cold one");
             warm_ms.push(ms);

@@ -188,6 +188,7 @@ async fn export(
         match message.item.unwrap() {
             pb::export_response::Item::Chunk(chunk) => {
                 assert!(summary.is_none(), "the summary comes last");
+                assert!(chunk.len() <= 2 * auditum_engine::export::CHUNK_BYTES, "a chunk fits a client's default 4 MiB message");
                 chunks += 1;
                 bytes.extend_from_slice(&chunk);
             }

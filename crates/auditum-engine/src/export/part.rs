@@ -11,6 +11,8 @@ use crate::scan::{self, BatchScan, Predicate, RangeReader, ScanStats};
 use arrow::array::RecordBatch;
 use auditum_batch::{self as batch, EventColumns};
 use auditum_format::event::EventRecord;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -141,7 +143,7 @@ fn memory_batches(records: &[Arc<EventRecord>]) -> Result<Vec<RecordBatch>, Fail
         .chunks(MEMORY_BATCH_ROWS)
         .map(|chunk| {
             let rows: Vec<_> = chunk.iter().map(|record| (record.as_ref(), record.leaf_hash())).collect();
-            batch::record_batch(&rows).map_err(|error| Failure::Incomplete(format!("unsealed events cannot be encoded: {error}")))
+            batch::record_batch(&rows).map_err(|error| Failure::Encode(encode::Error::Encode(format!("unsealed events: {error}"))))
         })
         .collect()
 }
@@ -149,6 +151,8 @@ fn memory_batches(records: &[Arc<EventRecord>]) -> Result<Vec<RecordBatch>, Fail
 /// Writes rows in (occurred_at, seq) order across the sources' current batches until one of
 /// them is used up, and returns which (None when the client went away). Runs as long as one
 /// source stays below the others are written in one go: with a single source, its whole batch.
+/// Each source's rows come in (occurred_at, seq) order: a batch file is sorted by (tenant_id,
+/// occurred_at, seq) and the predicate holds one tenant.
 fn merge_until_exhausted(sources: &[Source], positions: &mut [usize], output: &mut Output<'_>) -> Result<Option<usize>, Failure> {
     let views = sources
         .iter()
@@ -161,18 +165,15 @@ fn merge_until_exhausted(sources: &[Source], positions: &mut [usize], output: &m
                 .map_err(|error| Failure::Scan(scan::Error::Archive { object: source.object.clone(), reason: error.to_string() }))
         })
         .collect::<Result<Vec<_>, Failure>>()?;
-    if views.is_empty() {
-        return Err(Failure::Incomplete("export merge has no source; the export is incomplete".into()));
-    }
+    // The sources' next keys, smallest first: a part holds few sources, but a plan that fell
+    // back to one part (see `plan`) may merge many.
+    let mut next_keys: BinaryHeap<Reverse<((i64, u64), usize)>> =
+        views.iter().enumerate().map(|(source, view)| Reverse((view.key(positions[source]), source))).collect();
     loop {
-        let key = |source: usize| views[source].key(positions[source]);
-        let mut index = 0;
-        for candidate in 1..views.len() {
-            if key(candidate) < key(index) {
-                index = candidate;
-            }
-        }
-        let runner_up = (0..views.len()).filter(|&other| other != index).map(key).min();
+        let Some(Reverse((_, index))) = next_keys.pop() else {
+            return Err(Failure::Incomplete("export merge has no source; the export is incomplete".into()));
+        };
+        let runner_up = next_keys.peek().map(|Reverse((key, _))| *key);
         let view = &views[index];
         let start = positions[index];
         // Rows of one source are sorted: those below every other source's next row go at once.
@@ -197,6 +198,7 @@ fn merge_until_exhausted(sources: &[Source], positions: &mut [usize], output: &m
         if end == view.len() {
             return Ok(Some(index));
         }
+        next_keys.push(Reverse((view.key(end), index)));
     }
 }
 

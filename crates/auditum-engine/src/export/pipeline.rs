@@ -10,11 +10,10 @@ use crate::metrics::{METRICS, log_label};
 use crate::read::{ReadSnapshot, ScanContext};
 use crate::scan::{IoCounters, Predicate, ScanStats};
 use auditum_format::event::EventRecord;
-use auditum_format::ledger::LedgerEntry;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::mpsc;
 
 /// The end of an export: what was sent, and the checkpoint that vouches for its sealed rows.
@@ -74,9 +73,11 @@ pub fn start(job: ExportJob) -> mpsc::Receiver<Result<ExportItem, Error>> {
 /// Parts read at once, at most (fewer on a machine with fewer cores): the first on a thread of
 /// the export's own, the others on helper threads.
 const EXPORT_THREADS: usize = 4;
-/// Pieces (about a chunk each) a part read ahead of the one being sent may hold: what lets parts
-/// be read in parallel, and what bounds the memory doing so costs.
-const PIECES_AHEAD: usize = 16;
+/// Text pieces (about [`CHUNK_BYTES`] each) a part being read may hold while an earlier part is
+/// sent: what lets parts be read in parallel. Parquet pieces are record batches of
+/// [`encode::PARQUET_ROWS`] rows or more, so fewer of them.
+const TEXT_PIECES_AHEAD: usize = 16;
+const PARQUET_PIECES_AHEAD: usize = 2;
 
 enum PartMessage {
     Piece(Piece),
@@ -85,12 +86,69 @@ enum PartMessage {
     Failed(Error),
 }
 
+/// Which parts workers may read: at most `ahead` parts from the one being sent (so the memory
+/// read ahead is bounded by `ahead` parts' channels, however small the parts), none past a part
+/// that failed, and none once the export stopped.
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+    ahead: usize,
+}
+
+struct GateState {
+    sent: usize,
+    last_needed: usize,
+    stopped: bool,
+}
+
+impl Gate {
+    fn new(ahead: usize) -> Gate {
+        Gate { state: Mutex::new(GateState { sent: 0, last_needed: usize::MAX, stopped: false }), changed: Condvar::new(), ahead }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until part `index` may be read; false when it is not needed.
+    fn admit(&self, index: usize) -> bool {
+        let mut state = self.lock();
+        loop {
+            if state.stopped || index > state.last_needed {
+                return false;
+            }
+            if index < state.sent + self.ahead {
+                return true;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn part_sent(&self) {
+        self.lock().sent += 1;
+        self.changed.notify_all();
+    }
+
+    /// Part `index` failed: the export ends there, so later parts are not read.
+    fn failed_at(&self, index: usize) {
+        let mut state = self.lock();
+        state.last_needed = state.last_needed.min(index);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+}
+
 /// The export itself; None when the client went away.
 ///
 /// The export is split into parts by time (see [`plan`]); worker threads take parts in order,
 /// each reading and encoding one at a time into its own bounded channel, while this thread sends
-/// the parts' pieces in order, hashing them. A part is taken before any later one, so the part
-/// being sent is always being read or done.
+/// the parts' pieces in order, hashing them. A part is taken before any later one and the part
+/// being sent is always admitted by the [`Gate`], so it is always being read or done.
 fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Result<Option<ExportSummary>, Error> {
     let ExportJob { context, tenant_id, predicate, snapshot, include_unsealed, format, decrypt, .. } = job;
     // Sealed rows come only from batches the starting checkpoint covers, so the summary's
@@ -98,67 +156,74 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
     let entries = &snapshot.entries[..snapshot.checkpoint_size];
     let unsealed: &[Arc<EventRecord>] = if include_unsealed { &snapshot.unsealed } else { &[] };
     let parts = plan::plan(&predicate, &tenant_id, entries, unsealed);
-    let mut first_batches: Vec<&Arc<LedgerEntry>> = parts.iter().flat_map(|part| &part.batches).collect();
-    first_batches.dedup_by_key(|entry| entry.index);
-    crate::read::prefetch_footers(&context, first_batches.into_iter());
+    let mut seen = std::collections::HashSet::new();
+    crate::read::prefetch_footers(&context, parts.iter().flat_map(|part| &part.batches).filter(|entry| seen.insert(entry.index)));
     let reader = PartReader { context: &context, predicate: &predicate, format, decrypt: decrypt.as_deref() };
     let mut sink = Sink::new(format, sender)?;
 
     let wanted = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(EXPORT_THREADS).min(parts.len()).max(1);
     let helpers = HelperThreads::reserve(wanted - 1);
-    let (next_part, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let threads = 1 + helpers.count();
+    let next_part = AtomicUsize::new(0);
+    let gate = Gate::new(threads);
+    let pieces_ahead = if format == Format::Parquet { PARQUET_PIECES_AHEAD } else { TEXT_PIECES_AHEAD };
     let (senders, receivers): (Vec<_>, Vec<_>) = parts
         .iter()
         .map(|_| {
-            let (part_sender, part_receiver) = std::sync::mpsc::sync_channel::<PartMessage>(PIECES_AHEAD);
+            let (part_sender, part_receiver) = std::sync::mpsc::sync_channel::<PartMessage>(pieces_ahead);
             (Mutex::new(Some(part_sender)), part_receiver)
         })
         .collect();
     let work = || -> ScanStats {
-        let mut read = ScanStats::default();
-        while !stop.load(Ordering::Relaxed) {
+        let mut scanned = ScanStats::default();
+        loop {
             let index = next_part.fetch_add(1, Ordering::Relaxed);
             let (Some(part), Some(slot)) = (parts.get(index), senders.get(index)) else { break };
             let Some(part_sender) = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else { break };
+            if !gate.admit(index) {
+                break;
+            }
             let mut emit = |piece| part_sender.send(PartMessage::Piece(piece)).is_ok();
             match reader.read(part, &mut emit) {
                 Ok(Some(stats)) => {
-                    read.add(&stats);
+                    scanned.add(&stats);
                     let _ = part_sender.send(PartMessage::Done);
                 }
                 // The client went away.
                 Ok(None) => break,
                 Err(error) => {
+                    gate.failed_at(index);
                     let _ = part_sender.send(PartMessage::Failed(error));
                     break;
                 }
             }
         }
-        read
+        // Its helper reservation (if it was one) goes back as soon as it is done.
+        helpers.release_one();
+        scanned
     };
-    let (outcome, read) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..1 + helpers.count())
-            .filter_map(|_| std::thread::Builder::new().name("auditum-export".into()).spawn_scoped(scope, work).ok())
-            .collect();
+    let (outcome, scanned, panicked) = std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            (0..threads).filter_map(|_| std::thread::Builder::new().name("auditum-export".into()).spawn_scoped(scope, work).ok()).collect();
         let outcome = if workers.is_empty() && !parts.is_empty() {
             Err(Error::Incomplete("no thread could be started to read the export; the export is incomplete".into()))
         } else {
-            send_in_order(receivers, &mut sink)
+            send_in_order(receivers, &mut sink, &gate)
         };
-        // Workers still reading see their channel gone at their next piece and stop.
-        stop.store(true, Ordering::Relaxed);
-        let mut read = ScanStats::default();
+        // Workers waiting at the gate leave; those reading see their channel gone at their next
+        // piece and stop.
+        gate.stop();
+        let mut scanned = ScanStats::default();
         let mut panicked = false;
         for worker in workers {
             match worker.join() {
-                Ok(stats) => read.add(&stats),
+                Ok(stats) => scanned.add(&stats),
                 Err(_) => panicked = true,
             }
         }
-        (outcome, (read, panicked))
+        (outcome, scanned, panicked)
     });
     drop(helpers);
-    let (read, panicked) = read;
     // A part that died must not end in a summary that looks complete.
     if panicked && outcome.is_ok() {
         return Err(Error::Incomplete("export scan failed; the export is incomplete".into()));
@@ -168,14 +233,14 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
     }
     let Some((sha256, rows, unsealed_rows)) = sink.finish()? else { return Ok(None) };
     let label = log_label(&snapshot.log);
-    METRICS.rows_scanned.get_or_create(&label).inc_by(read.rows_read);
+    METRICS.rows_scanned.get_or_create(&label).inc_by(scanned.rows_read);
     METRICS.export_rows.get_or_create(&label).inc_by(rows);
     Ok(Some(ExportSummary { rows, sha256, checkpoint: snapshot.checkpoint.clone().unwrap_or_default(), unsealed_rows }))
 }
 
 /// Sends every part's pieces, part after part; false when the client went away. Returning drops
 /// the receivers of parts not sent, which stops their workers.
-fn send_in_order(receivers: Vec<std::sync::mpsc::Receiver<PartMessage>>, sink: &mut Sink<'_>) -> Result<bool, Error> {
+fn send_in_order(receivers: Vec<std::sync::mpsc::Receiver<PartMessage>>, sink: &mut Sink<'_>, gate: &Gate) -> Result<bool, Error> {
     for receiver in receivers {
         loop {
             match receiver.recv() {
@@ -184,7 +249,10 @@ fn send_in_order(receivers: Vec<std::sync::mpsc::Receiver<PartMessage>>, sink: &
                         return Ok(false);
                     }
                 }
-                Ok(PartMessage::Done) => break,
+                Ok(PartMessage::Done) => {
+                    gate.part_sent();
+                    break;
+                }
                 Ok(PartMessage::Failed(error)) => return Err(error),
                 Err(_) => return Err(Error::Incomplete("export scan failed; the export is incomplete".into())),
             }
@@ -220,8 +288,8 @@ impl<'s> Sink<'s> {
     fn accept(&mut self, piece: Piece) -> Result<bool, Error> {
         self.rows += piece.rows;
         self.unsealed_rows += piece.unsealed_rows;
-        match piece.data {
-            PieceData::Text(bytes) => {
+        match (piece.data, self.parquet.as_mut()) {
+            (PieceData::Text(bytes), None) => {
                 // A piece is about a chunk: passed on whole, without a copy, when nothing waits.
                 if self.out.is_empty() && bytes.len() >= CHUNK_BYTES / 2 {
                     return Ok(self.send(bytes));
@@ -237,11 +305,8 @@ impl<'s> Sink<'s> {
                 }
                 self.out.extend_from_slice(&bytes);
             }
-            PieceData::Rows(rows) => {
-                if let Some(parquet) = self.parquet.as_mut() {
-                    parquet.write(&rows, &mut self.out)?;
-                }
-            }
+            (PieceData::Rows(rows), Some(parquet)) => parquet.write(&rows, &mut self.out)?,
+            _ => return Err(Error::Incomplete("export pieces of the wrong format; the export is incomplete".into())),
         }
         if self.out.len() >= CHUNK_BYTES {
             let full = std::mem::take(&mut self.out);
@@ -250,10 +315,19 @@ impl<'s> Sink<'s> {
         Ok(true)
     }
 
-    /// Hashes and sends one chunk; false when the client went away.
-    fn send(&mut self, chunk: Vec<u8>) -> bool {
-        self.hasher.update(&chunk);
-        self.sender.blocking_send(Ok(ExportItem::Chunk(Bytes::from(chunk)))).is_ok()
+    /// Hashes and sends bytes as chunks of at most twice [`CHUNK_BYTES`] (a Parquet row group
+    /// comes out whole, and a client's default message limit is 4 MiB); false when the client
+    /// went away.
+    fn send(&mut self, bytes: Vec<u8>) -> bool {
+        self.hasher.update(&bytes);
+        let mut bytes = Bytes::from(bytes);
+        while !bytes.is_empty() {
+            let chunk = if bytes.len() > 2 * CHUNK_BYTES { bytes.split_to(CHUNK_BYTES) } else { std::mem::take(&mut bytes) };
+            if self.sender.blocking_send(Ok(ExportItem::Chunk(chunk))).is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Sends the last bytes (the Parquet footer, CSV's header of an empty export) and returns the

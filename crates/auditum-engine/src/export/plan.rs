@@ -54,6 +54,7 @@ pub fn plan(predicate: &Predicate, tenant_id: &str, entries: &[Arc<LedgerEntry>]
     open_events.sort_by_key(|record| (record.occurred_at, record.seq.0));
     let mut open_events = open_events.into_iter().peekable();
 
+    let distinct_batches = batches.len();
     let mut parts = Vec::with_capacity(bounds.len());
     // Batches that started before the current part and may still reach into it.
     let mut active: Vec<Arc<LedgerEntry>> = Vec::new();
@@ -75,8 +76,24 @@ pub fn plan(predicate: &Predicate, tenant_id: &str, entries: &[Arc<LedgerEntry>]
         }
         parts.push(Part { start, end, batches: active.clone(), unsealed: in_range });
     }
+    // Batches whose times overlap much (clock skew, backfills) would be opened by many parts
+    // each: then one part merges them all, each batch opened once, as a plain scan would.
+    let listings: usize = parts.iter().map(|part| part.batches.len()).sum();
+    if parts.len() > 1 && listings > MAX_OPENS_PER_BATCH * distinct_batches {
+        let (mut batches, mut listed) = (Vec::with_capacity(distinct_batches), std::collections::HashSet::new());
+        let mut unsealed = Vec::new();
+        for part in parts {
+            batches.extend(part.batches.into_iter().filter(|entry| listed.insert(entry.index)));
+            unsealed.extend(part.unsealed);
+        }
+        return vec![Part { start: low, end: high, batches, unsealed }];
+    }
     parts
 }
+
+/// How many parts may open the same batch, on average, before the plan falls back to one part.
+/// Late events make neighbouring batches overlap a little: about two opens per batch.
+const MAX_OPENS_PER_BATCH: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -130,8 +147,8 @@ mod tests {
 
     #[test]
     fn parts_start_where_batches_start_and_carry_the_tails_of_earlier_ones() {
-        // Batch 1 holds a late event (its max reaches into batch 2's range); batch 3 is pruned by
-        // the time range; unsealed events fall before, inside and after the batches.
+        // Batch 1 holds a late event (its max reaches into batch 2's range); unsealed events fall
+        // before, inside and after the batches; a narrower range leaves batch 3 out.
         let entries = [entry(0, 100, 199), entry(1, 200, 350), entry(2, 300, 399), entry(3, 900, 999)];
         let unsealed = [event(50, 10), event(51, 310), event(52, 700), event(53, 5000)];
         let parts = plan(&predicate(None, Some(1000)), "acme", &entries, &unsealed);
@@ -164,5 +181,17 @@ mod tests {
             }
         }
         assert!(plan(&predicate(Some(5), Some(5)), "acme", &entries, &[]).is_empty());
+    }
+
+    #[test]
+    fn batches_that_all_overlap_are_merged_in_one_part() {
+        // Twenty batches each spanning nearly everything: twenty parts would open ~200 batches.
+        let entries: Vec<_> = (0..20).map(|index| entry(index as u64, index * 10, 1000 + index)).collect();
+        let unsealed = [event(90, 15), event(91, 2000)];
+        let parts = plan(&predicate(None, None), "acme", &entries, &unsealed);
+        assert_eq!(parts.len(), 1);
+        assert_eq!((parts[0].start, parts[0].end), (i64::MIN, i64::MAX));
+        assert_eq!(parts[0].batches.iter().map(|entry| entry.index).collect::<Vec<_>>(), (0..20).collect::<Vec<u64>>());
+        assert_eq!(parts[0].unsealed.iter().map(|record| record.seq.0).collect::<Vec<_>>(), vec![90, 91]);
     }
 }

@@ -412,10 +412,10 @@ impl BatchScan {
         Ok(None)
     }
 
-    /// The next batch of matching rows with the projected columns only (see
-    /// [`BatchScan::project`]); None when the batch is done. For callers that do not need the
-    /// scan's order: a descending predicate's row groups come last to first, their rows in file
-    /// order.
+    /// The next batch of matching rows (the projected columns only, see [`BatchScan::project`];
+    /// every column otherwise); None when the batch is done. Ascending, rows come in file order,
+    /// which exports rely on: (occurred_at, seq) order within the tenant. Descending, the row
+    /// groups come last to first, their rows still in file order (fine for counting).
     pub fn next_batch(&mut self, stats: &mut ScanStats) -> Result<Option<RecordBatch>> {
         loop {
             if let Some(reader) = self.current.as_mut() {
