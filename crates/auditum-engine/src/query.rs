@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 
 /// Footer cache budget shared by queries and exports.
 const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Memory Summarize's ordered answers of sealed batches may take (beside their counts' 64 MiB).
+const SORTED_SUMMARY_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// One Query call.
 #[derive(Debug, Clone)]
@@ -63,6 +65,8 @@ pub struct Reader {
     footers: Arc<FooterCache>,
     /// Partial counts of sealed batches for Summarize.
     summaries: Arc<crate::read::counts::SummaryCache>,
+    /// Those counts summed over a ledger prefix, in the answer's order.
+    sorted_summaries: Arc<crate::read::counts::SummaryCache<Vec<crate::summarize::SummaryRow>>>,
     access: Arc<Access>,
     /// Becomes true when the server begins to stop: subscriptions end then.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -77,6 +81,7 @@ impl Reader {
             logs,
             footers: Arc::new(FooterCache::new(FOOTER_CACHE_BYTES)),
             summaries: Arc::default(),
+            sorted_summaries: Arc::new(crate::read::counts::SummaryCache::with_budget(SORTED_SUMMARY_CACHE_BYTES)),
             access,
             closing,
             _never_closing: Some(Arc::new(never_closing)),
@@ -100,6 +105,10 @@ impl Reader {
 
     pub(crate) fn summary_cache(&self) -> Arc<crate::read::counts::SummaryCache> {
         self.summaries.clone()
+    }
+
+    pub(crate) fn sorted_summary_cache(&self) -> Arc<crate::read::counts::SummaryCache<Vec<crate::summarize::SummaryRow>>> {
+        self.sorted_summaries.clone()
     }
 
     /// Tenant binding, then the meta-audit record, for a Query, an Export or a Summarize.

@@ -4,61 +4,77 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Memory the cached counts may take (estimated), and the most one entry may take of it.
+/// Memory the cached counts may take (estimated) by default; one entry may take a quarter.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
-const CACHE_ENTRY_BYTES: usize = CACHE_BYTES / 4;
 
 /// Hashed with foldhash (seeded per map): SipHash was a tenth of a warm Summarize's time.
 pub type Counts = HashMap<(i64, Vec<String>), u64, foldhash::quality::RandomState>;
 /// (batch object, request shape).
 type CacheKey = (String, String);
 
-/// Counts of sealed batches by request shape: each batch's, and all of a ledger prefix's
-/// together (the ledger only grows, so its length names the set of batches exactly).
-#[derive(Default)]
-pub struct SummaryCache {
-    entries: Mutex<CacheEntries>,
+/// What a cached value takes in memory, roughly.
+pub trait Weigh {
+    fn estimated_bytes(&self) -> usize;
 }
 
-/// The cached counts with their estimated size, their keys oldest first (evicted first), and
+impl Weigh for Counts {
+    fn estimated_bytes(&self) -> usize {
+        self.keys().map(|(_, keys)| 64 + keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
+    }
+}
+
+/// Results of sealed batches by request shape, which never change: each batch's counts, all of
+/// a ledger prefix's together (the ledger only grows, so its length names the set of batches
+/// exactly), and those ordered as an answer lists them.
+pub struct SummaryCache<V = Counts> {
+    entries: Mutex<CacheEntries<V>>,
+    budget: usize,
+}
+
+/// The cached values with their estimated size, their keys oldest first (evicted first), and
 /// the estimated total.
-#[derive(Default)]
-struct CacheEntries {
-    counts: HashMap<CacheKey, (Arc<Counts>, usize)>,
+struct CacheEntries<V> {
+    values: HashMap<CacheKey, (Arc<V>, usize)>,
     order: std::collections::VecDeque<CacheKey>,
     bytes: usize,
 }
 
-/// Roughly what a `Counts` takes in memory.
-fn estimated_bytes(counts: &Counts) -> usize {
-    counts.keys().map(|(_, keys)| 64 + keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
+impl<V: Weigh> Default for SummaryCache<V> {
+    fn default() -> Self {
+        SummaryCache::with_budget(CACHE_BYTES)
+    }
 }
 
-impl std::fmt::Debug for SummaryCache {
+impl<V> std::fmt::Debug for SummaryCache<V> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("SummaryCache").finish_non_exhaustive()
+        formatter.debug_struct("SummaryCache").field("budget", &self.budget).finish_non_exhaustive()
     }
 }
 
-impl SummaryCache {
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Counts>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts.get(key).map(|(counts, _)| counts.clone())
+impl<V: Weigh> SummaryCache<V> {
+    /// A cache of at most `budget` bytes (estimated), a quarter of it at most per entry.
+    pub fn with_budget(budget: usize) -> Self {
+        SummaryCache { entries: Mutex::new(CacheEntries { values: HashMap::new(), order: Default::default(), bytes: 0 }), budget }
     }
 
-    pub fn insert(&self, key: CacheKey, counts: Arc<Counts>) {
-        let size = estimated_bytes(&counts);
-        if size > CACHE_ENTRY_BYTES {
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<V>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values.get(key).map(|(value, _)| value.clone())
+    }
+
+    pub fn insert(&self, key: CacheKey, value: Arc<V>) {
+        let size = value.estimated_bytes();
+        if size > self.budget / 4 {
             return;
         }
         let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let CacheEntries { counts: map, order, bytes } = &mut *guard;
-        while *bytes + size > CACHE_BYTES {
+        let CacheEntries { values: map, order, bytes } = &mut *guard;
+        while *bytes + size > self.budget {
             let Some(oldest) = order.pop_front() else { break };
             if let Some((_, freed)) = map.remove(&oldest) {
                 *bytes -= freed;
             }
         }
-        if let Some((_, replaced)) = map.insert(key.clone(), (counts, size)) {
+        if let Some((_, replaced)) = map.insert(key.clone(), (value, size)) {
             *bytes -= replaced;
         } else {
             order.push_back(key);
