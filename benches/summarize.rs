@@ -89,7 +89,7 @@ fn main() {
         );
         println!("| cold (first call of a fresh server) | {cold_ms:.0} ms | | | |");
         println!(
-            "| warm (median of 10) | {warm:.1} ms | {duck_warm:.1} ms (median of 5 warm) | {:.2}× | ≤ 300 ms and ≤ 0.5× DuckDB |",
+            "| warm (median of {warm_rounds}) | {warm:.1} ms | {duck_warm:.1} ms (median of 5 warm) | {:.2}× | ≤ 300 ms and ≤ 0.5× DuckDB |",
             warm / duck_warm
         );
         println!("| a tenant not asked before, warm server (median of 5) | {:.0} ms | | | |", median(&mut other_ms));

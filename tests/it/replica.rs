@@ -574,6 +574,15 @@ async fn reads_on_a_reader_are_recorded_on_the_writer_or_not_served() {
     let refused = reader_query.query(query()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("not served"), "{}", refused.message());
+    // A Summarize counts while its record is written, and is not served either.
+    let summarize = pb::SummarizeRequest {
+        filter: Some(pb::EventFilter { tenant_id: "acme".into(), ..Default::default() }),
+        group_by: vec![pb::SummaryDimension::Action as i32],
+        ..Default::default()
+    };
+    let refused = reader_query.summarize(summarize).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("not served"), "{}", refused.message());
     assert!(terminate(&mut reader).await.success());
 }
 

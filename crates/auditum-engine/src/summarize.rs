@@ -148,14 +148,14 @@ fn answer_order(a: &SummaryRow, b: &SummaryRow) -> std::cmp::Ordering {
     a.bucket_start.cmp(&b.bucket_start).then(b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys))
 }
 
-/// Every group of `counts`, in the answer's order.
+/// Every group of `counts`, in the answer's order. The keys are copied in that order, so a
+/// warm answer copying them from the cache reads memory in sequence: copied in the map's order
+/// they were scattered, and cache misses made that copy the warm answer's largest cost.
 pub fn sorted_rows(counts: &Counts) -> Vec<SummaryRow> {
-    let mut rows: Vec<SummaryRow> = counts
-        .iter()
-        .map(|((bucket_start, keys), count)| SummaryRow { bucket_start: *bucket_start, keys: keys.clone(), count: *count })
-        .collect();
-    rows.sort_unstable_by(answer_order);
-    rows
+    let mut groups: Vec<(i64, &Vec<String>, u64)> =
+        counts.iter().map(|((bucket_start, keys), count)| (*bucket_start, keys, *count)).collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then_with(|| a.1.cmp(b.1)));
+    groups.into_iter().map(|(bucket_start, keys, count)| SummaryRow { bucket_start, keys: keys.clone(), count }).collect()
 }
 
 /// Rows in DESIGN §10's order, at most `limit` groups per bucket (the largest), and whether any
@@ -244,7 +244,12 @@ impl Reader {
             "bucket": request.bucket.name(),
             "limit": limit,
         });
-        self.admit(call, "auditum.summarize", &filter.tenant_id, request.filter_details, object(details)).await?;
+        let recording = self.admit(call, "auditum.summarize", &filter.tenant_id, request.filter_details, object(details));
+        if call.caller.require_tenant("filter.tenant_id", &filter.tenant_id).is_err() {
+            // Refused: `admit` records the refusal and returns its error; nothing is counted.
+            recording.await?;
+            return Err(Error::Task { what: "summarize", reason: "a refused read was recorded as permitted".into() });
+        }
 
         let predicate = Arc::new(filter.predicate(None, false));
         let whole_start = predicate.start.unwrap_or(0);
@@ -257,7 +262,7 @@ impl Reader {
         // Kept to name archived batches should the count meet one (worked out only then).
         let naming = (predicate.clone(), snapshot.entries.len());
         let sorted_cache = self.sorted_summary_cache();
-        let counted = tokio::task::spawn_blocking(move || -> Result<(Vec<SummaryRow>, bool, u64, ScanStats), crate::scan::Error> {
+        let counting = tokio::task::spawn_blocking(move || -> Result<(Vec<SummaryRow>, bool, u64, ScanStats), crate::scan::Error> {
             let mut stats = ScanStats {
                 batches_considered: snapshot.entries.len() as u64,
                 unsealed_considered: snapshot.unsealed.len() as u64,
@@ -302,9 +307,12 @@ impl Reader {
             let total_events = sealed.values().sum::<u64>() + unsealed.values().sum::<u64>();
             let (rows, truncated) = answer_rows(&sorted, &unsealed, limit);
             Ok((rows, truncated, total_events, stats))
-        })
-        .await
-        .map_err(|error| Error::Task { what: "summarize", reason: error.to_string() })?;
+        });
+        // Counted while the meta-audit record becomes durable, and answered only once it is: a
+        // read that cannot be recorded is still not served (as for Query).
+        let (recorded, counted) = tokio::join!(recording, counting);
+        recorded?;
+        let counted = counted.map_err(|error| Error::Task { what: "summarize", reason: error.to_string() })?;
         let (rows, truncated, total_events, stats) = match counted {
             Err(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(&source) => {
                 let (predicate, covered) = naming;
