@@ -19,8 +19,9 @@ use std::sync::atomic::Ordering;
 
 /// Footer cache budget shared by queries and exports.
 const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// Memory Summarize's ordered answers of sealed batches may take (beside their counts' 64 MiB).
-const SORTED_SUMMARY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Memory Summarize's ordered answers of sealed batches may take (beside their counts' 64 MiB):
+/// the same, so an answer whose counts are cached can have its order cached too.
+const SORTED_SUMMARY_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// One Query call.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ pub struct Reader {
     /// Partial counts of sealed batches for Summarize.
     summaries: Arc<crate::read::counts::SummaryCache>,
     /// Those counts summed over a ledger prefix, in the answer's order.
-    sorted_summaries: Arc<crate::read::counts::SummaryCache<Vec<crate::summarize::SummaryRow>>>,
+    sorted_summaries: Arc<crate::read::counts::SummaryCache<Vec<crate::read::counts::SummaryRow>>>,
     access: Arc<Access>,
     /// Becomes true when the server begins to stop: subscriptions end then.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -107,7 +108,7 @@ impl Reader {
         self.summaries.clone()
     }
 
-    pub(crate) fn sorted_summary_cache(&self) -> Arc<crate::read::counts::SummaryCache<Vec<crate::summarize::SummaryRow>>> {
+    pub(crate) fn sorted_summary_cache(&self) -> Arc<crate::read::counts::SummaryCache<Vec<crate::read::counts::SummaryRow>>> {
         self.sorted_summaries.clone()
     }
 

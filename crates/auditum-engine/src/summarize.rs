@@ -7,6 +7,7 @@ use crate::access::{Call, object};
 use crate::encryption;
 use crate::error::{Error, Result};
 use crate::query::Reader;
+pub use crate::read::counts::SummaryRow;
 use crate::read::counts::{Counts, SummaryCache};
 use crate::read::{Filter, FilterSpec, merge};
 use crate::scan::{BatchScan, MAX_DECODE_ROWS, Predicate, RangeReader, ScanStats, column_index};
@@ -119,13 +120,6 @@ pub struct SummarizeRequest {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SummaryRow {
-    pub bucket_start: i64,
-    pub keys: Vec<String>,
-    pub count: u64,
-}
-
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub log: String,
@@ -145,7 +139,12 @@ fn count(counts: &mut Counts, record: &EventRecord, group_by: &[Dimension], buck
 /// DESIGN §10's order of rows: by bucket, then count descending, then keys. Keys are unique
 /// within a bucket, so the order is total and an unstable sort gives it.
 fn answer_order(a: &SummaryRow, b: &SummaryRow) -> std::cmp::Ordering {
-    a.bucket_start.cmp(&b.bucket_start).then(b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys))
+    group_order((a.bucket_start, &a.keys, a.count), (b.bucket_start, &b.keys, b.count))
+}
+
+/// [`answer_order`] of (bucket start, keys, count).
+fn group_order(a: (i64, &Vec<String>, u64), b: (i64, &Vec<String>, u64)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then_with(|| a.1.cmp(b.1))
 }
 
 /// Every group of `counts`, in the answer's order. The keys are copied in that order, so a
@@ -154,14 +153,8 @@ fn answer_order(a: &SummaryRow, b: &SummaryRow) -> std::cmp::Ordering {
 pub fn sorted_rows(counts: &Counts) -> Vec<SummaryRow> {
     let mut groups: Vec<(i64, &Vec<String>, u64)> =
         counts.iter().map(|((bucket_start, keys), count)| (*bucket_start, keys, *count)).collect();
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then_with(|| a.1.cmp(b.1)));
+    groups.sort_unstable_by(|a, b| group_order(*a, *b));
     groups.into_iter().map(|(bucket_start, keys, count)| SummaryRow { bucket_start, keys: keys.clone(), count }).collect()
-}
-
-/// Rows in DESIGN §10's order, at most `limit` groups per bucket (the largest), and whether any
-/// bucket had more.
-pub fn rows_of(counts: &Counts, limit: usize) -> (Vec<SummaryRow>, bool) {
-    answer_rows(&sorted_rows(counts), &Counts::default(), limit)
 }
 
 /// The answer from the sealed groups, already in order (cached), and the open events' counts:
@@ -203,13 +196,6 @@ pub fn answer_rows(sealed: &[SummaryRow], open: &Counts, limit: usize) -> (Vec<S
         rows.extend(merged);
     }
     (rows, truncated)
-}
-
-/// A cached answer's rows weigh about what their keys do.
-impl crate::read::counts::Weigh for Vec<SummaryRow> {
-    fn estimated_bytes(&self) -> usize {
-        self.iter().map(|row| 48 + row.keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
-    }
 }
 
 impl Reader {
@@ -478,6 +464,26 @@ mod tests {
         assert_eq!(Bucket::Day.start(micros("1969-12-31T23:00:00Z"), 0), micros("1969-12-31T00:00:00Z"));
     }
 
+    /// The answer worked out independently: every group sorted by (bucket, count descending,
+    /// keys), then at most `limit` per bucket.
+    fn rows_of(counts: &Counts, limit: usize) -> (Vec<SummaryRow>, bool) {
+        let mut all: Vec<(i64, std::cmp::Reverse<u64>, Vec<String>)> =
+            counts.iter().map(|((bucket, keys), count)| (*bucket, std::cmp::Reverse(*count), keys.clone())).collect();
+        all.sort();
+        let mut per_bucket: std::collections::HashMap<i64, usize> = Default::default();
+        let (mut rows, mut truncated) = (Vec::new(), false);
+        for (bucket_start, std::cmp::Reverse(count), keys) in all {
+            let seen = per_bucket.entry(bucket_start).or_default();
+            *seen += 1;
+            if *seen > limit {
+                truncated = true;
+            } else {
+                rows.push(SummaryRow { bucket_start, keys, count });
+            }
+        }
+        (rows, truncated)
+    }
+
     #[test]
     fn rows_are_ordered_by_bucket_then_count_then_keys_and_capped_per_bucket() {
         let mut counts = Counts::default();
@@ -485,11 +491,13 @@ mod tests {
         counts.insert((0, vec!["a".into()]), 5);
         counts.insert((0, vec!["c".into()]), 9);
         counts.insert((10, vec!["a".into()]), 1);
-        let (rows, truncated) = rows_of(&counts, 10);
+        let (rows, truncated) = answer_rows(&sorted_rows(&counts), &Counts::default(), 10);
+        assert_eq!((rows.clone(), truncated), rows_of(&counts, 10));
         let order: Vec<(i64, &str, u64)> = rows.iter().map(|row| (row.bucket_start, row.keys[0].as_str(), row.count)).collect();
         assert_eq!(order, [(0, "c", 9), (0, "a", 5), (0, "b", 5), (10, "a", 1)]);
         assert!(!truncated);
-        let (rows, truncated) = rows_of(&counts, 2);
+        let (rows, truncated) = answer_rows(&sorted_rows(&counts), &Counts::default(), 2);
+        assert_eq!((rows.clone(), truncated), rows_of(&counts, 2));
         assert_eq!(rows.len(), 3, "two of bucket 0, one of bucket 10");
         assert!(truncated);
     }
@@ -514,7 +522,7 @@ mod tests {
             }
             let mut summed = sealed.clone();
             add_counts(&mut summed, open.clone());
-            for limit in [1, 2, 3, 100] {
+            for limit in [0, 1, 2, 3, 100] {
                 assert_eq!(answer_rows(&sorted_rows(&sealed), &open, limit), rows_of(&summed, limit), "round {round}, limit {limit}");
             }
         }

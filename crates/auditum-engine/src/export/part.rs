@@ -11,6 +11,7 @@ use crate::scan::{self, BatchScan, Predicate, RangeReader, ScanStats};
 use arrow::array::RecordBatch;
 use auditum_batch::{self as batch, EventColumns};
 use auditum_format::event::EventRecord;
+use auditum_format::ledger::LedgerEntry;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::ops::Range;
@@ -64,31 +65,49 @@ impl<'a> PartReader<'a> {
         let mut stats = ScanStats::default();
         let predicate = Arc::new(part.predicate(self.predicate));
         let mut sources = Vec::with_capacity(part.batches.len() + 1);
-        for entry in &part.batches {
-            let reader = RangeReader::new(self.context.store.clone(), entry, self.context.runtime.clone(), self.context.io.clone());
-            let scan =
-                BatchScan::open(entry.clone(), reader, &self.context.footers, predicate.clone(), self.context.decode_rows, &mut stats)?;
-            sources.push(Source { feed: Feed::Batch(Box::new(scan)), object: entry.object.clone(), unsealed: false, current: None });
-        }
         if !part.unsealed.is_empty() {
             stats.rows_matched += part.unsealed.len() as u64;
-            sources.push(Source {
+            let mut source = Source {
                 feed: Feed::Memory(memory_batches(&part.unsealed)?.into_iter()),
                 object: "unsealed events".into(),
                 unsealed: true,
                 current: None,
-            });
-        }
-        for source in &mut sources {
-            self.refill(source, &mut stats)?;
+            };
+            self.refill(&mut source, &mut stats)?;
+            sources.push(source);
         }
         sources.retain(|source| source.current.is_some());
-        let mut output = Output { format: self.format, text: Vec::new(), slices: Vec::new(), rows: 0, unsealed_rows: 0, emit };
         let mut positions = vec![0usize; sources.len()];
-        while !sources.is_empty() {
-            let exhausted = match merge_until_exhausted(&sources, &mut positions, &mut output)? {
-                Some(exhausted) => exhausted,
-                None => return Ok(None),
+        // Batches are opened only once the merge reaches their first time, like the plain scan:
+        // a part of many overlapping batches (see `plan`) then holds few of them at once.
+        let mut pending: std::collections::VecDeque<&Arc<LedgerEntry>> = part.batches.iter().collect();
+        let mut output = Output { format: self.format, text: Vec::new(), slices: Vec::new(), rows: 0, unsealed_rows: 0, emit };
+        loop {
+            while let Some(entry) = pending.front() {
+                let smallest = sources.iter().zip(&positions).filter_map(|(source, &position)| next_key(source, position)).min();
+                if smallest.is_some_and(|(occurred_at, _)| occurred_at < entry.min_occurred_at) {
+                    break;
+                }
+                let Some(entry) = pending.pop_front() else { break };
+                let reader = RangeReader::new(self.context.store.clone(), entry, self.context.runtime.clone(), self.context.io.clone());
+                let scan =
+                    BatchScan::open(entry.clone(), reader, &self.context.footers, predicate.clone(), self.context.decode_rows, &mut stats)?;
+                let mut source = Source { feed: Feed::Batch(Box::new(scan)), object: entry.object.clone(), unsealed: false, current: None };
+                self.refill(&mut source, &mut stats)?;
+                if source.current.is_some() {
+                    sources.push(source);
+                    positions.push(0);
+                }
+            }
+            if sources.is_empty() {
+                break;
+            }
+            // Rows at or after the next unopened batch's first time wait until it is open.
+            let stop_before = pending.front().map(|entry| (entry.min_occurred_at, 0));
+            let exhausted = match merge_until_exhausted(&sources, &mut positions, &mut output, stop_before)? {
+                Merged::Exhausted(exhausted) => exhausted,
+                Merged::ReachedUnopened => continue,
+                Merged::ClientGone => return Ok(None),
             };
             let source = &mut sources[exhausted];
             self.refill(source, &mut stats)?;
@@ -148,12 +167,34 @@ fn memory_batches(records: &[Arc<EventRecord>]) -> Result<Vec<RecordBatch>, Fail
         .collect()
 }
 
-/// Writes rows in (occurred_at, seq) order across the sources' current batches until one of
-/// them is used up, and returns which (None when the client went away). Runs as long as one
+/// How a merge round ended.
+enum Merged {
+    /// This source's current batch is used up.
+    Exhausted(usize),
+    /// The next row is at or after `stop_before`: a batch must be opened first.
+    ReachedUnopened,
+    ClientGone,
+}
+
+/// The (occurred_at, seq) of a source's next row.
+fn next_key(source: &Source, position: usize) -> Option<(i64, u64)> {
+    let rows = source.current.as_ref()?;
+    let occurred_at = rows.column_by_name("occurred_at")?.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>()?;
+    let seq = rows.column_by_name("seq")?.as_any().downcast_ref::<arrow::array::UInt64Array>()?;
+    (position < rows.num_rows()).then(|| (occurred_at.value(position), seq.value(position)))
+}
+
+/// Writes rows in (occurred_at, seq) order across the sources' current batches, below
+/// `stop_before`, until one of them is used up. Runs as long as one
 /// source stays below the others are written in one go: with a single source, its whole batch.
 /// Each source's rows come in (occurred_at, seq) order: a batch file is sorted by (tenant_id,
 /// occurred_at, seq) and the predicate holds one tenant.
-fn merge_until_exhausted(sources: &[Source], positions: &mut [usize], output: &mut Output<'_>) -> Result<Option<usize>, Failure> {
+fn merge_until_exhausted(
+    sources: &[Source],
+    positions: &mut [usize],
+    output: &mut Output<'_>,
+    stop_before: Option<(i64, u64)>,
+) -> Result<Merged, Failure> {
     let views = sources
         .iter()
         .map(|source| {
@@ -170,10 +211,16 @@ fn merge_until_exhausted(sources: &[Source], positions: &mut [usize], output: &m
     let mut next_keys: BinaryHeap<Reverse<((i64, u64), usize)>> =
         views.iter().enumerate().map(|(source, view)| Reverse((view.key(positions[source]), source))).collect();
     loop {
-        let Some(Reverse((_, index))) = next_keys.pop() else {
+        let Some(Reverse((key, index))) = next_keys.pop() else {
             return Err(Failure::Incomplete("export merge has no source; the export is incomplete".into()));
         };
-        let runner_up = next_keys.peek().map(|Reverse((key, _))| *key);
+        if stop_before.is_some_and(|stop| key >= stop) {
+            return Ok(Merged::ReachedUnopened);
+        }
+        let runner_up = match (next_keys.peek().map(|Reverse((key, _))| *key), stop_before) {
+            (Some(next), Some(stop)) => Some(next.min(stop)),
+            (next, stop) => next.or(stop),
+        };
         let view = &views[index];
         let start = positions[index];
         // Rows of one source are sorted: those below every other source's next row go at once.
@@ -192,11 +239,11 @@ fn merge_until_exhausted(sources: &[Source], positions: &mut [usize], output: &m
             return Err(Failure::Incomplete("export merge lost a source; the export is incomplete".into()));
         };
         if !output.write(view, rows, start..end, sources[index].unsealed)? {
-            return Ok(None);
+            return Ok(Merged::ClientGone);
         }
         positions[index] = end;
         if end == view.len() {
-            return Ok(Some(index));
+            return Ok(Merged::Exhausted(index));
         }
         next_keys.push(Reverse((view.key(end), index)));
     }

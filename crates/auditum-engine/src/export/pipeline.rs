@@ -86,9 +86,9 @@ enum PartMessage {
     Failed(Error),
 }
 
-/// Which parts workers may read: at most `ahead` parts from the one being sent (so the memory
-/// read ahead is bounded by `ahead` parts' channels, however small the parts), none past a part
-/// that failed, and none once the export stopped.
+/// Which parts workers may read: the one being sent and up to `ahead - 1` after it (so the
+/// memory read ahead is bounded by `ahead` parts' channels, however small the parts), none past
+/// a part that failed, and none once the export stopped.
 struct Gate {
     state: Mutex<GateState>,
     changed: Condvar,
@@ -165,7 +165,9 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
     let helpers = HelperThreads::reserve(wanted - 1);
     let threads = 1 + helpers.count();
     let next_part = AtomicUsize::new(0);
-    let gate = Gate::new(threads);
+    // One part more than threads: a lone worker reads the next part while the last pieces of
+    // the one before are sent.
+    let gate = Gate::new(threads + 1);
     let pieces_ahead = if format == Format::Parquet { PARQUET_PIECES_AHEAD } else { TEXT_PIECES_AHEAD };
     let (senders, receivers): (Vec<_>, Vec<_>) = parts
         .iter()
@@ -198,7 +200,7 @@ fn run(job: ExportJob, sender: &mpsc::Sender<Result<ExportItem, Error>>) -> Resu
                 }
             }
         }
-        // Its helper reservation (if it was one) goes back as soon as it is done.
+        // One reservation goes back per finished worker: while n workers run, n - 1 are held.
         helpers.release_one();
         scanned
     };

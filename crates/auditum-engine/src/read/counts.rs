@@ -1,5 +1,5 @@
-//! Counts of events by (time bucket start, group keys), and their cache: Summarize's partial
-//! results of sealed batches, which never change.
+//! Counts of events by (time bucket start, group keys), the rows of an answer, and their cache:
+//! Summarize's partial results of sealed batches, which never change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,14 @@ pub type Counts = HashMap<(i64, Vec<String>), u64, foldhash::quality::RandomStat
 /// (batch object, request shape).
 type CacheKey = (String, String);
 
+/// One group of one bucket of a Summarize answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub bucket_start: i64,
+    pub keys: Vec<String>,
+    pub count: u64,
+}
+
 /// What a cached value takes in memory, roughly.
 pub trait Weigh {
     fn estimated_bytes(&self) -> usize;
@@ -20,6 +28,13 @@ pub trait Weigh {
 impl Weigh for Counts {
     fn estimated_bytes(&self) -> usize {
         self.keys().map(|(_, keys)| 64 + keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
+    }
+}
+
+/// Rows of an answer weigh about what their keys do.
+impl Weigh for Vec<SummaryRow> {
+    fn estimated_bytes(&self) -> usize {
+        self.iter().map(|row| 48 + row.keys.iter().map(|key| key.len() + 24).sum::<usize>()).sum()
     }
 }
 
