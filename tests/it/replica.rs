@@ -423,7 +423,11 @@ fn writers_sharded_by_log_share_a_bucket_and_a_third_on_an_owned_log_is_fenced()
         let mut eu_ingest = pb::ingest_service_client::IngestServiceClient::connect(eu_url.clone()).await.unwrap();
         let mut us_ingest = pb::ingest_service_client::IngestServiceClient::connect(us_url.clone()).await.unwrap();
         for index in 0..5 {
-            eu_ingest.append(request(vec![with_id(event("eu-corp", "user.login", "u"), &format!("eu-{index}"))])).await.unwrap();
+            // The last waits for its seal: eu's ledger must hold an entry before the third writer
+            // starts, or under load that writer could seal first and fence eu instead.
+            let mut eu_append = request(vec![with_id(event("eu-corp", "user.login", "u"), &format!("eu-{index}"))]);
+            eu_append.wait_for_seal = index == 4;
+            eu_ingest.append(eu_append).await.unwrap();
             us_ingest.append(request(vec![with_id(event("us-corp", "user.login", "u"), &format!("us-{index}"))])).await.unwrap();
         }
         // A tenant of another writer's log is refused with a precise status, never stored here.
