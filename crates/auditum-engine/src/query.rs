@@ -11,8 +11,7 @@ use crate::log::Log;
 use crate::metrics::{METRICS, log_label};
 use crate::read::{self, Filter, FilterSpec, ScanContext, ScanRow};
 use crate::router::Logs;
-use crate::scan::{FooterCache, IoCounters, MAX_DECODE_ROWS, Predicate, ScanStats};
-use auditum_format::ledger::LedgerEntry;
+use crate::scan::{FooterCache, IoCounters, MAX_DECODE_ROWS, ScanStats};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -186,7 +185,7 @@ impl Reader {
             Err(crate::scan::Error::Store { source, .. }) if archive::is_archived(&source) => {
                 let (predicate, entries) = naming;
                 let snapshot = log.ledger_snapshot().entries;
-                let candidates = candidates(&snapshot[..entries.min(snapshot.len())], &predicate, &filter.tenant_id);
+                let candidates = predicate.candidates(&filter.tenant_id, &snapshot[..entries.min(snapshot.len())]);
                 return Err(Error::Archived(archive::name_archived(log.name(), log.store(), &candidates).await));
             }
             other => other?,
@@ -249,7 +248,7 @@ impl Reader {
                     Err(failure) if failure.is_archived() => {
                         let (predicate, tenant_id, covered) = &naming;
                         let entries = log.ledger_snapshot().entries;
-                        let candidates = candidates(&entries[..(*covered).min(entries.len())], predicate, tenant_id);
+                        let candidates = predicate.candidates(tenant_id, &entries[..(*covered).min(entries.len())]);
                         Err(Failure::Archived(archive::name_archived(log.name(), log.store(), &candidates).await))
                     }
                     other => other,
@@ -261,9 +260,4 @@ impl Reader {
         });
         Ok(receiver)
     }
-}
-
-/// The batches a read may need: those the catalog does not prune.
-pub(crate) fn candidates(entries: &[Arc<LedgerEntry>], predicate: &Predicate, tenant_id: &str) -> Vec<Arc<LedgerEntry>> {
-    entries.iter().filter(|entry| predicate.entry_may_match(tenant_id, entry)).cloned().collect()
 }

@@ -254,7 +254,7 @@ impl Reader {
                 unsealed_considered: snapshot.unsealed.len() as u64,
                 ..Default::default()
             };
-            let candidates = crate::query::candidates(&snapshot.entries, &predicate, &tenant_id);
+            let candidates = predicate.candidates(&tenant_id, &snapshot.entries);
             stats.batches_pruned = stats.batches_considered - candidates.len() as u64;
             let sealed_key = (format!("ledger:{}", snapshot.entries.len()), shape.clone());
             let sealed = match cache.get(&sealed_key) {
@@ -303,7 +303,7 @@ impl Reader {
             Err(crate::scan::Error::Store { source, .. }) if crate::archive::is_archived(&source) => {
                 let (predicate, covered) = naming;
                 let entries = log.ledger_snapshot().entries;
-                let candidates = crate::query::candidates(&entries[..covered.min(entries.len())], &predicate, &filter.tenant_id);
+                let candidates = predicate.candidates(&filter.tenant_id, &entries[..covered.min(entries.len())]);
                 return Err(Error::Archived(crate::archive::name_archived(log.name(), log.store(), &candidates).await));
             }
             other => other?,

@@ -176,12 +176,12 @@ enum Merged {
     ClientGone,
 }
 
-/// The (occurred_at, seq) of a source's next row.
+/// The (occurred_at, seq) of a source's next row; None for rows without the design's columns
+/// (which the merge then reports).
 fn next_key(source: &Source, position: usize) -> Option<(i64, u64)> {
     let rows = source.current.as_ref()?;
-    let occurred_at = rows.column_by_name("occurred_at")?.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>()?;
-    let seq = rows.column_by_name("seq")?.as_any().downcast_ref::<arrow::array::UInt64Array>()?;
-    (position < rows.num_rows()).then(|| (occurred_at.value(position), seq.value(position)))
+    let columns = EventColumns::new(rows).ok()?;
+    (position < columns.len()).then(|| columns.key(position))
 }
 
 /// Writes rows in (occurred_at, seq) order across the sources' current batches, below

@@ -43,7 +43,7 @@ pub fn plan(predicate: &Predicate, tenant_id: &str, entries: &[Arc<LedgerEntry>]
     if low >= high {
         return Vec::new();
     }
-    let mut batches: Vec<Arc<LedgerEntry>> = entries.iter().filter(|entry| predicate.entry_may_match(tenant_id, entry)).cloned().collect();
+    let mut batches = predicate.candidates(tenant_id, entries);
     batches.sort_by_key(|entry| (entry.min_occurred_at, entry.index));
     let mut bounds = vec![low];
     bounds.extend(batches.iter().map(|entry| entry.min_occurred_at).filter(|&start| start > low && start < high));

@@ -98,8 +98,7 @@ impl Scan {
     ) -> Scan {
         let mut stats =
             ScanStats { batches_considered: entries.len() as u64, unsealed_considered: unsealed.len() as u64, ..Default::default() };
-        let mut pending: Vec<Arc<LedgerEntry>> =
-            entries.iter().filter(|entry| predicate.entry_may_match(tenant_id, entry)).cloned().collect();
+        let mut pending = predicate.candidates(tenant_id, entries);
         stats.batches_pruned = stats.batches_considered - pending.len() as u64;
         if predicate.descending {
             pending.sort_by_key(|entry| (std::cmp::Reverse(entry.max_occurred_at), entry.index));

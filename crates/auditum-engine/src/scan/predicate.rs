@@ -5,6 +5,7 @@ use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMicro
 use auditum_format::ledger::LedgerEntry;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
+use std::sync::Arc;
 
 /// A test on one text column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -102,6 +103,11 @@ impl Predicate {
         let tenant_listed = tenant_id.is_empty()
             || entry.tenants.as_ref().is_none_or(|tenants| tenants.binary_search_by(|t| t.as_str().cmp(tenant_id)).is_ok());
         tenant_listed && self.time_may_overlap(Some(entry.min_occurred_at), Some(entry.max_occurred_at))
+    }
+
+    /// The batches a read may need: those the catalog does not prune.
+    pub fn candidates(&self, tenant_id: &str, entries: &[Arc<LedgerEntry>]) -> Vec<Arc<LedgerEntry>> {
+        entries.iter().filter(|entry| self.entry_may_match(tenant_id, entry)).cloned().collect()
     }
 
     pub(super) fn row_group_may_match(&self, row_group: &RowGroupMetaData) -> bool {
