@@ -441,15 +441,21 @@ fn writers_sharded_by_log_share_a_bucket_and_a_third_on_an_owned_log_is_fenced()
         for file in ["eu.key", "eu.vkey"] {
             std::fs::copy(eu_dir.path().join("keys").join(file), twin_dir.path().join("keys").join(file)).unwrap();
         }
-        let (mut twin, twin_url) = spawn_binary(twin_dir.path(), &args(twin_config, "2s")).await;
+        let (mut twin, twin_url) = spawn_binary(twin_dir.path(), &args(twin_config, "5s")).await;
         let mut twin_ingest = pb::ingest_service_client::IngestServiceClient::connect(twin_url.clone()).await.unwrap();
         // Acknowledged into its WAL, or refused as fenced when eu sealed while it started (it then
         // finds the checkpoint ahead of the ledger it listed): either way never in eu's archive.
         if let Err(refused) = twin_ingest.append(request(vec![with_id(event("eu-corp", "user.login", "twin"), "twin-0")])).await {
             assert!(refused.code() == tonic::Code::Unavailable && refused.message().contains("fenced"), "{refused:?}");
         }
+        // eu seals the ledger entry the third writer would take next before that writer's first
+        // seal: whichever writer creates an entry first owns the log, and under load a third
+        // writer sealing between eu's seals could otherwise win it and fence eu.
+        let mut eu_append = request(vec![with_id(event("eu-corp", "user.login", "u"), "eu-5")]);
+        eu_append.wait_for_seal = true;
+        eu_ingest.append(eu_append).await.unwrap();
         let keep_sealing = tokio::spawn(async move {
-            for index in 5..60 {
+            for index in 6..60 {
                 eu_ingest.append(request(vec![with_id(event("eu-corp", "user.login", "u"), &format!("eu-{index}"))])).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
