@@ -215,6 +215,11 @@ impl Proxy {
                 read = client_read.read(&mut up) => {
                     let Ok(count) = read else { return };
                     if count == 0 { return; }
+                    // The outage may have started while this connection waited for the request:
+                    // a request that arrives after it must not reach the server.
+                    if self.generation.load(Ordering::SeqCst) != generation {
+                        return;
+                    }
                     let armed = self.armed.lock().unwrap().clone();
                     if let Some(pattern) = armed
                         && up[..count].windows(pattern.len()).any(|window| window == pattern.as_slice())
@@ -226,17 +231,20 @@ impl Proxy {
                 read = server_read.read(&mut down) => {
                     let Ok(count) = read else { return };
                     if count == 0 { return; }
-                    if client_write.write_all(&down[..count]).await.is_err() { return; }
                     // An interim `100 Continue` (a large body asks first) is not the answer: the
                     // outage starts once the request's body went through and its final answer came.
                     let interim = down[..count].starts_with(b"HTTP/1.1 100");
                     if saw_armed_request.load(Ordering::SeqCst) && !interim {
-                        // The armed request got its answer: the outage starts now.
+                        // The armed request got its answer: the outage starts before the client
+                        // reads it, so no request the client sends next (the ledger put, on this
+                        // or another pooled connection) can get through.
                         *self.armed.lock().unwrap() = None;
-                        self.tripped.store(true, Ordering::SeqCst);
                         self.set_down(true);
+                        self.tripped.store(true, Ordering::SeqCst);
+                        let _ = client_write.write_all(&down[..count]).await;
                         return;
                     }
+                    if client_write.write_all(&down[..count]).await.is_err() { return; }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
