@@ -514,3 +514,52 @@ async fn sinks_deliver_plaintext_and_an_erased_subject_as_erased() {
     assert!(delivered.matches(ERASED).count() >= ENCRYPTED.len(), "ada's fields arrive erased: {delivered}");
     terminate(&mut server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_bound_to_another_tenant_learns_nothing_of_the_log_from_an_encrypted_filter() {
+    use auditum_engine::auth::Scope;
+    let dir = tempfile::tempdir().unwrap();
+    let kek = new_kek(dir.path(), "kek");
+    let (mut config, _) = encrypted_config(dir.path(), &kek);
+    config.api_keys.push(key_config("acme-reader", "acme", &[Scope::Query]));
+    config.api_keys.push(key_config("globex-reader", "globex", &[Scope::Query, Scope::Export]));
+    let (running, _) = start(config).await;
+    let url = format!("http://{}", running.addr);
+    let filter = pb::EventFilter { tenant_id: "acme".into(), source_ip: "203.0.113.10".into(), ..Default::default() };
+    let by_source_ip = |filter: pb::EventFilter| pb::SummarizeRequest {
+        filter: Some(filter),
+        group_by: vec![pb::SummaryDimension::SourceIp as i32],
+        ..Default::default()
+    };
+    let unfiltered = pb::EventFilter { tenant_id: "acme".into(), ..Default::default() };
+
+    // The tenant's own key is told why: the field is encrypted in the log.
+    let mut own = QueryServiceClient::new(keyed_channel(&url, "acme-reader").await);
+    let refused = own.query(pb::QueryRequest { filter: Some(filter.clone()), ..Default::default() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("encrypted in log default"), "{}", refused.message());
+    let refused = own.summarize(by_source_ip(unfiltered.clone())).await.unwrap_err();
+    assert!(refused.code() == tonic::Code::InvalidArgument && refused.message().contains("group_by"), "{refused:?}");
+
+    // A key of another tenant is refused by the tenant binding, before anything about the log.
+    let mut other = QueryServiceClient::new(keyed_channel(&url, "globex-reader").await);
+    let refusals = [
+        other.query(pb::QueryRequest { filter: Some(filter.clone()), ..Default::default() }).await.unwrap_err(),
+        other
+            .export(pb::ExportRequest { filter: Some(filter.clone()), format: pb::ExportFormat::Jsonl as i32, ..Default::default() })
+            .await
+            .unwrap_err(),
+        other.summarize(by_source_ip(filter.clone())).await.unwrap_err(),
+        other.summarize(by_source_ip(unfiltered)).await.unwrap_err(),
+        other
+            .subscribe(pb::SubscribeRequest { filter: Some(filter), start: Some(pb::subscribe_request::Start::FromBeginning(true)) })
+            .await
+            .unwrap_err(),
+    ];
+    for refused in refusals {
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("bound to tenant"), "{}", refused.message());
+        assert!(!refused.message().contains("encrypted") && !refused.message().contains("default"), "{}", refused.message());
+    }
+    running.stop().await.unwrap();
+}

@@ -150,7 +150,7 @@ impl Reader {
         let page_size = read::page_size(request.page_size)?;
         let cursor = read::decode_page_token(&request.page_token, &filter, request.descending)?;
         let log = self.log_for_tenant(&filter.tenant_id)?;
-        encryption::refuse_encrypted_filters(log, &request.filter)?;
+        encryption::refuse_encrypted_filters(call, log, &filter.tenant_id, &request.filter)?;
         log.require_store()?;
         // The snapshot comes first, so a query does not read its own meta-audit record.
         let snapshot = log.read_snapshot(&filter.tenant_id);
@@ -213,7 +213,7 @@ impl Reader {
         let started = std::time::Instant::now();
         let filter = Filter::new(&request.filter)?;
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
-        encryption::refuse_encrypted_filters(&log, &request.filter)?;
+        encryption::refuse_encrypted_filters(call, &log, &filter.tenant_id, &request.filter)?;
         log.require_store()?;
         let snapshot = log.read_snapshot(&filter.tenant_id);
         let details = serde_json::json!({

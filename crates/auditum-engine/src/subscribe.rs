@@ -64,7 +64,7 @@ impl Reader {
     pub async fn subscribe(&self, call: &Call, request: SubscribeRequest) -> Result<Subscribed> {
         let filter = Filter::new(&request.filter)?;
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
-        crate::encryption::refuse_encrypted_filters(&log, &request.filter)?;
+        crate::encryption::refuse_encrypted_filters(call, &log, &filter.tenant_id, &request.filter)?;
         log.require_store()?;
         // Taken before the record is appended: "the next append" is after this call's own record.
         let start = match request.start {

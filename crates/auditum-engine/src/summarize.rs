@@ -212,8 +212,8 @@ impl Reader {
         }
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit } as usize;
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
-        encryption::refuse_encrypted_filters(&log, &request.filter)?;
-        if let Some(encryption) = log.encryption()
+        encryption::refuse_encrypted_filters(call, &log, &filter.tenant_id, &request.filter)?;
+        if let Some(encryption) = encryption::encryption_shown_to(call, &log, &filter.tenant_id)
             && request.group_by.contains(&Dimension::SourceIp)
             && encryption.columns.contains("source_ip")
         {
