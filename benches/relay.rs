@@ -70,14 +70,6 @@ async fn drain_without_sending(client: &mut tokio_postgres::Client) {
     }
 }
 
-/// CPU seconds a process has used (user + system), from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11..13).map(|both| both.iter().filter_map(|field| field.parse::<f64>().ok()).sum()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// CPU seconds the whole machine has been busy (all cores), from /proc/stat.
 fn machine_busy_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
@@ -102,7 +94,7 @@ async fn drain_with_relays(
     server_pid: u32,
     rows: i64,
 ) -> (u64, CpuSplit) {
-    let (server_before, busy_before) = (cpu_seconds(server_pid), machine_busy_seconds());
+    let (server_before, busy_before) = (support::cpu_seconds(server_pid), machine_busy_seconds());
     let mut children = Vec::new();
     for index in 0..relays {
         let log = std::fs::File::create(dir.join(format!("relay-{relays}-{index}.log"))).unwrap();
@@ -118,8 +110,8 @@ async fn drain_with_relays(
     while !is_empty(client).await {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let relay_cpu: f64 = children.iter().map(|child| cpu_seconds(child.id().unwrap())).sum();
-    let server_cpu = cpu_seconds(server_pid) - server_before;
+    let relay_cpu: f64 = children.iter().map(|child| support::cpu_seconds(child.id().unwrap())).sum();
+    let server_cpu = support::cpu_seconds(server_pid) - server_before;
     let busy = machine_busy_seconds() - busy_before;
     let per_row = |seconds: f64| seconds * 1e6 / rows as f64;
     let split = CpuSplit { relays: per_row(relay_cpu), server: per_row(server_cpu), rest: per_row(busy - relay_cpu - server_cpu) };

@@ -45,16 +45,6 @@ async fn spawn_reader(archive: &Path, dir: &Path, follow_interval: &str) -> (tok
     support::listening(command).await
 }
 
-/// User plus system CPU seconds a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after its closing ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 async fn client(url: &str) -> QueryClient {
     QueryClient::new(tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap())
 }
@@ -92,7 +82,7 @@ async fn throughput(urls: &[String], pids: &[u32], kind: Kind, start_time: i64, 
     let stop = Arc::new(AtomicBool::new(false));
     let answered: Arc<Vec<AtomicU64>> = Arc::new(urls.iter().map(|_| AtomicU64::new(0)).collect());
     let rows = Arc::new(AtomicU64::new(0));
-    let before: Vec<f64> = pids.iter().map(|pid| cpu_seconds(*pid)).collect();
+    let before: Vec<f64> = pids.iter().map(|pid| support::cpu_seconds(*pid)).collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, url) in urls.iter().enumerate() {
@@ -121,7 +111,7 @@ async fn throughput(urls: &[String], pids: &[u32], kind: Kind, start_time: i64, 
         .iter()
         .zip(&before)
         .zip(&per_process)
-        .map(|((pid, before), answered)| (cpu_seconds(*pid) - before) / (*answered).max(1) as f64)
+        .map(|((pid, before), answered)| (support::cpu_seconds(*pid) - before) / (*answered).max(1) as f64)
         .collect();
     (queries as f64 / elapsed, cpu_per_query, rows.load(Ordering::Relaxed))
 }

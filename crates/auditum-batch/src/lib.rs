@@ -7,7 +7,7 @@ use arrow::array::{
     Array, ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use auditum_format::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq, batch_order};
+use auditum_format::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq};
 use auditum_format::ledger;
 use auditum_format::merkle::{self, Hash};
 use bytes::Bytes;
@@ -223,8 +223,7 @@ pub fn encode_rows(rows: &[(&EventRecord, LeafHash)], layout: BatchLayout) -> Re
 /// Sorts, hashes and encodes a batch. `records` must hold contiguous seqs.
 pub fn build_batch(records: &[Arc<EventRecord>], layout: BatchLayout) -> Result<BuiltBatch> {
     let first = records.first().ok_or(Error::Empty)?;
-    let mut sorted: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
-    sorted.sort_unstable_by(|left, right| batch_order(left, right));
+    let (sorted, tenants) = sort_for_batch(records);
     let rows: Vec<(&EventRecord, LeafHash)> = sorted.iter().map(|record| (*record, record.leaf_hash())).collect();
     let leaves: Vec<Hash> = rows.iter().map(|(_, leaf)| *leaf).collect();
     let root = merkle::root(&leaves);
@@ -248,8 +247,40 @@ pub fn build_batch(records: &[Arc<EventRecord>], layout: BatchLayout) -> Result<
         max_occurred_at,
         min_received_at,
         max_received_at,
-        tenants: ledger::tenant_list(records.iter().map(|record| record.tenant_id.as_str())),
+        tenants: ledger::tenant_list(tenants.into_iter()),
     })
+}
+
+/// The records in batch order (`batch_order`: tenant_id, occurred_at, seq), and the batch's
+/// distinct tenants in order. Sorting compares integer keys: each tenant's rank among the
+/// batch's few tenants, then the two integers. Comparing the records themselves followed two
+/// pointers and compared tenant strings some 18 times per record (a tenth of a seal's time).
+fn sort_for_batch(records: &[Arc<EventRecord>]) -> (Vec<&EventRecord>, Vec<&str>) {
+    // Each record's tenant as an id in order of first appearance, then those ids re-ranked by name.
+    let mut first_seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let seen_ids: Vec<u32> = records
+        .iter()
+        .map(|record| {
+            let next = first_seen.len() as u32;
+            *first_seen.entry(record.tenant_id.as_str()).or_insert(next)
+        })
+        .collect();
+    let mut tenants: Vec<(&str, u32)> = first_seen.into_iter().collect();
+    tenants.sort_unstable();
+    let mut rank_of_seen = vec![0u32; tenants.len()];
+    for (rank, (_, seen_id)) in tenants.iter().enumerate() {
+        rank_of_seen[*seen_id as usize] = rank as u32;
+    }
+    let mut keys: Vec<(u32, i64, Seq, u32)> = records
+        .iter()
+        .zip(&seen_ids)
+        .enumerate()
+        .map(|(index, (record, seen_id))| (rank_of_seen[*seen_id as usize], record.occurred_at, record.seq, index as u32))
+        .collect();
+    keys.sort_unstable();
+    let sorted = keys.iter().map(|&(_, _, _, index)| records[index as usize].as_ref()).collect();
+    let tenants = tenants.into_iter().map(|(tenant, _)| tenant).collect();
+    (sorted, tenants)
 }
 
 /// One row read back from a batch file, with the leaf hash it stores.
@@ -433,4 +464,41 @@ pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
     }
     digest.actor_index = check_actor_index(&bytes, &file_metadata, &index_keys);
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditum_format::event::batch_order;
+
+    #[test]
+    fn the_batch_sort_is_batch_order_and_lists_each_tenant_once_in_order() {
+        // Tenants that share prefixes, differ in case and hold multi-byte text; times that tie.
+        let tenants = ["b", "a", "ab", "a:b", "A", "zé", "z", "aa"];
+        let mut state = 0x2545f4914f6cdd1du64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let records: Vec<Arc<EventRecord>> = (0..5_000u64)
+            .map(|n| {
+                Arc::new(EventRecord {
+                    seq: Seq(1_000 + n),
+                    tenant_id: tenants[next(tenants.len() as u64) as usize].to_string(),
+                    occurred_at: next(50) as i64 - 25,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let (sorted, listed) = sort_for_batch(&records);
+        let mut expected: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
+        expected.sort_by(|left, right| batch_order(left, right));
+        let seqs = |rows: &[&EventRecord]| rows.iter().map(|record| record.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&sorted), seqs(&expected));
+        let mut distinct: Vec<&str> = tenants.to_vec();
+        distinct.sort();
+        assert_eq!(listed, distinct);
+    }
 }
