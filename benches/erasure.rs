@@ -3,7 +3,9 @@
 //! Against the release `auditum serve` on 127.0.0.1, two servers in the same run, one with
 //! `encrypt_fields` = 7 fields (actor_name, target_name, reason, user_agent, before, after,
 //! metadata; source_ip stays filterable) and one without:
-//! 1. Ingest throughput: 4 clients × 100 realistic events per call (2,000 actors = subjects), 15 s.
+//! 1. Ingest throughput: 4 clients × 100 realistic events per call (2,000 actors = subjects), 15 s,
+//!    alternating peer / encrypted twice; and each server's CPU per ingested event (/proc), which
+//!    the load generator sharing the cores does not blur. `BENCH_ONLY=ingest` stops after this.
 //! 2. Read throughput with decryption: what was ingested is sealed, then the busiest tenant is
 //!    paged through with Query (1,000 per page) and exported as JSONL, on both servers.
 //! 3. Erasure time: 100,000 events of one subject are appended to the encrypted server (and
