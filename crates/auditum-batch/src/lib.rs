@@ -470,24 +470,19 @@ pub fn digest(bytes: Bytes) -> Result<BatchDigest> {
 mod tests {
     use super::*;
     use auditum_format::event::batch_order;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn the_batch_sort_is_batch_order_and_lists_each_tenant_once_in_order() {
         // Tenants that share prefixes, differ in case and hold multi-byte text; times that tie.
         let tenants = ["b", "a", "ab", "a:b", "A", "zé", "z", "aa"];
-        let mut state = 0x2545f4914f6cdd1du64;
-        let mut next = move |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let records: Vec<Arc<EventRecord>> = (0..5_000u64)
             .map(|n| {
                 Arc::new(EventRecord {
                     seq: Seq(1_000 + n),
-                    tenant_id: tenants[next(tenants.len() as u64) as usize].to_string(),
-                    occurred_at: next(50) as i64 - 25,
+                    tenant_id: tenants[rng.gen_range(0..tenants.len())].to_string(),
+                    occurred_at: rng.gen_range(-25..25),
                     ..Default::default()
                 })
             })
