@@ -1,6 +1,7 @@
 //! The gRPC codec: prost's, except that a request that does not decode is the caller's error
 //! (INVALID_ARGUMENT), not INTERNAL. Deeply nested Structs beyond prost's recursion limit land here.
-//! Responses are encoded into a buffer reserved for the whole message at once.
+//! Messages (responses, and the clients' requests) are encoded into a buffer reserved for the
+//! whole message at once.
 
 use prost::Message;
 use std::marker::PhantomData;
@@ -75,6 +76,6 @@ impl<T: Message> tonic::codec::Encoder for Encoder<T> {
         // answer (a Summarize of 70,000 groups is ~2.5 MB) was copied at every step and faulted in
         // fresh pages for each copy. One reservation of the exact size avoids both.
         buf.reserve(item.encoded_len());
-        item.encode(buf).map_err(|error| Status::internal(format!("encoding the response: {error}")))
+        item.encode(buf).map_err(|error| Status::internal(format!("encoding the message: {error}")))
     }
 }
