@@ -7,6 +7,7 @@
 
 use auditum_batch::{BatchLayout, build_batch};
 use auditum_format::event::{EventRecord, Seq};
+use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 fn main() {
     let encrypted = match std::env::args().nth(1).as_deref() {
@@ -17,13 +18,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut field = |len: usize, plain: &str| -> Option<String> {
         if !encrypted {
@@ -31,7 +26,7 @@ fn main() {
         }
         let mut text = String::from("auditum:enc:v1:0123456789abcdef0123456789abcdef:");
         for _ in 0..len {
-            text.push(B64[(next() % 64) as usize] as char);
+            text.push(B64[rng.gen_range(0..B64.len())] as char);
         }
         Some(text)
     };
@@ -67,12 +62,9 @@ fn main() {
         std::thread::spawn(move || {
             let started = std::time::Instant::now();
             let built = build_batch(&records, BatchLayout::default()).unwrap();
-            println!("{:.0} ms, batch sha256 {}…", started.elapsed().as_secs_f64() * 1e3, hex(&built.sha256));
+            println!("{:.0} ms, batch sha256 {}…", started.elapsed().as_secs_f64() * 1e3, &hex::encode(built.sha256)[..12]);
         })
         .join()
         .unwrap();
     }
-}
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().take(6).map(|byte| format!("{byte:02x}")).collect()
 }
