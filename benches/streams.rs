@@ -260,10 +260,20 @@ async fn ingest_overhead() {
     let config = rules_config(&url, if with == "stream" { 0 } else { 20 }, with != "rules");
     let (mut plain, plain_url) = spawn_with_config(&dir.path().join("plain"), "").await;
     let (mut ruled, ruled_url) = spawn_with_config(&dir.path().join("ruled"), &config).await;
+    let (plain_pid, ruled_pid) = (plain.id().unwrap_or_default(), ruled.id().unwrap_or_default());
     let (mut without, mut with_rates, mut ruled_total) = (Vec::new(), Vec::new(), 0u64);
+    let (mut plain_cpu, mut ruled_cpu, mut plain_total) = (0.0, 0.0, 0u64);
+    // This process's CPU too: the load generator, and with the stream, the receiver reading it.
+    let (bench_pid, mut bench_plain_cpu, mut bench_ruled_cpu) = (std::process::id(), 0.0, 0.0);
     let mut catch_up = Vec::new();
     for round in 0..INGEST_ROUNDS {
-        without.push(ingest(&plain_url, INGEST_PHASE_SECONDS, round).await.0);
+        let (cpu_before, bench_before) = (support::cpu_seconds(plain_pid), support::cpu_seconds(bench_pid));
+        let (rate, appended) = ingest(&plain_url, INGEST_PHASE_SECONDS, round).await;
+        without.push(rate);
+        plain_total += appended;
+        plain_cpu += support::cpu_seconds(plain_pid) - cpu_before;
+        bench_plain_cpu += support::cpu_seconds(bench_pid) - bench_before;
+        let (cpu_before, bench_before) = (support::cpu_seconds(ruled_pid), support::cpu_seconds(bench_pid));
         let (rate, appended) = ingest(&ruled_url, INGEST_PHASE_SECONDS, round).await;
         with_rates.push(rate);
         ruled_total += appended;
@@ -275,6 +285,9 @@ async fn ingest_overhead() {
             }
         }
         catch_up.push(waiting.elapsed().as_secs_f64());
+        // The server's CPU counts its delivery work too, done during the wait.
+        ruled_cpu += support::cpu_seconds(ruled_pid) - cpu_before;
+        bench_ruled_cpu += support::cpu_seconds(bench_pid) - bench_before;
     }
     plain.kill().await.unwrap();
     ruled.kill().await.unwrap();
@@ -299,6 +312,13 @@ async fn ingest_overhead() {
         (with_rate / without - 1.0) * 100.0,
         rounds.join(", "),
         catch_up.iter().map(|seconds| format!("{seconds:.1}")).collect::<Vec<_>>().join(" / "),
+    );
+    println!(
+        "| CPU per appended event (delivery included): server / bench process (load and receiver) | {:.1} / {:.1} µs with nothing | {:.1} / {:.1} µs with the rules and stream | |",
+        plain_cpu * 1e6 / plain_total.max(1) as f64,
+        bench_plain_cpu * 1e6 / plain_total.max(1) as f64,
+        ruled_cpu * 1e6 / ruled_total.max(1) as f64,
+        bench_ruled_cpu * 1e6 / ruled_total.max(1) as f64,
     );
 }
 

@@ -19,17 +19,35 @@ use auditum_engine::read::ScanContext;
 use auditum_engine::scan::Predicate;
 use auditum_format::event::{EventRecord, Seq};
 use auditum_format::time::now_micros;
-use std::collections::{HashMap, VecDeque};
+use smallvec::SmallVec;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
 pub const ALERT_ACTION: &str = "auditum.alert";
 
 /// One group's recent events: (occurred_at, seq), oldest first, at most `threshold` of them.
-#[derive(Debug, Default)]
+/// One is held inline: most groups (one actor, one address) see a single event in a window, and
+/// a rule tracking 100,000 of them then allocates nothing per group.
+#[derive(Debug)]
 struct GroupState {
-    times: VecDeque<(i64, u64)>,
-    last_fired: Option<i64>,
+    times: SmallVec<[(i64, u64); 1]>,
+    /// When it last fired (`NEVER` if not yet).
+    last_fired: i64,
+}
+
+const NEVER: i64 = i64::MIN;
+
+impl Default for GroupState {
+    fn default() -> GroupState {
+        GroupState { times: SmallVec::new(), last_fired: NEVER }
+    }
+}
+
+impl GroupState {
+    fn newest(&self) -> Option<i64> {
+        self.times.last().map(|time| time.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,8 +67,49 @@ pub struct Firing {
     pub last_seq: u64,
 }
 
+/// Which rules may count an event, by its action: one map lookup per event, not a test per rule.
+#[derive(Debug, Default)]
+struct RulesByAction {
+    /// Rules listing only exact actions, under each of them (rule indexes, ascending).
+    exact: HashMap<String, Vec<usize>, foldhash::quality::RandomState>,
+    /// Rules with a prefix (`user.*`) or no action list: tested on every event.
+    others: Vec<usize>,
+}
+
+impl RulesByAction {
+    fn new(rules: &[AlertRule]) -> RulesByAction {
+        let mut by_action = RulesByAction::default();
+        for (index, rule) in rules.iter().enumerate() {
+            if rule.actions.is_empty() || rule.actions.iter().any(|action| action.ends_with(".*")) {
+                by_action.others.push(index);
+                continue;
+            }
+            for action in &rule.actions {
+                let indexes = by_action.exact.entry(action.clone()).or_default();
+                if indexes.last() != Some(&index) {
+                    indexes.push(index);
+                }
+            }
+        }
+        by_action
+    }
+
+    /// The rules whose actions match `action`, in rule order.
+    fn candidates(&self, rules: &[AlertRule], action: &str) -> SmallVec<[usize; 8]> {
+        let exact = self.exact.get(action).map(Vec::as_slice).unwrap_or_default();
+        let mut candidates: SmallVec<[usize; 8]> = exact.iter().copied().collect();
+        let before = candidates.len();
+        candidates.extend(self.others.iter().copied().filter(|&index| action_matches(&rules[index].actions, action)));
+        if before > 0 && candidates.len() > before {
+            candidates.sort_unstable();
+        }
+        candidates
+    }
+}
+
 pub struct Evaluator {
     rules: Vec<AlertRule>,
+    by_action: RulesByAction,
     /// Per rule: the group's key (see `group_key`) → its state.
     groups: Vec<HashMap<GroupKey, GroupState, foldhash::quality::RandomState>>,
     /// A keyed SipHash: two digests of (tenant, group), domain-separated, make its 128-bit key.
@@ -71,7 +130,8 @@ impl Evaluator {
         let groups = rules.iter().map(|_| HashMap::default()).collect();
         let max_groups =
             rules.iter().map(|rule| max_groups.min(MAX_TIMESTAMPS_PER_RULE / (rule.threshold.max(1) as usize)).max(1)).collect();
-        Evaluator { rules, groups, max_groups, key_hasher: std::hash::RandomState::new() }
+        let by_action = RulesByAction::new(&rules);
+        Evaluator { rules, by_action, groups, max_groups, key_hasher: std::hash::RandomState::new() }
     }
 
     /// Makes room for a new group of rule `index`: first forgets the groups whose newest event
@@ -80,14 +140,13 @@ impl Evaluator {
     fn make_room(&mut self, index: usize, now: i64) {
         let rule = &self.rules[index];
         let groups = &mut self.groups[index];
-        let horizon = now - micros(rule.window + rule.cooldown());
-        groups.retain(|_, state| state.times.back().is_some_and(|time| time.0 > horizon));
+        let horizon = now.saturating_sub(micros(rule.window.saturating_add(rule.cooldown())));
+        groups.retain(|_, state| state.newest().is_some_and(|newest| newest > horizon));
         let cap = self.max_groups[index];
         if groups.len() < cap {
             return;
         }
-        let mut by_age: Vec<(i64, GroupKey)> =
-            groups.iter().map(|(key, state)| (state.times.back().map(|time| time.0).unwrap_or(i64::MIN), *key)).collect();
+        let mut by_age: Vec<(i64, GroupKey)> = groups.iter().map(|(key, state)| (state.newest().unwrap_or(i64::MIN), *key)).collect();
         let evict = (cap / 10).clamp(1, by_age.len());
         if evict < by_age.len() {
             by_age.select_nth_unstable_by_key(evict, |(newest, _)| *newest);
@@ -100,9 +159,9 @@ impl Evaluator {
     }
 
     /// The map key of (tenant, group): 128 bits of two keyed SipHash-1-3 digests (of the pair
-    /// tagged 0 and tagged 1) rather than the strings themselves. A rule tracking 100,000s of groups then holds no strings and allocates
-    /// only a group's timestamps (the strings were two allocations and most of the memory, and
-    /// the map's growth showed on the write path). Keys come from clients, so the hashes are keyed
+    /// tagged 0 and tagged 1) rather than the strings themselves. A rule tracking 100,000s of
+    /// groups then holds no strings (they were two allocations and most of the memory, and the
+    /// map's growth showed on the write path). Keys come from clients, so the hashes are keyed
     /// per process: two groups share a key with odds of 2^-128, not by anyone's choice.
     fn group_key(&self, tenant_id: &str, group: &str) -> GroupKey {
         use std::hash::BuildHasher;
@@ -121,12 +180,12 @@ impl Evaluator {
         if record.action == ALERT_ACTION {
             return firings;
         }
-        for index in 0..self.rules.len() {
+        for index in self.by_action.candidates(&self.rules, &record.action) {
             let rule = &self.rules[index];
             if rule.tenant != "*" && rule.tenant != record.tenant_id {
                 continue;
             }
-            if !action_matches(&rule.actions, &record.action) || rule.outcome.as_ref().is_some_and(|outcome| *outcome != record.outcome) {
+            if rule.outcome.as_ref().is_some_and(|outcome| *outcome != record.outcome) {
                 continue;
             }
             // Events without the grouping field are not one group: they are not counted.
@@ -147,15 +206,19 @@ impl Evaluator {
             let point = (record.occurred_at, record.seq.0);
             let position = state.times.partition_point(|time| *time < point);
             state.times.insert(position, point);
-            let newest = state.times.back().map(|time| time.0).unwrap_or(record.occurred_at);
+            let newest = state.newest().unwrap_or(record.occurred_at);
             let window = micros(rule.window);
-            while state.times.front().is_some_and(|time| time.0 <= newest - window) || state.times.len() > rule.threshold as usize {
-                state.times.pop_front();
+            // Out of the window, or beyond the threshold's count: the oldest go, in one move.
+            let out_of_window = state.times.partition_point(|time| time.0 <= newest.saturating_sub(window));
+            let beyond_threshold = state.times.len().saturating_sub(rule.threshold as usize);
+            let stale = out_of_window.max(beyond_threshold);
+            if stale > 0 {
+                state.times.drain(..stale);
             }
             let count = state.times.len() as u32;
-            let cooled = state.last_fired.is_none_or(|fired| newest - fired >= micros(rule.cooldown()));
+            let cooled = state.last_fired == NEVER || newest.saturating_sub(state.last_fired) >= micros(rule.cooldown());
             if count >= rule.threshold && cooled {
-                state.last_fired = Some(newest);
+                state.last_fired = newest;
                 firings.push(Firing {
                     rule: rule.name.clone(),
                     tenant_id: record.tenant_id.clone(),
@@ -417,6 +480,113 @@ mod tests {
         // Out of order within the window still counts.
         let shuffled: Vec<EventRecord> = [3, 0, 4, 1, 2].iter().map(|&i| login(i, i as i64 * MINUTE / 2, "mallory", "failure")).collect();
         assert_eq!(fired(&shuffled).len(), 1);
+    }
+
+    /// The rules' meaning, written plainly: for each rule and (tenant, group), every counted
+    /// event kept; at each event, the last `threshold` of those within the window of the newest.
+    fn brute_force(rules: &[AlertRule], events: &[EventRecord]) -> Vec<Firing> {
+        // (rule, tenant, group) → every counted (occurred_at, seq), and when it last fired.
+        type Seen = HashMap<(usize, String, String), (Vec<(i64, u64)>, Option<i64>)>;
+        let mut seen = Seen::new();
+        let mut firings = Vec::new();
+        for event in events.iter().filter(|event| event.action != ALERT_ACTION) {
+            for (index, rule) in rules.iter().enumerate() {
+                let action_ok = rule.actions.is_empty()
+                    || rule.actions.iter().any(|wanted| match wanted.strip_suffix(".*") {
+                        Some(prefix) => event.action.starts_with(&format!("{prefix}.")),
+                        None => *wanted == event.action,
+                    });
+                let tenant_ok = rule.tenant == "*" || rule.tenant == event.tenant_id;
+                let outcome_ok = rule.outcome.as_ref().is_none_or(|outcome| *outcome == event.outcome);
+                let group = match rule.group_by {
+                    GroupBy::ActorId => Some(event.actor_id.clone()),
+                    GroupBy::SourceIp => event.source_ip.clone(),
+                    GroupBy::TargetId => event.target_id.clone(),
+                    GroupBy::SessionId => event.session_id.clone(),
+                    GroupBy::TenantId => Some(event.tenant_id.clone()),
+                };
+                let Some(group) = group.filter(|group| !group.is_empty()) else { continue };
+                if !(action_ok && tenant_ok && outcome_ok) {
+                    continue;
+                }
+                let (points, last_fired) = seen.entry((index, event.tenant_id.clone(), group.clone())).or_default();
+                points.push((event.occurred_at, event.seq.0));
+                points.sort();
+                let newest = points.iter().map(|point| point.0).max().unwrap_or(i64::MIN);
+                let window = rule.window.as_micros() as i64;
+                let within: Vec<(i64, u64)> = points.iter().copied().filter(|point| point.0 > newest - window).collect();
+                let kept = &within[within.len().saturating_sub(rule.threshold as usize)..];
+                let cooled = last_fired.is_none_or(|fired| newest - fired >= rule.cooldown().as_micros() as i64);
+                if kept.len() as u32 >= rule.threshold && cooled {
+                    *last_fired = Some(newest);
+                    firings.push(Firing {
+                        rule: rule.name.clone(),
+                        tenant_id: event.tenant_id.clone(),
+                        group_by: rule.group_by,
+                        group,
+                        count: kept.len() as u32,
+                        threshold: rule.threshold,
+                        window_seconds: rule.window.as_secs(),
+                        first_seq: kept.iter().map(|point| point.1).min().unwrap_or(event.seq.0),
+                        last_seq: event.seq.0,
+                    });
+                }
+            }
+        }
+        firings
+    }
+
+    #[test]
+    fn random_rules_and_events_fire_exactly_what_the_brute_force_count_fires() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let actions = ["user.login", "user.logout", "doc.read", "doc.share", "admin.grant", ALERT_ACTION];
+        let action_lists: [&[&str]; 5] = [&["user.login"], &["user.*"], &[], &["doc.read", "user.login"], &["doc.*", "admin.grant"]];
+        let groupings = [GroupBy::ActorId, GroupBy::SourceIp, GroupBy::TargetId, GroupBy::SessionId, GroupBy::TenantId];
+        let mut total = 0;
+        for round in 0..200 {
+            let rules: Vec<AlertRule> = (0..rng.gen_range(1..6))
+                .map(|index| AlertRule {
+                    name: format!("rule-{index}"),
+                    tenant: ["*", "acme", "globex"][rng.gen_range(0..3)].into(),
+                    actions: action_lists[rng.gen_range(0..action_lists.len())].iter().map(|action| action.to_string()).collect(),
+                    outcome: [None, Some("failure"), Some("denied")][rng.gen_range(0..3)].map(String::from),
+                    group_by: groupings[rng.gen_range(0..groupings.len())],
+                    window: Duration::from_secs(rng.gen_range(1..120)),
+                    threshold: rng.gen_range(1..6),
+                    cooldown: rng.gen_bool(0.5).then(|| Duration::from_secs(rng.gen_range(0..200))),
+                    sinks: Vec::new(),
+                })
+                .collect();
+            let mut at = 0i64;
+            let events: Vec<EventRecord> = (0..rng.gen_range(0..400))
+                .map(|seq| {
+                    // Mostly forward in time, sometimes back (clients' clocks differ); whole seconds,
+                    // so windows and cooldowns often end exactly on an event.
+                    at += rng.gen_range(-5..10) * 1_000_000;
+                    let optional = |rng: &mut rand::rngs::StdRng, values: &[&str]| {
+                        rng.gen_bool(0.8).then(|| values[rng.gen_range(0..values.len())].to_string())
+                    };
+                    EventRecord {
+                        seq: Seq(seq),
+                        tenant_id: ["acme", "globex"][rng.gen_range(0..2)].into(),
+                        occurred_at: at,
+                        action: actions[rng.gen_range(0..actions.len())].into(),
+                        actor_id: ["u1", "u2", "u3", ""][rng.gen_range(0..4)].into(),
+                        outcome: ["success", "failure", "denied"][rng.gen_range(0..3)].into(),
+                        source_ip: optional(&mut rng, &["10.0.0.1", "10.0.0.2", ""]),
+                        target_id: optional(&mut rng, &["doc-1", "doc-2"]),
+                        session_id: optional(&mut rng, &["s1", "s2", "s3"]),
+                        ..EventRecord::default()
+                    }
+                })
+                .collect();
+            let mut evaluator = Evaluator::new(rules.clone(), 1_000_000);
+            let fired: Vec<Firing> = events.iter().flat_map(|event| evaluator.observe(event)).collect();
+            assert_eq!(fired, brute_force(&rules, &events), "round {round}: rules {rules:?}");
+            total += fired.len();
+        }
+        assert!(total > 1_000, "the rounds fire often enough to test something: {total}");
     }
 
     #[test]

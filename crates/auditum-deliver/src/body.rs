@@ -7,50 +7,43 @@ use auditum_format::json::{self, write_string};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The stored columns' positions in the order their names sort, and where "log" goes among
-/// them: [`write_event_object`] writes the §7 event object plus "log" with the bytes a
+/// The §7 event object's members in the order their names sort ("log" among the stored
+/// columns): [`write_event_object`] writes the object plus "log" with the bytes a
 /// `serde_json::Value` of it gives (its objects sort their keys), without building a `Value` per
 /// event, which the write path cannot afford for every streamed event.
-struct KeyOrder {
-    /// Column indexes of the 24 hashed columns, by name.
-    columns: [usize; HASHED_COLUMNS],
-    /// How many of them sort before "log".
-    before_log: usize,
+struct Members {
+    /// In output order: the column's index (None for "log"), and the bytes before its value
+    /// (`"name":`, after a comma but for the first), rendered once.
+    members: Vec<(Option<usize>, Vec<u8>)>,
 }
 
-static KEY_ORDER: std::sync::LazyLock<KeyOrder> = std::sync::LazyLock::new(|| {
-    let mut columns: [usize; HASHED_COLUMNS] = std::array::from_fn(|index| index);
-    columns.sort_by_key(|&index| COLUMN_NAMES[index]);
-    let before_log = columns.iter().filter(|&&index| COLUMN_NAMES[index] < "log").count();
-    KeyOrder { columns, before_log }
+static MEMBERS: std::sync::LazyLock<Members> = std::sync::LazyLock::new(|| {
+    let mut names: Vec<(Option<usize>, &str)> = (0..HASHED_COLUMNS).map(|index| (Some(index), COLUMN_NAMES[index])).collect();
+    names.push((None, "log"));
+    names.sort_by_key(|(_, name)| *name);
+    let members = names
+        .into_iter()
+        .enumerate()
+        .map(|(position, (column, name))| {
+            let mut prefix = if position == 0 { Vec::new() } else { vec![b','] };
+            write_string(&mut prefix, name);
+            prefix.push(b':');
+            (column, prefix)
+        })
+        .collect();
+    Members { members }
 });
 
 /// Appends the JSON text of the §7 event object of `record`, plus the log it is in, to `out`.
 pub fn write_event_object(out: &mut Vec<u8>, record: &EventRecord, log: &str) {
     let values = record.column_values();
-    let order = &*KEY_ORDER;
     out.push(b'{');
-    let mut first = true;
-    let mut key = |out: &mut Vec<u8>, name: &str| {
-        if !first {
-            out.push(b',');
+    for (column, prefix) in &MEMBERS.members {
+        out.extend_from_slice(prefix);
+        match column {
+            Some(index) => json::write_column(out, COLUMN_NAMES[*index], &values[*index]),
+            None => write_string(out, log),
         }
-        first = false;
-        write_string(out, name);
-        out.push(b':');
-    };
-    for (position, &index) in order.columns.iter().enumerate() {
-        if position == order.before_log {
-            key(out, "log");
-            write_string(out, log);
-        }
-        let name = COLUMN_NAMES[index];
-        key(out, name);
-        json::write_column(out, name, &values[index]);
-    }
-    if order.before_log == HASHED_COLUMNS {
-        key(out, "log");
-        write_string(out, log);
     }
     out.push(b'}');
 }

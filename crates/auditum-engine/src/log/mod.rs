@@ -157,6 +157,8 @@ struct Shared {
     open_bytes: usize,
     /// The cut batch being sealed: still unsealed for readers.
     sealing: Option<Arc<Vec<Arc<EventRecord>>>>,
+    /// The batch committed last, kept a few seconds while followers run (see [`Log::tail`]).
+    recently_sealed: Option<RecentlySealed>,
     /// The events of `sealing` and `open`, by tenant.
     unsealed_by_tenant: unsealed::UnsealedByTenant,
     entries: Vec<Arc<LedgerEntry>>,
@@ -173,6 +175,29 @@ impl Shared {
     fn all_unsealed(&self) -> Vec<Arc<EventRecord>> {
         let sealing = self.sealing.iter().flat_map(|batch| batch.iter().cloned());
         sealing.chain(self.open.iter().cloned()).collect()
+    }
+}
+
+/// The events of the batch committed last, still in memory: a follower a few events behind at
+/// the commit reads them from here instead of reading and decoding the whole batch from the store.
+struct RecentlySealed {
+    entry: Arc<LedgerEntry>,
+    /// In seq order, exactly the entry's events.
+    records: Arc<Vec<Arc<EventRecord>>>,
+}
+
+/// How long a committed batch's events stay in memory for followers. At a high rate the next
+/// commit replaces them sooner; a follower further behind reads the store, as before.
+const RECENTLY_SEALED_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A follower counted by [`Log::register_follower`].
+pub struct FollowerRegistration {
+    inner: Arc<Inner>,
+}
+
+impl Drop for FollowerRegistration {
+    fn drop(&mut self) {
+        self.inner.followers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -204,6 +229,8 @@ struct Inner {
     holds: Mutex<Vec<HoldRecord>>,
     /// One hold change at a time: a clear must see every hold set before it.
     hold_changes: tokio::sync::Mutex<()>,
+    /// Followers of this log now: a committed batch stays in memory only while there are some.
+    followers: std::sync::atomic::AtomicUsize,
 }
 
 /// Handle to a running log; cheap to clone.
@@ -233,6 +260,9 @@ pub fn log_keys(log: &str) -> auditum_store::lifecycle::LogKeys {
 pub enum TailView {
     /// The seq is in this committed batch.
     Sealed(Arc<LedgerEntry>),
+    /// The seq is in this committed batch, whose events are still in memory: up to `max` of
+    /// them from the seq on, in seq order.
+    SealedInMemory { entry: Arc<LedgerEntry>, events: Vec<Arc<EventRecord>> },
     /// Durable events from the seq on (possibly none), and the seq after the last durable one.
     Unsealed { events: Vec<Arc<EventRecord>>, durable_end: u64 },
     /// The seq is not readable yet (the store has not answered since the start).
@@ -343,6 +373,7 @@ impl Log {
                 open,
                 open_bytes,
                 sealing: None,
+                recently_sealed: None,
                 unsealed_by_tenant,
                 entries,
                 entry_hashes,
@@ -364,6 +395,7 @@ impl Log {
             durable_end,
             holds: Mutex::new(store_state.as_ref().map(|state| state.holds.clone()).unwrap_or_default()),
             hold_changes: tokio::sync::Mutex::new(()),
+            followers: Default::default(),
             settings,
         });
         let log = Log { inner };
@@ -506,6 +538,11 @@ impl Log {
         if from < ledger_end {
             let position = shared.entries.partition_point(|entry| entry.end_seq().0 <= from);
             if let Some(entry) = shared.entries.get(position) {
+                if let Some(recent) = shared.recently_sealed.as_ref().filter(|recent| recent.entry.index == entry.index) {
+                    let start = recent.records.partition_point(|record| record.seq.0 < from);
+                    let events = recent.records[start..].iter().take(max).cloned().collect();
+                    return TailView::SealedInMemory { entry: entry.clone(), events };
+                }
                 return TailView::Sealed(entry.clone());
             }
         }
@@ -521,6 +558,40 @@ impl Log {
         let last = shared.open.back().or_else(|| shared.sealing.as_ref().and_then(|batch| batch.last()));
         let durable_end = last.map(|record| record.seq.0 + 1).unwrap_or(ledger_end);
         TailView::Unsealed { events, durable_end: durable_end.max(from) }
+    }
+
+    /// Counts a follower of this log while the registration lives.
+    pub fn register_follower(&self) -> FollowerRegistration {
+        self.inner.followers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        FollowerRegistration { inner: self.inner.clone() }
+    }
+
+    /// Keeps a just-committed batch's events in memory for followers, for a few seconds at most.
+    /// Returns the batch it replaces, for the caller to drop after releasing the lock (dropping a
+    /// batch frees its events, too long to do under it).
+    fn keep_recently_sealed(
+        &self,
+        shared: &mut Shared,
+        entry: Arc<LedgerEntry>,
+        records: Option<Arc<Vec<Arc<EventRecord>>>>,
+    ) -> Option<RecentlySealed> {
+        let followed = self.inner.followers.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        let Some(records) = records.filter(|_| followed) else { return shared.recently_sealed.take() };
+        let index = entry.index;
+        let replaced = shared.recently_sealed.replace(RecentlySealed { entry, records });
+        // Weak: a log shutting down is not kept alive by this.
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            tokio::time::sleep(RECENTLY_SEALED_KEPT).await;
+            let Some(inner) = inner.upgrade() else { return };
+            let expired = {
+                let mut shared = lock(&inner.shared);
+                let current = shared.recently_sealed.as_ref().is_some_and(|recent| recent.entry.index == index);
+                if current { shared.recently_sealed.take() } else { None }
+            };
+            drop(expired);
+        });
+        replaced
     }
 
     /// Notified whenever events become durable.

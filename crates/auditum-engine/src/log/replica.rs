@@ -92,6 +92,7 @@ impl Log {
                 open: VecDeque::new(),
                 open_bytes: 0,
                 sealing: None,
+                recently_sealed: None,
                 unsealed_by_tenant: Default::default(),
                 entries: Vec::new(),
                 entry_hashes: Vec::new(),
@@ -110,6 +111,7 @@ impl Log {
             durable_end,
             holds: Mutex::new(Vec::new()),
             hold_changes: tokio::sync::Mutex::new(()),
+            followers: Default::default(),
             settings,
         });
         let log = Log { inner };

@@ -158,13 +158,16 @@ impl Log {
         self.put_owned_object_with("ledger entry", &entry_key, bytes::Bytes::from(text.clone()), &entry_options).await?;
         let entry_hash = ledger::entry_hash(text.as_bytes());
         let end = entry.end_seq();
-        {
+        let replaced = {
             let mut shared = lock(&self.inner.shared);
-            shared.entries.push(Arc::new(entry));
+            let entry = Arc::new(entry);
+            shared.entries.push(entry.clone());
             shared.entry_hashes.push(entry_hash);
-            shared.sealing = None;
+            let sealed = shared.sealing.take();
             shared.unsealed_by_tenant.forget_below(end);
-        }
+            self.keep_recently_sealed(&mut shared, entry, sealed)
+        };
+        drop(replaced);
         let _ = self.inner.commands.send(WalCommand::Committed { committed_next: end, sealed_at: sealed_at_micros }).await;
         self.write_checkpoint(index + 1).await?;
         // Published only with its checkpoint, so a waiter can fetch a proof at once.
