@@ -171,7 +171,7 @@ impl Evaluator {
 
     /// Widest window plus cooldown: how far back a restart replays.
     pub fn horizon(&self) -> Duration {
-        self.rules.iter().map(|rule| rule.window + rule.cooldown()).max().unwrap_or_default()
+        self.rules.iter().map(|rule| rule.window.saturating_add(rule.cooldown())).max().unwrap_or_default()
     }
 
     /// Counts one durable event; returns the alerts it fires.
@@ -298,7 +298,7 @@ impl AlertWorker {
         let ledger_end = entries.last().map(|entry| entry.end_seq().0).unwrap_or(0);
         let anchor =
             entries.iter().rev().find(|entry| entry.first_seq.0 < stored).map(|entry| entry.max_received_at).unwrap_or_else(now_micros);
-        let horizon = anchor - micros(self.evaluator.horizon());
+        let horizon = anchor.saturating_sub(micros(self.evaluator.horizon()));
         let recent = entries.iter().find(|entry| entry.max_received_at >= horizon).map(|entry| entry.first_seq.0);
         recent.unwrap_or(ledger_end).min(stored)
     }
@@ -541,7 +541,8 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(17);
         let actions = ["user.login", "user.logout", "doc.read", "doc.share", "admin.grant", ALERT_ACTION];
-        let action_lists: [&[&str]; 5] = [&["user.login"], &["user.*"], &[], &["doc.read", "user.login"], &["doc.*", "admin.grant"]];
+        let action_lists: [&[&str]; 6] =
+            [&["user.login"], &["user.*"], &[], &["doc.read", "user.login"], &["doc.*", "admin.grant"], &["doc.read", "doc.read"]];
         let groupings = [GroupBy::ActorId, GroupBy::SourceIp, GroupBy::TargetId, GroupBy::SessionId, GroupBy::TenantId];
         let mut total = 0;
         for round in 0..200 {

@@ -101,6 +101,7 @@ impl Follower {
             }
             // Just committed: the same events the store holds, without reading the whole batch.
             TailView::SealedInMemory { entry, events } => {
+                // A batch's seqs are contiguous, so past its last event given is the next seq.
                 let end = entry.end_seq().0;
                 self.next = events.last().map_or(end, |last| last.seq.0 + 1);
                 Ok(Step::Moved(self.matching(&events, Some(entry.index))))

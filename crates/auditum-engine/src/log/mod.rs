@@ -566,20 +566,24 @@ impl Log {
         FollowerRegistration { inner: self.inner.clone() }
     }
 
-    /// Keeps a just-committed batch's events in memory for followers, for a few seconds at most.
-    /// Returns the batch it replaces, for the caller to drop after releasing the lock (dropping a
-    /// batch frees its events, too long to do under it).
+    /// Keeps a just-committed batch's events in memory while the log has followers; returns the
+    /// batch it replaces, for the caller to drop after releasing the lock (dropping a batch frees
+    /// its events, too long to do under it), and whether it kept this one (then the caller calls
+    /// [`Log::forget_recently_sealed_later`]).
     fn keep_recently_sealed(
         &self,
         shared: &mut Shared,
         entry: Arc<LedgerEntry>,
         records: Option<Arc<Vec<Arc<EventRecord>>>>,
-    ) -> Option<RecentlySealed> {
+    ) -> (Option<RecentlySealed>, bool) {
         let followed = self.inner.followers.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        let Some(records) = records.filter(|_| followed) else { return shared.recently_sealed.take() };
-        let index = entry.index;
-        let replaced = shared.recently_sealed.replace(RecentlySealed { entry, records });
-        // Weak: a log shutting down is not kept alive by this.
+        let Some(records) = records.filter(|_| followed) else { return (shared.recently_sealed.take(), false) };
+        (shared.recently_sealed.replace(RecentlySealed { entry, records }), true)
+    }
+
+    /// Forgets the kept batch `index` after [`RECENTLY_SEALED_KEPT`], unless a later commit
+    /// replaced it first.
+    fn forget_recently_sealed_later(&self, index: u64) {
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             tokio::time::sleep(RECENTLY_SEALED_KEPT).await;
@@ -591,7 +595,6 @@ impl Log {
             };
             drop(expired);
         });
-        replaced
     }
 
     /// Notified whenever events become durable.

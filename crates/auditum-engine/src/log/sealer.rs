@@ -158,7 +158,7 @@ impl Log {
         self.put_owned_object_with("ledger entry", &entry_key, bytes::Bytes::from(text.clone()), &entry_options).await?;
         let entry_hash = ledger::entry_hash(text.as_bytes());
         let end = entry.end_seq();
-        let replaced = {
+        let (replaced, kept) = {
             let mut shared = lock(&self.inner.shared);
             let entry = Arc::new(entry);
             shared.entries.push(entry.clone());
@@ -168,6 +168,9 @@ impl Log {
             self.keep_recently_sealed(&mut shared, entry, sealed)
         };
         drop(replaced);
+        if kept {
+            self.forget_recently_sealed_later(index);
+        }
         let _ = self.inner.commands.send(WalCommand::Committed { committed_next: end, sealed_at: sealed_at_micros }).await;
         self.write_checkpoint(index + 1).await?;
         // Published only with its checkpoint, so a waiter can fetch a proof at once.
