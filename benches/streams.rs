@@ -302,19 +302,19 @@ async fn ingest_overhead() {
         .map(|(without, with)| format!("{without:.0} → {with:.0} ({:+.1} %)", (with / without - 1.0) * 100.0))
         .collect();
     let (without, with_rate) = (median(&without), median(&with_rates));
+    let configured = match with.as_str() {
+        "rules" => "20 rules",
+        "stream" => "one stream",
+        _ => "20 rules and one stream",
+    };
     println!(
-        "| ingest, 4 clients × 100 events per call, median of {INGEST_ROUNDS} alternating {INGEST_PHASE_SECONDS} s rounds | {without:.0} events/s with nothing | {with_rate:.0} events/s with {} | {:+.1} % (rounds: {}; stream caught up {} s after each) | target ≥ −10 % |",
-        match with.as_str() {
-            "rules" => "20 rules",
-            "stream" => "one stream",
-            _ => "20 rules and one stream",
-        },
+        "| ingest, 4 clients × 100 events per call, median of {INGEST_ROUNDS} alternating {INGEST_PHASE_SECONDS} s rounds | {without:.0} events/s with nothing | {with_rate:.0} events/s with {configured} | {:+.1} % (rounds: {}; stream caught up {} s after each) | target ≥ −10 % |",
         (with_rate / without - 1.0) * 100.0,
         rounds.join(", "),
         catch_up.iter().map(|seconds| format!("{seconds:.1}")).collect::<Vec<_>>().join(" / "),
     );
     println!(
-        "| CPU per appended event (delivery included): server / bench process (load and receiver) | {:.1} / {:.1} µs with nothing | {:.1} / {:.1} µs with the rules and stream | |",
+        "| CPU per appended event (delivery included): server / bench process (load and receiver) | {:.1} / {:.1} µs with nothing | {:.1} / {:.1} µs with {configured} | |",
         plain_cpu * 1e6 / plain_total.max(1) as f64,
         bench_plain_cpu * 1e6 / plain_total.max(1) as f64,
         ruled_cpu * 1e6 / ruled_total.max(1) as f64,
