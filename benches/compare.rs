@@ -398,6 +398,74 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|text| text.parse().ok()).unwrap_or(default)
 }
 
+/// `BENCH_ONLY=paced`: auditum's paced phase alone (no Postgres, no DuckDB), with each query's
+/// latency, for work on reads under write load. `BENCH_SERVER_ENV="AUDITUM_META_AUDIT=false"`
+/// (space-separated `NAME=value`s) sets the server's environment.
+async fn paced_only(
+    archive: &std::path::Path,
+    root: &std::path::Path,
+    mix: &auditum_proto::sample::ArchiveMix,
+    start_time: i64,
+    seconds: f64,
+    runs: usize,
+) {
+    let server_env = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
+    let server_env: Vec<(&str, &str)> = server_env.split_whitespace().filter_map(|pair| pair.split_once('=')).collect();
+    let paced_rate: f64 = env_number("BENCH_PACED_RATE", 100_000.0);
+    let pool = ingest_pool(mix, 64);
+    let pool_1000: Arc<Vec<pb::AppendRequest>> =
+        Arc::new(batches(&pool, 1000).into_iter().map(|events| pb::AppendRequest { events, wait_for_seal: false }).collect());
+    let work = root.join("auditum-work");
+    let _ = std::fs::remove_dir_all(&work);
+    let copied = std::process::Command::new("cp").arg("-a").arg(archive).arg(&work).status().unwrap();
+    assert!(copied.success(), "cp -a {} {}", archive.display(), work.display());
+    let (mut server, url) = spawn_server(&work, &server_env).await;
+    let client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
+    // BENCH_UNTHROTTLED_FIRST=1: as in the full bench, an unthrottled phase before the paced runs.
+    let unthrottled_first = std::env::var("BENCH_UNTHROTTLED_FIRST").is_ok();
+    for run in 0..runs + usize::from(unthrottled_first) {
+        let pace = (!unthrottled_first || run > 0).then(|| Pace::new(paced_rate));
+        let latencies: Arc<std::sync::Mutex<[Vec<f64>; 2]>> = Arc::default();
+        // Unsealed events the server copied and tested for the queries (QueryStats).
+        let unsealed_considered = Arc::new(AtomicU64::new(0));
+        let loops = |which: usize, running: Arc<AtomicBool>, done: Arc<AtomicU64>| {
+            let (mut client, queries, latencies) = (client.clone(), Queries::new(mix, start_time), latencies.clone());
+            let unsealed_considered = unsealed_considered.clone();
+            async move {
+                let mut next = run * 17;
+                while running.load(Ordering::Relaxed) {
+                    let filter = if which == 0 { &queries.random_needles[next % queries.random_needles.len()] } else { &queries.selective };
+                    next += 1;
+                    let started = Instant::now();
+                    let (_, stats) = query_all(&mut client, filter).await;
+                    latencies.lock().unwrap()[which].push(started.elapsed().as_secs_f64() * 1000.0);
+                    unsealed_considered.fetch_add(stats.unsealed_considered, Ordering::Relaxed);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        let ingest = auditum_ingest(&url, &pool_1000, seconds, pace.clone());
+        let (rate, queries_per_s) = with_query_load(loops, ingest, seconds).await;
+        let mut latencies = latencies.lock().unwrap().clone();
+        let [needles, selective] = &mut latencies;
+        let per_query = unsealed_considered.load(Ordering::Relaxed) as f64 / (needles.len() + selective.len()).max(1) as f64;
+        eprintln!(
+            "{} run {run}: {rate:.0} events/s held, {queries_per_s:.1} queries/s, {per_query:.0} unsealed events tested per query; needle ms p50 {:.1} p90 {:.1} max {:.1} ({}); selective ms p50 {:.1} p90 {:.1} max {:.1} ({})",
+            if pace.is_some() { "paced" } else { "unthrottled" },
+            percentile(needles, 0.5),
+            percentile(needles, 0.9),
+            percentile(needles, 1.0),
+            needles.len(),
+            percentile(selective, 0.5),
+            percentile(selective, 0.9),
+            percentile(selective, 1.0),
+            selective.len(),
+        );
+    }
+    let _ = server.kill().await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
@@ -416,6 +484,9 @@ fn main() {
         let build_started = Instant::now();
         let start_time = build_archive(&archive, total, 100_000, auditum_server::config::Config::default().page_rows).await;
         eprintln!("auditum archive ready in {:.0}s", build_started.elapsed().as_secs_f64());
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("paced") {
+            return paced_only(&archive, &root, &mix, start_time, seconds, runs).await;
+        }
         let postgres = Postgres::start_with(POSTGRES_SETTINGS);
         let load_seconds = load_postgres(&postgres, &mix, total, start_time).await;
         eprintln!("postgres: {total} rows loaded with COPY, indexed and analyzed in {load_seconds:.0}s");

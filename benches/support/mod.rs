@@ -101,7 +101,9 @@ pub async fn build_archive_with(dir: &Path, total: usize, batch_events: usize, p
 
 /// Starts the release `auditum serve` on `dir` (127.0.0.1, a free port); returns it and its URL.
 pub async fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> (tokio::process::Child, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"));
+    // AUDITUM_BIN: another build of the server, for paired runs against older code.
+    let binary = std::env::var("AUDITUM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_auditum").to_string());
+    let mut command = tokio::process::Command::new(binary);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir"])
         .arg(dir)

@@ -125,6 +125,7 @@ def main():
     unchecked.close()
     check(client.close(timeout=10), "close() after everything was delivered")
     check(os.listdir(spool_dir) == [], f"a closed, fully delivered spool is empty: {os.listdir(spool_dir)}")
+    os.rmdir(spool_dir)
     print("OK")
 
 

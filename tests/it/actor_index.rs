@@ -95,7 +95,7 @@ async fn actor_needles_read_the_index_not_bloom_filters_and_match_a_brute_force_
 
     // Every sealed batch embeds an index, and verify rebuilds it from the rows.
     let log = running.logs.by_name("default").unwrap();
-    for entry in log.read_snapshot("").entries.iter() {
+    for entry in log.read_snapshot("", Default::default()).entries.iter() {
         let bytes = log.store().get(&entry.object, entry.version.as_deref()).await.unwrap();
         assert_eq!(batch::digest(bytes).unwrap().actor_index, batch::IndexCheck::Matches, "{}", entry.object);
     }
@@ -150,7 +150,7 @@ async fn a_damaged_or_missing_index_falls_back_to_bloom_filters_and_verify_names
     let log = running.logs.by_name("default").unwrap();
     log.seal_now().await.unwrap();
     let (events, _) = archive::all_events(&running).await;
-    let entries = log.read_snapshot("").entries.clone();
+    let entries = log.read_snapshot("", Default::default()).entries.clone();
     let verifier_key = log.verifier_key();
     running.stop().await.unwrap();
     let later: Vec<u64> = (1..entries.len() as u64).collect();

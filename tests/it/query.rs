@@ -77,7 +77,7 @@ async fn needle_queries_prune_at_every_step_and_read_ranges() {
     // Seal the open batch too: every event is then read from Parquet.
     running.logs.by_name("default").unwrap().seal_now().await.unwrap();
     let (events, _) = archive::all_events(&running).await;
-    let snapshot = running.logs.by_name("default").unwrap().read_snapshot("");
+    let snapshot = running.logs.by_name("default").unwrap().read_snapshot("", Default::default());
     let archive_bytes: u64 = snapshot.entries.iter().map(|entry| entry.size).sum();
     let mut client = query_client(&running).await;
 
@@ -210,7 +210,7 @@ async fn exports_parse_back_to_the_same_events_in_every_format() {
     archive::build(&running, &mut ingest, &mut rng, 4, 3000).await;
     let (events, checkpoint_size) = archive::all_events(&running).await;
     let log = running.logs.by_name("default").unwrap();
-    let checkpoint = log.read_snapshot("").checkpoint.unwrap();
+    let checkpoint = log.read_snapshot("", Default::default()).checkpoint.unwrap();
     let mut client = query_client(&running).await;
 
     // A window from a tenth to nine tenths of the tenant's times: parts cut at batch starts
@@ -341,7 +341,7 @@ fn queries_and_exports_on_s3_read_ranges_and_match_the_brute_force() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(303);
         archive::build(&running, &mut ingest, &mut rng, 3, 1500).await;
         let (events, _) = archive::all_events(&running).await;
-        let snapshot = running.logs.by_name("default").unwrap().read_snapshot("");
+        let snapshot = running.logs.by_name("default").unwrap().read_snapshot("", Default::default());
         let archive_bytes: u64 = snapshot.entries.iter().map(|entry| entry.size).sum();
         let mut client = query_client(&running).await;
         for round in 0..12 {

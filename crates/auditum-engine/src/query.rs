@@ -153,7 +153,7 @@ impl Reader {
         encryption::refuse_encrypted_filters(call, log, &filter.tenant_id, &request.filter)?;
         log.require_store()?;
         // The snapshot comes first, so a query does not read its own meta-audit record.
-        let snapshot = log.read_snapshot(&filter.tenant_id);
+        let snapshot = log.read_snapshot(&filter.tenant_id, filter.occurred_window());
         let details = serde_json::json!({
             "page_size": page_size,
             "descending": request.descending,
@@ -215,7 +215,7 @@ impl Reader {
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
         encryption::refuse_encrypted_filters(call, &log, &filter.tenant_id, &request.filter)?;
         log.require_store()?;
-        let snapshot = log.read_snapshot(&filter.tenant_id);
+        let snapshot = log.read_snapshot(&filter.tenant_id, filter.occurred_window());
         let details = serde_json::json!({
             "format": request.format_name,
             "include_unsealed": request.include_unsealed,

@@ -223,7 +223,7 @@ impl Reader {
             ));
         }
         log.require_store()?;
-        let snapshot = log.read_snapshot(&filter.tenant_id);
+        let snapshot = log.read_snapshot(&filter.tenant_id, filter.occurred_window());
         let checkpoint = snapshot.checkpoint.clone().unwrap_or_default();
         let details = serde_json::json!({
             "group_by": request.group_by.iter().map(|dimension| dimension.name()).collect::<Vec<_>>(),

@@ -15,8 +15,18 @@ export function auditumBin() {
   return bin;
 }
 
+// Every test file runs in its own process: its temp dirs go when it exits (kept with
+// AUDITUM_KEEP_TMP=1, to look at a failure's spool or server data).
+const createdDirs = [];
+process.on("exit", () => {
+  if (process.env.AUDITUM_KEEP_TMP) return;
+  for (const dir of createdDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 export function tmpDir(prefix) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `auditum-ts-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `auditum-ts-${prefix}-`));
+  createdDirs.push(dir);
+  return dir;
 }
 
 export async function freePort() {

@@ -158,7 +158,7 @@ pub async fn build(
 /// Every event of the default log by a plain scan: every batch read whole, then the unsealed ones.
 pub async fn all_events(running: &RunningServer) -> (Vec<(EventRecord, Option<u64>)>, usize) {
     let log = running.logs.by_name("default").expect("default log");
-    let snapshot = log.read_snapshot("");
+    let snapshot = log.read_snapshot("", Default::default());
     let mut out = Vec::new();
     for entry in &snapshot.entries {
         let bytes = log.store().get(&entry.object, entry.version.as_deref()).await.expect("batch");

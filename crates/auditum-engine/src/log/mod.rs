@@ -8,7 +8,9 @@
 
 mod checkpoints;
 pub mod holds;
-mod idempotency;
+/// Public only for its growth benchmark (`examples/idempotency_growth.rs`).
+#[doc(hidden)]
+pub mod idempotency;
 mod recovery;
 mod replica;
 mod retry;
@@ -20,6 +22,7 @@ mod writer;
 pub use recovery::load_ledger;
 pub use replica::ReplicaSettings;
 
+use crate::read::OccurredWindow;
 use auditum_batch as batch;
 use auditum_format::checkpoint::{self, Signer, Verifier};
 use auditum_format::event::{EventRecord, Seq};
@@ -171,10 +174,10 @@ struct Shared {
 }
 
 impl Shared {
-    /// Every unsealed event (the batch being sealed, then the open one), in seq order.
-    fn all_unsealed(&self) -> Vec<Arc<EventRecord>> {
-        let sealing = self.sealing.iter().flat_map(|batch| batch.iter().cloned());
-        sealing.chain(self.open.iter().cloned()).collect()
+    /// Every unsealed event in `window` (the batch being sealed, then the open one), in seq order.
+    fn all_unsealed(&self, window: OccurredWindow) -> Vec<Arc<EventRecord>> {
+        let sealing = self.sealing.iter().flat_map(|batch| batch.iter());
+        sealing.chain(self.open.iter()).filter(|record| window.contains(record.occurred_at)).cloned().collect()
     }
 }
 
@@ -515,12 +518,12 @@ impl Log {
         LedgerSnapshot { entries: shared.entries.clone(), checkpoint: shared.latest_checkpoint.clone() }
     }
 
-    /// Committed entries and the unsealed events of `tenant_id` ("" for every tenant), taken
-    /// under one lock: a batch moves from one to the other atomically, so a reader sees every
-    /// event exactly once.
-    pub fn read_snapshot(&self, tenant_id: &str) -> crate::read::ReadSnapshot {
+    /// Committed entries and the unsealed events of `tenant_id` ("" for every tenant) that may
+    /// fall in `window` (every one that does, possibly others), taken under one lock: a batch
+    /// moves from one to the other atomically, so a reader sees every event exactly once.
+    pub fn read_snapshot(&self, tenant_id: &str, window: OccurredWindow) -> crate::read::ReadSnapshot {
         let shared = lock(&self.inner.shared);
-        let unsealed = if tenant_id.is_empty() { shared.all_unsealed() } else { shared.unsealed_by_tenant.of(tenant_id) };
+        let unsealed = if tenant_id.is_empty() { shared.all_unsealed(window) } else { shared.unsealed_by_tenant.of(tenant_id, window) };
         crate::read::ReadSnapshot {
             log: self.name().to_string(),
             entries: shared.entries.clone(),
@@ -629,7 +632,7 @@ impl Log {
 
     /// Events acknowledged but not yet committed, in seq order.
     pub fn unsealed_events(&self) -> Vec<Arc<EventRecord>> {
-        lock(&self.inner.shared).all_unsealed()
+        lock(&self.inner.shared).all_unsealed(OccurredWindow::default())
     }
 
     /// Total bytes of the log's WAL segments.

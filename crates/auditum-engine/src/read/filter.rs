@@ -42,6 +42,19 @@ pub struct FilterSpec {
     pub source_ip: String,
 }
 
+/// A read's `occurred_at` window, `[start, end)` in microseconds; `None` is unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OccurredWindow {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl OccurredWindow {
+    pub fn contains(&self, occurred_at: i64) -> bool {
+        self.start.is_none_or(|start| occurred_at >= start) && self.end.is_none_or(|end| occurred_at < end)
+    }
+}
+
 /// A validated `EventFilter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -54,6 +67,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter's `occurred_at` window, for choosing the unsealed events a read copies.
+    pub fn occurred_window(&self) -> OccurredWindow {
+        OccurredWindow { start: self.start, end: self.end }
+    }
+
     /// Applies the filter rules (docs/API.md) to a filter's fields; errors name the field.
     pub fn new(filter: &FilterSpec) -> Result<Filter, FilterError> {
         if filter.tenant_id.is_empty() {

@@ -9,7 +9,7 @@ pub mod filter;
 pub mod merge;
 pub mod page_token;
 
-pub use filter::{Filter, FilterError, FilterSpec, page_size};
+pub use filter::{Filter, FilterError, FilterSpec, OccurredWindow, page_size};
 pub use merge::{Page, Scan, ScanContext, matches, prefetch_footers, run_page, text_column};
 pub use page_token::{decode_page_token, encode_page_token};
 
