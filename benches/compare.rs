@@ -449,17 +449,24 @@ async fn paced_only(
         let mut latencies = latencies.lock().unwrap().clone();
         let [needles, selective] = &mut latencies;
         let per_query = unsealed_considered.load(Ordering::Relaxed) as f64 / (needles.len() + selective.len()).max(1) as f64;
+        let (needle_count, selective_count) = (needles.len(), selective.len());
+        // A query type that never finished within the run reads as 0 rather than panicking.
+        for latencies in [&mut *needles, &mut *selective] {
+            if latencies.is_empty() {
+                latencies.push(0.0);
+            }
+        }
         eprintln!(
             "{} run {run}: {rate:.0} events/s held, {queries_per_s:.1} queries/s, {per_query:.0} unsealed events tested per query; needle ms p50 {:.1} p90 {:.1} max {:.1} ({}); selective ms p50 {:.1} p90 {:.1} max {:.1} ({})",
             if pace.is_some() { "paced" } else { "unthrottled" },
             percentile(needles, 0.5),
             percentile(needles, 0.9),
             percentile(needles, 1.0),
-            needles.len(),
+            needle_count,
             percentile(selective, 0.5),
             percentile(selective, 0.9),
             percentile(selective, 1.0),
-            selective.len(),
+            selective_count,
         );
     }
     let _ = server.kill().await;

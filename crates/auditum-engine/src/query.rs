@@ -215,7 +215,9 @@ impl Reader {
         let log = self.log_for_tenant(&filter.tenant_id)?.clone();
         encryption::refuse_encrypted_filters(call, &log, &filter.tenant_id, &request.filter)?;
         log.require_store()?;
-        let snapshot = log.read_snapshot(&filter.tenant_id, filter.occurred_window());
+        // Without include_unsealed the export never looks at unsealed events: none are copied.
+        let window = if request.include_unsealed { filter.occurred_window() } else { crate::read::OccurredWindow::NOTHING };
+        let snapshot = log.read_snapshot(&filter.tenant_id, window);
         let details = serde_json::json!({
             "format": request.format_name,
             "include_unsealed": request.include_unsealed,

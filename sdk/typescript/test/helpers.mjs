@@ -15,11 +15,11 @@ export function auditumBin() {
   return bin;
 }
 
-// Every test file runs in its own process: its temp dirs go when it exits (kept with
-// AUDITUM_KEEP_TMP=1, to look at a failure's spool or server data).
+// Every test file runs in its own process: its temp dirs go when it exits, unless a test failed
+// (their spools and server data are then kept to look at) or AUDITUM_KEEP_TMP is set.
 const createdDirs = [];
-process.on("exit", () => {
-  if (process.env.AUDITUM_KEEP_TMP) return;
+process.on("exit", (code) => {
+  if (process.env.AUDITUM_KEEP_TMP || code !== 0 || (process.exitCode ?? 0) !== 0) return;
   for (const dir of createdDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 

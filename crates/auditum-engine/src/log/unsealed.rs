@@ -49,11 +49,8 @@ impl UnsealedByTenant {
                 chunk.min_occurred_at = chunk.min_occurred_at.min(occurred_at);
                 chunk.max_occurred_at = chunk.max_occurred_at.max(occurred_at);
             }
-            None => {
-                let mut records = Vec::with_capacity(CHUNK_EVENTS);
-                records.push(record.clone());
-                chunks.push_back(Chunk { records, min_occurred_at: occurred_at, max_occurred_at: occurred_at });
-            }
+            // Grown as needed: a tenant with one unsealed event holds one slot, not 1,024.
+            None => chunks.push_back(Chunk { records: vec![record.clone()], min_occurred_at: occurred_at, max_occurred_at: occurred_at }),
         }
     }
 
@@ -163,8 +160,31 @@ mod tests {
         }
         let last_month = OccurredWindow { start: Some(0), end: Some(1_000_000) };
         assert!(index.of("a", last_month).is_empty());
+        assert!(index.of("a", OccurredWindow::NOTHING).is_empty());
         let recent = OccurredWindow { start: Some(1_099_000), end: None };
         let copied = index.of("a", recent);
         assert!(copied.len() >= 1_000 && copied.len() <= 1_000 + 2 * CHUNK_EVENTS, "copied {} events for a window of 1,000", copied.len());
+    }
+
+    /// A chunk whose latest event is exactly at the window's start is read; one whose earliest
+    /// is exactly at its end is not (windows are `[start, end)`), also after a partial seal.
+    #[test]
+    fn chunks_on_the_window_bounds() {
+        let mut index = UnsealedByTenant::default();
+        // Chunk 1: seqs 0..1024 at times 0..1024 (max 1023); chunk 2: seqs 1024..2048 at 5000.. (min 5000).
+        for seq in 0..CHUNK_EVENTS as u64 {
+            index.push(&event(seq, "a", seq as i64));
+        }
+        for seq in CHUNK_EVENTS as u64..2 * CHUNK_EVENTS as u64 {
+            index.push(&event(seq, "a", 5_000 + seq as i64));
+        }
+        for sealed_below in [0, 10] {
+            index.forget_below(Seq(sealed_below));
+            let window = OccurredWindow { start: Some(1_023), end: Some(5_000 + CHUNK_EVENTS as i64) };
+            let got = index.of("a", window);
+            assert_eq!(got.first().map(|record| record.seq.0), Some(sealed_below), "the chunk ending at the start is read");
+            assert_eq!(got.len(), CHUNK_EVENTS - sealed_below as usize, "the chunk starting at the end is not");
+            assert!(got.iter().any(|record| window.contains(record.occurred_at)));
+        }
     }
 }

@@ -50,6 +50,9 @@ pub struct OccurredWindow {
 }
 
 impl OccurredWindow {
+    /// A window no time falls in: for reads that do not want the unsealed events at all.
+    pub const NOTHING: OccurredWindow = OccurredWindow { start: Some(i64::MAX), end: Some(i64::MIN) };
+
     pub fn contains(&self, occurred_at: i64) -> bool {
         self.start.is_none_or(|start| occurred_at >= start) && self.end.is_none_or(|end| occurred_at < end)
     }
