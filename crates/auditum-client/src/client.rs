@@ -118,9 +118,10 @@ impl AuditClient {
     /// event is in the spool (if set) when this returns. Blocks only when the spool is full and
     /// `on_full = Block` (up to `block_timeout`).
     pub fn log(&self, event: impl Into<Event>) -> Result<EventId, LogError> {
-        let event = self.prepare(event.into())?;
-        let id = EventId(event.id.clone());
+        let mut event = self.prepare(event.into())?;
         let bytes = event.encode_to_vec();
+        let id = EventId(std::mem::take(&mut event.id));
+        drop(event);
         let options = &self.shared.options;
         let mut queue = self.shared.lock();
         let mut deadline = None;

@@ -130,8 +130,8 @@ impl LocalRules {
     /// The server's verdict on one event: `field: rule` (without the `events[0].` prefix).
     pub fn check(&self, event: &pb::AuditEvent) -> Result<(), String> {
         let now = auditum_format::time::now_micros();
-        match self.validator.prepare(0, event.clone(), now) {
-            Ok(_) => Ok(()),
+        match self.validator.check(0, event, now) {
+            Ok(()) => Ok(()),
             Err(error) => {
                 let field =
                     error.field.strip_prefix("events[0].").or_else(|| error.field.strip_prefix("events[0]")).unwrap_or(&error.field);

@@ -263,21 +263,55 @@ pub fn stored_event(record: &EventRecord, leaf_hash: &LeafHash, batch_index: Opt
     }
 }
 
-/// Writes canonical JSON (keys sorted, no whitespace) straight from the Struct: prost keeps
-/// `fields` in a BTreeMap, whose order (bytewise UTF-8) is the canonical one.
-struct JsonWriter<F> {
-    is_secret: F,
-    out: Vec<u8>,
+/// Where [`JsonWriter`] puts its text: a buffer, or nowhere when only the rules are checked
+/// (one walk for both, so a check and a conversion can never disagree).
+trait JsonOut {
+    fn push(&mut self, byte: u8);
+    fn extend(&mut self, bytes: &[u8]);
+    fn string(&mut self, text: &str);
+    fn number(&mut self, number: &serde_json::Value);
 }
 
-impl<F: Fn(&str) -> bool> JsonWriter<F> {
+impl JsonOut for Vec<u8> {
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn string(&mut self, text: &str) {
+        // serde_json's escaping, without building a Value tree; writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(self, text);
+    }
+    fn number(&mut self, number: &serde_json::Value) {
+        let _ = serde_json::to_writer(self, number);
+    }
+}
+
+/// Checks without writing.
+struct Discard;
+
+impl JsonOut for Discard {
+    fn push(&mut self, _: u8) {}
+    fn extend(&mut self, _: &[u8]) {}
+    fn string(&mut self, _: &str) {}
+    fn number(&mut self, _: &serde_json::Value) {}
+}
+
+/// Writes canonical JSON (keys sorted, no whitespace) straight from the Struct: prost keeps
+/// `fields` in a BTreeMap, whose order (bytewise UTF-8) is the canonical one.
+struct JsonWriter<F, O> {
+    is_secret: F,
+    out: O,
+}
+
+impl<F: Fn(&str) -> bool, O: JsonOut> JsonWriter<F, O> {
     fn depth_error(&self) -> String {
         format!("nesting depth exceeds the limit of {MAX_STRUCT_DEPTH}")
     }
 
     fn string(&mut self, text: &str) {
-        // serde_json's escaping, without building a Value tree; writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.out, text);
+        self.out.string(text);
     }
 
     fn object(&mut self, fields: &std::collections::BTreeMap<String, prost_types::Value>, depth: usize) -> Result<(), String> {
@@ -303,12 +337,12 @@ impl<F: Fn(&str) -> bool> JsonWriter<F> {
 
     fn value(&mut self, value: &prost_types::Value, depth: usize) -> Result<(), String> {
         match &value.kind {
-            None | Some(Kind::NullValue(_)) => self.out.extend_from_slice(b"null"),
-            Some(Kind::BoolValue(flag)) => self.out.extend_from_slice(if *flag { b"true" } else { b"false" }),
+            None | Some(Kind::NullValue(_)) => self.out.extend(b"null"),
+            Some(Kind::BoolValue(flag)) => self.out.extend(if *flag { b"true" } else { b"false" }),
             Some(Kind::StringValue(text)) => self.string(text),
             Some(Kind::NumberValue(number)) => {
                 let json = number_to_json(*number).ok_or_else(|| "numbers must be finite (no NaN or Infinity)".to_string())?;
-                let _ = serde_json::to_writer(&mut self.out, &json);
+                self.out.number(&json);
             }
             Some(Kind::StructValue(inner)) => self.object(&inner.fields, depth + 1)?,
             Some(Kind::ListValue(list)) => {
@@ -362,6 +396,12 @@ pub fn struct_to_canonical_json(value: Option<&prost_types::Struct>, is_secret: 
     writer.object(&value.fields, 1)?;
     // Only valid UTF-8 was written: protobuf strings are UTF-8 and serde_json escapes correctly.
     String::from_utf8(writer.out).map(Some).map_err(|_| "not valid UTF-8".to_string())
+}
+
+/// The rules of [`struct_to_canonical_json`] without its text: Err is the rule the Struct breaks.
+pub fn check_struct(value: Option<&prost_types::Struct>, is_secret: impl Fn(&str) -> bool) -> Result<(), String> {
+    let Some(value) = value else { return Ok(()) };
+    JsonWriter { is_secret, out: Discard }.object(&value.fields, 1)
 }
 
 #[cfg(test)]

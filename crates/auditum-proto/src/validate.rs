@@ -156,7 +156,62 @@ impl Validator {
         self.prepare_event(index, event, now_micros, true)
     }
 
+    /// [`Validator::prepare`]'s verdict without the conversion: the same checks in the same order
+    /// (one code path), on a borrowed event. The client SDKs check each event with it before
+    /// spooling, where a clone and a conversion per event cost most of `log()`.
+    pub fn check(&self, index: usize, event: &pb::AuditEvent, now_micros: i64) -> Result<(), ValidationError> {
+        self.check_event(index, event, now_micros, false, false).map(|_| ())
+    }
+
     fn prepare_event(&self, index: usize, event: pb::AuditEvent, now_micros: i64, forwarded: bool) -> Result<EventRecord, ValidationError> {
+        let checked = self.check_event(index, &event, now_micros, forwarded, true)?;
+        let Some(actor) = event.actor else {
+            return Err(violation(index, "actor", "required"));
+        };
+        let Some(outcome) = event.outcome else {
+            return Err(violation(index, "outcome", "required"));
+        };
+        let target = event.target.unwrap_or_default();
+        let context = event.context.unwrap_or_default();
+        let id = if event.id.is_empty() { uuid::Uuid::now_v7().to_string() } else { event.id };
+        Ok(EventRecord {
+            seq: Seq(0),
+            id,
+            tenant_id: event.tenant_id,
+            occurred_at: checked.occurred_at,
+            received_at: 0,
+            action: event.action,
+            actor_id: actor.id,
+            actor_type: checked.actor_type.map(str::to_string),
+            actor_name: non_empty(actor.name),
+            target_type: non_empty(target.r#type),
+            target_id: non_empty(target.id),
+            target_name: non_empty(target.name),
+            outcome: checked.outcome.to_string(),
+            error_code: non_empty(outcome.error_code),
+            reason: non_empty(outcome.reason),
+            request_id: non_empty(context.request_id),
+            correlation_id: non_empty(context.correlation_id),
+            session_id: non_empty(context.session_id),
+            source_ip: checked.source_ip,
+            user_agent: non_empty(context.user_agent),
+            service: non_empty(context.service),
+            before: checked.before,
+            after: checked.after,
+            metadata: checked.metadata,
+        })
+    }
+
+    /// Every rule of one event; with `convert`, also the values that need work to check (the
+    /// canonical source address and JSON texts), so `prepare` does not compute them twice.
+    fn check_event(
+        &self,
+        index: usize,
+        event: &pb::AuditEvent,
+        now_micros: i64,
+        forwarded: bool,
+        convert: bool,
+    ) -> Result<Checked, ValidationError> {
         let encoded = event.encoded_len();
         if encoded > MAX_EVENT_BYTES {
             return Err(ValidationError {
@@ -184,36 +239,45 @@ impl Validator {
         if !forwarded && (event.action == RESERVED_ACTION_NAMESPACE || event.action.starts_with(RESERVED_ACTION_PREFIX)) {
             return Err(violation(index, "action", format!("{RESERVED_ACTION_PREFIX}* actions are reserved for auditum's own records")));
         }
-        let Some(actor) = event.actor else {
+        let Some(actor) = &event.actor else {
             return Err(violation(index, "actor", "required"));
         };
         required(index, "actor.id", &actor.id, MAX_ACTOR_ID_BYTES)?;
         let actor_type =
             actor_type_name(actor.r#type).map_err(|value| violation(index, "actor.type", format!("unknown enum value {value}")))?;
-        let Some(outcome) = event.outcome else {
+        let Some(outcome) = &event.outcome else {
             return Err(violation(index, "outcome", "required"));
         };
         let outcome_result = outcome_name(outcome.result).map_err(|rule| violation(index, "outcome.result", rule))?;
-        let target = event.target.unwrap_or_default();
-        let context = event.context.unwrap_or_default();
-        let source_ip = if context.source_ip.is_empty() {
+        let (target_name, context) = (event.target.as_ref().map_or("", |target| &target.name), event.context.as_ref());
+        let source_ip_text = context.map_or("", |context| &context.source_ip);
+        let source_ip = if source_ip_text.is_empty() {
             None
         } else {
             // Stored canonically so "2001:DB8::1" and "2001:db8::1" are one address to queries.
             let address: IpAddr =
-                context.source_ip.parse().map_err(|_| violation(index, "context.source_ip", "must be a valid IPv4 or IPv6 address"))?;
-            Some(address.to_string())
+                source_ip_text.parse().map_err(|_| violation(index, "context.source_ip", "must be a valid IPv4 or IPv6 address"))?;
+            convert.then(|| address.to_string())
         };
         let redactor = &self.redactor;
-        let before = struct_to_canonical_json(event.before.as_ref(), redactor, index, "before")?;
-        let after = struct_to_canonical_json(event.after.as_ref(), redactor, index, "after")?;
-        let metadata = struct_to_canonical_json(event.metadata.as_ref(), redactor, index, "metadata")?;
+        let json = |value: Option<&prost_types::Struct>, field: &str| {
+            if convert {
+                struct_to_canonical_json(value, redactor, index, field)
+            } else {
+                crate::convert::check_struct(value, |key| redactor.is_secret(key))
+                    .map(|()| None)
+                    .map_err(|rule| violation(index, field, rule))
+            }
+        };
+        let before = json(event.before.as_ref(), "before")?;
+        let after = json(event.after.as_ref(), "after")?;
+        let metadata = json(event.metadata.as_ref(), "metadata")?;
         check_length(index, "subject_id", &event.subject_id, MAX_SUBJECT_ID_BYTES)?;
         for (field, value) in [
-            ("actor.name", &actor.name),
-            ("target.name", &target.name),
-            ("outcome.reason", &outcome.reason),
-            ("context.user_agent", &context.user_agent),
+            ("actor.name", actor.name.as_str()),
+            ("target.name", target_name),
+            ("outcome.reason", outcome.reason.as_str()),
+            ("context.user_agent", context.map_or("", |context| context.user_agent.as_str())),
         ] {
             if value.starts_with(ENCRYPTED_VALUE_PREFIX) {
                 return Err(violation(
@@ -223,40 +287,72 @@ impl Validator {
                 ));
             }
         }
-        let id = if event.id.is_empty() { uuid::Uuid::now_v7().to_string() } else { event.id };
-        Ok(EventRecord {
-            seq: Seq(0),
-            id,
-            tenant_id: event.tenant_id,
-            occurred_at,
-            received_at: 0,
-            action: event.action,
-            actor_id: actor.id,
-            actor_type: actor_type.map(str::to_string),
-            actor_name: non_empty(actor.name),
-            target_type: non_empty(target.r#type),
-            target_id: non_empty(target.id),
-            target_name: non_empty(target.name),
-            outcome: outcome_result.to_string(),
-            error_code: non_empty(outcome.error_code),
-            reason: non_empty(outcome.reason),
-            request_id: non_empty(context.request_id),
-            correlation_id: non_empty(context.correlation_id),
-            session_id: non_empty(context.session_id),
-            source_ip,
-            user_agent: non_empty(context.user_agent),
-            service: non_empty(context.service),
-            before,
-            after,
-            metadata,
-        })
+        Ok(Checked { occurred_at, actor_type, outcome: outcome_result, source_ip, before, after, metadata })
     }
+}
+
+/// What checking an event computed that its record keeps.
+struct Checked {
+    occurred_at: i64,
+    actor_type: Option<&'static str>,
+    outcome: &'static str,
+    source_ip: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    metadata: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost_types::value::Kind;
+
+    #[test]
+    fn check_gives_prepares_verdict_on_every_rule() {
+        use crate::sample::{number_value, realistic_event, string_value, struct_of};
+        use rand::SeedableRng;
+        let validator = Validator { redactor: Redactor::default() };
+        let now = 1_800_000_000_000_000;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let deep = (0..MAX_STRUCT_DEPTH + 1)
+            .fold(string_value("x"), |inner, _| prost_types::Value { kind: Some(Kind::StructValue(struct_of(vec![("a", inner)]))) });
+        type Break = fn(&mut pb::AuditEvent, &prost_types::Value);
+        let breaks: Vec<(&str, Break)> = vec![
+            ("valid", |_, _| {}),
+            ("id too long", |event, _| event.id = "i".repeat(MAX_ID_BYTES + 1)),
+            ("no tenant", |event, _| event.tenant_id.clear()),
+            ("bad tenant", |event, _| event.tenant_id = "a b".into()),
+            ("no time", |event, _| event.occurred_at = None),
+            ("bad nanos", |event, _| event.occurred_at = Some(prost_types::Timestamp { seconds: 1, nanos: -1 })),
+            ("future", |event, _| event.occurred_at = Some(prost_types::Timestamp { seconds: 1_900_000_000, nanos: 0 })),
+            ("upper-case action", |event, _| event.action = "User.Login".into()),
+            ("reserved action", |event, _| event.action = "auditum.read".into()),
+            ("no actor", |event, _| event.actor = None),
+            ("no actor id", |event, _| event.actor.as_mut().unwrap().id.clear()),
+            ("bad actor type", |event, _| event.actor.as_mut().unwrap().r#type = 99),
+            ("no outcome", |event, _| event.outcome = None),
+            ("bad outcome", |event, _| event.outcome.as_mut().unwrap().result = 99),
+            ("bad ip", |event, _| event.context.as_mut().unwrap().source_ip = "10.0.0".into()),
+            ("NaN in before", |event, _| event.before = Some(struct_of(vec![("n", number_value(f64::NAN))]))),
+            ("NaN under a secret key", |event, _| event.metadata = Some(struct_of(vec![("password", number_value(f64::NAN))]))),
+            ("too deep", |event, deep| event.after = Some(struct_of(vec![("a", deep.clone())]))),
+            ("subject too long", |event, _| event.subject_id = "s".repeat(MAX_SUBJECT_ID_BYTES + 1)),
+            ("ciphertext-like name", |event, _| event.target.as_mut().unwrap().name = format!("{ENCRYPTED_VALUE_PREFIX}x")),
+            ("too big", |event, _| event.metadata = Some(struct_of(vec![("x", string_value(&"y".repeat(MAX_EVENT_BYTES)))]))),
+            ("two faults", |event, _| {
+                event.action = "Bad".into();
+                event.actor = None;
+            }),
+        ];
+        for (name, break_it) in breaks {
+            let mut event = realistic_event(&mut rng, now - 1_000_000);
+            break_it(&mut event, &deep);
+            let checked = validator.check(3, &event, now);
+            let prepared = validator.prepare(3, event, now).map(|_| ());
+            assert_eq!(checked, prepared, "{name}");
+            assert_eq!(checked.is_ok(), name == "valid" || name == "NaN under a secret key", "{name}: {checked:?}");
+        }
+    }
 
     #[test]
     fn redaction_matches_secret_looking_keys() {

@@ -1,5 +1,6 @@
 """The spool bytes of sdk/SPOOL.md: records, acks, torn tails and damage, without a server."""
 
+import os
 import zlib
 
 from auditum import spool_format as fmt
@@ -54,3 +55,47 @@ def test_a_bad_record_with_valid_ones_after_it_is_damage():
 def test_a_crash_at_creation_leaves_an_empty_segment_and_a_foreign_file_is_damage():
     assert fmt.parse_segment(fmt.MAGIC[:5]).empty
     assert fmt.parse_segment(b"NOT-A-SPOOL-FILE-AT-ALL").bad_magic
+
+
+def test_zeros_after_the_records_are_free_space_and_zeros_before_a_record_are_damage():
+    records = segment(fmt.event_record(b"a" * 50), fmt.ack_record([0]), fmt.event_record(b"b" * 50))
+    free = fmt.parse_segment(records + bytes(4 << 20))  # a preallocated segment's unused tail
+    assert (free.torn_at, free.zero_tail, free.damaged_at) == (len(records), True, [])
+    assert len(free.events) == 2 and free.acked == {0}
+    half = records + fmt.event_record(b"c" * 50)[:20]  # a torn record, then zeros: still a tear
+    torn = fmt.parse_segment(half + bytes(100))
+    assert (torn.torn_at, torn.zero_tail) == (len(records), False)
+    middle = fmt.parse_segment(records + bytes(100) + fmt.event_record(b"d" * 50))
+    assert (middle.damaged_at, middle.zero_tail) == ([len(records)], False)
+
+
+def test_the_current_segment_is_preallocated_within_the_bound_and_cut_when_it_stops_being_current(tmp_path):
+    import sys
+
+    from auditum.spool import Store
+
+    small = 64 * 1024  # segments of 16 KiB
+    store = Store(str(tmp_path), small, "batch", report=lambda error: None)
+    try:
+        event = b"\x0a" + b"e" * 999
+        with store.lock:
+            for _ in range(40):
+                assert store.room_for(len(event) + 8)
+                store.append(event)
+        files = {name: os.path.getsize(tmp_path / name) for name in os.listdir(tmp_path) if name.endswith(".spool")}
+        assert len(files) == 3
+        current = store.current
+        for segment in store.segments:
+            if segment is not current:
+                assert files[os.path.basename(segment.path)] == segment.size, "cut to its records"
+        if sys.platform.startswith("linux"):
+            assert current.map is not None and files[os.path.basename(current.path)] == 16 * 1024
+        # What spool_max_bytes bounds is the files' bytes, preallocated zeros included.
+        assert store.total_bytes == sum(files.values()) <= small
+        with store.lock:
+            while store.room_for(len(event) + 8):
+                store.append(event)
+        files = [os.path.getsize(tmp_path / name) for name in os.listdir(tmp_path) if name.endswith(".spool")]
+        assert store.total_bytes == sum(files) and sum(files) + len(event) + 8 + 16 > small
+    finally:
+        store.close()

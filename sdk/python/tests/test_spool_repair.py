@@ -39,6 +39,26 @@ def test_a_torn_tail_is_truncated_and_everything_before_it_delivered(server, tmp
     assert all(counts[event_id] == 1 for event_id in ids) and sum(counts.values()) == 50
 
 
+def test_zeros_left_by_a_preallocating_client_are_cut_silently_and_everything_delivered(server, tmp_path, caplog):
+    spool = str(tmp_path / "spool")
+    ids, segment = spool_offline(spool, 30)
+    intact = os.path.getsize(segment)
+    with open(segment, "ab") as handle:  # what a client killed with its segment mapped leaves behind
+        handle.write(bytes(4 << 20))
+    reported = []
+    with caplog.at_level(logging.INFO, logger="auditum"):
+        client = AuditClient(server.url, tenant_id="repair", spool_dir=spool, on_error=reported.append)
+    assert "torn" not in caplog.text
+    try:
+        assert os.path.getsize(segment) == intact
+    except FileNotFoundError:  # its events were already delivered and the segment deleted
+        pass
+    assert client.flush(timeout=30) and client.close()
+    assert reported == []
+    counts = id_counts(server.url, "repair")
+    assert all(counts[event_id] == 1 for event_id in ids) and sum(counts.values()) == 30
+
+
 def test_a_damaged_middle_is_reported_kept_aside_and_the_readable_events_delivered(server, tmp_path):
     spool = str(tmp_path / "spool")
     ids, segment = spool_offline(spool, 50)

@@ -69,6 +69,30 @@ test("a torn spool tail is truncated and everything before it is delivered", asy
   }
 });
 
+test("zeros after the last record (a preallocated segment left by the Rust or Python SDK) are free space, not a tear", async () => {
+  const { dir, ids } = await spoolWith(20, "zeros");
+  const [seg] = segments(dir);
+  const size = fs.statSync(seg).size;
+  fs.appendFileSync(seg, Buffer.alloc(1 << 20)); // a mapped segment's unused megabyte
+  const server = await startServer();
+  const infos = [];
+  const errors = [];
+  const opened = Date.now();
+  const client = new AuditClient({ url: server.url, spoolDir: dir, logger: { info: (m) => infos.push(m) }, onError: (e) => errors.push(e) });
+  try {
+    assert.ok(Date.now() - opened < 2_000, "the zeros are not searched byte by byte for records");
+    assert.equal(fs.statSync(seg).size, size, "cut back to the last record");
+    assert.ok(!infos.some((m) => m.includes("torn")), infos.join("\n"));
+    assert.deepEqual(errors, []);
+    assert.equal(await client.flush(30_000), true);
+    const archived = (await queryAll(server.url, "zeros", ["test.spool"])).map((e) => e.event.id);
+    assert.deepEqual(archived.sort(), [...ids].sort());
+  } finally {
+    await client.close(5_000);
+    await server.stop();
+  }
+});
+
 test("a damaged middle is reported, kept aside in damaged/, and the events before it are delivered", async () => {
   const { dir, ids } = await spoolWith(50, "damaged");
   const [seg] = segments(dir);

@@ -2,6 +2,7 @@
 //! server acknowledged it. The bytes are sdk/SPOOL.md's, shared with the Python and TypeScript SDKs.
 
 mod lock;
+mod mapped;
 mod replay;
 pub mod segment;
 
@@ -9,6 +10,7 @@ pub use lock::SpoolLock;
 pub use replay::Replayed;
 
 use crate::options::SpoolFsync;
+use mapped::MappedSegment;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -35,22 +37,77 @@ pub struct Location {
 struct Segment {
     path: PathBuf,
     file: Arc<File>,
+    /// The bytes of its records (with the magic): where the next record goes.
     size: u64,
+    /// The file's length: longer than `size` while it is the current segment, preallocated
+    /// (zeros after the records). What `spool_max_bytes` bounds.
+    file_len: u64,
     events: u32,
     acked: u32,
+    /// The current segment's preallocated file, mapped (None for older segments, or where it
+    /// could not be preallocated).
+    mapped: Option<MappedSegment>,
 }
 
 impl Segment {
-    fn create(dir: &Path, number: u64, sync: bool) -> std::io::Result<Segment> {
+    /// A new current segment, preallocated to `capacity` bytes and mapped where possible.
+    fn create(dir: &Path, number: u64, sync: bool, capacity: u64) -> std::io::Result<Segment> {
         let path = dir.join(segment::segment_name(number));
-        let mut file = std::fs::OpenOptions::new().create_new(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
         file.write_all(segment::MAGIC)?;
+        let magic = segment::MAGIC.len() as u64;
+        let preallocated = capacity > magic && mapped::preallocate(&file, capacity);
+        let mapped = if preallocated { MappedSegment::new(&file, capacity) } else { None };
         if sync {
             file.sync_data()?;
             File::open(dir)?.sync_all()?;
         }
-        Ok(Segment { path, file: Arc::new(file), size: segment::MAGIC.len() as u64, events: 0, acked: 0 })
+        let file_len = if preallocated { capacity } else { magic };
+        Ok(Segment { path, file: Arc::new(file), size: magic, file_len, events: 0, acked: 0, mapped })
     }
+
+    /// Writes a whole record at the end of the segment's records; returns how much longer the
+    /// file got (nothing while it fits the preallocated zeros).
+    fn write_record(&mut self, record: &[u8]) -> std::io::Result<u64> {
+        let copied = match self.mapped.as_mut() {
+            Some(mapped) => mapped.write(self.size, record),
+            None => false,
+        };
+        if !copied {
+            write_at(&self.file, record, self.size)?;
+        }
+        self.size += record.len() as u64;
+        let grown = self.size.saturating_sub(self.file_len);
+        self.file_len += grown;
+        Ok(grown)
+    }
+
+    /// Unmaps it and cuts the preallocated zeros after its records, as it stops being current;
+    /// returns the bytes freed.
+    fn seal(&mut self) -> u64 {
+        self.mapped = None;
+        if self.file_len == self.size {
+            return 0;
+        }
+        // Left in place, the zeros are only free space to the next open (sdk/SPOOL.md).
+        if let Err(error) = self.file.set_len(self.size) {
+            tracing::warn!(path = %self.path.display(), %error, "could not cut a spool segment's preallocated tail");
+            return 0;
+        }
+        std::mem::replace(&mut self.file_len, self.size) - self.size
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    file.write_all(bytes)
 }
 
 /// An open spool: the current segment new events go to, and older ones still holding events.
@@ -84,21 +141,27 @@ impl Spool {
         self.size
     }
 
-    /// Whether a record of an event of `event_len` bytes fits (SPOOL.md: `size + record + 16`).
+    /// Whether a record of an event of `event_len` bytes fits (SPOOL.md: `size + growth + 16`,
+    /// where a record inside the current segment's preallocated zeros grows nothing).
     pub fn has_room(&self, event_len: usize) -> bool {
-        self.size + segment::event_record_len(event_len) + segment::MAGIC.len() as u64 <= self.max_bytes
+        let growth = (self.current.size + segment::event_record_len(event_len)).saturating_sub(self.current.file_len);
+        self.size + growth + segment::MAGIC.len() as u64 <= self.max_bytes
     }
 
-    /// Writes one event record with a single `write()`; fsyncs it under `SpoolFsync::Always`.
+    /// The current segment's preallocation: a whole segment, or what is left of `spool_max_bytes`.
+    fn next_capacity(&self) -> u64 {
+        self.segment_limit.min(self.max_bytes.saturating_sub(self.size))
+    }
+
+    /// Writes one event record whole (one copy into the mapped segment, or one `pwrite`); fsyncs
+    /// it under `SpoolFsync::Always`.
     pub fn append(&mut self, event: &[u8]) -> std::io::Result<Location> {
         if self.current.size >= self.segment_limit {
             self.rotate()?;
         }
         self.record.clear();
         segment::event_record(event, &mut self.record);
-        (&*self.current.file).write_all(&self.record)?;
-        self.current.size += self.record.len() as u64;
-        self.size += self.record.len() as u64;
+        self.size += self.current.write_record(&self.record)?;
         let location = Location { segment: self.current_number, ordinal: self.current.events };
         self.current.events += 1;
         match self.fsync {
@@ -115,8 +178,9 @@ impl Spool {
             self.current.file.sync_data()?;
         }
         self.dirty = false;
-        let next = Segment::create(&self.dir, self.current_number + 1, self.fsync != SpoolFsync::Never)?;
-        self.size += next.size;
+        self.size -= self.current.seal();
+        let next = Segment::create(&self.dir, self.current_number + 1, self.fsync != SpoolFsync::Never, self.next_capacity())?;
+        self.size += next.file_len;
         let old = std::mem::replace(&mut self.current, next);
         let old_number = self.current_number;
         self.current_number += 1;
@@ -130,7 +194,7 @@ impl Spool {
 
     fn delete(&mut self, segment: Segment) {
         match std::fs::remove_file(&segment.path) {
-            Ok(()) => self.size -= segment.size,
+            Ok(()) => self.size -= segment.file_len,
             // Left in place it is replayed (and deduplicated by the server) next time: nothing lost.
             Err(error) => tracing::warn!(path = %segment.path.display(), %error, "could not delete an acknowledged spool segment"),
         }
@@ -155,9 +219,7 @@ impl Spool {
             let segment = if number == self.current_number { Some(&mut self.current) } else { self.older.get_mut(&number) };
             let Some(segment) = segment else { continue };
             // Acks are not fsynced: a lost ack only means a resend the server deduplicates.
-            (&*segment.file).write_all(&record)?;
-            segment.size += record.len() as u64;
-            self.size += record.len() as u64;
+            self.size += segment.write_record(&record)?;
             segment.acked += ordinals.len() as u32;
             if number != self.current_number && segment.acked >= segment.events {
                 if let Some(done) = self.older.remove(&number) {
@@ -182,8 +244,9 @@ impl Spool {
         }
         if self.current.acked >= self.current.events {
             std::fs::remove_file(&self.current.path)?;
-            self.size -= self.current.size;
+            self.size -= self.current.file_len;
         } else {
+            self.size -= self.current.seal();
             self.current.file.sync_all()?;
         }
         Ok(())

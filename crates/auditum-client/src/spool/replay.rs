@@ -94,8 +94,12 @@ pub fn open(dir: &Path, fsync: SpoolFsync, max_bytes: u64) -> Result<(Spool, Ope
         if let Some(torn_at) = scan.torn_at {
             let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
             file.set_len(torn_at as u64).and_then(|()| file.sync_all()).map_err(io(&path))?;
-            tracing::info!(path = %path.display(), offset = torn_at, "truncated a torn spool tail");
-            opened.truncated.push((path.clone(), torn_at as u64));
+            // Zeros are the free space of a preallocated segment (a client stopped without
+            // closing): nothing was torn.
+            if !scan.zero_tail {
+                tracing::info!(path = %path.display(), offset = torn_at, "truncated a torn spool tail");
+                opened.truncated.push((path.clone(), torn_at as u64));
+            }
             length = torn_at as u64;
         }
         let events = scan.events.len() as u32;
@@ -104,22 +108,25 @@ pub fn open(dir: &Path, fsync: SpoolFsync, max_bytes: u64) -> Result<(Spool, Ope
             std::fs::remove_file(&path).map_err(io(&path))?;
             continue;
         }
-        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        // Not O_APPEND: records go at `size` with pwrite, which O_APPEND would ignore.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
         let acked = events - unacked.len() as u32;
-        older.insert(number, Segment { path, file: Arc::new(file), size: length, events, acked });
+        older.insert(number, Segment { path, file: Arc::new(file), size: length, file_len: length, events, acked, mapped: None });
         size += length;
         opened
             .replayed
             .extend(unacked.into_iter().map(|(ordinal, event)| Replayed { event, location: Location { segment: number, ordinal } }));
     }
     // Never append to an old segment: a new one, numbered after the highest.
-    let current = Segment::create(&dir, highest + 1, fsync != SpoolFsync::Never).map_err(io(&dir))?;
-    size += current.size;
+    let segment_limit = MAX_SEGMENT_BYTES.min((max_bytes / 4).max(4096));
+    let capacity = segment_limit.min(max_bytes.saturating_sub(size));
+    let current = Segment::create(&dir, highest + 1, fsync != SpoolFsync::Never, capacity).map_err(io(&dir))?;
+    size += current.file_len;
     let mut spool = Spool {
         dir: dir.clone(),
         fsync,
         max_bytes,
-        segment_limit: MAX_SEGMENT_BYTES.min((max_bytes / 4).max(4096)),
+        segment_limit,
         current_number: highest + 1,
         current,
         older,
@@ -179,6 +186,38 @@ mod tests {
         spool.close().unwrap();
         let (_spool, opened) = Spool::open(dir.path(), SpoolFsync::Batch, 1 << 30).unwrap();
         assert!(opened.replayed.is_empty());
+    }
+
+    #[test]
+    fn the_current_segment_is_preallocated_and_a_spool_left_unclosed_replays_whole_without_a_tear() {
+        let dir = tempfile::tempdir().unwrap();
+        // 64 KiB: segments of 16 KiB; records of 1,009 bytes, so the 17th of a segment crosses
+        // the preallocated end and is written with pwrite.
+        let (mut spool, _) = Spool::open(dir.path(), SpoolFsync::Batch, 64 << 10).unwrap();
+        let logged: Vec<Vec<u8>> = (0..40u8).map(|index| vec![index; 1000]).collect();
+        let locations: Vec<Location> = logged.iter().map(|event| spool.append(event).unwrap()).collect();
+        assert_eq!(locations.iter().map(|location| location.segment).collect::<std::collections::BTreeSet<_>>().len(), 3);
+        spool.ack(&locations[..5]).unwrap();
+        let length = |number: u64| std::fs::metadata(dir.path().join(segment::segment_name(number))).unwrap().len();
+        let (current, older) = (spool.current_number, spool.older.keys().copied().collect::<Vec<_>>());
+        assert_eq!(older, [1, 2]);
+        for number in older {
+            // Cut to its records when it stopped being current (acks appended after them).
+            assert_eq!(length(number), spool.older[&number].size);
+        }
+        if cfg!(target_os = "linux") {
+            assert!(spool.current.mapped.is_some());
+            assert_eq!(length(current), 16 << 10, "preallocated");
+        }
+        // The size spool_max_bytes bounds is the files' (the preallocated zeros count).
+        assert_eq!(spool.size(), [1, 2, current].map(length).iter().sum::<u64>());
+        assert!(spool.size() <= 64 << 10);
+        // Left without close(), as by a kill -9: the zeros after the records are not a tear.
+        drop(spool);
+        let (spool, opened) = Spool::open(dir.path(), SpoolFsync::Batch, 64 << 10).unwrap();
+        assert_eq!(events(&opened), logged[5..].iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert!(opened.truncated.is_empty() && opened.damaged.is_empty(), "{opened:?}");
+        assert_eq!(length(current), spool.older[&current].size, "the free space was cut");
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct Scan {
     pub acked: HashSet<u32>,
     /// Where a torn tail starts (the file is to be truncated there).
     pub torn_at: Option<usize>,
+    /// Whether that tail is only zeros: a preallocated segment's free space, not a torn write.
+    pub zero_tail: bool,
     /// Offsets of invalid records followed by valid ones.
     pub damage: Vec<usize>,
 }
@@ -122,6 +124,12 @@ pub fn scan(data: &[u8]) -> Scan {
                     Record::Ack(_) => {}
                 }
                 offset += len;
+            }
+            // Checked first: scanning megabytes of zeros byte by byte for a record is slow.
+            None if data[offset..].iter().all(|&byte| byte == 0) => {
+                scan.torn_at = Some(offset);
+                scan.zero_tail = true;
+                break;
             }
             None => match (offset + 1..data.len()).find(|&next| record_at(data, next).is_some()) {
                 Some(next) => {
@@ -178,5 +186,29 @@ mod tests {
         let scan = scan(&damaged);
         assert_eq!(scan.damage, vec![MAGIC.len() + 12]);
         assert_eq!(scan.events.iter().map(|(_, event)| event.as_slice()).collect::<Vec<_>>(), [&b"one"[..], b"three"]);
+        assert!(!torn.zero_tail && !scan.zero_tail);
+    }
+
+    #[test]
+    fn a_preallocated_zero_tail_is_free_space_and_zeros_before_a_record_are_damage() {
+        let mut preallocated = segment(&[b"one", b"two"], &[0]);
+        let records_end = preallocated.len();
+        preallocated.resize(records_end + 3000, 0);
+        let free = scan(&preallocated);
+        assert_eq!((free.torn_at, free.zero_tail, free.damage.len()), (Some(records_end), true, 0));
+        assert_eq!(free.unacked(), vec![(1, b"two".to_vec())]);
+        // A torn record in front of the zeros is a torn tail, reported as such.
+        let mut torn = segment(&[b"one"], &[]);
+        let torn_at = torn.len();
+        torn.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+        torn.resize(torn_at + 100, 0);
+        assert_eq!((scan(&torn).torn_at, scan(&torn).zero_tail), (Some(torn_at), false));
+        // Zeros with a valid record after them are damage in the middle, not free space.
+        let mut middle = segment(&[b"one"], &[]);
+        let zeros_at = middle.len();
+        middle.resize(zeros_at + 50, 0);
+        event_record(b"two", &mut middle);
+        let damaged = scan(&middle);
+        assert_eq!((damaged.damage, damaged.zero_tail), (vec![zeros_at], false));
     }
 }

@@ -7,7 +7,9 @@ those do I/O on events already taken (their segments cannot be deleted before th
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import sys
 import threading
 import time
 from array import array
@@ -22,6 +24,11 @@ from .transport import request_frame, request_header
 
 log = logging.getLogger("auditum")
 SEGMENT_BYTES = 16 * 1024 * 1024
+# The current segment is preallocated and mapped (SPOOL.md, "Preallocated segments"): log() copies
+# its record into the mapping instead of calling os.write, which releases the GIL, and a delivery
+# thread then holds it while log() waits to get it back. Pages are prefaulted this far ahead.
+PREFAULT_AHEAD = 64 * 1024
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; the constant is Python 3.13's
 
 
 class Run(NamedTuple):
@@ -34,10 +41,16 @@ class Run(NamedTuple):
 
 class Segment:
     __slots__ = ("number", "path", "fd", "size", "offsets", "lengths", "acked", "n_acked", "low",
-                 "first_serial", "sent_upto", "synced", "dir_synced", "payloads", "frames", "frames_from")
+                 "first_serial", "sent_upto", "synced", "dir_synced", "payloads", "frames", "frames_from",
+                 "map", "prefaulted", "file_len")
 
     def __init__(self, number: int, path: str | None, fd: int | None, size: int, first_serial: int) -> None:
         self.number, self.path, self.fd, self.size = number, path, fd, size
+        # The file's length, what spool_max_bytes bounds: longer than `size` while the current
+        # segment is preallocated (zeros after the records, which go at `size`).
+        self.file_len = size
+        self.map: mmap.mmap | None = None
+        self.prefaulted = 0
         self.offsets = array("Q")    # record offset of each event ordinal (file segments)
         self.lengths = array("I")    # record payload length (kind byte + event) of each ordinal
         self.acked = bytearray()
@@ -55,6 +68,74 @@ class Segment:
     @property
     def count(self) -> int:
         return len(self.lengths)
+
+    def advance(self, written: int) -> int:
+        """Counts `written` bytes of records at `size`; returns how much longer the file got."""
+        self.size += written
+        grown = max(0, self.size - self.file_len)
+        self.file_len += grown
+        return grown
+
+    def write_record(self, record: bytes) -> None:
+        """Writes a whole record at `size` (the caller then advances): a copy into the mapping, or
+        one pwrite."""
+        start, end = self.size, self.size + len(record)
+        mapped = self.map
+        if mapped is not None and end <= len(mapped):
+            if end > self.prefaulted:
+                ahead = min(len(mapped), -(-(end + PREFAULT_AHEAD) // mmap.PAGESIZE) * mmap.PAGESIZE)
+                try:
+                    mapped.madvise(MADV_POPULATE_WRITE, self.prefaulted, ahead - self.prefaulted)
+                except OSError:
+                    pass  # an older kernel: the copy takes the page faults instead
+                self.prefaulted = ahead
+            mapped[start:end] = record
+            return
+        assert self.fd is not None
+        written = 0
+        try:
+            written = os.pwrite(self.fd, record, start)
+            if written != len(record):
+                raise OSError(f"short write to {self.path} ({written} of {len(record)} bytes)")
+        except OSError:
+            if written:
+                # Never leave half a record mid-file (nor cut the file under its mapping).
+                os.ftruncate(self.fd, max(start, len(mapped) if mapped is not None else 0))
+            raise
+
+    def unmap(self) -> int:
+        """Closes the mapping and cuts the preallocated zeros after the records, as the segment stops
+        being current; returns the bytes freed."""
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        if self.fd is None or self.file_len == self.size:
+            return 0
+        try:
+            os.ftruncate(self.fd, self.size)
+        except OSError as error:  # left in place, the zeros are free space to the next open
+            log.warning("auditum spool: could not cut the preallocated tail of %s: %s", self.path, error)
+            return 0
+        freed, self.file_len = self.file_len - self.size, self.size
+        return freed
+
+
+def _preallocate(segment: Segment, capacity: int) -> None:
+    """Preallocates the new segment to `capacity` bytes of zeros (so writing a mapped page never needs
+    a disk block: a full disk is an error here, not a SIGBUS later) and maps it, where possible."""
+    if not sys.platform.startswith("linux") or capacity <= segment.size or segment.fd is None:
+        return
+    try:
+        os.posix_fallocate(segment.fd, 0, capacity)
+    except OSError as error:
+        log.debug("auditum spool: segment not preallocated (%s); writing with pwrite", error)
+        os.ftruncate(segment.fd, segment.size)  # a failed fallocate may leave it longer
+        return
+    segment.file_len = capacity
+    try:
+        segment.map = mmap.mmap(segment.fd, capacity, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError) as error:
+        log.debug("auditum spool: segment not mapped (%s); writing with pwrite", error)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -107,50 +188,49 @@ class Store:
         self.next_number += 1
         if self.directory:
             path = os.path.join(self.directory, fmt.segment_name(number))
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             os.write(fd, fmt.MAGIC)
             segment = Segment(number, path, fd, len(fmt.MAGIC), self.next_serial)
+            # A whole segment, or what is left of spool_max_bytes.
+            _preallocate(segment, min(self.segment_limit, self.max_bytes - self.total_bytes))
             segment.synced, segment.dir_synced = 0, False
         else:
             segment = Segment(number, None, None, 0, self.next_serial)
-        self.total_bytes += segment.size
+        self.total_bytes += segment.file_len
         self.segments.append(segment)
         self.unsent.append(segment)
         self.current = segment
         return segment
 
     def room_for(self, record_size: int) -> bool:
-        return self.total_bytes + record_size + len(fmt.MAGIC) <= self.max_bytes
+        current = self.current  # a record inside its preallocated zeros makes no file longer
+        growth = max(0, current.size + record_size - current.file_len)
+        return self.total_bytes + growth + len(fmt.MAGIC) <= self.max_bytes
 
     def append(self, event_bytes: bytes) -> Segment:
         """Writes one event record to the current segment; the caller checked room_for()."""
         current = self.current
         if current.size >= self.segment_limit and current.count:
             previous = current
+            self.total_bytes -= previous.unmap()
             current = self._new_segment()
             self._delete_if_done(previous)
         record = fmt.event_record(event_bytes)
         size = len(record)
         ordinal = len(current.lengths)
         if current.fd is not None:
-            written = 0
             try:
-                written = os.write(current.fd, record)
-                if written != size:
-                    raise OSError(f"short write to {current.path} ({written} of {size} bytes)")
+                current.write_record(record)
             except OSError as error:
-                if written:
-                    os.ftruncate(current.fd, current.size)  # never leave half a record mid-file
                 raise AuditError(f"could not write the event to the spool: {error}") from error
             current.offsets.append(current.size)
         else:
             assert current.payloads is not None
             current.payloads.append(event_bytes)
-        current.size += size
+        self.total_bytes += current.advance(size)
         self.bytes_written += size
         current.lengths.append(size - 8)
         current.acked.append(0)
-        self.total_bytes += size
         self.next_serial += 1
         frames = current.frames
         if not frames:
@@ -281,9 +361,8 @@ class Store:
                 continue
             if segment.fd is not None:
                 record = fmt.ack_record(range(start, end))
-                os.write(segment.fd, record)  # fsynced lazily: a lost ack only means a resend
-                segment.size += len(record)
-                self.total_bytes += len(record)
+                segment.write_record(record)  # fsynced lazily: a lost ack only means a resend
+                self.total_bytes += segment.advance(len(record))
                 self.bytes_written += len(record)
             else:
                 assert segment.payloads is not None
@@ -302,7 +381,7 @@ class Store:
         if segment.fd is not None:
             os.close(segment.fd)
             os.unlink(segment.path)  # type: ignore[arg-type]
-            self.total_bytes -= segment.size
+            self.total_bytes -= segment.file_len
         segment.fd = None
 
     def min_unresolved(self) -> int:
@@ -337,8 +416,9 @@ class Store:
                 continue
             size = len(data)
             if parsed.torn_at is not None:
-                log.info("auditum spool: truncated a torn tail of %s at byte %d (%d bytes of an interrupted write)",
-                         path, parsed.torn_at, size - parsed.torn_at)
+                if not parsed.zero_tail:  # zeros are a preallocated segment's free space, not a tear
+                    log.info("auditum spool: truncated a torn tail of %s at byte %d (%d bytes of an interrupted write)",
+                             path, parsed.torn_at, size - parsed.torn_at)
                 os.truncate(path, parsed.torn_at)
                 size = parsed.torn_at
             if parsed.damaged_at:
@@ -349,7 +429,7 @@ class Store:
             if all(ordinal in parsed.acked for ordinal, _, _ in parsed.events):
                 os.unlink(path)
                 continue
-            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            fd = os.open(path, os.O_RDWR)  # records go at `size` with pwrite
             os.fsync(fd)
             segment = Segment(number, path, fd, size, self.next_serial)
             for ordinal, offset, length in parsed.events:
@@ -388,11 +468,15 @@ class Store:
             if segment.fd is None:
                 continue
             if segment.n_acked == segment.count:
+                if segment.map is not None:
+                    segment.map.close()
+                    segment.map = None
                 self.segments.remove(segment)
                 os.close(segment.fd)
                 os.unlink(segment.path)  # type: ignore[arg-type]
-                self.total_bytes -= segment.size
+                self.total_bytes -= segment.file_len
             else:
+                self.total_bytes -= segment.unmap()
                 os.fsync(segment.fd)
                 os.close(segment.fd)
             segment.fd = None

@@ -57,8 +57,11 @@ export interface ParsedSegment {
   acked: Set<number>;
   /** Bytes of valid records (incl. magic): where a torn tail is truncated, or where damage starts. */
   validEnd: number;
-  /** Set when the file is bad before validEnd's successor: "torn" (truncate) or "damaged" (keep aside). */
-  problem?: { kind: "torn" | "damaged"; detail: string };
+  /**
+   * Set when the file is bad before validEnd's successor: "torn" (truncate) or "damaged" (keep aside).
+   * "free" is only zeros after the records: a preallocated segment's free space (truncate, no report).
+   */
+  problem?: { kind: "torn" | "damaged" | "free"; detail: string };
 }
 
 /** Parses a whole segment file's bytes. Never throws on bad content: it says what it found. */
@@ -79,6 +82,11 @@ export function parseSegment(buf: Buffer): ParsedSegment {
   let ordinal = 0;
   while (pos < buf.length) {
     const bad = checkRecord(buf, pos);
+    // Checked first: searching megabytes of zeros byte by byte for a valid record is slow.
+    if (bad && isZeros(buf, pos)) {
+      out.problem = { kind: "free", detail: `zeros from byte ${pos}` };
+      return out;
+    }
     if (bad) {
       // A bad record with a valid one somewhere after it is damage; otherwise it is the torn end of a write.
       const kind = validRecordAfter(buf, pos + 1) ? "damaged" : "torn";
@@ -97,6 +105,11 @@ export function parseSegment(buf: Buffer): ParsedSegment {
     out.validEnd = pos;
   }
   return out;
+}
+
+function isZeros(buf: Buffer, from: number): boolean {
+  for (let pos = from; pos < buf.length; pos++) if (buf[pos] !== 0) return false;
+  return true;
 }
 
 /** Why the record at pos is not valid, or undefined when it is. */

@@ -120,6 +120,8 @@ export class Spool {
         );
         if (parsed.validEnd >= MAGIC.length) fs.truncateSync(file, parsed.validEnd);
       }
+      // Zeros after the records: a preallocating client (Rust, Python) stopped without closing.
+      if (parsed.problem?.kind === "free") fs.truncateSync(file, parsed.validEnd);
       if (unacked.length === 0) {
         fs.unlinkSync(file);
         this.dirDirty = true;
