@@ -87,7 +87,7 @@ impl AuditClient {
             queue.push(Pending { n, event: Bytes::from(event.event), location: Some(event.location), at: now });
         }
         let counters = Counters::default();
-        counters.spool_bytes.store(queue.spool.as_ref().map_or(0, Spool::size), Ordering::Relaxed);
+        counters.spool_bytes.store(queue.spool.as_ref().map_or(0, Spool::data_size), Ordering::Relaxed);
         let shared = Arc::new(Shared {
             dead_letters: DeadLetters::new(queue.spool.as_ref().map(Spool::dir)),
             queue: Mutex::new(queue),
@@ -159,7 +159,7 @@ impl AuditClient {
             Some(spool) => {
                 let location =
                     spool.append(&bytes).map_err(|source| LogError::Spool { path: spool.dir().display().to_string(), source })?;
-                self.shared.counters.spool_bytes.store(spool.size(), Ordering::Relaxed);
+                self.shared.counters.spool_bytes.store(spool.data_size(), Ordering::Relaxed);
                 Some(location)
             }
             None => None,

@@ -128,7 +128,7 @@ impl Shared {
                 Ok(spool_freed) => freed = spool_freed,
                 Err(error) => self.report(Problem::Io { detail: format!("spool ack: {error}") }),
             }
-            self.counters.spool_bytes.store(spool.size(), Ordering::Relaxed);
+            self.counters.spool_bytes.store(spool.data_size(), Ordering::Relaxed);
         }
         let bytes: u64 = done.iter().map(|pending| pending.event.len() as u64).sum();
         queue.undelivered_bytes -= bytes;

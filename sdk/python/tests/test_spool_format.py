@@ -54,6 +54,10 @@ def test_a_bad_record_with_valid_ones_after_it_is_damage():
 
 def test_a_crash_at_creation_leaves_an_empty_segment_and_a_foreign_file_is_damage():
     assert fmt.parse_segment(fmt.MAGIC[:5]).empty
+    # Preallocated before the crash: the length reached the disk, the magic (or part of it) did not.
+    assert fmt.parse_segment(bytes(1 << 20)).empty and fmt.parse_segment(fmt.MAGIC[:9] + bytes(4096)).empty
+    assert fmt.parse_segment(fmt.MAGIC + bytes(4096)).empty
+    assert fmt.parse_segment(b"NOT-A-SPOOL" + bytes(4096)).bad_magic
     assert fmt.parse_segment(b"NOT-A-SPOOL-FILE-AT-ALL").bad_magic
 
 
@@ -90,12 +94,16 @@ def test_the_current_segment_is_preallocated_within_the_bound_and_cut_when_it_st
                 assert files[os.path.basename(segment.path)] == segment.size, "cut to its records"
         if sys.platform.startswith("linux"):
             assert current.map is not None and files[os.path.basename(current.path)] == 16 * 1024
-        # What spool_max_bytes bounds is the files' bytes, preallocated zeros included.
+        # What spool_max_bytes bounds is the files' bytes, preallocated zeros included; the counter
+        # (spool_bytes) says what is spooled.
         assert store.total_bytes == sum(files.values()) <= small
+        assert store.data_bytes == sum(segment.size for segment in store.segments) < store.total_bytes
         with store.lock:
             while store.room_for(len(event) + 8):
                 store.append(event)
         files = [os.path.getsize(tmp_path / name) for name in os.listdir(tmp_path) if name.endswith(".spool")]
-        assert store.total_bytes == sum(files) and sum(files) + len(event) + 8 + 16 > small
+        assert store.total_bytes == sum(files) <= small and sum(files) + len(event) + 8 + 16 > small
+        # Full means full: the last preallocation is used up too (it kept a next magic's 16 free).
+        assert store.current.file_len - store.current.size < len(event) + 8
     finally:
         store.close()

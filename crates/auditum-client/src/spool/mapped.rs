@@ -4,10 +4,14 @@
 //! of `log()`'s 99th percentile (sdk/SPOOL.md, "Preallocated segments").
 //!
 //! A store into a `MAP_SHARED` mapping is in the page cache as soon as it is made, exactly like a
-//! `write(2)`: it survives a `kill -9`, and the worker's `fdatasync` of the file covers it. The file
-//! is preallocated with `posix_fallocate` first, so writing a page never needs a new disk block
-//! (no `SIGBUS` on a full disk: that error surfaces at creation, as an I/O error). Pages are
+//! `write(2)`: it survives a `kill -9`, and the worker's `fdatasync` of the file covers it. Pages are
 //! prefaulted writable a window ahead of the writer, so the copy seldom takes a page fault.
+//!
+//! A store to a mapped page the file system cannot back kills the process with `SIGBUS`, which
+//! an SDK must never do to its host. So a segment is mapped only on file systems where
+//! `posix_fallocate` reserves real blocks that later writes overwrite in place (ext4, XFS, tmpfs;
+//! not copy-on-write ones such as btrfs or ZFS, which need new blocks at write time), and only
+//! after the preallocation succeeded (on a full disk it fails, and records go with `pwrite`).
 
 use std::fs::File;
 
@@ -23,22 +27,44 @@ pub struct MappedSegment {
     prefaulted_to: usize,
 }
 
-/// Extends `file` to `capacity` bytes of allocated zeros; false where that is not possible (a file
-/// system without `fallocate`, a platform other than Linux): records are then written with `pwrite`
-/// at the end of the file, which is correct, only slower.
+/// Extends `file` to `capacity` bytes of allocated zeros, for mapping; false where that is not
+/// possible or not safe (see above; a platform other than Linux): records are then written with
+/// `pwrite` at the end of the records, which is correct, only slower.
 #[cfg(target_os = "linux")]
 pub fn preallocate(file: &File, capacity: u64) -> bool {
     use std::os::fd::AsRawFd;
+    if !overwrites_in_place(file) {
+        return false;
+    }
     let Ok(length) = libc::off_t::try_from(capacity) else { return false };
     // SAFETY: a plain system call on an open descriptor.
     let outcome = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, length) };
     if outcome != 0 {
         tracing::debug!(error = %std::io::Error::from_raw_os_error(outcome), "spool segment not preallocated; writing with pwrite");
         // A failed posix_fallocate may leave the file longer; the caller counts only the magic.
-        let _ = file.set_len(super::segment::MAGIC.len() as u64);
+        if let Err(error) = file.set_len(super::segment::MAGIC.len() as u64) {
+            tracing::warn!(%error, "could not cut a spool segment back after a failed preallocation");
+        }
         return false;
     }
     true
+}
+
+/// Whether the file's file system is one where preallocated blocks are written in place.
+#[cfg(target_os = "linux")]
+fn overwrites_in_place(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: statfs is plain old data, filled by the call on an open descriptor.
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut stats) } != 0 {
+        return false;
+    }
+    // f_type and the constants have integer types that differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let in_place = [libc::EXT4_SUPER_MAGIC as i64, libc::XFS_SUPER_MAGIC as i64, libc::TMPFS_MAGIC as i64];
+    #[allow(clippy::unnecessary_cast)]
+    let kind = stats.f_type as i64;
+    in_place.contains(&kind)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -51,8 +77,9 @@ impl MappedSegment {
     #[cfg(target_os = "linux")]
     pub fn new(file: &File, capacity: u64) -> Option<MappedSegment> {
         // SAFETY: the file is a segment of a spool this process holds the lock of (spool/lock.rs),
-        // so no other client truncates or writes it while it is mapped; it is never shortened while
-        // mapped (`Spool::rotate` drops the map before cutting the file).
+        // so no other client of a process on this host truncates or writes it while it is mapped
+        // (SPOOL.md's lock cannot see processes of another pid namespace with the same host name);
+        // this client never shortens it while mapped (`Segment::seal` drops the map first).
         let map = unsafe { memmap2::MmapOptions::new().len(usize::try_from(capacity).ok()?).map_mut(file) };
         match map {
             Ok(map) => Some(MappedSegment { map, prefaulted_to: 0 }),

@@ -53,7 +53,17 @@ impl Segment {
     /// A new current segment, preallocated to `capacity` bytes and mapped where possible.
     fn create(dir: &Path, number: u64, sync: bool, capacity: u64) -> std::io::Result<Segment> {
         let path = dir.join(segment::segment_name(number));
-        let mut file = std::fs::OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
+        let file = std::fs::OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
+        let created = Segment::prepare(file, &path, dir, sync, capacity);
+        if created.is_err() {
+            // Left behind, it would make every later attempt at this number fail (create_new).
+            let _ = std::fs::remove_file(&path);
+        }
+        let (file, file_len, mapped) = created?;
+        Ok(Segment { path, file: Arc::new(file), size: segment::MAGIC.len() as u64, file_len, events: 0, acked: 0, mapped })
+    }
+
+    fn prepare(mut file: File, path: &Path, dir: &Path, sync: bool, capacity: u64) -> std::io::Result<(File, u64, Option<MappedSegment>)> {
         file.write_all(segment::MAGIC)?;
         let magic = segment::MAGIC.len() as u64;
         let preallocated = capacity > magic && mapped::preallocate(&file, capacity);
@@ -62,8 +72,8 @@ impl Segment {
             file.sync_data()?;
             File::open(dir)?.sync_all()?;
         }
-        let file_len = if preallocated { capacity } else { magic };
-        Ok(Segment { path, file: Arc::new(file), size: magic, file_len, events: 0, acked: 0, mapped })
+        tracing::trace!(path = %path.display(), preallocated, mapped = mapped.is_some(), "spool segment created");
+        Ok((file, if preallocated { capacity } else { magic }, mapped))
     }
 
     /// Writes a whole record at the end of the segment's records; returns how much longer the
@@ -73,8 +83,11 @@ impl Segment {
             Some(mapped) => mapped.write(self.size, record),
             None => false,
         };
-        if !copied {
-            write_at(&self.file, record, self.size)?;
+        if !copied && let Err(error) = write_at(&self.file, record, self.size) {
+            // Whatever part was written lies after the records, where the next one goes (or a
+            // torn tail to the next open); the file is not left longer than counted.
+            let _ = self.file.set_len(self.file_len.max(self.size));
+            return Err(error);
         }
         self.size += record.len() as u64;
         let grown = self.size.saturating_sub(self.file_len);
@@ -96,6 +109,11 @@ impl Segment {
         }
         std::mem::replace(&mut self.file_len, self.size) - self.size
     }
+}
+
+/// See [`Spool::next_capacity`].
+fn capacity(segment_limit: u64, max_bytes: u64, size: u64) -> u64 {
+    segment_limit.min(max_bytes.saturating_sub(size + segment::MAGIC.len() as u64))
 }
 
 #[cfg(unix)]
@@ -137,8 +155,16 @@ impl Spool {
         &self.dir
     }
 
+    /// Its files' bytes on disk, the current segment's preallocation included: what
+    /// `spool_max_bytes` bounds.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The bytes of its records (the `spool_bytes` counter): [`Spool::size`] less the current
+    /// segment's unused preallocation, the only one (others are cut when they stop being current).
+    pub fn data_size(&self) -> u64 {
+        self.size - self.current.file_len.saturating_sub(self.current.size)
     }
 
     /// Whether a record of an event of `event_len` bytes fits (SPOOL.md: `size + growth + 16`,
@@ -148,9 +174,10 @@ impl Spool {
         self.size + growth + segment::MAGIC.len() as u64 <= self.max_bytes
     }
 
-    /// The current segment's preallocation: a whole segment, or what is left of `spool_max_bytes`.
+    /// The current segment's preallocation: a whole segment, or what is left of `spool_max_bytes`
+    /// less a next segment's magic (which `has_room` keeps free).
     fn next_capacity(&self) -> u64 {
-        self.segment_limit.min(self.max_bytes.saturating_sub(self.size))
+        capacity(self.segment_limit, self.max_bytes, self.size)
     }
 
     /// Writes one event record whole (one copy into the mapped segment, or one `pwrite`); fsyncs

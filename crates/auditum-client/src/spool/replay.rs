@@ -74,7 +74,10 @@ pub fn open(dir: &Path, fsync: SpoolFsync, max_bytes: u64) -> Result<(Spool, Ope
     for (number, path) in segments(&dir)? {
         highest = highest.max(number);
         let data = std::fs::read(&path).map_err(io(&path))?;
-        if data.len() <= MAGIC.len() && MAGIC.starts_with(&data) {
+        // Without its trailing zeros: a crash right after a segment was preallocated can leave its
+        // length on disk but not its magic (SPOOL.md).
+        let written = data.len() - data.iter().rev().take_while(|&&byte| byte == 0).count();
+        if written <= MAGIC.len() && MAGIC.starts_with(&data[..written]) {
             // A crash while the segment was being created: nothing in it.
             std::fs::remove_file(&path).map_err(io(&path))?;
             continue;
@@ -119,8 +122,8 @@ pub fn open(dir: &Path, fsync: SpoolFsync, max_bytes: u64) -> Result<(Spool, Ope
     }
     // Never append to an old segment: a new one, numbered after the highest.
     let segment_limit = MAX_SEGMENT_BYTES.min((max_bytes / 4).max(4096));
-    let capacity = segment_limit.min(max_bytes.saturating_sub(size));
-    let current = Segment::create(&dir, highest + 1, fsync != SpoolFsync::Never, capacity).map_err(io(&dir))?;
+    let current = Segment::create(&dir, highest + 1, fsync != SpoolFsync::Never, super::capacity(segment_limit, max_bytes, size))
+        .map_err(io(&dir))?;
     size += current.file_len;
     let mut spool = Spool {
         dir: dir.clone(),
@@ -218,6 +221,45 @@ mod tests {
         assert_eq!(events(&opened), logged[5..].iter().map(Vec::as_slice).collect::<Vec<_>>());
         assert!(opened.truncated.is_empty() && opened.damaged.is_empty(), "{opened:?}");
         assert_eq!(length(current), spool.older[&current].size, "the free space was cut");
+    }
+
+    #[test]
+    fn a_spool_fills_to_its_bound_including_the_smallest_one() {
+        for max_bytes in [4096, 4100, 64 << 10] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut spool, _) = Spool::open(dir.path(), SpoolFsync::Batch, max_bytes).unwrap();
+            let event = [7u8; 91]; // records of 100 bytes
+            let mut accepted = 0;
+            while spool.has_room(event.len()) {
+                spool.append(&event).unwrap();
+                accepted += 1;
+            }
+            let files: u64 = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|entry| entry.ok().filter(|entry| entry.path().extension().is_some_and(|ext| ext == "spool")))
+                .map(|entry| entry.metadata().unwrap().len())
+                .sum();
+            assert_eq!(spool.size(), files, "{max_bytes}");
+            assert!(files <= max_bytes, "{max_bytes}: {files} bytes on disk");
+            // Full means full: less than a record and a next magic is left, preallocated or not.
+            assert!(max_bytes - files < 100 + 16 + 100, "{max_bytes}: {accepted} events, {files} bytes");
+            assert!(spool.current.file_len - spool.current.size < 100, "{max_bytes}: unused preallocation");
+            // The counter says what is spooled, not what is preallocated.
+            assert_eq!(spool.data_size(), spool.older.values().map(|segment| segment.size).sum::<u64>() + spool.current.size);
+        }
+    }
+
+    #[test]
+    fn zeros_where_a_magic_should_be_are_a_segment_created_just_before_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(segment::segment_name(1)), vec![0; 1 << 20]).unwrap();
+        let mut magic_then_zeros = MAGIC[..9].to_vec();
+        magic_then_zeros.resize(4096, 0);
+        std::fs::write(dir.path().join(segment::segment_name(2)), magic_then_zeros).unwrap();
+        let (_spool, opened) = Spool::open(dir.path(), SpoolFsync::Batch, 1 << 30).unwrap();
+        assert!(opened.replayed.is_empty() && opened.damaged.is_empty() && opened.truncated.is_empty(), "{opened:?}");
+        assert!(!dir.path().join(segment::segment_name(1)).exists() && !dir.path().join(segment::segment_name(2)).exists());
+        assert!(!dir.path().join("damaged").exists());
     }
 
     #[test]

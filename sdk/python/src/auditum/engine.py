@@ -188,7 +188,7 @@ class Engine:
     def counters(self) -> Counters:
         with self.lock:
             return Counters(self.logged, self.delivered, self.duplicates, self.retried, self.dead_lettered, self.dropped,
-                            self.store.total_bytes, self.store.unresolved_count)
+                            self.store.data_bytes, self.store.unresolved_count)
 
     # -- the worker ------------------------------------------------------------------------------
     def _senders_busy(self) -> bool:

@@ -99,8 +99,9 @@ class Segment:
                 raise OSError(f"short write to {self.path} ({written} of {len(record)} bytes)")
         except OSError:
             if written:
-                # Never leave half a record mid-file (nor cut the file under its mapping).
-                os.ftruncate(self.fd, max(start, len(mapped) if mapped is not None else 0))
+                # Never leave the file longer than counted (nor cut it under its mapping, or below
+                # what is counted): what was written lies after the records, where the next goes.
+                os.ftruncate(self.fd, max(start, self.file_len))
             raise
 
     def unmap(self) -> int:
@@ -120,10 +121,32 @@ class Segment:
         return freed
 
 
+# File systems whose preallocated blocks later writes overwrite in place (ext4, XFS, tmpfs). On
+# copy-on-write ones (btrfs, ZFS) a write may need a new block, and a store to a mapped page the
+# file system cannot back kills the process with SIGBUS, which an SDK must never do to its host.
+_IN_PLACE_FILE_SYSTEMS = {0xEF53, 0x58465342, 0x01021994}
+
+
+def _overwrites_in_place(fd: int) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        stats = ctypes.create_string_buffer(512)  # struct statfs; f_type (a C long) comes first
+        if libc.fstatfs(fd, stats) != 0:
+            return False
+        return ctypes.c_long.from_buffer(stats).value in _IN_PLACE_FILE_SYSTEMS
+    except (OSError, AttributeError, ImportError):
+        return False
+
+
 def _preallocate(segment: Segment, capacity: int) -> None:
-    """Preallocates the new segment to `capacity` bytes of zeros (so writing a mapped page never needs
-    a disk block: a full disk is an error here, not a SIGBUS later) and maps it, where possible."""
+    """Preallocates the new segment to `capacity` bytes of zeros and maps it, where that is safe:
+    writing a mapped page then never needs a new disk block (a full disk makes the preallocation
+    fail, and records go with pwrite)."""
     if not sys.platform.startswith("linux") or capacity <= segment.size or segment.fd is None:
+        return
+    if not _overwrites_in_place(segment.fd):
         return
     try:
         os.posix_fallocate(segment.fd, 0, capacity)
@@ -191,8 +214,9 @@ class Store:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             os.write(fd, fmt.MAGIC)
             segment = Segment(number, path, fd, len(fmt.MAGIC), self.next_serial)
-            # A whole segment, or what is left of spool_max_bytes.
-            _preallocate(segment, min(self.segment_limit, self.max_bytes - self.total_bytes))
+            # A whole segment, or what is left of spool_max_bytes less a next segment's magic
+            # (which room_for keeps free).
+            _preallocate(segment, min(self.segment_limit, self.max_bytes - self.total_bytes - len(fmt.MAGIC)))
             segment.synced, segment.dir_synced = 0, False
         else:
             segment = Segment(number, None, None, 0, self.next_serial)
@@ -201,6 +225,12 @@ class Store:
         self.unsent.append(segment)
         self.current = segment
         return segment
+
+    @property
+    def data_bytes(self) -> int:
+        """The bytes of the spooled records (the counters' spool_bytes): total_bytes less the current
+        segment's unused preallocation, the only one (others are cut when they stop being current)."""
+        return self.total_bytes - max(0, self.current.file_len - self.current.size)
 
     def room_for(self, record_size: int) -> bool:
         current = self.current  # a record inside its preallocated zeros makes no file longer

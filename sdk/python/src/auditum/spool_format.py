@@ -88,13 +88,13 @@ class ParsedSegment:
 
 def parse_segment(data: bytes) -> ParsedSegment:
     result = ParsedSegment()
-    if len(data) <= len(MAGIC):
-        if MAGIC.startswith(data):
-            result.empty = True
-        else:
-            result.bad_magic = True
+    # Trailing zeros aside: a crash right after a segment was preallocated can leave its length on
+    # disk but not its magic.
+    written = data.rstrip(b"\0")
+    if len(written) <= len(MAGIC) and MAGIC.startswith(written):
+        result.empty = True
         return result
-    if not data.startswith(MAGIC):
+    if len(data) <= len(MAGIC) or not data.startswith(MAGIC):
         result.bad_magic = True
         return result
     pos, ordinal = len(MAGIC), 0

@@ -67,6 +67,14 @@ export interface ParsedSegment {
 /** Parses a whole segment file's bytes. Never throws on bad content: it says what it found. */
 export function parseSegment(buf: Buffer): ParsedSegment {
   const out: ParsedSegment = { events: [], acked: new Set(), validEnd: 0 };
+  // Trailing zeros aside, a prefix of the magic: a crash right after a preallocating client (Rust,
+  // Python) created the segment, its length on disk but not its magic. Nothing in it.
+  let written = buf.length;
+  while (written > 0 && buf[written - 1] === 0) written--;
+  if (written < buf.length && written <= MAGIC.length && MAGIC.subarray(0, written).equals(buf.subarray(0, written))) {
+    out.problem = { kind: "free", detail: "zeros after an incomplete magic" };
+    return out;
+  }
   if (buf.length < MAGIC.length) {
     // A crash between creating the file and writing the magic: nothing in it can be an event.
     if (MAGIC.subarray(0, buf.length).equals(buf)) out.problem = { kind: "torn", detail: "incomplete magic" };
