@@ -2,9 +2,10 @@
 //! spool. Prints events/s delivered, the cost of `log()` itself (p50/p99/max), and the spool's
 //! bytes per event, for `spool_fsync = batch` and `always`.
 //!
-//! `cargo run -p auditum-client --example sdk_bench -- [EVENTS] [--server URL]`
+//! `cargo run -p auditum-client --example sdk_bench -- [EVENTS] [--server URL] [--runs N]`
 //! Without `--server` it starts `$AUDITUM_BIN serve` (default `target/debug/auditum`) on
-//! 127.0.0.1:0 with a temporary data directory.
+//! 127.0.0.1:0 with a temporary data directory, a fresh one for each of the `--runs` (default 1);
+//! with more than one run it ends with the medians, since one run's p99 moves with the machine.
 
 use auditum_client::{ActorType, AuditClient, Event, Options, SpoolFsync};
 use std::io::BufRead;
@@ -33,7 +34,14 @@ fn percentile(sorted: &[u32], fraction: f64) -> Duration {
     Duration::from_nanos(u64::from(sorted[((sorted.len() - 1) as f64 * fraction) as usize]))
 }
 
-async fn run(url: &str, events: usize, fsync: SpoolFsync) {
+/// What one run measured: events/s delivered, and `log()`'s p50 and p99.
+struct Measured {
+    delivered_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn run(url: &str, events: usize, fsync: SpoolFsync) -> Measured {
     let spool = tempfile::tempdir().expect("temp dir");
     let options = Options { spool_fsync: fsync, ..Options::default().with_spool(spool.path()) };
     let client = AuditClient::connect(url, options).await.expect("connect");
@@ -94,24 +102,60 @@ async fn run(url: &str, events: usize, fsync: SpoolFsync) {
         stats.retried,
     );
     client.close(Duration::from_secs(10)).await.expect("close");
+    Measured {
+        delivered_per_second: events as f64 / delivered_in.as_secs_f64(),
+        p50: percentile(&costs, 0.50),
+        p99: percentile(&costs, 0.99),
+    }
+}
+
+fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    sorted[sorted.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let events: usize = args.iter().find_map(|arg| arg.parse().ok()).unwrap_or(200_000);
-    let data = tempfile::tempdir().expect("temp dir");
-    let (server, url) = match args.iter().position(|arg| arg == "--server") {
-        Some(index) => (None, args.get(index + 1).expect("--server URL").clone()),
-        None => {
-            let (child, url) = start_server(data.path());
-            (Some(child), url)
-        }
+    // The first number that is not a flag's value.
+    let events: usize = args
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index == 0 || !matches!(args[index - 1].as_str(), "--runs" | "--server"))
+        .find_map(|(_, arg)| arg.parse().ok())
+        .unwrap_or(200_000);
+    let runs: usize = match args.iter().position(|arg| arg == "--runs") {
+        Some(index) => args.get(index + 1).and_then(|text| text.parse().ok()).expect("--runs N"),
+        None => 1,
     };
-    run(&url, events, SpoolFsync::Batch).await;
-    run(&url, (events / 20).max(1000), SpoolFsync::Always).await;
-    if let Some(mut server) = server {
-        let _ = server.kill();
-        let _ = server.wait();
+    let given_server = args.iter().position(|arg| arg == "--server").map(|index| args.get(index + 1).expect("--server URL").clone());
+    let mut batch = Vec::new();
+    for _ in 0..runs {
+        let data = tempfile::tempdir().expect("temp dir");
+        let (server, url) = match &given_server {
+            Some(url) => (None, url.clone()),
+            None => {
+                let (child, url) = start_server(data.path());
+                (Some(child), url)
+            }
+        };
+        batch.push(run(&url, events, SpoolFsync::Batch).await);
+        run(&url, (events / 20).max(1000), SpoolFsync::Always).await;
+        if let Some(mut server) = server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+    if runs > 1 {
+        let p99s: Vec<Duration> = batch.iter().map(|measured| measured.p99).collect();
+        println!(
+            "spool_fsync=Batch over {runs} runs: delivered median {:.0} events/s; log() p50 median {:?}, p99 median {:?} ({} of {runs} runs <= 10us; each: {:?})",
+            median(&batch.iter().map(|measured| measured.delivered_per_second).collect::<Vec<_>>()),
+            median(&batch.iter().map(|measured| measured.p50).collect::<Vec<_>>()),
+            median(&p99s),
+            p99s.iter().filter(|p99| **p99 <= Duration::from_micros(10)).count(),
+            p99s,
+        );
     }
 }
