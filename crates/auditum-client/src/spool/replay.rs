@@ -76,7 +76,7 @@ pub fn open(dir: &Path, fsync: SpoolFsync, max_bytes: u64) -> Result<(Spool, Ope
         let data = std::fs::read(&path).map_err(io(&path))?;
         // Without its trailing zeros: a crash right after a segment was preallocated can leave its
         // length on disk but not its magic (SPOOL.md).
-        let written = data.len() - data.iter().rev().take_while(|&&byte| byte == 0).count();
+        let written = segment::without_zero_tail(&data);
         if written <= MAGIC.len() && MAGIC.starts_with(&data[..written]) {
             // A crash while the segment was being created: nothing in it.
             std::fs::remove_file(&path).map_err(io(&path))?;

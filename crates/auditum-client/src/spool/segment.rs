@@ -106,8 +106,14 @@ impl Scan {
     }
 }
 
+/// The length of `data` without its trailing zero bytes (a preallocated segment's free space).
+pub fn without_zero_tail(data: &[u8]) -> usize {
+    data.len() - data.iter().rev().take_while(|&&byte| byte == 0).count()
+}
+
 /// Reads a segment that starts with [`MAGIC`].
 pub fn scan(data: &[u8]) -> Scan {
+    let written = without_zero_tail(data);
     let mut scan = Scan::default();
     let mut offset = MAGIC.len();
     let mut ordinal = 0u32;
@@ -126,7 +132,7 @@ pub fn scan(data: &[u8]) -> Scan {
                 offset += len;
             }
             // Checked first: scanning megabytes of zeros byte by byte for a record is slow.
-            None if data[offset..].iter().all(|&byte| byte == 0) => {
+            None if offset >= written => {
                 scan.torn_at = Some(offset);
                 scan.zero_tail = true;
                 break;

@@ -100,7 +100,7 @@ def parse_segment(data: bytes) -> ParsedSegment:
     pos, ordinal = len(MAGIC), 0
     while pos < len(data):
         found = _record_at(data, pos)
-        if found is None and data.count(0, pos) == len(data) - pos:
+        if found is None and pos >= len(written):
             # Checked first: searching megabytes of zeros byte by byte for a record takes seconds.
             result.torn_at, result.zero_tail = pos, True
             break

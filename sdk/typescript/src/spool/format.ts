@@ -91,7 +91,7 @@ export function parseSegment(buf: Buffer): ParsedSegment {
   while (pos < buf.length) {
     const bad = checkRecord(buf, pos);
     // Checked first: searching megabytes of zeros byte by byte for a valid record is slow.
-    if (bad && isZeros(buf, pos)) {
+    if (bad && pos >= written) {
       out.problem = { kind: "free", detail: `zeros from byte ${pos}` };
       return out;
     }
@@ -113,11 +113,6 @@ export function parseSegment(buf: Buffer): ParsedSegment {
     out.validEnd = pos;
   }
   return out;
-}
-
-function isZeros(buf: Buffer, from: number): boolean {
-  for (let pos = from; pos < buf.length; pos++) if (buf[pos] !== 0) return false;
-  return true;
 }
 
 /** Why the record at pos is not valid, or undefined when it is. */
