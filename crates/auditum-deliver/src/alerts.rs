@@ -4,7 +4,8 @@
 //! tamper-evident record; sinks deliver it from there.
 //!
 //! Memory is bounded: a group keeps at most `threshold` timestamps, and a rule at most
-//! `max_groups` groups (the stalest is forgotten past it, and counted). State survives a restart
+//! `max_groups` groups (the least recently counted is forgotten past it, and counted if it was
+//! still within its window or cooldown; `groups`). State survives a restart
 //! by replaying the last window (and cooldown) from the log up to the durable cursor without
 //! recording again what fired before it; a firing's event id is derived from the rule and the
 //! seq that fired it, so one recorded just before a crash (the cursor not yet moved) is stored
@@ -12,6 +13,7 @@
 
 use crate::config::{AlertRule, GroupBy, action_matches};
 use crate::cursor::Cursor;
+use crate::groups::{Forgot, GroupKeys, Groups, NEVER};
 use auditum_engine::follow::{FollowedRow, Follower, Step, closed, log_stopping};
 use auditum_engine::log::Log;
 use auditum_engine::metrics::{METRICS, RuleLabel};
@@ -25,33 +27,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const ALERT_ACTION: &str = "auditum.alert";
-
-/// One group's recent events: (occurred_at, seq), oldest first, at most `threshold` of them.
-/// One is held inline: most groups (one actor, one address) see a single event in a window, and
-/// a rule tracking 100,000 of them then allocates nothing per group.
-#[derive(Debug)]
-struct GroupState {
-    times: SmallVec<[(i64, u64); 1]>,
-    /// When it last fired (`NEVER` if not yet).
-    last_fired: i64,
-}
-
-const NEVER: i64 = i64::MIN;
-
-impl Default for GroupState {
-    fn default() -> GroupState {
-        GroupState { times: SmallVec::new(), last_fired: NEVER }
-    }
-}
-
-impl GroupState {
-    fn newest(&self) -> Option<i64> {
-        self.times.last().map(|time| time.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct GroupKey(u128);
 
 /// An alert to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,12 +85,12 @@ impl RulesByAction {
 pub struct Evaluator {
     rules: Vec<AlertRule>,
     by_action: RulesByAction,
-    /// Per rule: the group's key (see `group_key`) → its state.
-    groups: Vec<HashMap<GroupKey, GroupState, foldhash::quality::RandomState>>,
-    /// A keyed SipHash: two digests of (tenant, group), domain-separated, make its 128-bit key.
-    key_hasher: std::hash::RandomState,
-    /// Per rule: groups tracked at most (fewer for a high threshold, so timestamps stay bounded).
-    max_groups: Vec<usize>,
+    /// Per rule: its tracked groups (fewer for a high threshold, so timestamps stay bounded).
+    groups: Vec<Groups>,
+    group_keys: GroupKeys,
+    /// Per rule: `auditum_alert_groups_evicted` (held, not looked up per eviction: at its cap a
+    /// rule evicts a group per new group).
+    evicted: Vec<prometheus_client::metrics::counter::Counter>,
 }
 
 /// Timestamps one rule keeps at most, over all its groups (16 bytes each).
@@ -127,46 +102,12 @@ fn micros(duration: Duration) -> i64 {
 
 impl Evaluator {
     pub fn new(rules: Vec<AlertRule>, max_groups: usize) -> Evaluator {
-        let groups = rules.iter().map(|_| HashMap::default()).collect();
-        let max_groups =
-            rules.iter().map(|rule| max_groups.min(MAX_TIMESTAMPS_PER_RULE / (rule.threshold.max(1) as usize)).max(1)).collect();
+        let groups =
+            rules.iter().map(|rule| Groups::new(max_groups.min(MAX_TIMESTAMPS_PER_RULE / (rule.threshold.max(1) as usize)))).collect();
         let by_action = RulesByAction::new(&rules);
-        Evaluator { rules, by_action, groups, max_groups, key_hasher: std::hash::RandomState::new() }
-    }
-
-    /// Makes room for a new group of rule `index`: first forgets the groups whose newest event
-    /// left the window and cooldown long ago, then, if still full, the stalest tenth (one pass
-    /// for many new groups, so a burst of new groups does not scan the map each time).
-    fn make_room(&mut self, index: usize, now: i64) {
-        let rule = &self.rules[index];
-        let groups = &mut self.groups[index];
-        let horizon = now.saturating_sub(micros(rule.window.saturating_add(rule.cooldown())));
-        groups.retain(|_, state| state.newest().is_some_and(|newest| newest > horizon));
-        let cap = self.max_groups[index];
-        if groups.len() < cap {
-            return;
-        }
-        let mut by_age: Vec<(i64, GroupKey)> = groups.iter().map(|(key, state)| (state.newest().unwrap_or(i64::MIN), *key)).collect();
-        let evict = (cap / 10).clamp(1, by_age.len());
-        if evict < by_age.len() {
-            by_age.select_nth_unstable_by_key(evict, |(newest, _)| *newest);
-        }
-        for (_, key) in &by_age[..evict] {
-            groups.remove(key);
-        }
-        let evicted = evict as u64;
-        METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).inc_by(evicted);
-    }
-
-    /// The map key of (tenant, group): 128 bits of two keyed SipHash-1-3 digests (of the pair
-    /// tagged 0 and tagged 1) rather than the strings themselves. A rule tracking 100,000s of
-    /// groups then holds no strings (they were two allocations and most of the memory, and the
-    /// map's growth showed on the write path). Keys come from clients, so the hashes are keyed
-    /// per process: two groups share a key with odds of 2^-128, not by anyone's choice.
-    fn group_key(&self, tenant_id: &str, group: &str) -> GroupKey {
-        use std::hash::BuildHasher;
-        let digest = |tag: u8| u128::from(self.key_hasher.hash_one((tag, tenant_id, group)));
-        GroupKey((digest(0) << 64) | digest(1))
+        let evicted =
+            rules.iter().map(|rule| METRICS.alert_groups_evicted.get_or_create(&RuleLabel { rule: rule.name.clone() }).clone()).collect();
+        Evaluator { rules, by_action, groups, group_keys: GroupKeys::new(), evicted }
     }
 
     /// Widest window plus cooldown: how far back a restart replays.
@@ -197,12 +138,13 @@ impl Evaluator {
                 GroupBy::TenantId => Some(record.tenant_id.as_str()),
             };
             let Some(group) = group.filter(|group| !group.is_empty()) else { continue };
-            let key = self.group_key(&record.tenant_id, group);
-            if self.groups[index].len() >= self.max_groups[index] && !self.groups[index].contains_key(&key) {
-                self.make_room(index, record.occurred_at);
+            let key = self.group_keys.key(&record.tenant_id, group);
+            // Groups whose newest event is this far back are forgotten before live ones.
+            let horizon = record.occurred_at.saturating_sub(micros(rule.window.saturating_add(rule.cooldown())));
+            let (state, forgot) = self.groups[index].entry(key, record.occurred_at, horizon);
+            if forgot == Forgot::Live {
+                self.evicted[index].inc();
             }
-            let rule = &self.rules[index];
-            let state = self.groups[index].entry(key).or_default();
             let point = (record.occurred_at, record.seq.0);
             let position = state.times.partition_point(|time| *time < point);
             state.times.insert(position, point);
@@ -597,5 +539,25 @@ mod tests {
             evaluator.observe(&login(i, i as i64, &format!("u{i}"), "failure"));
         }
         assert_eq!(evaluator.groups[0].len(), 3);
+    }
+
+    /// At its cap a rule forgets the groups counted least recently, not one still counting: an
+    /// attacker among a stream of one-off actors is still tracked at the threshold.
+    #[test]
+    fn a_rule_at_its_cap_keeps_the_group_that_keeps_counting() {
+        let mut evaluator = Evaluator::new(vec![rule()], 3);
+        let mut firings = Vec::new();
+        let mut seq = 0;
+        for attempt in 0..5 {
+            firings.extend(evaluator.observe(&login(seq, seq as i64, "mallory", "failure")));
+            seq += 1;
+            for fresh in 0..2 {
+                firings.extend(evaluator.observe(&login(seq, seq as i64, &format!("one-off-{attempt}-{fresh}"), "failure")));
+                seq += 1;
+            }
+        }
+        assert_eq!(evaluator.groups[0].len(), 3);
+        assert_eq!(firings.len(), 1, "{firings:?}");
+        assert_eq!((firings[0].group.as_str(), firings[0].count, firings[0].first_seq), ("mallory", 5, 0));
     }
 }

@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod body;
 pub mod config;
 pub mod cursor;
+mod groups;
 mod low_priority;
 pub mod sink;
 
