@@ -139,7 +139,7 @@ impl Evaluator {
             };
             let Some(group) = group.filter(|group| !group.is_empty()) else { continue };
             let key = self.group_keys.key(&record.tenant_id, group);
-            // Groups whose newest event is this far back are forgotten before live ones.
+            // A group forgotten with its newest event this far back had expired: no eviction.
             let horizon = record.occurred_at.saturating_sub(micros(rule.window.saturating_add(rule.cooldown())));
             let (state, forgot) = self.groups[index].entry(key, record.occurred_at, horizon);
             if forgot == Forgot::Live {
