@@ -4,9 +4,9 @@
 //! tamper-evident record; sinks deliver it from there.
 //!
 //! Memory is bounded: a group keeps at most `threshold` timestamps, and a rule at most
-//! `max_groups` groups (the least recently counted is forgotten past it, and counted if it was
-//! still within its window or cooldown; `groups`). State survives a restart
-//! by replaying the last window (and cooldown) from the log up to the durable cursor without
+//! `max_groups` groups (past it, the group whose newest event was counted longest ago is
+//! forgotten, and counted if still within its window or cooldown; `groups`). State survives a
+//! restart by replaying the last window (and cooldown) from the log up to the durable cursor without
 //! recording again what fired before it; a firing's event id is derived from the rule and the
 //! seq that fired it, so one recorded just before a crash (the cursor not yet moved) is stored
 //! once.

@@ -6,8 +6,9 @@ use auditum_format::time::deserialize_duration;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Tracked groups per rule at most (memory bound); past it, the stalest group is forgotten and
-/// `auditum_alert_groups_evicted_total` counts it.
+/// Tracked groups per rule at most (memory bound); past it, the group whose newest event was
+/// counted longest ago is forgotten, and `auditum_alert_groups_evicted_total` counts it if it was
+/// still within its window or cooldown.
 pub const DEFAULT_MAX_GROUPS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

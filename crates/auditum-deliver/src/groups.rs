@@ -1,8 +1,10 @@
-//! One alert rule's tracked groups, bounded by a cap. Past the cap the least recently counted
-//! group is forgotten, found in amortized constant time by a "second chance" queue (each group
-//! queued once, with its newest time; one counted since is queued again instead of forgotten)
-//! rather than by sorting the map: a rule at its cap forgets one group per new group, and the
-//! write path's followers never stall on a sort of 100,000 groups.
+//! One alert rule's tracked groups, bounded by a cap. Past the cap, the group whose newest event
+//! was counted longest ago is forgotten, found in amortized constant time: a queue gets an entry
+//! each time a group's newest time rises, and the first entry that still matches its group's
+//! newest time names that group (a group's earlier entries are skipped when they come up). This
+//! replaces sorting the map at the cap, so the delivery thread never stalls on 100,000 groups.
+//! (A group forgotten and tracked again with the very same newest time may be forgotten again
+//! at its old entry, a little early.)
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 use smallvec::SmallVec;
@@ -73,8 +75,9 @@ pub(crate) enum Forgot {
 #[derive(Debug)]
 pub(crate) struct Groups {
     states: HashMap<GroupKey, GroupState, foldhash::quality::RandomState>,
-    /// Every tracked group once, with its newest time when it was queued; the front is the one
-    /// queued longest ago.
+    /// (group, newest time) each time a group's newest time rose, in that order. A group's last
+    /// entry matches its newest time (which only rises while it is tracked); earlier ones are
+    /// stale.
     queue: VecDeque<(GroupKey, i64)>,
     cap: usize,
 }
@@ -97,32 +100,36 @@ impl Groups {
         if self.states.len() >= self.cap && !self.states.contains_key(&key) {
             forgot = self.forget_one(horizon);
         }
-        let state = match self.states.entry(key) {
-            std::collections::hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                // Queued with the time it is about to count: its newest once counted.
-                self.queue.push_back((key, at));
-                vacant.insert(GroupState::default())
-            }
-        };
+        if self.queue.len() >= 2 * self.states.len() + 1024 {
+            self.drop_stale_entries();
+        }
+        let state = self.states.entry(key).or_default();
+        // Counting `at` makes it the newest (a group's newest is never drained).
+        if state.newest().is_none_or(|newest| at > newest) {
+            self.queue.push_back((key, at));
+        }
         (state, forgot)
     }
 
-    /// Forgets the group queued longest ago that was not counted since (an expired one
-    /// regardless); one counted since goes to the back with its newest time. Every group passed
-    /// over was counted since it was queued, so the passes are paid for by those counts.
+    /// Forgets the group whose newest event is the least recent: the first entry that still
+    /// matches its group's newest time.
     fn forget_one(&mut self, horizon: i64) -> Forgot {
         while let Some((key, queued_newest)) = self.queue.pop_front() {
-            let Some(newest) = self.states.get(&key).map(|state| state.newest().unwrap_or(i64::MIN)) else { continue };
-            let expired = newest <= horizon;
-            if newest > queued_newest && !expired {
-                self.queue.push_back((key, newest));
+            let current = self.states.get(&key).and_then(GroupState::newest) == Some(queued_newest);
+            if !current {
                 continue;
             }
             self.states.remove(&key);
-            return if expired { Forgot::Expired } else { Forgot::Live };
+            return if queued_newest <= horizon { Forgot::Expired } else { Forgot::Live };
         }
         Forgot::Nothing
+    }
+
+    /// Keeps the queue within twice the groups: one pass, paid for by the raises that queued
+    /// the stale entries.
+    fn drop_stale_entries(&mut self) {
+        let states = &self.states;
+        self.queue.retain(|(key, queued_newest)| states.get(key).and_then(GroupState::newest) == Some(*queued_newest));
     }
 }
 
@@ -164,6 +171,44 @@ mod tests {
         count(&mut groups, &keys, "a", -10);
         let (_, forgot) = groups.entry(keys.key("acme", "b"), 5, 0);
         assert_eq!(forgot, Forgot::Expired);
+    }
+
+    /// A group whose newest event left the window goes before a live one counted earlier in
+    /// arrival order but later in time.
+    #[test]
+    fn groups_go_in_the_order_their_newest_events_came() {
+        let keys = GroupKeys::new();
+        let mut groups = Groups::new(3);
+        let at = |groups: &mut Groups, name: &str, at: i64| {
+            let (state, forgot) = groups.entry(keys.key("acme", name), at, at - 15);
+            state.times.push((at, 0));
+            state.times.sort();
+            forgot
+        };
+        for (name, time) in [("x", 1), ("y", 5), ("z", 6), ("y", 90), ("x", 100)] {
+            assert_eq!(at(&mut groups, name, time), Forgot::Nothing);
+        }
+        // An event older than "x"'s newest does not make "x" more recent.
+        assert_eq!(at(&mut groups, "x", 3), Forgot::Nothing);
+        assert_eq!(at(&mut groups, "a", 101), Forgot::Expired);
+        assert!(!groups.states.contains_key(&keys.key("acme", "z")));
+        assert_eq!(at(&mut groups, "b", 106), Forgot::Expired);
+        assert!(!groups.states.contains_key(&keys.key("acme", "y")));
+        assert_eq!(at(&mut groups, "c", 107), Forgot::Live);
+        assert!(!groups.states.contains_key(&keys.key("acme", "x")));
+    }
+
+    /// The queue holds an entry per rise of a group's newest time; stale ones are dropped before
+    /// it holds more than twice the groups (plus a constant).
+    #[test]
+    fn the_queue_stays_bounded_by_the_groups() {
+        let keys = GroupKeys::new();
+        let mut groups = Groups::new(10);
+        for time in 0..100_000 {
+            count(&mut groups, &keys, &format!("g{}", time % 5), time);
+            assert!(groups.queue.len() <= 2 * groups.len() + 1024 + 1);
+        }
+        assert_eq!(groups.len(), 5);
     }
 
     #[test]
