@@ -104,7 +104,8 @@ impl Groups {
             self.drop_stale_entries();
         }
         let state = self.states.entry(key).or_default();
-        // Counting `at` makes it the newest (a group's newest is never drained).
+        // Counting `at` makes it the newest; the newest is never drained, since windows are at
+        // least 1 s and thresholds at least 1 (`config::validate`).
         if state.newest().is_none_or(|newest| at > newest) {
             self.queue.push_back((key, at));
         }
