@@ -2,7 +2,8 @@
 //! was counted longest ago is forgotten, found in amortized constant time: a queue gets an entry
 //! each time a group's newest time rises, and the first entry that still matches its group's
 //! newest time names that group (a group's earlier entries are skipped when they come up). This
-//! replaces sorting the map at the cap, so the delivery thread never stalls on 100,000 groups.
+//! replaces a pass over the whole map at the cap (selecting its stalest tenth), so the delivery
+//! thread never stalls on 100,000 groups.
 //! (A group forgotten and tracked again with the very same newest time may be forgotten again
 //! at its old entry, a little early.)
 
