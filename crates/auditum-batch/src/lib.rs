@@ -3,11 +3,9 @@
 //!
 //! CPU-heavy: callers run these functions on the blocking pool, never on the async runtime.
 
-use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
-};
+use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use auditum_format::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq};
+use auditum_format::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq, leaf_hash_of_encoded_columns};
 use auditum_format::ledger;
 use auditum_format::merkle::{self, Hash};
 use bytes::Bytes;
@@ -17,11 +15,13 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use rows::{RowColumns, TextSizes};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, LazyLock};
 
 pub mod actor_index;
 mod columns;
+mod rows;
 
 pub use columns::EventColumns;
 
@@ -155,59 +155,47 @@ pub struct BuiltBatch {
 }
 
 pub fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMN_NAMES.len());
-    columns.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(record, _)| record.seq.0))));
-    let text = |get: &dyn Fn(&EventRecord) -> Option<&str>| -> ArrayRef {
-        let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
-        for (record, _) in rows {
-            builder.append_option(get(record));
-        }
-        Arc::new(builder.finish())
-    };
-    let timestamp = |get: &dyn Fn(&EventRecord) -> i64| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|(record, _)| get(record))).with_timezone("UTC"))
-    };
-    columns.push(text(&|record| Some(&record.id)));
-    columns.push(text(&|record| Some(&record.tenant_id)));
-    columns.push(timestamp(&|record| record.occurred_at));
-    columns.push(timestamp(&|record| record.received_at));
-    columns.push(text(&|record| Some(&record.action)));
-    columns.push(text(&|record| Some(&record.actor_id)));
-    columns.push(text(&|record| record.actor_type.as_deref()));
-    columns.push(text(&|record| record.actor_name.as_deref()));
-    columns.push(text(&|record| record.target_type.as_deref()));
-    columns.push(text(&|record| record.target_id.as_deref()));
-    columns.push(text(&|record| record.target_name.as_deref()));
-    columns.push(text(&|record| Some(&record.outcome)));
-    columns.push(text(&|record| record.error_code.as_deref()));
-    columns.push(text(&|record| record.reason.as_deref()));
-    columns.push(text(&|record| record.request_id.as_deref()));
-    columns.push(text(&|record| record.correlation_id.as_deref()));
-    columns.push(text(&|record| record.session_id.as_deref()));
-    columns.push(text(&|record| record.source_ip.as_deref()));
-    columns.push(text(&|record| record.user_agent.as_deref()));
-    columns.push(text(&|record| record.service.as_deref()));
-    columns.push(text(&|record| record.before.as_deref()));
-    columns.push(text(&|record| record.after.as_deref()));
-    columns.push(text(&|record| record.metadata.as_deref()));
-    let mut hashes = FixedSizeBinaryBuilder::with_capacity(rows.len(), 32);
-    for (_, leaf) in rows {
-        hashes.append_value(leaf)?;
+    let mut columns = RowColumns::with_capacity(rows.len(), TextSizes::default());
+    for (record, leaf_hash) in rows {
+        columns.push(record, leaf_hash)?;
     }
-    columns.push(Arc::new(hashes.finish()));
-    Ok(RecordBatch::try_new(schema(), columns)?)
+    Ok(columns.finish()?.0)
 }
 
 /// Encodes rows into a batch file in the order given, with the leaf hashes given.
 pub fn encode_rows(rows: &[(&EventRecord, LeafHash)], layout: BatchLayout) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(rows.len() * 128);
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(rows.len(), layout)?))?;
-    for chunk in rows.chunks(ENCODE_CHUNK_ROWS) {
-        writer.write(&record_batch(chunk)?)?;
+    let records: Vec<&EventRecord> = rows.iter().map(|(record, _)| *record).collect();
+    Ok(encode_records(&records, layout, |index, _| rows[index].1)?.0)
+}
+
+/// Encodes `records` into a batch file in the order given, each row's leaf hash from `leaf_hash`
+/// (its index and record); returns the file and the leaf hashes. One pass over the records: each
+/// is hashed, keyed for the actor index and copied into the columns while its strings are in
+/// cache.
+fn encode_records(
+    records: &[&EventRecord],
+    layout: BatchLayout,
+    mut leaf_hash: impl FnMut(usize, &EventRecord) -> LeafHash,
+) -> Result<(Vec<u8>, Vec<LeafHash>)> {
+    let mut bytes = Vec::with_capacity(records.len() * 128);
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(records.len(), layout)?))?;
+    let mut leaves = Vec::with_capacity(records.len());
+    let mut keys = Vec::with_capacity(records.len());
+    let mut sizes = TextSizes::default();
+    for (chunk_index, chunk) in records.chunks(ENCODE_CHUNK_ROWS).enumerate() {
+        let mut columns = RowColumns::with_capacity(chunk.len(), sizes);
+        for (offset, record) in chunk.iter().enumerate() {
+            let leaf = leaf_hash(chunk_index * ENCODE_CHUNK_ROWS + offset, record);
+            keys.push(actor_index::key(&record.tenant_id, &record.actor_id));
+            columns.push(record, &leaf)?;
+            leaves.push(leaf);
+        }
+        let (batch, chunk_sizes) = columns.finish()?;
+        sizes = chunk_sizes;
+        writer.write(&batch)?;
     }
     // The actor index goes after the last row group, before the page index and footer.
     writer.flush()?;
-    let keys: Vec<u64> = rows.iter().map(|(record, _)| actor_index::key(&record.tenant_id, &record.actor_id)).collect();
     let index = actor_index::encode(&keys);
     let regions_offset = writer.bytes_written() as u64;
     writer.write_all(&index.regions)?;
@@ -217,18 +205,21 @@ pub fn encode_rows(rows: &[(&EventRecord, LeafHash)], layout: BatchLayout) -> Re
         index.metadata_value(regions_offset),
     ));
     writer.close()?;
-    Ok(bytes)
+    Ok((bytes, leaves))
 }
 
 /// Sorts, hashes and encodes a batch. `records` must hold contiguous seqs.
 pub fn build_batch(records: &[Arc<EventRecord>], layout: BatchLayout) -> Result<BuiltBatch> {
     let first = records.first().ok_or(Error::Empty)?;
     let (sorted, tenants) = sort_for_batch(records);
-    let rows: Vec<(&EventRecord, LeafHash)> = sorted.iter().map(|record| (*record, record.leaf_hash())).collect();
-    let leaves: Vec<Hash> = rows.iter().map(|(_, leaf)| *leaf).collect();
+    // Each record's canonical columns are written into one reused buffer and hashed there.
+    let mut canonical = Vec::new();
+    let (bytes, leaves) = encode_records(&sorted, layout, |_, record| {
+        canonical.clear();
+        record.encode_columns(&mut canonical);
+        leaf_hash_of_encoded_columns(&canonical)
+    })?;
     let root = merkle::root(&leaves);
-
-    let bytes = encode_rows(&rows, layout)?;
     let sha256: Hash = Sha256::digest(&bytes).into();
 
     let min_max = |get: fn(&EventRecord) -> i64| {
@@ -495,5 +486,32 @@ mod tests {
         let mut distinct: Vec<&str> = tenants.to_vec();
         distinct.sort();
         assert_eq!(listed, distinct);
+    }
+
+    /// Over several encoding chunks (each sized from the one before), every row reads back as its
+    /// record with the record's own leaf hash, the root is over those leaves in batch order, and
+    /// the file passes its own digest (leaves, order, actor index).
+    #[test]
+    fn a_built_batch_reads_back_as_its_records_with_their_leaves_and_root() {
+        let records: Vec<Arc<EventRecord>> = rows::tests::random_records(ENCODE_CHUNK_ROWS * 2 + 777, 5)
+            .into_iter()
+            .enumerate()
+            .map(|(index, record)| Arc::new(EventRecord { seq: Seq(100 + index as u64), ..record }))
+            .collect();
+        let built = build_batch(&records, BatchLayout::default()).unwrap();
+        let stored = read_batch(built.bytes.clone()).unwrap();
+        let mut expected: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
+        expected.sort_by(|left, right| batch_order(left, right));
+        assert_eq!(stored.len(), expected.len());
+        for (row, record) in stored.iter().zip(&expected) {
+            assert_eq!(&row.record, *record);
+            assert_eq!(row.stored_leaf_hash, record.leaf_hash());
+        }
+        let leaves: Vec<Hash> = expected.iter().map(|record| record.leaf_hash()).collect();
+        assert_eq!(built.root, merkle::root(&leaves));
+        let digest = digest(built.bytes.clone()).unwrap();
+        assert!(digest.sorted && digest.stored_leaf_mismatches.is_empty());
+        assert_eq!(digest.leaves, leaves);
+        assert!(matches!(digest.actor_index, IndexCheck::Matches), "{:?}", digest.actor_index);
     }
 }
