@@ -488,6 +488,24 @@ mod tests {
         assert_eq!(listed, distinct);
     }
 
+    /// Rows encoded with the leaf hashes given keep them, each on its own row, across chunks.
+    #[test]
+    fn encoded_rows_keep_the_leaf_hashes_given_in_order() {
+        let records = rows::tests::random_records(ENCODE_CHUNK_ROWS + 300, 9);
+        // Leaves that are not the records' own: each row's index, so a shifted one shows.
+        let given: Vec<LeafHash> = (0..records.len())
+            .map(|index| {
+                let mut leaf = [0u8; 32];
+                leaf[..8].copy_from_slice(&(index as u64).to_be_bytes());
+                leaf
+            })
+            .collect();
+        let rows: Vec<(&EventRecord, LeafHash)> = records.iter().zip(&given).map(|(record, leaf)| (record, *leaf)).collect();
+        let stored = read_batch(Bytes::from(encode_rows(&rows, BatchLayout::default()).unwrap())).unwrap();
+        assert_eq!(stored.iter().map(|row| row.stored_leaf_hash).collect::<Vec<_>>(), given);
+        assert!(stored.iter().zip(&records).all(|(row, record)| row.record == *record));
+    }
+
     /// Over several encoding chunks (each sized from the one before), every row reads back as its
     /// record with the record's own leaf hash, the root is over those leaves in batch order, and
     /// the file passes its own digest (leaves, order, actor index).

@@ -9,10 +9,11 @@ use arrow::array::{ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder,
 use auditum_format::event::{EventRecord, LeafHash};
 use std::sync::Arc;
 
-/// The text columns, in the schema's order (docs/FORMAT.md, Stored columns).
+/// How many text columns a batch has: all but seq, the two timestamps and the leaf hash.
 const TEXT_COLUMNS: usize = 21;
+const _: () = assert!(TEXT_COLUMNS + 4 == auditum_format::event::COLUMN_NAMES.len());
 
-/// The text columns of `record`, in [`TEXT_COLUMNS`] order.
+/// The text columns of `record`, in the schema's order (docs/FORMAT.md, Stored columns).
 fn texts(record: &EventRecord) -> [Option<&str>; TEXT_COLUMNS] {
     [
         Some(&record.id),
@@ -158,7 +159,7 @@ pub(crate) mod tests {
         let records = random_records(3_000, 11);
         let rows: Vec<(&EventRecord, LeafHash)> = records.iter().map(|record| (record, record.leaf_hash())).collect();
         // Sizes far too small and far too large: capacity never changes what is built.
-        for sizes in [TextSizes([0; TEXT_COLUMNS]), TextSizes::default(), TextSizes([5_000; TEXT_COLUMNS])] {
+        for sizes in [TextSizes([0; TEXT_COLUMNS]), TextSizes::default(), TextSizes([500; TEXT_COLUMNS])] {
             let mut columns = RowColumns::with_capacity(rows.len(), sizes);
             for (record, leaf) in &rows {
                 columns.push(record, leaf).unwrap();
