@@ -71,7 +71,10 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
         framed.clear();
         let received_at = now_micros();
         let mut next = wal.next_seq();
-        let mut new_records = Vec::new();
+        // Shared from here on: the log's lock then only takes pointers, not ~600-byte records.
+        let mut new_records: Vec<Arc<EventRecord>> = Vec::with_capacity(
+            commands.iter().map(|command| if let WalCommand::Append { events, .. } = command { events.len() } else { 0 }).sum(),
+        );
         let mut replies = Vec::new();
         let mut committed_updates = Vec::new();
         let mut preloads = Vec::new();
@@ -118,7 +121,7 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
                         ids.insert(key, event.seq, received_at);
                         auditum_format::wal::encode_record(&event, &mut framed);
                         results.push(Appended { seq: event.seq, id: event.id.clone(), duplicate: false, received_at });
-                        new_records.push(event);
+                        new_records.push(Arc::new(event));
                     }
                     replies.push((reply, results));
                 }
@@ -150,13 +153,13 @@ pub(super) fn run_writer(inner: Arc<Inner>, mut wal: WalFiles, mut ids: Idempote
             let label = metrics::log_label(&log);
             METRICS.append_events.get_or_create(&label).inc_by(new_records.len() as u64);
             METRICS.append_bytes.get_or_create(&label).inc_by(framed.len() as u64);
+            // Worked out before taking the lock, which queries and followers wait on too.
+            let added_bytes: usize = new_records.iter().map(|record| record.encoded_len_hint()).sum();
+            let durable_end = new_records.last().map_or(0, |record| record.seq.0 + 1);
             let full = {
                 let mut shared = lock(&inner.shared);
-                let mut durable_end = 0;
+                shared.open_bytes += added_bytes;
                 for record in new_records {
-                    shared.open_bytes += record.encoded_len_hint();
-                    durable_end = record.seq.0 + 1;
-                    let record = Arc::new(record);
                     shared.unsealed_by_tenant.push(&record);
                     shared.open.push_back(record);
                 }
