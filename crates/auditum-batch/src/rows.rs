@@ -6,38 +6,21 @@
 
 use crate::{Result, schema};
 use arrow::array::{ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondArray, UInt64Array};
-use auditum_format::event::{EventRecord, LeafHash};
+use auditum_format::event::{ColumnBytes, EventRecord, LeafHash};
 use std::sync::Arc;
 
 /// How many text columns a batch has: all but seq, the two timestamps and the leaf hash.
 const TEXT_COLUMNS: usize = 21;
 const _: () = assert!(TEXT_COLUMNS + 4 == auditum_format::event::COLUMN_NAMES.len());
 
-/// The text columns of `record`, in the schema's order (docs/FORMAT.md, Stored columns).
-fn texts(record: &EventRecord) -> [Option<&str>; TEXT_COLUMNS] {
-    [
-        Some(&record.id),
-        Some(&record.tenant_id),
-        Some(&record.action),
-        Some(&record.actor_id),
-        record.actor_type.as_deref(),
-        record.actor_name.as_deref(),
-        record.target_type.as_deref(),
-        record.target_id.as_deref(),
-        record.target_name.as_deref(),
-        Some(&record.outcome),
-        record.error_code.as_deref(),
-        record.reason.as_deref(),
-        record.request_id.as_deref(),
-        record.correlation_id.as_deref(),
-        record.session_id.as_deref(),
-        record.source_ip.as_deref(),
-        record.user_agent.as_deref(),
-        record.service.as_deref(),
-        record.before.as_deref(),
-        record.after.as_deref(),
-        record.metadata.as_deref(),
-    ]
+/// The text columns of `record`, in the schema's order: its canonical columns (the order the
+/// schema is built in) without the three integers.
+fn texts(record: &EventRecord) -> impl Iterator<Item = Option<&str>> {
+    record.column_values().into_iter().filter_map(|value| match value {
+        ColumnBytes::Text(text) => Some(Some(text)),
+        ColumnBytes::Null => Some(None),
+        ColumnBytes::Integer(_) => None,
+    })
 }
 
 /// Bytes per row a text column starts with when nothing better is known.
@@ -112,7 +95,7 @@ impl RowColumns {
 pub(crate) mod tests {
     use super::*;
     use arrow::array::{FixedSizeBinaryArray, StringArray};
-    use auditum_format::event::{COLUMN_NAMES, ColumnBytes, Seq};
+    use auditum_format::event::{COLUMN_NAMES, Seq};
     use rand::{Rng, SeedableRng};
 
     /// Records whose optional fields are absent, empty or of any length (multi-byte too).
