@@ -347,11 +347,10 @@ impl AlertWorker {
         let mut evaluator = std::mem::replace(&mut self.evaluator, Evaluator::new(Vec::new(), 0));
         let observed = crate::low_priority::run(move || {
             let firings: Vec<Firing> = rows.iter().flat_map(|row| evaluator.observe(&row.record)).collect();
-            (evaluator, firings, rows)
+            (evaluator, firings)
         })
         .await;
-        // The rows are freed here, not on the idle-policy thread (`low_priority::run`).
-        let (evaluator, firings, _rows) = observed?;
+        let (evaluator, firings) = observed?;
         self.evaluator = evaluator;
         Some(firings)
     }

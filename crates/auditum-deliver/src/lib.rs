@@ -8,10 +8,7 @@
 //!   `config`: `[[sinks]]`, `[[alerts]]`, `[[streams]]` and their rules.
 //!
 //! Everything here reads the log through `auditum_engine::follow`, never the write path: a slow
-//! or failing sink never slows an Append. The followers, their timers and the HTTP client run on
-//! a runtime of their own, on one thread at nice 10 (`low_priority`), not on the workers that
-//! answer Append: a follower woken at every group commit would otherwise queue acknowledgements
-//! behind its steps.
+//! or failing sink never slows an Append.
 
 pub mod alerts;
 pub mod body;
@@ -24,9 +21,7 @@ pub mod sink;
 use auditum_engine::query::Reader;
 use auditum_engine::router::Logs;
 use config::{AlertRule, SinkConfig, StreamConfig};
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -51,11 +46,8 @@ pub enum Error {
     Client(String),
 }
 
-type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Starts the alert rules of every log and every sink's delivery from every log, on the delivery
-/// runtime; they stop when `closing` becomes true (or their log stops). `secret` reads a sink's
-/// variable. Called on the server's runtime: the followers read the archive through it.
+/// Starts the alert rules of every log and every sink's delivery from every log; they stop
+/// when `closing` becomes true (or their log stops). `secret` reads a sink's variable.
 pub fn start(
     logs: Arc<Logs>,
     reader: &Reader,
@@ -67,7 +59,6 @@ pub fn start(
         return Ok(());
     }
     let delivery_dir = settings.data_dir.join("delivery");
-    let mut workers: Vec<Worker> = Vec::new();
     if !settings.alerts.is_empty() {
         for log in logs.all() {
             let worker = alerts::AlertWorker {
@@ -77,7 +68,7 @@ pub fn start(
                 cursor: cursor::Cursor::new(&delivery_dir.join("alerts"), log.name()),
                 closing: closing.clone(),
             };
-            workers.push(Box::pin(worker.run()));
+            tokio::spawn(worker.run());
         }
     }
     // reqwest takes the process's rustls provider: aws-lc, as tonic's (an error means one is set).
@@ -107,9 +98,8 @@ pub fn start(
                 client: client.clone(),
                 closing: closing.clone(),
             };
-            workers.push(Box::pin(worker.run()));
+            tokio::spawn(worker.run());
         }
     }
-    low_priority::spawn_runtime(workers);
     Ok(())
 }

@@ -304,19 +304,16 @@ impl SinkWorker {
 async fn encode_off_the_runtime(target: Arc<SinkTarget>, log: String, records: Vec<Arc<EventRecord>>) -> Option<(bytes::Bytes, String)> {
     let encode = move || {
         let config = &target.config;
-        let encoded = match config.format {
+        match config.format {
             SinkFormat::Json => {
                 let body = body::json_body(&config.name, &log, &records);
                 let signature = body::signature(target.secret.as_bytes(), &body);
                 (bytes::Bytes::from(body), signature)
             }
             SinkFormat::SplunkHec => (bytes::Bytes::from(body::hec_body(&log, &records)), format!("Splunk {}", target.secret)),
-        };
-        (encoded, records)
+        }
     };
-    // The events are freed here, not on the idle-policy thread (`low_priority::run`).
-    let (encoded, _records) = crate::low_priority::run(encode).await?;
-    Some(encoded)
+    crate::low_priority::run(encode).await
 }
 
 /// Exponential from 200 ms to 30 s, with full jitter on the upper half (retries of many sinks
