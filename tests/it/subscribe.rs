@@ -256,7 +256,8 @@ async fn a_stalled_subscriber_holds_memory_to_a_bound_and_then_gets_everything()
     // 28 MiB more than the peer; buffering everything: 428 MiB).
     assert!(with < without + (96 << 20), "a stalled subscriber grew the server by {} MiB (peer {} MiB)", with >> 20, without >> 20);
 
-    // It was never dropped: it now receives every event, in seq order, none missing.
+    // It was never dropped: it now receives every event (the 1 + 2 + 1 + 2 rounds), in seq
+    // order, none missing.
     let mut next_expected = None;
     let mut received = 0;
     while received < 6 * ROUND {
