@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod body;
+mod buffers;
 pub mod config;
 pub mod cursor;
 mod groups;
