@@ -52,7 +52,10 @@ where
 {
     let running = Arc::new(AtomicBool::new(true));
     let done = Arc::new(AtomicU64::new(0));
-    let loops: Vec<_> = (0..2).map(|which| tokio::spawn(query_loop(which, running.clone(), done.clone()))).collect();
+    // BENCH_QUERY_CLIENTS: 2 by default (random needles, the selective query); 0 measures the ingest
+    // alone, 1 the needles alone.
+    let clients: usize = env_number("BENCH_QUERY_CLIENTS", 2).min(2);
+    let loops: Vec<_> = (0..clients).map(|which| tokio::spawn(query_loop(which, running.clone(), done.clone()))).collect();
     let rate = ingest.await;
     running.store(false, Ordering::Relaxed);
     for query_loop in loops {
