@@ -49,25 +49,19 @@ pub fn write_event_object(out: &mut Vec<u8>, record: &EventRecord, log: &str) {
 }
 
 pub fn json_body(sink: &str, log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    write_json_body(&mut body, sink, log, records);
-    body
-}
-
-/// [`json_body`] appended to `body` (a reused buffer).
-pub fn write_json_body(body: &mut Vec<u8>, sink: &str, log: &str, records: &[std::sync::Arc<EventRecord>]) {
     // {"events":[…],"sink":…}: the keys in serde_json's (sorted) order, as before.
-    body.reserve(64 + records.iter().map(|record| record.encoded_len_hint() + 400).sum::<usize>());
+    let mut body = Vec::with_capacity(64 + records.iter().map(|record| record.encoded_len_hint() + 400).sum::<usize>());
     body.extend_from_slice(b"{\"events\":[");
     for (index, record) in records.iter().enumerate() {
         if index > 0 {
             body.push(b',');
         }
-        write_event_object(body, record, log);
+        write_event_object(&mut body, record, log);
     }
     body.extend_from_slice(b"],\"sink\":");
-    write_string(body, sink);
+    write_string(&mut body, sink);
     body.push(b'}');
+    body
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, body).
@@ -81,25 +75,20 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 /// HEC's event format: `time` in epoch seconds (µs precision), `source`, `sourcetype` and the
 /// event; several objects per request, newline-separated (what `/services/collector/event` takes).
 pub fn hec_body(log: &str, records: &[std::sync::Arc<EventRecord>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    write_hec_body(&mut body, log, records);
-    body
-}
-
-/// [`hec_body`] appended to `body` (a reused buffer).
-pub fn write_hec_body(body: &mut Vec<u8>, log: &str, records: &[std::sync::Arc<EventRecord>]) {
     // {"event":…,"host":…,"source":…,"sourcetype":…,"time":…}: sorted keys, as serde_json wrote them.
     let mut source = String::from("auditum:");
     source.push_str(log);
+    let mut body = Vec::new();
     for record in records {
         body.extend_from_slice(b"{\"event\":");
-        write_event_object(body, record, log);
+        write_event_object(&mut body, record, log);
         body.extend_from_slice(b",\"host\":\"auditum\",\"source\":");
-        write_string(body, &source);
+        write_string(&mut body, &source);
         body.extend_from_slice(b",\"sourcetype\":\"auditum:event\",\"time\":");
-        let _ = serde_json::to_writer(&mut *body, &(record.occurred_at as f64 / 1e6));
+        let _ = serde_json::to_writer(&mut body, &(record.occurred_at as f64 / 1e6));
         body.extend_from_slice(b"}\n");
     }
+    body
 }
 
 #[cfg(test)]

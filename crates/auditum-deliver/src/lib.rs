@@ -12,7 +12,6 @@
 
 pub mod alerts;
 pub mod body;
-mod buffers;
 pub mod config;
 pub mod cursor;
 mod groups;

@@ -304,17 +304,13 @@ impl SinkWorker {
 async fn encode_off_the_runtime(target: Arc<SinkTarget>, log: String, records: Vec<Arc<EventRecord>>) -> Option<(bytes::Bytes, String)> {
     let encode = move || {
         let config = &target.config;
-        let mut body = crate::buffers::take();
         match config.format {
             SinkFormat::Json => {
-                body::write_json_body(&mut body, &config.name, &log, &records);
+                let body = body::json_body(&config.name, &log, &records);
                 let signature = body::signature(target.secret.as_bytes(), &body);
-                (crate::buffers::into_bytes(body), signature)
+                (bytes::Bytes::from(body), signature)
             }
-            SinkFormat::SplunkHec => {
-                body::write_hec_body(&mut body, &log, &records);
-                (crate::buffers::into_bytes(body), format!("Splunk {}", target.secret))
-            }
+            SinkFormat::SplunkHec => (bytes::Bytes::from(body::hec_body(&log, &records)), format!("Splunk {}", target.secret)),
         }
     };
     crate::low_priority::run(encode).await
