@@ -5,10 +5,11 @@
 
 use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use auditum_format::event::{COLUMN_NAMES, EventRecord, LeafHash, Seq, leaf_hash_of_encoded_columns};
+use auditum_format::event::{COLUMN_NAMES, ColumnBytes, EventRecord, HASHED_COLUMNS, LeafHash, Seq};
 use auditum_format::ledger;
 use auditum_format::merkle::{self, Hash};
 use bytes::Bytes;
+use encoded::EncodedRecords;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -21,6 +22,7 @@ use std::sync::{Arc, LazyLock};
 
 pub mod actor_index;
 mod columns;
+mod encoded;
 mod rows;
 
 pub use columns::EventColumns;
@@ -157,37 +159,44 @@ pub struct BuiltBatch {
 pub fn record_batch(rows: &[(&EventRecord, LeafHash)]) -> Result<RecordBatch> {
     let mut columns = RowColumns::with_capacity(rows.len(), TextSizes::default());
     for (record, leaf_hash) in rows {
-        columns.push(record, leaf_hash)?;
+        columns.push(&record.column_values(), leaf_hash)?;
     }
     Ok(columns.finish()?.0)
 }
 
 /// Encodes rows into a batch file in the order given, with the leaf hashes given.
 pub fn encode_rows(rows: &[(&EventRecord, LeafHash)], layout: BatchLayout) -> Result<Vec<u8>> {
-    let records: Vec<&EventRecord> = rows.iter().map(|(record, _)| *record).collect();
-    Ok(encode_records(&records, layout, |index, _| rows[index].1)?.0)
+    Ok(encode_records(rows.len(), layout, |index| Ok((rows[index].0.column_values(), rows[index].1)))?.0)
 }
 
-/// Encodes `records` into a batch file in the order given, each row's leaf hash from `leaf_hash`
-/// (its index and record); returns the file and the leaf hashes. One pass over the records: each
-/// is hashed, keyed for the actor index and copied into the columns while its strings are in
-/// cache.
-fn encode_records(
-    records: &[&EventRecord],
+/// A text column's value, "" when null.
+fn text(value: ColumnBytes<'_>) -> &str {
+    match value {
+        ColumnBytes::Text(text) => text,
+        _ => "",
+    }
+}
+
+/// Encodes `count` rows into a batch file, `row(index)` giving each row's canonical columns and
+/// leaf hash in file order; returns the file and the leaf hashes in that order.
+fn encode_records<'a>(
+    count: usize,
     layout: BatchLayout,
-    mut leaf_hash: impl FnMut(usize, &EventRecord) -> LeafHash,
+    mut row: impl FnMut(usize) -> Result<([ColumnBytes<'a>; HASHED_COLUMNS], LeafHash)>,
 ) -> Result<(Vec<u8>, Vec<LeafHash>)> {
-    let mut bytes = Vec::with_capacity(records.len() * 128);
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(records.len(), layout)?))?;
-    let mut leaves = Vec::with_capacity(records.len());
-    let mut keys = Vec::with_capacity(records.len());
+    let mut bytes = Vec::with_capacity(count * 128);
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(writer_properties(count, layout)?))?;
+    let mut leaves = Vec::with_capacity(count);
+    let mut keys = Vec::with_capacity(count);
     let mut sizes = TextSizes::default();
-    for (chunk_index, chunk) in records.chunks(ENCODE_CHUNK_ROWS).enumerate() {
-        let mut columns = RowColumns::with_capacity(chunk.len(), sizes);
-        for (offset, record) in chunk.iter().enumerate() {
-            let leaf = leaf_hash(chunk_index * ENCODE_CHUNK_ROWS + offset, record);
-            keys.push(actor_index::key(&record.tenant_id, &record.actor_id));
-            columns.push(record, &leaf)?;
+    for chunk_start in (0..count).step_by(ENCODE_CHUNK_ROWS) {
+        let chunk_end = (chunk_start + ENCODE_CHUNK_ROWS).min(count);
+        let mut columns = RowColumns::with_capacity(chunk_end - chunk_start, sizes);
+        for index in chunk_start..chunk_end {
+            let (values, leaf) = row(index)?;
+            // tenant_id and actor_id.
+            keys.push(actor_index::key(text(values[2]), text(values[6])));
+            columns.push(&values, &leaf)?;
             leaves.push(leaf);
         }
         let (batch, chunk_sizes) = columns.finish()?;
@@ -211,14 +220,11 @@ fn encode_records(
 /// Sorts, hashes and encodes a batch. `records` must hold contiguous seqs.
 pub fn build_batch(records: &[Arc<EventRecord>], layout: BatchLayout) -> Result<BuiltBatch> {
     let first = records.first().ok_or(Error::Empty)?;
-    let (sorted, tenants) = sort_for_batch(records);
-    // Each record's canonical columns are written into one reused buffer and hashed there.
-    let mut canonical = Vec::new();
-    let (bytes, leaves) = encode_records(&sorted, layout, |_, record| {
-        canonical.clear();
-        record.encode_columns(&mut canonical);
-        leaf_hash_of_encoded_columns(&canonical)
-    })?;
+    let BatchOrder { order, tenant_ranks, tenants } = sort_for_batch(records);
+    // Encoded and hashed in seq order into one run of memory per tenant (see `encoded`), then read
+    // back in the batch's order.
+    let encoded = EncodedRecords::new(records, &tenant_ranks, tenants.len());
+    let (bytes, leaves) = encode_records(order.len(), layout, |index| encoded.row(order[index] as usize))?;
     let root = merkle::root(&leaves);
     let sha256: Hash = Sha256::digest(&bytes).into();
 
@@ -242,11 +248,20 @@ pub fn build_batch(records: &[Arc<EventRecord>], layout: BatchLayout) -> Result<
     })
 }
 
-/// The records in batch order (`batch_order`: tenant_id, occurred_at, seq), and the batch's
-/// distinct tenants in order. Sorting compares integer keys: each tenant's rank among the
+/// A batch's order (`batch_order`: tenant_id, occurred_at, seq).
+struct BatchOrder<'a> {
+    /// The records' positions in batch order.
+    order: Vec<u32>,
+    /// Each record's tenant's rank among the batch's tenants, by position.
+    tenant_ranks: Vec<u32>,
+    /// The batch's distinct tenants, in order.
+    tenants: Vec<&'a str>,
+}
+
+/// The records' batch order. Sorting compares integer keys: each tenant's rank among the
 /// batch's few tenants, then the two integers. Comparing the records themselves followed two
 /// pointers and compared tenant strings some 18 times per record (a tenth of a seal's time).
-fn sort_for_batch(records: &[Arc<EventRecord>]) -> (Vec<&EventRecord>, Vec<&str>) {
+fn sort_for_batch(records: &[Arc<EventRecord>]) -> BatchOrder<'_> {
     // Each record's tenant as an id in order of first appearance, then those ids re-ranked by name.
     let mut first_seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
     let seen_ids: Vec<u32> = records
@@ -262,16 +277,17 @@ fn sort_for_batch(records: &[Arc<EventRecord>]) -> (Vec<&EventRecord>, Vec<&str>
     for (rank, (_, seen_id)) in tenants.iter().enumerate() {
         rank_of_seen[*seen_id as usize] = rank as u32;
     }
+    let tenant_ranks: Vec<u32> = seen_ids.iter().map(|seen_id| rank_of_seen[*seen_id as usize]).collect();
     let mut keys: Vec<(u32, i64, Seq, u32)> = records
         .iter()
-        .zip(&seen_ids)
+        .zip(&tenant_ranks)
         .enumerate()
-        .map(|(index, (record, seen_id))| (rank_of_seen[*seen_id as usize], record.occurred_at, record.seq, index as u32))
+        .map(|(index, (record, rank))| (*rank, record.occurred_at, record.seq, index as u32))
         .collect();
     keys.sort_unstable();
-    let sorted = keys.iter().map(|&(_, _, _, index)| records[index as usize].as_ref()).collect();
+    let order = keys.iter().map(|&(_, _, _, index)| index).collect();
     let tenants = tenants.into_iter().map(|(tenant, _)| tenant).collect();
-    (sorted, tenants)
+    BatchOrder { order, tenant_ranks, tenants }
 }
 
 /// One row read back from a batch file, with the leaf hash it stores.
@@ -478,11 +494,15 @@ mod tests {
                 })
             })
             .collect();
-        let (sorted, listed) = sort_for_batch(&records);
+        let BatchOrder { order, tenant_ranks, tenants: listed } = sort_for_batch(&records);
+        let sorted: Vec<&EventRecord> = order.iter().map(|position| records[*position as usize].as_ref()).collect();
         let mut expected: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
         expected.sort_by(|left, right| batch_order(left, right));
         let seqs = |rows: &[&EventRecord]| rows.iter().map(|record| record.seq).collect::<Vec<_>>();
         assert_eq!(seqs(&sorted), seqs(&expected));
+        for (record, rank) in records.iter().zip(&tenant_ranks) {
+            assert_eq!(listed[*rank as usize], record.tenant_id);
+        }
         let mut distinct: Vec<&str> = tenants.to_vec();
         distinct.sort();
         assert_eq!(listed, distinct);
@@ -531,5 +551,32 @@ mod tests {
         assert!(digest.sorted && digest.stored_leaf_mismatches.is_empty());
         assert_eq!(digest.leaves, leaves);
         assert!(matches!(digest.actor_index, IndexCheck::Matches), "{:?}", digest.actor_index);
+    }
+
+    /// The seal's path (records encoded per tenant in seq order, then read back sorted) writes
+    /// the very bytes of the plain path (records sorted, then encoded with their own leaves), over
+    /// many tenants, records as large as an event may be (larger than a tenant's first block) and
+    /// occurred_at out of seq order.
+    #[test]
+    fn a_built_batch_is_byte_for_byte_the_sorted_records_encoded_with_their_leaves() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let large = "x".repeat(auditum_format::rules::MAX_EVENT_BYTES - 1_000);
+        let records: Vec<Arc<EventRecord>> = rows::tests::random_records(5_000, 8)
+            .into_iter()
+            .enumerate()
+            .map(|(index, record)| {
+                Arc::new(EventRecord {
+                    seq: Seq(7 + index as u64),
+                    tenant_id: format!("tenant-{:02}", rng.gen_range(0..37)),
+                    metadata: if rng.gen_bool(0.01) { Some(large.clone()) } else { record.metadata.clone() },
+                    ..record
+                })
+            })
+            .collect();
+        let built = build_batch(&records, BatchLayout::default()).unwrap();
+        let mut sorted: Vec<&EventRecord> = records.iter().map(|record| record.as_ref()).collect();
+        sorted.sort_by(|left, right| batch_order(left, right));
+        let rows: Vec<(&EventRecord, LeafHash)> = sorted.iter().map(|record| (*record, record.leaf_hash())).collect();
+        assert!(built.bytes == encode_rows(&rows, BatchLayout::default()).unwrap(), "the seal's bytes differ from the plain path's");
     }
 }

@@ -6,21 +6,29 @@
 
 use crate::{Result, schema};
 use arrow::array::{ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondArray, UInt64Array};
-use auditum_format::event::{ColumnBytes, EventRecord, LeafHash};
+use auditum_format::event::{COLUMN_NAMES, ColumnBytes, HASHED_COLUMNS, LeafHash};
 use std::sync::Arc;
 
 /// How many text columns a batch has: all but seq, the two timestamps and the leaf hash.
 const TEXT_COLUMNS: usize = 21;
 const _: () = assert!(TEXT_COLUMNS + 4 == auditum_format::event::COLUMN_NAMES.len());
 
-/// The text columns of `record`, in the schema's order: its canonical columns (the order the
-/// schema is built in) without the three integers.
-fn texts(record: &EventRecord) -> impl Iterator<Item = Option<&str>> {
-    record.column_values().into_iter().filter_map(|value| match value {
+/// The text columns of a row, in the schema's order: its canonical columns (the order the schema
+/// is built in) without the three integers.
+fn texts<'a>(values: &[ColumnBytes<'a>; HASHED_COLUMNS]) -> impl Iterator<Item = Option<&'a str>> {
+    values.iter().filter_map(|value| match *value {
         ColumnBytes::Text(text) => Some(Some(text)),
         ColumnBytes::Null => Some(None),
         ColumnBytes::Integer(_) => None,
     })
+}
+
+/// The integer at `index` of a row's canonical columns (seq, occurred_at, received_at).
+fn integer(values: &[ColumnBytes<'_>; HASHED_COLUMNS], index: usize) -> Result<[u8; 8]> {
+    match values[index] {
+        ColumnBytes::Integer(bytes) => Ok(bytes),
+        _ => Err(crate::Error::Schema(format!("column {} is not an integer", COLUMN_NAMES[index]))),
+    }
 }
 
 /// Bytes per row a text column starts with when nothing better is known.
@@ -58,11 +66,12 @@ impl RowColumns {
         }
     }
 
-    pub(crate) fn push(&mut self, record: &EventRecord, leaf_hash: &LeafHash) -> Result<()> {
-        self.seq.push(record.seq.0);
-        self.occurred_at.push(record.occurred_at);
-        self.received_at.push(record.received_at);
-        for (builder, value) in self.texts.iter_mut().zip(texts(record)) {
+    /// Appends one row: its 24 canonical columns (`EventRecord::column_values`) and leaf hash.
+    pub(crate) fn push(&mut self, values: &[ColumnBytes<'_>; HASHED_COLUMNS], leaf_hash: &LeafHash) -> Result<()> {
+        self.seq.push(u64::from_be_bytes(integer(values, 0)?));
+        self.occurred_at.push(i64::from_be_bytes(integer(values, 3)?));
+        self.received_at.push(i64::from_be_bytes(integer(values, 4)?));
+        for (builder, value) in self.texts.iter_mut().zip(texts(values)) {
             builder.append_option(value);
         }
         self.leaf_hashes.append_value(leaf_hash)?;
@@ -95,7 +104,7 @@ impl RowColumns {
 pub(crate) mod tests {
     use super::*;
     use arrow::array::{FixedSizeBinaryArray, StringArray};
-    use auditum_format::event::{COLUMN_NAMES, Seq};
+    use auditum_format::event::{EventRecord, Seq};
     use rand::{Rng, SeedableRng};
 
     /// Records whose optional fields are absent, empty or of any length (multi-byte too).
@@ -145,7 +154,7 @@ pub(crate) mod tests {
         for sizes in [TextSizes([0; TEXT_COLUMNS]), TextSizes::default(), TextSizes([500; TEXT_COLUMNS])] {
             let mut columns = RowColumns::with_capacity(rows.len(), sizes);
             for (record, leaf) in &rows {
-                columns.push(record, leaf).unwrap();
+                columns.push(&record.column_values(), leaf).unwrap();
             }
             let (built, _) = columns.finish().unwrap();
             // The reference: each column from the records' canonical column values, by name.

@@ -197,69 +197,43 @@ impl EventRecord {
     }
 
     /// Decodes the 24 columns written by [`EventRecord::encode_columns`]; rejects trailing bytes.
-    pub fn decode_columns(mut input: &[u8]) -> Result<EventRecord, DecodeError> {
-        let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(HASHED_COLUMNS);
-        for column in &COLUMN_NAMES[..HASHED_COLUMNS] {
-            let (&marker, rest) = input.split_first().ok_or(DecodeError::Truncated { column })?;
-            input = rest;
-            match marker {
-                NULL_MARKER => values.push(None),
-                VALUE_MARKER => {
-                    if input.len() < 4 {
-                        return Err(DecodeError::Truncated { column });
-                    }
-                    let len = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
-                    input = &input[4..];
-                    if input.len() < len {
-                        return Err(DecodeError::Truncated { column });
-                    }
-                    values.push(Some(&input[..len]));
-                    input = &input[len..];
-                }
-                marker => return Err(DecodeError::BadMarker { column, marker }),
-            }
-        }
-        if !input.is_empty() {
-            return Err(DecodeError::TrailingBytes { trailing: input.len() });
-        }
-        let mut columns = values.into_iter().zip(COLUMN_NAMES.iter());
-        let mut next = || columns.next().map(|(value, name)| (value, *name)).unwrap_or((None, "?"));
-        let integer = |(value, column): (Option<&[u8]>, &'static str)| -> Result<[u8; 8], DecodeError> {
-            let bytes = value.ok_or(DecodeError::RequiredNull { column })?;
-            bytes.try_into().map_err(|_| DecodeError::BadIntegerWidth { column, len: bytes.len() })
+    pub fn decode_columns(input: &[u8]) -> Result<EventRecord, DecodeError> {
+        let values = encoded_column_values(input)?;
+        // `encoded_column_values` has checked each column's kind and that required ones are set.
+        let integer = |index: usize| match values[index] {
+            ColumnBytes::Integer(bytes) => bytes,
+            _ => [0; 8],
         };
-        let optional_text = |(value, column): (Option<&[u8]>, &'static str)| -> Result<Option<String>, DecodeError> {
-            value.map(|bytes| String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8 { column })).transpose()
+        let optional_text = |index: usize| match values[index] {
+            ColumnBytes::Text(text) => Some(text.to_string()),
+            _ => None,
         };
-        let required_text = |pair: (Option<&[u8]>, &'static str)| -> Result<String, DecodeError> {
-            let column = pair.1;
-            optional_text(pair)?.ok_or(DecodeError::RequiredNull { column })
-        };
+        let required_text = |index: usize| optional_text(index).unwrap_or_default();
         Ok(EventRecord {
-            seq: Seq(u64::from_be_bytes(integer(next())?)),
-            id: required_text(next())?,
-            tenant_id: required_text(next())?,
-            occurred_at: i64::from_be_bytes(integer(next())?),
-            received_at: i64::from_be_bytes(integer(next())?),
-            action: required_text(next())?,
-            actor_id: required_text(next())?,
-            actor_type: optional_text(next())?,
-            actor_name: optional_text(next())?,
-            target_type: optional_text(next())?,
-            target_id: optional_text(next())?,
-            target_name: optional_text(next())?,
-            outcome: required_text(next())?,
-            error_code: optional_text(next())?,
-            reason: optional_text(next())?,
-            request_id: optional_text(next())?,
-            correlation_id: optional_text(next())?,
-            session_id: optional_text(next())?,
-            source_ip: optional_text(next())?,
-            user_agent: optional_text(next())?,
-            service: optional_text(next())?,
-            before: optional_text(next())?,
-            after: optional_text(next())?,
-            metadata: optional_text(next())?,
+            seq: Seq(u64::from_be_bytes(integer(0))),
+            id: required_text(1),
+            tenant_id: required_text(2),
+            occurred_at: i64::from_be_bytes(integer(3)),
+            received_at: i64::from_be_bytes(integer(4)),
+            action: required_text(5),
+            actor_id: required_text(6),
+            actor_type: optional_text(7),
+            actor_name: optional_text(8),
+            target_type: optional_text(9),
+            target_id: optional_text(10),
+            target_name: optional_text(11),
+            outcome: required_text(12),
+            error_code: optional_text(13),
+            reason: optional_text(14),
+            request_id: optional_text(15),
+            correlation_id: optional_text(16),
+            session_id: optional_text(17),
+            source_ip: optional_text(18),
+            user_agent: optional_text(19),
+            service: optional_text(20),
+            before: optional_text(21),
+            after: optional_text(22),
+            metadata: optional_text(23),
         })
     }
 
@@ -328,6 +302,49 @@ impl EventRecord {
     }
 }
 
+/// The 24 columns written by [`EventRecord::encode_columns`], borrowed from `input`: what
+/// [`EventRecord::column_values`] gives for the record they encode. Rejects trailing bytes, a
+/// null required column, an integer not 8 bytes wide and text that is not UTF-8.
+pub fn encoded_column_values(mut input: &[u8]) -> Result<[ColumnBytes<'_>; HASHED_COLUMNS], DecodeError> {
+    let mut raw: [Option<&[u8]>; HASHED_COLUMNS] = [None; HASHED_COLUMNS];
+    for (slot, column) in raw.iter_mut().zip(&COLUMN_NAMES[..HASHED_COLUMNS]) {
+        let (&marker, rest) = input.split_first().ok_or(DecodeError::Truncated { column })?;
+        input = rest;
+        match marker {
+            NULL_MARKER => {}
+            VALUE_MARKER => {
+                let (len, rest) = input.split_first_chunk::<4>().ok_or(DecodeError::Truncated { column })?;
+                let len = u32::from_be_bytes(*len) as usize;
+                if rest.len() < len {
+                    return Err(DecodeError::Truncated { column });
+                }
+                let (value, rest) = rest.split_at(len);
+                *slot = Some(value);
+                input = rest;
+            }
+            marker => return Err(DecodeError::BadMarker { column, marker }),
+        }
+    }
+    if !input.is_empty() {
+        return Err(DecodeError::TrailingBytes { trailing: input.len() });
+    }
+    let mut values = [ColumnBytes::Null; HASHED_COLUMNS];
+    for (index, ((value, slot), column)) in raw.iter().zip(values.iter_mut()).zip(COLUMN_NAMES.iter()).enumerate() {
+        *slot = match (index, *value) {
+            // seq, occurred_at, received_at: required, 8 bytes big-endian.
+            (0 | 3 | 4, None) => return Err(DecodeError::RequiredNull { column }),
+            (0 | 3 | 4, Some(bytes)) => {
+                ColumnBytes::Integer(bytes.try_into().map_err(|_| DecodeError::BadIntegerWidth { column, len: bytes.len() })?)
+            }
+            (_, Some(bytes)) => ColumnBytes::Text(std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8 { column })?),
+            // id, tenant_id, action, actor_id, outcome.
+            (1 | 2 | 5 | 6 | 12, None) => return Err(DecodeError::RequiredNull { column }),
+            (_, None) => ColumnBytes::Null,
+        };
+    }
+    Ok(values)
+}
+
 /// Leaf hash from the encoded columns (a WAL payload) without decoding them.
 pub fn leaf_hash_of_encoded_columns(columns: &[u8]) -> LeafHash {
     let mut hasher = Sha256::new();
@@ -380,6 +397,57 @@ mod tests {
         }
         buf.push(0);
         assert_eq!(EventRecord::decode_columns(&buf), Err(DecodeError::TrailingBytes { trailing: 1 }));
+    }
+
+    /// The borrowed view of encoded columns is the record's own view, and its length hint is exact.
+    #[test]
+    fn encoded_column_values_are_the_records_column_values() {
+        let full =
+            EventRecord { target_type: Some("doc".into()), before: Some(String::new()), user_agent: Some("é ✓".into()), ..sample() };
+        for record in [sample(), full, EventRecord::default()] {
+            let mut buf = Vec::new();
+            record.encode_columns(&mut buf);
+            assert_eq!(buf.len(), record.encoded_len_hint());
+            assert_eq!(encoded_column_values(&buf).unwrap(), record.column_values());
+        }
+    }
+
+    /// Each rule names its column: a null required text or integer, an integer of the wrong
+    /// width, text that is not UTF-8.
+    #[test]
+    fn encoded_column_values_name_the_broken_column() {
+        let encode = |values: &[Option<&[u8]>]| {
+            let mut buf = Vec::new();
+            for value in values {
+                match value {
+                    None => buf.push(NULL_MARKER),
+                    Some(bytes) => {
+                        buf.push(VALUE_MARKER);
+                        buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                        buf.extend_from_slice(bytes);
+                    }
+                }
+            }
+            buf
+        };
+        let eight: &[u8] = &[0; 8];
+        let valid: Vec<Option<&[u8]>> = (0..HASHED_COLUMNS)
+            .map(|index| match index {
+                0 | 3 | 4 => Some(eight),
+                1 | 2 | 5 | 6 | 12 => Some(b"x".as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert!(encoded_column_values(&encode(&valid)).is_ok());
+        let broken = |index: usize, value: Option<&'static [u8]>| {
+            let mut values = valid.clone();
+            values[index] = value;
+            encoded_column_values(&encode(&values)).unwrap_err()
+        };
+        assert_eq!(broken(6, None), DecodeError::RequiredNull { column: "actor_id" });
+        assert_eq!(broken(3, None), DecodeError::RequiredNull { column: "occurred_at" });
+        assert_eq!(broken(4, Some(b"1234")), DecodeError::BadIntegerWidth { column: "received_at", len: 4 });
+        assert_eq!(broken(19, Some(b"\xff")), DecodeError::NotUtf8 { column: "user_agent" });
     }
 
     #[test]
