@@ -476,6 +476,46 @@ async fn paced_only(
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// `BENCH_ONLY=summarize`: auditum's Summarize of the largest tenant's year by action per day
+/// alone, `BENCH_SUMMARIZE_CALLS` warm calls (default 50) after the first, on a copy of the
+/// archive, for work on its warm time. `BENCH_SERVER_ENV` as for `paced`.
+async fn summarize_only(archive: &std::path::Path, root: &std::path::Path, mix: &auditum_proto::sample::ArchiveMix, start_time: i64) {
+    let server_env = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
+    let server_env: Vec<(&str, &str)> = server_env.split_whitespace().filter_map(|pair| pair.split_once('=')).collect();
+    let calls: usize = env_number("BENCH_SUMMARIZE_CALLS", 50);
+    let work = root.join("auditum-work");
+    let _ = std::fs::remove_dir_all(&work);
+    let copied = std::process::Command::new("cp").arg("-a").arg(archive).arg(&work).status().unwrap();
+    assert!(copied.success(), "cp -a {} {}", archive.display(), work.display());
+    let (mut server, url) = spawn_server(&work, &server_env).await;
+    let client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
+    let queries = Queries::new(mix, start_time);
+    let summarize = pb::SummarizeRequest {
+        filter: Some(queries.year.clone()),
+        group_by: vec![pb::SummaryDimension::Action as i32],
+        bucket: pb::TimeBucket::Day as i32,
+        limit: 10_000,
+    };
+    let started = Instant::now();
+    let rows = client.clone().summarize(summarize.clone()).await.unwrap().into_inner().rows.len();
+    eprintln!("summarize first call: {:.1} ms, {rows} rows", started.elapsed().as_secs_f64() * 1000.0);
+    let mut times = time_runs(calls, || {
+        let mut client = client.clone();
+        let request = summarize.clone();
+        async move { client.summarize(request).await.unwrap().into_inner().rows.len() }
+    })
+    .await;
+    eprintln!(
+        "summarize warm, {calls} calls: ms min {:.1} p50 {:.1} p90 {:.1} max {:.1}",
+        percentile(&mut times, 0.0),
+        percentile(&mut times, 0.5),
+        percentile(&mut times, 0.9),
+        percentile(&mut times, 1.0)
+    );
+    let _ = server.kill().await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
@@ -496,6 +536,9 @@ fn main() {
         eprintln!("auditum archive ready in {:.0}s", build_started.elapsed().as_secs_f64());
         if std::env::var("BENCH_ONLY").as_deref() == Ok("paced") {
             return paced_only(&archive, &root, &mix, start_time, seconds, runs).await;
+        }
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("summarize") {
+            return summarize_only(&archive, &root, &mix, start_time).await;
         }
         let postgres = Postgres::start_with(POSTGRES_SETTINGS);
         let load_seconds = load_postgres(&postgres, &mix, total, start_time).await;

@@ -143,7 +143,7 @@ fn answer_order(a: &SummaryRow, b: &SummaryRow) -> std::cmp::Ordering {
 }
 
 /// [`answer_order`] of (bucket start, keys, count).
-fn group_order(a: (i64, &Vec<String>, u64), b: (i64, &Vec<String>, u64)) -> std::cmp::Ordering {
+fn group_order(a: (i64, &[String], u64), b: (i64, &[String], u64)) -> std::cmp::Ordering {
     a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then_with(|| a.1.cmp(b.1))
 }
 
@@ -151,10 +151,10 @@ fn group_order(a: (i64, &Vec<String>, u64), b: (i64, &Vec<String>, u64)) -> std:
 /// warm answer copying them from the cache reads memory in sequence: copied in the map's order
 /// they were scattered, and cache misses made that copy the warm answer's largest cost.
 pub fn sorted_rows(counts: &Counts) -> Vec<SummaryRow> {
-    let mut groups: Vec<(i64, &Vec<String>, u64)> =
-        counts.iter().map(|((bucket_start, keys), count)| (*bucket_start, keys, *count)).collect();
+    let mut groups: Vec<(i64, &[String], u64)> =
+        counts.iter().map(|((bucket_start, keys), count)| (*bucket_start, keys.as_slice(), *count)).collect();
     groups.sort_unstable_by(|a, b| group_order(*a, *b));
-    groups.into_iter().map(|(bucket_start, keys, count)| SummaryRow { bucket_start, keys: keys.clone(), count }).collect()
+    groups.into_iter().map(|(bucket_start, keys, count)| SummaryRow { bucket_start, keys: keys.into(), count }).collect()
 }
 
 /// The answer from the sealed groups, already in order (cached), and the open events' counts:
@@ -183,11 +183,11 @@ pub fn answer_rows(sealed: &[SummaryRow], open: &Counts, limit: usize) -> (Vec<S
         };
         let mut merged = run.to_vec();
         let positions: std::collections::HashMap<&[String], usize> =
-            run.iter().enumerate().map(|(position, row)| (row.keys.as_slice(), position)).collect();
+            run.iter().enumerate().map(|(position, row)| (&row.keys[..], position)).collect();
         for (keys, count) in additions {
             match positions.get(keys.as_slice()) {
                 Some(&position) => merged[position].count += count,
-                None => merged.push(SummaryRow { bucket_start: bucket, keys: keys.clone(), count }),
+                None => merged.push(SummaryRow { bucket_start: bucket, keys: keys.as_slice().into(), count }),
             }
         }
         merged.sort_unstable_by(answer_order);
@@ -478,7 +478,7 @@ mod tests {
             if *seen > limit {
                 truncated = true;
             } else {
-                rows.push(SummaryRow { bucket_start, keys, count });
+                rows.push(SummaryRow { bucket_start, keys: keys.into(), count });
             }
         }
         (rows, truncated)

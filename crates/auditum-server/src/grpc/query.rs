@@ -178,7 +178,7 @@ impl QueryApi {
                 .into_iter()
                 .map(|row| pb::SummaryRow {
                     bucket_start: Some(convert::timestamp_from_micros(row.bucket_start)),
-                    keys: row.keys,
+                    keys: row.keys.to_vec(),
                     count: row.count,
                 })
                 .collect(),
