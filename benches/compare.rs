@@ -401,6 +401,21 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|text| text.parse().ok()).unwrap_or(default)
 }
 
+/// A server (with `BENCH_SERVER_ENV`, space-separated `NAME=value`s, in its environment) on a
+/// fresh copy of `archive` under `root`, and a query client of it: the server, its URL, the
+/// client and the copy's directory.
+async fn server_on_copy(archive: &std::path::Path, root: &std::path::Path) -> (tokio::process::Child, String, QueryClient, PathBuf) {
+    let server_env = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
+    let server_env: Vec<(&str, &str)> = server_env.split_whitespace().filter_map(|pair| pair.split_once('=')).collect();
+    let work = root.join("auditum-work");
+    let _ = std::fs::remove_dir_all(&work);
+    let copied = std::process::Command::new("cp").arg("-a").arg(archive).arg(&work).status().unwrap();
+    assert!(copied.success(), "cp -a {} {}", archive.display(), work.display());
+    let (server, url) = spawn_server(&work, &server_env).await;
+    let client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
+    (server, url, client, work)
+}
+
 /// `BENCH_ONLY=paced`: auditum's paced phase alone (no Postgres, no DuckDB), with each query's
 /// latency, for work on reads under write load. `BENCH_SERVER_ENV="AUDITUM_META_AUDIT=false"`
 /// (space-separated `NAME=value`s) sets the server's environment.
@@ -412,18 +427,11 @@ async fn paced_only(
     seconds: f64,
     runs: usize,
 ) {
-    let server_env = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
-    let server_env: Vec<(&str, &str)> = server_env.split_whitespace().filter_map(|pair| pair.split_once('=')).collect();
     let paced_rate: f64 = env_number("BENCH_PACED_RATE", 100_000.0);
     let pool = ingest_pool(mix, 64);
     let pool_1000: Arc<Vec<pb::AppendRequest>> =
         Arc::new(batches(&pool, 1000).into_iter().map(|events| pb::AppendRequest { events, wait_for_seal: false }).collect());
-    let work = root.join("auditum-work");
-    let _ = std::fs::remove_dir_all(&work);
-    let copied = std::process::Command::new("cp").arg("-a").arg(archive).arg(&work).status().unwrap();
-    assert!(copied.success(), "cp -a {} {}", archive.display(), work.display());
-    let (mut server, url) = spawn_server(&work, &server_env).await;
-    let client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
+    let (mut server, url, client, work) = server_on_copy(archive, root).await;
     // BENCH_UNTHROTTLED_FIRST=1: as in the full bench, an unthrottled phase before the paced runs.
     let unthrottled_first = std::env::var("BENCH_UNTHROTTLED_FIRST").is_ok();
     for run in 0..runs + usize::from(unthrottled_first) {
@@ -478,17 +486,12 @@ async fn paced_only(
 
 /// `BENCH_ONLY=summarize`: auditum's Summarize of the largest tenant's year by action per day
 /// alone, `BENCH_SUMMARIZE_CALLS` warm calls (default 50) after the first, on a copy of the
-/// archive, for work on its warm time. `BENCH_SERVER_ENV` as for `paced`.
+/// archive, for work on its warm time. `BENCH_ONLY=export`: instead, `BENCH_SUMMARIZE_CALLS`
+/// JSON-lines exports of the largest tenant's month, then of its year. `BENCH_SERVER_ENV` as for
+/// `paced`.
 async fn summarize_only(archive: &std::path::Path, root: &std::path::Path, mix: &auditum_proto::sample::ArchiveMix, start_time: i64) {
-    let server_env = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
-    let server_env: Vec<(&str, &str)> = server_env.split_whitespace().filter_map(|pair| pair.split_once('=')).collect();
     let calls: usize = env_number("BENCH_SUMMARIZE_CALLS", 50);
-    let work = root.join("auditum-work");
-    let _ = std::fs::remove_dir_all(&work);
-    let copied = std::process::Command::new("cp").arg("-a").arg(archive).arg(&work).status().unwrap();
-    assert!(copied.success(), "cp -a {} {}", archive.display(), work.display());
-    let (mut server, url) = spawn_server(&work, &server_env).await;
-    let client = QueryClient::connect(url.clone()).await.unwrap().max_decoding_message_size(256 * 1024 * 1024);
+    let (mut server, _, client, work) = server_on_copy(archive, root).await;
     let queries = Queries::new(mix, start_time);
     let summarize = pb::SummarizeRequest {
         filter: Some(queries.year.clone()),
@@ -496,6 +499,25 @@ async fn summarize_only(archive: &std::path::Path, root: &std::path::Path, mix: 
         bucket: pb::TimeBucket::Day as i32,
         limit: 10_000,
     };
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("export") {
+        for (name, filter) in [("month", &queries.month), ("year", &queries.year)] {
+            let mut rates = Vec::new();
+            for _ in 0..calls {
+                let started = Instant::now();
+                let (rows, _) = export_jsonl(&mut client.clone(), filter).await;
+                rates.push(rows as f64 / started.elapsed().as_secs_f64());
+            }
+            eprintln!(
+                "export of the {name}, {calls} calls: events/s min {:.0} p50 {:.0} max {:.0}",
+                percentile(&mut rates, 0.0),
+                percentile(&mut rates, 0.5),
+                percentile(&mut rates, 1.0)
+            );
+        }
+        let _ = server.kill().await;
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
     let started = Instant::now();
     let rows = client.clone().summarize(summarize.clone()).await.unwrap().into_inner().rows.len();
     eprintln!("summarize first call: {:.1} ms, {rows} rows", started.elapsed().as_secs_f64() * 1000.0);
@@ -537,7 +559,7 @@ fn main() {
         if std::env::var("BENCH_ONLY").as_deref() == Ok("paced") {
             return paced_only(&archive, &root, &mix, start_time, seconds, runs).await;
         }
-        if std::env::var("BENCH_ONLY").as_deref() == Ok("summarize") {
+        if matches!(std::env::var("BENCH_ONLY").as_deref(), Ok("summarize" | "export")) {
             return summarize_only(&archive, &root, &mix, start_time).await;
         }
         let postgres = Postgres::start_with(POSTGRES_SETTINGS);
