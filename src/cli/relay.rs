@@ -38,6 +38,9 @@ pub struct PostgresArgs {
 }
 
 pub async fn run(command: RelayCommand) -> Result<bool, String> {
+    // Listening for SIGTERM from the start: stopped while it connects, the relay exits as it does
+    // later (nothing moved), not by the signal's default action.
+    let mut shutdown = Box::pin(super::serve::shutdown_signal());
     let RelayCommand::Postgres(args) = command;
     let options = RelayOptions {
         dsn: args.dsn,
@@ -47,7 +50,6 @@ pub async fn run(command: RelayCommand) -> Result<bool, String> {
         workers: args.workers,
         poll: args.poll,
     };
-    let channel = args.connect.channel().await?;
     // The server's verdict on each event, word for word, goes to the dead table; a round whose
     // server stays away for 30 s is rolled back and tried again.
     let client_options = Options {
@@ -56,8 +58,18 @@ pub async fn run(command: RelayCommand) -> Result<bool, String> {
         durable_timeout: Duration::from_secs(30),
         ..Options::default()
     };
-    let client = AuditClient::with_channel(channel, client_options).await.map_err(|error| error.to_string())?;
-    let totals = auditum_relay::postgres::run(options, &client, super::serve::shutdown_signal()).await;
+    let connecting = async {
+        let channel = args.connect.channel().await?;
+        AuditClient::with_channel(channel, client_options).await.map_err(|error| error.to_string())
+    };
+    let client = tokio::select! {
+        client = connecting => client?,
+        () = &mut shutdown => {
+            eprintln!("auditum relay: stopped before it connected; moved 0 rows");
+            return Ok(true);
+        }
+    };
+    let totals = auditum_relay::postgres::run(options, &client, shutdown).await;
     let _ = client.close(Duration::from_secs(1)).await;
     let totals = totals.map_err(|error| error.to_string())?;
     eprintln!("auditum relay: moved {} rows ({} already stored), {} to the dead table", totals.moved, totals.duplicates, totals.dead);

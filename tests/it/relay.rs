@@ -186,8 +186,9 @@ async fn committed_rows_arrive_exactly_once_through_a_kill_and_rejected_rows_go_
 
     // SIGTERM: the relays finish their round and say what they moved.
     for (relay, log) in [(&mut relay_a, &log_a), (&mut relay_b, &log_b)] {
-        assert!(terminate(relay).await.success());
+        let status = terminate(relay).await;
         let log = std::fs::read_to_string(log).unwrap();
+        assert!(status.success(), "the relay exits cleanly on SIGTERM: {status}\n{log}");
         let summary = log.lines().rfind(|line| line.starts_with("auditum relay: moved ")).unwrap_or_else(|| panic!("{log}"));
         eprintln!("{summary}");
     }
@@ -348,4 +349,39 @@ async fn a_locked_outbox_and_a_silent_postgres_time_out_instead_of_hanging_the_r
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
     held.abort();
     assert!(terminate(&mut server).await.success());
+}
+
+/// A relay stopped while it is still starting (Postgres accepts the connection and never
+/// answers) exits cleanly on SIGTERM, having moved nothing, rather than by the signal's default
+/// action or by hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_postgres_does_not_answer_stops_the_relay_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = spawn_binary(dir.path(), &[]).await;
+    // Accepts connections and holds them without a byte in reply.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let log = dir.path().join("relay.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditum"))
+        .args(["relay", "postgres", "--server", &url, "--dsn", &format!("host=127.0.0.1 port={port} user=relay dbname=app")])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the relay");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(relay.try_wait().unwrap().is_none(), "the relay waits for Postgres: {}", std::fs::read_to_string(&log).unwrap());
+    let status = terminate(&mut relay).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "exits cleanly: {status}\n{text}");
+    assert!(text.contains("relay stopped before it started") && text.contains("moved 0 rows"), "{text}");
+    holding.abort();
+    terminate(&mut server).await;
 }

@@ -11,8 +11,10 @@ use crate::{Error, Result};
 use auditum_format::event::{ColumnBytes, EventRecord, HASHED_COLUMNS, LeafHash, encoded_column_values, leaf_hash_of_encoded_columns};
 use std::sync::Arc;
 
-/// A tenant's first block; each next one is twice the size, up to [`MAX_BLOCK_BYTES`].
-const FIRST_BLOCK_BYTES: usize = 64 << 10;
+/// A tenant's first block; each next one is twice the size, up to [`MAX_BLOCK_BYTES`]. Small, so
+/// a batch of thousands of tenants with a few events each reserves little: a tenant's blocks hold
+/// at most about twice its bytes.
+const FIRST_BLOCK_BYTES: usize = 4 << 10;
 const MAX_BLOCK_BYTES: usize = 4 << 20;
 
 /// Where one record's encoded columns are: its block and the byte range in it.

@@ -361,20 +361,32 @@ pub async fn run(options: RelayOptions, client: &AuditClient, shutdown: impl Fut
         channel_sql(channel).map_err(Error::Config)?;
     }
     let sql = Sql::new(&options.table, options.batch);
-    let mut sessions = Vec::with_capacity(options.workers);
-    for _ in 0..options.workers {
-        let session = Session::open(&options, &sql).await.map_err(|error| {
-            let reason = error.describe();
-            if error.code() == Some(&SqlState::UNDEFINED_TABLE) || error.code() == Some(&SqlState::UNDEFINED_COLUMN) {
-                Error::Config(format!("--table {}: {reason} (the README has the outbox table's DDL)", options.table))
-            } else {
-                Error::Postgres(reason)
-            }
-        })?;
-        session.check_event_column(&options.table)?;
-        session.check_single_table(&options.table).await?;
-        sessions.push(session);
-    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    let opening = async {
+        let mut sessions = Vec::with_capacity(options.workers);
+        for _ in 0..options.workers {
+            let session = Session::open(&options, &sql).await.map_err(|error| {
+                let reason = error.describe();
+                if error.code() == Some(&SqlState::UNDEFINED_TABLE) || error.code() == Some(&SqlState::UNDEFINED_COLUMN) {
+                    Error::Config(format!("--table {}: {reason} (the README has the outbox table's DDL)", options.table))
+                } else {
+                    Error::Postgres(reason)
+                }
+            })?;
+            session.check_event_column(&options.table)?;
+            session.check_single_table(&options.table).await?;
+            sessions.push(session);
+        }
+        Ok::<_, Error>(sessions)
+    };
+    // Told to stop while Postgres has not answered yet: nothing was moved, nothing is half done.
+    let sessions = tokio::select! {
+        sessions = opening => sessions?,
+        () = &mut shutdown => {
+            tracing::info!(table = %options.table, "relay stopped before it started");
+            return Ok(Totals::default());
+        }
+    };
     tracing::info!(table = %options.table, batch = options.batch, workers = options.workers, poll_ms = options.poll.as_millis() as u64, "relay started");
     let counts = Counts::default();
     let (stop, stopped) = watch::channel(false);
@@ -408,7 +420,7 @@ pub async fn run(options: RelayOptions, client: &AuditClient, shutdown: impl Fut
     let finished = tokio::select! {
         finished = &mut workers => finished,
         _ = report => unreachable!("the report loop never ends"),
-        _ = shutdown => {
+        () = &mut shutdown => {
             let _ = stop.send(true);
             workers.await
         }
