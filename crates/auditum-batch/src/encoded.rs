@@ -67,6 +67,7 @@ impl EncodedRecords {
         }
         EncodedRecords { blocks, spans, leaves }
     }
+
     /// The columns and leaf hash of the record at `position`.
     pub(crate) fn row(&self, position: usize) -> Result<([ColumnBytes<'_>; HASHED_COLUMNS], LeafHash)> {
         let (Some(span), Some(leaf)) = (self.spans.get(position), self.leaves.get(position)) else {
