@@ -484,21 +484,15 @@ async fn paced_only(
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// `BENCH_ONLY=summarize`: auditum's Summarize of the largest tenant's year by action per day
-/// alone, `BENCH_SUMMARIZE_CALLS` warm calls (default 50) after the first, on a copy of the
-/// archive, for work on its warm time. `BENCH_ONLY=export`: instead, `BENCH_SUMMARIZE_CALLS`
-/// JSON-lines exports of the largest tenant's month, then of its year. `BENCH_SERVER_ENV` as for
-/// `paced`.
-async fn summarize_only(archive: &std::path::Path, root: &std::path::Path, mix: &auditum_proto::sample::ArchiveMix, start_time: i64) {
+/// One read alone on a copy of the archive, for work on its time (`BENCH_SERVER_ENV` as for
+/// `paced`), `BENCH_SUMMARIZE_CALLS` times (default 50):
+/// - `BENCH_ONLY=summarize`: Summarize of the largest tenant's year by action per day, warm
+///   calls after the first;
+/// - `BENCH_ONLY=export`: JSON-lines exports of the largest tenant's month, then of its year.
+async fn reads_only(archive: &std::path::Path, root: &std::path::Path, mix: &auditum_proto::sample::ArchiveMix, start_time: i64) {
     let calls: usize = env_number("BENCH_SUMMARIZE_CALLS", 50);
     let (mut server, _, client, work) = server_on_copy(archive, root).await;
     let queries = Queries::new(mix, start_time);
-    let summarize = pb::SummarizeRequest {
-        filter: Some(queries.year.clone()),
-        group_by: vec![pb::SummaryDimension::Action as i32],
-        bucket: pb::TimeBucket::Day as i32,
-        limit: 10_000,
-    };
     if std::env::var("BENCH_ONLY").as_deref() == Ok("export") {
         for (name, filter) in [("month", &queries.month), ("year", &queries.year)] {
             let mut rates = Vec::new();
@@ -518,6 +512,12 @@ async fn summarize_only(archive: &std::path::Path, root: &std::path::Path, mix: 
         let _ = std::fs::remove_dir_all(&work);
         return;
     }
+    let summarize = pb::SummarizeRequest {
+        filter: Some(queries.year.clone()),
+        group_by: vec![pb::SummaryDimension::Action as i32],
+        bucket: pb::TimeBucket::Day as i32,
+        limit: 10_000,
+    };
     let started = Instant::now();
     let rows = client.clone().summarize(summarize.clone()).await.unwrap().into_inner().rows.len();
     eprintln!("summarize first call: {:.1} ms, {rows} rows", started.elapsed().as_secs_f64() * 1000.0);
@@ -560,7 +560,7 @@ fn main() {
             return paced_only(&archive, &root, &mix, start_time, seconds, runs).await;
         }
         if matches!(std::env::var("BENCH_ONLY").as_deref(), Ok("summarize" | "export")) {
-            return summarize_only(&archive, &root, &mix, start_time).await;
+            return reads_only(&archive, &root, &mix, start_time).await;
         }
         let postgres = Postgres::start_with(POSTGRES_SETTINGS);
         let load_seconds = load_postgres(&postgres, &mix, total, start_time).await;
