@@ -484,6 +484,16 @@ async fn paced_only(
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// Summarize of the largest tenant's year by action per UTC day: the bench's dashboard question.
+fn year_by_action_per_day(queries: &Queries) -> pb::SummarizeRequest {
+    pb::SummarizeRequest {
+        filter: Some(queries.year.clone()),
+        group_by: vec![pb::SummaryDimension::Action as i32],
+        bucket: pb::TimeBucket::Day as i32,
+        limit: 10_000,
+    }
+}
+
 /// One read alone on a copy of the archive, for work on its time (`BENCH_SERVER_ENV` as for
 /// `paced`), `BENCH_SUMMARIZE_CALLS` times (default 50):
 /// - `BENCH_ONLY=summarize`: Summarize of the largest tenant's year by action per day, warm
@@ -512,12 +522,7 @@ async fn reads_only(archive: &std::path::Path, root: &std::path::Path, mix: &aud
         let _ = std::fs::remove_dir_all(&work);
         return;
     }
-    let summarize = pb::SummarizeRequest {
-        filter: Some(queries.year.clone()),
-        group_by: vec![pb::SummaryDimension::Action as i32],
-        bucket: pb::TimeBucket::Day as i32,
-        limit: 10_000,
-    };
+    let summarize = year_by_action_per_day(&queries);
     let started = Instant::now();
     let rows = client.clone().summarize(summarize.clone()).await.unwrap().into_inner().rows.len();
     eprintln!("summarize first call: {:.1} ms, {rows} rows", started.elapsed().as_secs_f64() * 1000.0);
@@ -612,12 +617,7 @@ fn main() {
         }
         // The largest tenant's year: Summarize by action per day (the first call of the question,
         // then warm), and the whole year exported once.
-        let summarize = pb::SummarizeRequest {
-            filter: Some(queries.year.clone()),
-            group_by: vec![pb::SummaryDimension::Action as i32],
-            bucket: pb::TimeBucket::Day as i32,
-            limit: 10_000,
-        };
+        let summarize = year_by_action_per_day(&queries);
         let started = Instant::now();
         let summary_rows = client.summarize(summarize.clone()).await.unwrap().into_inner().rows.len();
         let auditum_summarize_first = started.elapsed().as_secs_f64() * 1000.0;
